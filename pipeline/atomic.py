@@ -1,0 +1,98 @@
+"""Outputs appear whole or not at all.
+
+A job builds OUT in a hidden sibling ``.OUT.partial-<pid>-<random>`` and renames it into place
+at the end. An error, Ctrl-C or SIGTERM removes the partial; a SIGKILL cannot be caught, so
+the next run removes partials whose process is gone. ``--overwrite`` swaps the old OUT out
+only after the new one is complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import tempfile
+import threading
+from pathlib import Path
+from typing import Iterator
+
+from .errors import OutputError
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_partials(out: Path) -> None:
+    for tag in ("partial", "old"):
+        for p in out.parent.glob(f".{out.name}.{tag}-*"):
+            try:
+                pid = int(p.name[len(f".{out.name}.{tag}-") :].split("-", 1)[0])
+            except ValueError:
+                continue
+            if pid != os.getpid() and not _pid_alive(pid):
+                shutil.rmtree(p, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def terminate_as_exit() -> Iterator[None]:
+    """Turn SIGTERM into SystemExit so that cleanup code runs, as it does for Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def check_target(out: Path, overwrite: bool) -> None:
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise OutputError(f"{out}: exists and is not a directory; refusing to replace it")
+    if out.exists() and not overwrite:
+        raise OutputError(f"{out}: already exists (pass --overwrite to replace it)")
+
+
+@contextlib.contextmanager
+def atomic_dir(out: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    out = Path(out)
+    check_target(out, overwrite)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_partials(out)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-{os.getpid()}-", dir=out.parent))
+    except OSError as e:
+        raise OutputError(f"{out}: cannot create output ({e.strerror})") from None
+    with terminate_as_exit():
+        try:
+            yield tmp
+            os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; give OUT the usual mode
+            if out.exists():
+                check_target(out, overwrite)
+                old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-{os.getpid()}-", dir=out.parent))
+                os.rename(out, old / "x")
+                os.rename(tmp, out)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.rename(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -1,0 +1,138 @@
+"""The batch job: a source dataset in, an encrypted, sharded dataset with its manifest out.
+
+    decode (worker processes) -> encrypt (batched, vectorised) -> write shards (in order)
+
+Samples are numbered in source order after dropping skipped files, so the index — and with
+it the image-scope key and the shard layout — is the same for any worker count.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .atomic import atomic_dir
+from .ciphers import ImageCipher, make_cipher
+from .derive import KeyRing
+from .errors import CipherError, KeyFileError, OutputError, SourceError
+from .formats import STORAGES, Manifest, SplitInfo, other_files, split_writer
+from .formats.manifest import CipherInfo
+from .keys import MasterKey
+from .parallel import WorkerPool, default_workers
+from .progress import ProgressFactory, no_progress
+from .sources import open_source, run_task
+
+
+@dataclass
+class EncryptOptions:
+    method: str = "pe"
+    params: dict = field(default_factory=dict)
+    scope: str = "dataset"  # dataset | image
+    storage: str = "wds"  # wds | zarr
+    size: int | None = None  # --size: resize + centre-crop to size x size
+    shard_size: int = 10_000  # samples per shard
+    workers: int = field(default_factory=default_workers)
+    skip_bad: bool = False
+
+
+@dataclass
+class EncryptResult:
+    manifest: Manifest
+    skipped: list[tuple[str, str]]  # (file, reason): printed to stderr, never stored
+    warnings: list[str]
+
+
+def key_ring(cipher: ImageCipher, key: MasterKey | None, scope: str | None, split: str) -> KeyRing | None:
+    if not cipher.needs_key:
+        return None
+    return KeyRing(key.secret, cipher.name, scope, split if scope == "image" else None)
+
+
+def derivation_labels(cipher: ImageCipher, key, scope, splits, channels) -> list[str]:
+    if not cipher.needs_key:
+        return []
+    rings = {key_ring(cipher, key, scope, s) for s in splits}
+    return [r.label(p) for r in sorted(rings, key=lambda r: r.split or "") for p in cipher.purposes(channels)]
+
+
+def _check_paths(src: Path, out: Path) -> None:
+    s, o = src.resolve(), out.resolve()
+    if o == s or s in o.parents:
+        raise OutputError(f"{out}: the output must not be inside the source {src}")
+    if o in s.parents:
+        raise OutputError(f"{out}: the output must not contain the source {src}")
+
+
+def prepare(method: str, params: dict, key: MasterKey | None, scope: str) -> tuple[ImageCipher, str | None]:
+    cipher = make_cipher(method, params)
+    if cipher.needs_key and key is None:
+        raise KeyFileError(f"method {method!r} encrypts with a key: pass --key")
+    return cipher, (scope if cipher.needs_key else None)
+
+
+def encrypt_dataset(
+    src: str,
+    out: str,
+    key: MasterKey | None,
+    opts: EncryptOptions,
+    overwrite: bool = False,
+    progress: ProgressFactory = no_progress,
+) -> EncryptResult:
+    if opts.storage not in STORAGES:
+        raise CipherError(f"unknown format {opts.storage!r}")
+    if opts.shard_size < 1:
+        raise CipherError("--shard-size must be at least 1")
+    cipher, scope = prepare(opts.method, opts.params, key, opts.scope)
+    _check_paths(Path(src), Path(out))
+    with WorkerPool(opts.workers) as pool, atomic_dir(out, overwrite) as tmp:
+        source = open_source(src, opts.size, pool, opts.skip_bad, progress)
+        cipher.check(source.shape, scope)
+        skipped = list(source.skipped)
+        splits: dict[str, SplitInfo] = {}
+        for name, loader in source.splits.items():
+            ring = key_ring(cipher, key, scope, name)
+            writer = split_writer(opts.storage, tmp, name, source.shape, opts.shard_size, len(loader))
+            per_class = np.zeros(len(source.classes), np.int64)
+            count = 0
+            with progress(len(loader), f"encrypt {name}") as bar:
+                for chunk in pool.map(run_task, loader.tasks(), parallel=loader.parallel):
+                    skipped.extend(chunk.bad)
+                    bar.update(len(chunk.labels) + len(chunk.bad))
+                    n = len(chunk.labels)
+                    if n == 0:
+                        continue
+                    if chunk.images.shape[1:] != source.shape:
+                        raise SourceError(f"{src}: an image of split {name} decoded to {chunk.images.shape[1:]}, expected {source.shape}")
+                    if chunk.labels.min() < 0 or chunk.labels.max() >= len(source.classes):
+                        raise SourceError(f"{src}: split {name} has labels outside 0..{len(source.classes) - 1}")
+                    encrypted = cipher.encrypt(chunk.images, ring, np.arange(count, count + n, dtype=np.int64))
+                    writer.write(encrypted, chunk.labels)
+                    per_class += np.bincount(chunk.labels, minlength=len(source.classes))
+                    count += n
+            shards = writer.close()
+            if count:
+                splits[name] = SplitInfo(count, per_class.tolist(), shards)
+            else:
+                shutil.rmtree(tmp / name, ignore_errors=True)  # every file of the split was bad
+        if not splits:
+            raise SourceError(f"{src}: no image could be decoded ({len(skipped)} bad files skipped)")
+        listed = {sh.path for s in splits.values() for sh in s.shards}
+        manifest = Manifest(
+            storage=opts.storage,
+            cipher=CipherInfo(cipher.name, cipher.params, key.key_id if cipher.needs_key else None, scope,
+                              derivation_labels(cipher, key, scope, splits, source.shape[2])),  # fmt: skip
+            height=source.shape[0],
+            width=source.shape[1],
+            channels=source.shape[2],
+            resize=opts.size,
+            classes=source.classes,
+            layout=source.layout,
+            skipped=len(skipped),
+            splits=splits,
+            files=other_files(tmp, listed),
+        )
+        manifest.write(tmp)
+    return EncryptResult(manifest, skipped, source.warnings)

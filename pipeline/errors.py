@@ -1,0 +1,42 @@
+"""Typed errors with context. Only ``cli.py`` turns them into exit codes and messages.
+
+Exit 1 for every subclass of :class:`PipelineError` (data, key, format problems);
+usage errors (exit 2) are click's business.
+"""
+
+
+class PipelineError(Exception):
+    """Base of every error that is the input's fault, not a bug."""
+
+
+class KeyFileError(PipelineError):
+    """A key file is missing, unreadable, too open, malformed, or the wrong key."""
+
+
+class SourceError(PipelineError):
+    """The source dataset is empty, unrecognised or inconsistent (mixed sizes, ...)."""
+
+
+class BadImageError(SourceError):
+    """One source file cannot be decoded. ``name`` is the path as the user gave it."""
+
+    def __init__(self, name: str, reason: str):
+        super().__init__(f"{name}: {reason}")
+        self.name = name
+        self.reason = reason
+
+
+class OutputError(PipelineError):
+    """The output location exists or cannot be written."""
+
+
+class ManifestError(PipelineError):
+    """manifest.json is missing, malformed, or of an unknown version."""
+
+
+class ShardError(PipelineError):
+    """A shard fails its checksum, its count, or cannot be parsed."""
+
+
+class CipherError(PipelineError):
+    """A method, scope or parameter does not fit the data (e.g. block size vs image size)."""

@@ -1,0 +1,181 @@
+"""manifest.json: the contract between ppencrypt and pptrain, versioned and checked on read.
+
+It records what a server needs to train (shape, classes, counts, shards) and what the data
+owner needs to reproduce the encryption (method, parameters, key id, scope, derivation
+labels) — never the key, never a source path. docs/formats.md documents every field.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .. import __version__
+from ..errors import ManifestError
+
+MANIFEST = "manifest.json"
+FORMAT = "ppencrypt-dataset"
+VERSION = 1
+STORAGES = ("wds", "zarr")
+
+
+@dataclass
+class FileInfo:
+    path: str  # relative to the dataset root, '/'-separated
+    sha256: str
+    bytes: int
+
+
+@dataclass
+class ShardInfo(FileInfo):
+    count: int = 0  # samples in this shard
+    first: int = 0  # index of its first sample in the split
+
+
+@dataclass
+class SplitInfo:
+    count: int
+    per_class: list[int]
+    shards: list[ShardInfo]
+
+
+@dataclass
+class CipherInfo:
+    method: str
+    params: dict
+    key_id: str | None  # None for 'plain'
+    key_scope: str | None  # 'dataset' | 'image'; None for 'plain'
+    derivations: list[str]  # HKDF labels used (docs/cipher.md); they reveal nothing
+
+
+@dataclass
+class Manifest:
+    storage: str
+    cipher: CipherInfo
+    height: int
+    width: int
+    channels: int
+    resize: int | None  # the --size option, or None
+    classes: list[str]
+    layout: str  # the source layout: imagefolder | cifar10 | cifar100 | idx
+    skipped: int  # bad source files skipped with --skip-bad (their names are not recorded)
+    splits: dict[str, SplitInfo]
+    files: list[FileInfo] = field(default_factory=list)  # every other file, for verify
+    tool: str = f"ppencrypt {__version__}"
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.height, self.width, self.channels)
+
+    def to_json(self) -> str:
+        doc = {
+            "format": FORMAT,
+            "version": VERSION,
+            "tool": self.tool,
+            "storage": self.storage,
+            "cipher": asdict(self.cipher),
+            "image": {"height": self.height, "width": self.width, "channels": self.channels, "dtype": "uint8", "resize": self.resize},
+            "classes": self.classes,
+            "source": {"layout": self.layout, "skipped_bad_files": self.skipped},
+            "splits": {k: asdict(v) for k, v in self.splits.items()},
+            "files": [asdict(f) for f in self.files],
+        }
+        return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+
+    def write(self, root: str | os.PathLike) -> None:
+        path = Path(root) / MANIFEST
+        tmp = path.with_name(MANIFEST + ".tmp")
+        tmp.write_text(self.to_json(), encoding="utf-8")
+        os.replace(tmp, path)
+
+    @classmethod
+    def from_json(cls, text: str, shown: str) -> Manifest:
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ManifestError(f"{shown}: not valid JSON ({e.msg} at line {e.lineno})") from None
+        r = _Reader(doc, shown)
+        if r.get("format", str) != FORMAT:
+            raise ManifestError(f"{shown}: not a ppencrypt dataset manifest")
+        version = r.get("version", int)
+        if version != VERSION:
+            newer = "newer than" if version > VERSION else "older than"
+            raise ManifestError(f"{shown}: manifest version {version} is {newer} this tool's ({VERSION}); use a matching ppencrypt")
+        storage = r.get("storage", str)
+        if storage not in STORAGES:
+            raise ManifestError(f"{shown}: unknown storage {storage!r}")
+        c = r.sub("cipher")
+        cipher = CipherInfo(
+            c.get("method", str), c.get("params", dict), c.get("key_id", (str, type(None))),
+            c.get("key_scope", (str, type(None))), c.get("derivations", list),
+        )  # fmt: skip
+        img = r.sub("image")
+        src = r.sub("source")
+        splits = {}
+        for name, s in r.get("splits", dict).items():
+            sr = _Reader(s, f"{shown}: split {name}")
+            shards = [ShardInfo(**_Reader(x, f"{shown}: split {name}").fields(ShardInfo)) for x in sr.get("shards", list)]
+            splits[name] = SplitInfo(sr.get("count", int), sr.get("per_class", list), shards)
+        files = [FileInfo(**_Reader(x, f"{shown}: files").fields(FileInfo)) for x in r.get("files", list)]
+        m = cls(
+            storage, cipher, img.get("height", int), img.get("width", int), img.get("channels", int),
+            img.get("resize", (int, type(None))), [str(x) for x in r.get("classes", list)],
+            src.get("layout", str), src.get("skipped_bad_files", int), splits, files, r.get("tool", str),
+        )  # fmt: skip
+        m._check(shown)
+        return m
+
+    def _check(self, shown: str) -> None:
+        if min(self.height, self.width, self.channels) < 1:
+            raise ManifestError(f"{shown}: image shape {self.shape} is empty")
+        for name, s in self.splits.items():
+            if sum(sh.count for sh in s.shards) != s.count or sum(s.per_class) != s.count:
+                raise ManifestError(f"{shown}: split {name}: counts do not add up")
+            if len(s.per_class) != len(self.classes):
+                raise ManifestError(f"{shown}: split {name}: per_class has {len(s.per_class)} entries for {len(self.classes)} classes")
+        for f in self.all_files():
+            if f.path.startswith("/") or ".." in f.path.split("/"):
+                raise ManifestError(f"{shown}: file path {f.path!r} leaves the dataset")
+
+    def all_files(self) -> list[FileInfo]:
+        return [sh for s in self.splits.values() for sh in s.shards] + list(self.files)
+
+
+class _Reader:
+    """Typed access to one JSON object, with errors that say which field is wrong."""
+
+    def __init__(self, doc, where: str):
+        if not isinstance(doc, dict):
+            raise ManifestError(f"{where}: expected an object")
+        self.doc, self.where = doc, where
+
+    def get(self, key: str, kind):
+        if key not in self.doc:
+            raise ManifestError(f"{self.where}: missing field {key!r}")
+        value = self.doc[key]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ManifestError(f"{self.where}: field {key!r} has the wrong type")
+        return value
+
+    def sub(self, key: str) -> _Reader:
+        return _Reader(self.get(key, dict), f"{self.where}: {key}")
+
+    def fields(self, cls) -> dict:
+        kinds = {"path": str, "sha256": str, "bytes": int, "count": int, "first": int}
+        return {k: self.get(k, kinds[k]) for k in cls.__dataclass_fields__}
+
+
+def read_manifest(root: str | os.PathLike) -> Manifest:
+    root = Path(root)
+    path = root / MANIFEST
+    if not root.is_dir():
+        raise ManifestError(f"{root}: no such dataset directory")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ManifestError(f"{root}: not a ppencrypt dataset (no {MANIFEST})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ManifestError(f"{path}: cannot read ({e})") from None
+    return Manifest.from_json(text, str(path))

@@ -1,0 +1,131 @@
+"""Decoding source images into uint8 arrays by one documented rule (docs/formats.md).
+
+Mode rule — what every image becomes before encryption:
+
+* The dataset is grayscale (1 channel) when every image is grayscale (modes 1, L, LA, I, I;16*,
+  F); otherwise it is RGB (3 channels) and grayscale images are replicated into R = G = B.
+* Alpha (RGBA, LA, PA, P with transparency) is composited onto white, as a viewer shows it.
+* 16- and 32-bit integer images (I;16*, I) are scaled to 8 bits by round(v / 257) after
+  clipping to 0..65535; 32-bit float images (F) are clipped to 0..255 and rounded.
+* Palette, CMYK, YCbCr, LAB and HSV images are converted to RGB by Pillow.
+* The EXIF orientation tag is applied, so a photo is encrypted upright.
+* ``--size N`` resizes the shorter side to N (bicubic, antialiased) and crops the centre N x N.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import BadImageError
+
+GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
+ROTATING_ORIENTATIONS = frozenset({5, 6, 7, 8})  # EXIF orientations that swap width and height
+_EXIF_ORIENTATION = 0x0112
+# Errors Pillow raises for files that are not images or are damaged; anything else is a bug.
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What the header says: enough to choose channels and check sizes without decoding."""
+
+    channels: int
+    width: int
+    height: int
+
+
+def channels_of_mode(mode: str) -> int:
+    return 1 if mode in GRAY_MODES else 3
+
+
+def _describe(err: BaseException) -> str:
+    if isinstance(err, UnidentifiedImageError):
+        return "not an image file (Pillow cannot identify it)"
+    if isinstance(err, Image.DecompressionBombError):
+        return "image too large (Pillow's decompression-bomb limit)"
+    return f"truncated or corrupt image ({type(err).__name__})"
+
+
+def probe_image(path: str, name: str) -> Probe:
+    """Read the header of ``path``; ``name`` is how errors refer to the file."""
+    try:
+        if os.path.getsize(path) == 0:
+            raise BadImageError(name, "empty file (0 bytes)")
+        with Image.open(path) as img:
+            w, h = img.size
+            if img.getexif().get(_EXIF_ORIENTATION) in ROTATING_ORIENTATIONS:
+                w, h = h, w
+            return Probe(channels_of_mode(img.mode), w, h)
+    except BadImageError:
+        raise
+    except DECODE_ERRORS as e:
+        raise BadImageError(name, _describe(e)) from None
+
+
+def _to_8bit(img: Image.Image) -> Image.Image:
+    if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
+        v = np.asarray(img, dtype=np.float64)
+        return Image.fromarray(np.rint(np.clip(v, 0, 65535) / 257).astype(np.uint8), "L")
+    if img.mode == "F":
+        v = np.asarray(img, dtype=np.float64)
+        return Image.fromarray(np.rint(np.clip(v, 0, 255)).astype(np.uint8), "L")
+    if img.mode == "1":
+        return img.convert("L")
+    return img
+
+
+def _flatten_alpha(img: Image.Image) -> Image.Image:
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode not in ALPHA_MODES:
+        return img
+    rgba = img.convert("RGBA")
+    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    flat = Image.alpha_composite(white, rgba).convert("RGB")
+    return flat.convert("L") if img.mode in ("LA", "La") else flat
+
+
+def resize_center_crop(img: Image.Image, size: int) -> Image.Image:
+    w, h = img.size
+    scale = size / min(w, h)
+    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+    if (nw, nh) != (w, h):
+        img = img.resize((nw, nh), Image.Resampling.BICUBIC)
+    left, top = round((nw - size) / 2), round((nh - size) / 2)
+    return img.crop((left, top, left + size, top + size))
+
+
+def convert(img: Image.Image, channels: int, size: int | None) -> np.ndarray:
+    """A decoded PIL image -> H x W x channels uint8, by the module's rule."""
+    img = _flatten_alpha(_to_8bit(img))
+    img = img.convert("L" if channels == 1 else "RGB")
+    if size is not None:
+        img = resize_center_crop(img, size)
+    arr = np.asarray(img, dtype=np.uint8)
+    return arr[:, :, None] if arr.ndim == 2 else arr
+
+
+def load_image(path: str, name: str, channels: int, size: int | None) -> np.ndarray:
+    try:
+        if os.path.getsize(path) == 0:
+            raise BadImageError(name, "empty file (0 bytes)")
+        with Image.open(path) as img:
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            return convert(img, channels, size)
+    except BadImageError:
+        raise
+    except DECODE_ERRORS as e:
+        raise BadImageError(name, _describe(e)) from None
+
+
+def resize_array(images: np.ndarray, size: int) -> np.ndarray:
+    """Apply the ``--size`` rule to already decoded N x H x W x C images."""
+    mode = "L" if images.shape[-1] == 1 else "RGB"
+    out = [np.asarray(resize_center_crop(Image.fromarray(im.squeeze(-1) if mode == "L" else im, mode), size)) for im in images]
+    return np.stack(out).reshape(len(images), size, size, images.shape[-1])

@@ -1,0 +1,96 @@
+"""Master keys: generation, the key file, the permission check, the key id.
+
+The key file is one line, ``ppencrypt-key-v1 <64 hex digits>``, mode 0600. Like OpenSSH we
+refuse to use a key that group or others can read.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .derive import hkdf_sha256
+from .errors import KeyFileError
+
+KEY_BYTES = 32
+HEADER = "ppencrypt-key-v1"
+KEY_ID_LABEL = b"ppencrypt/v1|key-id"
+
+
+def key_id_of(secret: bytes) -> str:
+    """A 128-bit fingerprint: HKDF output under its own label, one-way and unrelated to any
+    subkey, so publishing it reveals nothing about the key."""
+    return hkdf_sha256(secret, KEY_ID_LABEL, 16).hex()
+
+
+@dataclass(frozen=True)
+class MasterKey:
+    secret: bytes = field(repr=False)
+
+    def __post_init__(self):
+        if len(self.secret) != KEY_BYTES:
+            raise ValueError("a master key is 32 bytes")
+
+    @property
+    def key_id(self) -> str:
+        return key_id_of(self.secret)
+
+    def __repr__(self) -> str:  # never print the secret, not even by accident in a log
+        return f"MasterKey(id={self.key_id})"
+
+
+def generate_key_file(path: str | os.PathLike) -> MasterKey:
+    """Write a fresh key to ``path`` (mode 0600); refuse to overwrite anything."""
+    path = Path(path)
+    if path.exists() or path.is_symlink():
+        raise KeyFileError(f"{path}: already exists; refusing to overwrite a key")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = MasterKey(secrets.token_bytes(KEY_BYTES))
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, f"{HEADER} {key.secret.hex()}\n".encode("ascii"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, path)  # atomic, and fails if someone created path meanwhile
+    except FileExistsError:
+        raise KeyFileError(f"{path}: already exists; refusing to overwrite a key") from None
+    finally:
+        os.unlink(tmp)
+    return key
+
+
+def load_key(path: str | os.PathLike) -> MasterKey:
+    path = Path(path)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise KeyFileError(f"{path}: no such key file (create one with: ppencrypt keygen {path})") from None
+    except OSError as e:
+        raise KeyFileError(f"{path}: cannot read key file ({e.strerror})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise KeyFileError(f"{path}: not a regular file")
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o077:
+        raise KeyFileError(
+            f"{path}: permissions {mode:04o} are too open: a key must be readable by its owner only; "
+            f"fix with: chmod 600 {path}"
+        )
+    try:
+        text = path.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError):
+        raise KeyFileError(f"{path}: not a ppencrypt key file") from None
+    parts = text.split()
+    if len(parts) != 2 or parts[0] != HEADER or len(parts[1]) != 2 * KEY_BYTES:
+        raise KeyFileError(f"{path}: not a ppencrypt key file (expected '{HEADER} <64 hex digits>')")
+    try:
+        secret = bytes.fromhex(parts[1])
+    except ValueError:
+        raise KeyFileError(f"{path}: not a ppencrypt key file (the key is not hexadecimal)") from None
+    return MasterKey(secret)

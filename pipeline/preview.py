@@ -1,0 +1,54 @@
+"""``ppencrypt preview``: a picture of encrypted samples, with their decryptions beside them
+when the key is given."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .decrypt import cipher_for, to_pil
+from .encrypt import key_ring
+from .formats import open_dataset
+from .keys import MasterKey
+
+MIN_TILE = 96  # pixels: small images are enlarged (nearest neighbour) to at least this
+GAP = 2  # pixels between tiles
+
+
+def grid(tiles: np.ndarray, columns: int) -> np.ndarray:
+    """N x H x W x C tiles -> one image, ``columns`` tiles per row, on a white background."""
+    n, h, w, c = tiles.shape
+    rows = math.ceil(n / columns)
+    out = np.full((rows * (h + GAP) + GAP, columns * (w + GAP) + GAP, c), 255, np.uint8)
+    for i, t in enumerate(tiles):
+        r, q = divmod(i, columns)
+        out[GAP + r * (h + GAP) : GAP + r * (h + GAP) + h, GAP + q * (w + GAP) : GAP + q * (w + GAP) + w] = t
+    return out
+
+
+def preview(
+    root: str | os.PathLike, output: str | os.PathLike, key: MasterKey | None = None, n: int = 16,
+    split: str | None = None, key_name: str = "the key",
+) -> int:  # fmt: skip
+    ds = open_dataset(root)
+    m = ds.manifest
+    cipher = cipher_for(m, key, key_name) if key is not None else None
+    split = split or ds.splits[0]
+    batch = ds.split(split).head(n)
+    tiles = batch.images
+    if cipher is not None:
+        plain = cipher.decrypt(batch.images, key_ring(cipher, key, m.cipher.key_scope, split), batch.indices)
+        # encrypted | decrypted, side by side per sample
+        tiles = np.stack([tiles, plain], axis=1).reshape(-1, *m.shape)
+    scale = max(1, math.ceil(MIN_TILE / max(m.height, m.width)))
+    tiles = tiles.repeat(scale, axis=1).repeat(scale, axis=2)
+    per_row = 2 * max(1, math.ceil(math.sqrt(len(batch) / 2))) if cipher else max(1, math.ceil(math.sqrt(len(batch))))
+    picture = to_pil(grid(tiles, min(per_row, len(tiles))))
+    output = Path(output)
+    tmp = output.with_name(f".{output.name}.tmp")
+    picture.save(tmp, format="PNG")
+    os.replace(tmp, output)
+    return len(batch)

@@ -1,0 +1,116 @@
+"""What every source layout produces: class names, an image shape, and per split a loader.
+
+A loader cuts its split into tasks that each load a run of images in order. File tasks are
+small and picklable and run in worker processes; array tasks (CIFAR, IDX: already decoded)
+run in-process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import BadImageError
+from ..imageio import load_image, resize_array
+
+SPLIT_ORDER = ("train", "test", "val")
+FILE_TASK = 64  # files per task: enough to amortise the round trip to a worker
+ARRAY_TASK = 4096  # images per in-process task: bounds the memory of the encrypted copy
+
+
+@dataclass
+class Chunk:
+    images: np.ndarray  # k x H x W x C uint8: the images that decoded
+    labels: np.ndarray  # k int64
+    bad: list[tuple[str, str]] = field(default_factory=list)  # (name, reason) skipped
+
+
+def run_task(task) -> Chunk:
+    return task.run()
+
+
+@dataclass
+class ArrayTask:
+    images: np.ndarray
+    labels: np.ndarray
+    size: int | None
+
+    def run(self) -> Chunk:
+        images = self.images
+        if self.size is not None and images.shape[1:3] != (self.size, self.size):
+            images = resize_array(images, self.size)
+        return Chunk(np.ascontiguousarray(images), self.labels.astype(np.int64))
+
+
+@dataclass
+class ArrayLoader:
+    images: np.ndarray  # N x H x W x C uint8
+    labels: np.ndarray
+    size: int | None = None
+    parallel = False
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def tasks(self):
+        for a in range(0, len(self), ARRAY_TASK):
+            yield ArrayTask(self.images[a : a + ARRAY_TASK], self.labels[a : a + ARRAY_TASK], self.size)
+
+
+@dataclass
+class FileTask:
+    paths: list[str]
+    names: list[str]  # how errors name the files (the user's SRC joined with the relative path)
+    labels: list[int]
+    channels: int
+    size: int | None
+    skip_bad: bool
+
+    def run(self) -> Chunk:
+        images, labels, bad = [], [], []
+        for path, name, label in zip(self.paths, self.names, self.labels):
+            try:
+                images.append(load_image(path, name, self.channels, self.size))
+            except BadImageError as e:
+                if not self.skip_bad:
+                    raise
+                bad.append((e.name, e.reason))
+                continue
+            labels.append(label)
+        stacked = np.stack(images) if images else np.empty((0, 1, 1, self.channels), np.uint8)
+        return Chunk(stacked, np.asarray(labels, dtype=np.int64), bad)
+
+
+@dataclass
+class FileLoader:
+    paths: list[str]
+    names: list[str]
+    labels: list[int]
+    channels: int
+    size: int | None
+    skip_bad: bool
+    parallel = True
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def tasks(self):
+        for a in range(0, len(self), FILE_TASK):
+            b = a + FILE_TASK
+            yield FileTask(self.paths[a:b], self.names[a:b], self.labels[a:b], self.channels, self.size, self.skip_bad)
+
+
+@dataclass
+class Source:
+    layout: str  # imagefolder | cifar10 | cifar100 | idx
+    classes: list[str]
+    shape: tuple[int, int, int]  # H, W, C after --size and the mode rule
+    splits: dict[str, ArrayLoader | FileLoader]
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # bad files dropped while scanning
+    warnings: list[str] = field(default_factory=list)
+
+
+def ordered_splits(names) -> list[str]:
+    known = [s for s in SPLIT_ORDER if s in names]
+    return known + sorted(set(names) - set(known))
