@@ -114,9 +114,12 @@ class ZarrSplitReader:
             raise ShardError(f"{self.root / self.split}: samples {a}..{b - 1} cannot be read ({type(e).__name__}: {e})") from None
         return Batch(images, labels, np.arange(a, b, dtype=np.int64))
 
+    def read_shard(self, shard: ShardInfo) -> Batch:
+        return self._slice(shard.first, shard.first + shard.count)
+
     def chunks(self) -> Iterator[Batch]:
         for shard in self.info.shards:
-            yield self._slice(shard.first, shard.first + shard.count)
+            yield self.read_shard(shard)
 
     def head(self, n: int) -> Batch:
         return self._slice(0, min(n, self.count))
