@@ -2,8 +2,9 @@
 
 Results come back in submission order whatever the worker count, which is what makes the
 output byte-identical for any ``--workers``; the window bounds memory when the consumer is
-slower than the workers. The processes are forked when the pool opens, before any library
-(zarr's I/O thread, tqdm's monitor) has started a thread that a fork would copy half-way.
+slower than the workers. The processes are forked on the first parallel ``map`` — never for
+jobs that have nothing to parallelise — and all at once, so that a library thread started
+later (zarr's I/O loop) is never copied half-way into a child.
 """
 
 from __future__ import annotations
@@ -33,11 +34,14 @@ class WorkerPool:
         self._pool: ProcessPoolExecutor | None = None
 
     def __enter__(self) -> WorkerPool:
-        if self.workers > 1:
+        return self
+
+    def _start(self) -> ProcessPoolExecutor:
+        if self._pool is None:
             ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
             self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx)
-            self._pool.submit(_noop).result()  # start every process now
-        return self
+            self._pool.submit(_noop).result()  # fork every process now
+        return self._pool
 
     def __exit__(self, *exc) -> None:
         if self._pool is not None:
@@ -47,13 +51,14 @@ class WorkerPool:
     def map(self, fn: Callable, items: Iterable, parallel: bool = True) -> Iterator:
         """``map(fn, items)`` in order; in the worker processes when there are any and
         ``parallel`` is true (``fn`` and the items must then pickle)."""
-        if self._pool is None or not parallel:
+        if self.workers == 1 or not parallel:
             yield from map(fn, items)
             return
+        pool = self._start()
         pending: deque = deque()
         try:
             for item in items:
-                pending.append(self._pool.submit(fn, item))
+                pending.append(pool.submit(fn, item))
                 if len(pending) >= 2 * self.workers:
                     yield pending.popleft().result()
             while pending:

@@ -125,3 +125,91 @@ def tree_bytes(root: Path) -> dict[str, bytes]:
         for d, _, files in os.walk(root)
         for f in files
     }
+
+
+# --- CIFAR-100 --------------------------------------------------------------------------------
+
+CIFAR100_NAMES = (
+    "apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus butterfly "
+    "camel can castle caterpillar cattle chair chimpanzee clock cloud cockroach couch crab crocodile cup "
+    "dinosaur dolphin elephant flatfish forest fox girl hamster house kangaroo keyboard lamp lawn_mower "
+    "leopard lion lizard lobster man maple_tree motorcycle mountain mouse mushroom oak_tree orange orchid "
+    "otter palm_tree pear pickup_truck pine_tree plain plate poppy porcupine possum rabbit raccoon ray road "
+    "rocket rose sea seal shark shrew skunk skyscraper snail snake spider squirrel streetcar sunflower "
+    "sweet_pepper table tank telephone television tiger tractor train trout tulip turtle wardrobe whale "
+    "willow_tree wolf woman worm"
+).split()
+
+
+def write_cifar100(root: Path, images: np.ndarray, labels: np.ndarray, n_test: int = 5) -> Path:
+    """The cifar-100-python layout: ``train``, ``test`` and ``meta`` pickles with fine labels."""
+    root.mkdir(parents=True, exist_ok=True)
+    rows = images.transpose(0, 3, 1, 2).reshape(len(images), -1)
+    for name, idx in (("train", slice(n_test, None)), ("test", slice(None, n_test))):
+        batch = {
+            b"filenames": [f"cifar100_{name}_{i:02d}.png".encode() for i in range(len(rows[idx]))],
+            b"batch_label": f"{name}ing batch 1 of 1".encode(),
+            b"fine_labels": labels[idx].tolist(),
+            b"coarse_labels": [0] * len(rows[idx]),
+            b"data": rows[idx],
+        }
+        (root / name).write_bytes(pickle.dumps(batch, protocol=2))
+    meta = {b"fine_label_names": [n.encode() for n in CIFAR100_NAMES], b"coarse_label_names": [b"x"] * 20}
+    (root / "meta").write_bytes(pickle.dumps(meta, protocol=2))
+    return root
+
+
+@pytest.fixture(scope="session")
+def cifar100():
+    return load_vendored("cifar100")
+
+
+@pytest.fixture
+def cifar100_dir(tmp_path, cifar100):
+    return write_cifar100(tmp_path / "cifar-100-python", *cifar100)
+
+
+# --- bigger datasets made from the real images -------------------------------------------------
+
+
+def tile_real(images: np.ndarray, labels: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` distinct real-derived images: round k of the vendored set is rolled k pixels right."""
+    rounds = -(-n // len(images))
+    tiled = np.concatenate([np.roll(images, k, axis=2) for k in range(rounds)])[:n]
+    return np.ascontiguousarray(tiled), np.tile(labels, rounds)[:n]
+
+
+# --- running the CLI --------------------------------------------------------------------------
+
+
+def ppencrypt(*args):
+    """``ppencrypt ARGS`` in-process; the click Result has exit_code, stdout and stderr."""
+    from click.testing import CliRunner
+
+    from pipeline.cli import cli
+
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def encrypt(src, out, key=None, *extra, workers: int = 1, shard_size: int = 4):
+    """``ppencrypt dataset`` with small shards; asserts success."""
+    key_args = ("--key", key) if key is not None else ()
+    r = ppencrypt("dataset", src, out, *key_args, "--quiet", "--workers", workers, "--shard-size", shard_size, *extra)
+    assert r.exit_code == 0, r.output
+    return r
+
+
+def leftovers(out: Path) -> list[str]:
+    """OUT itself or any hidden sibling a job made for it (.OUT.partial-*, .OUT.old-*)."""
+    if not out.parent.exists():
+        return []
+    return sorted(p.name for p in out.parent.iterdir() if p.name == out.name or p.name.startswith(f".{out.name}."))
+
+
+def read_pngs(root: Path) -> dict[str, np.ndarray]:
+    """Every PNG under root, by '/'-separated relative path, as H x W x C arrays."""
+    out = {}
+    for p in sorted(root.rglob("*.png")):
+        a = np.asarray(Image.open(p))
+        out[p.relative_to(root).as_posix()] = a[..., None] if a.ndim == 2 else a
+    return out
