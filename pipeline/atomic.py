@@ -83,7 +83,11 @@ def atomic_dir(out: str | os.PathLike, overwrite: bool = False) -> Iterator[Path
                 check_target(out, overwrite)
                 old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-{os.getpid()}-", dir=out.parent))
                 os.rename(out, old / "x")
-                os.rename(tmp, out)
+                try:
+                    os.rename(tmp, out)
+                except OSError:
+                    os.rename(old / "x", out)  # put the old output back
+                    raise
                 shutil.rmtree(old, ignore_errors=True)
             else:
                 os.rename(tmp, out)

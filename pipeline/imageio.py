@@ -44,6 +44,8 @@ def channels_of_mode(mode: str) -> int:
 
 
 def _describe(err: BaseException) -> str:
+    if isinstance(err, PermissionError):
+        return "permission denied"
     if isinstance(err, UnidentifiedImageError):
         return "not an image file (Pillow cannot identify it)"
     if isinstance(err, Image.DecompressionBombError):

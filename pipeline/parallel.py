@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from typing import Callable, Iterable, Iterator
@@ -28,6 +29,12 @@ def _noop() -> None:
     return None
 
 
+def _ignore_sigint() -> None:
+    # Ctrl-C reaches the whole process group; the parent handles it and shuts the pool down,
+    # so workers stay quiet instead of each printing a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class WorkerPool:
     def __init__(self, workers: int = 1):
         self.workers = max(1, workers)
@@ -39,7 +46,7 @@ class WorkerPool:
     def _start(self) -> ProcessPoolExecutor:
         if self._pool is None:
             ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
-            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx)
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=_ignore_sigint)
             self._pool.submit(_noop).result()  # fork every process now
         return self._pool
 

@@ -32,8 +32,9 @@ def open_source(
         entries = list(root.iterdir())
     except OSError as e:
         raise SourceError(f"{src}: cannot list ({e.strerror})") from None
-    nested = [p for p in entries if p.name in NESTED and p.is_dir()]
-    if len(nested) == 1 and not detect_cifar(root):
+    # The folders that torchvision's downloaders create: cifar-10-batches-py/, MNIST/raw/.
+    nested = [p for p in entries if p.is_dir() and (p.name in NESTED or (p.name == "raw" and find_idx(p)))]
+    if len(nested) == 1 and not detect_cifar(root) and not find_idx(root):
         return open_source(str(nested[0]), size, pool, skip_bad, progress)
     layout = detect_cifar(root)
     if layout:

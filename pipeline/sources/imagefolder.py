@@ -51,8 +51,11 @@ def _split_dirs(root: Path) -> tuple[dict[str, Path], list[str]]:
     splits = {SPLIT_FOLDERS[d.lower()]: root / d for d in subdirs if d.lower() in SPLIT_FOLDERS and _subdirs(root / d)}
     if not splits:
         return {"train": root}, []
-    others = [d for d in subdirs if d.lower() not in SPLIT_FOLDERS]
-    warnings = [f"ignored folder {root / d} next to the split folders" for d in others]
+    warnings = [
+        f"ignored folder {root / d}: " + ("it holds no class folders" if d.lower() in SPLIT_FOLDERS else "not a split folder")
+        for d in subdirs
+        if SPLIT_FOLDERS.get(d.lower()) not in splits or splits[SPLIT_FOLDERS[d.lower()]] != root / d
+    ]
     return splits, warnings
 
 
