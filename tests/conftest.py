@@ -199,6 +199,14 @@ def encrypt(src, out, key=None, *extra, workers: int = 1, shard_size: int = 4):
     return r
 
 
+@pytest.fixture
+def encrypted(tmp_path, cifar10_dir, key_file):
+    """The CIFAR-10 fixture encrypted with pe: dataset scope, wds, 4 samples per shard."""
+    out = tmp_path / "out"
+    encrypt(cifar10_dir, out, key_file)
+    return out
+
+
 def leftovers(out: Path) -> list[str]:
     """OUT itself or any hidden sibling a job made for it (.OUT.partial-*, .OUT.old-*)."""
     if not out.parent.exists():
@@ -213,3 +221,12 @@ def read_pngs(root: Path) -> dict[str, np.ndarray]:
         a = np.asarray(Image.open(p))
         out[p.relative_to(root).as_posix()] = a[..., None] if a.ndim == 2 else a
     return out
+
+
+def ppencrypt_process(*args, **popen):
+    """``ppencrypt ARGS`` as its own process (for worker pools and signals): a Popen."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "pipeline.cli", *map(str, args)]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)

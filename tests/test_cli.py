@@ -1,0 +1,116 @@
+"""The commands' happy paths: dataset's summary, inspect, preview, help and version; and the
+pipeline's independence from torch."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import encrypt, ppencrypt
+from PIL import Image
+
+from pipeline.ciphers import method_names
+from pipeline.formats import open_dataset
+from pipeline.keys import load_key
+
+
+def test_dataset_prints_a_summary(tmp_path, cifar10_dir, key_file):
+    out = tmp_path / "out"
+    r = ppencrypt("dataset", cifar10_dir, out, "--key", key_file, "--workers", 1, "--key-scope", "image", "--format", "zarr")
+    assert r.exit_code == 0, r.output
+    key_id = load_key(key_file).key_id
+    assert r.stdout == f"{out}: 15 train, 5 test images of 32x32x3, pe, key {key_id} (image scope), zarr\n"
+
+
+def test_size_option(tmp_path, cifar10_dir, key_file):
+    out = tmp_path / "out"
+    encrypt(cifar10_dir, out, key_file, "--size", 20)
+    m = open_dataset(out).manifest
+    assert (m.shape, m.resize) == ((20, 20, 3), 20)
+    assert open_dataset(out).split("test").read().images.shape == (5, 20, 20, 3)
+
+
+def test_inspect(encrypted, key_file):
+    r = ppencrypt("inspect", encrypted)
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    assert f"dataset   {encrypted}" in lines
+    assert "method    pe" in lines
+    assert f"key id    {load_key(key_file).key_id}" in lines
+    assert "key scope dataset" in lines
+    assert "images    32x32x3 uint8" in lines
+    assert "source    cifar10" in lines
+    assert any(line.startswith("split     train: 15 samples in 4 shards") for line in lines)
+    assert any(line.startswith("split     test: 5 samples in 2 shards") for line in lines)
+    assert "ppencrypt/v1|method=pe|purpose=colour-codes|scope=dataset" in r.stdout
+
+
+def test_inspect_plain(tmp_path, cifar10_dir):
+    out = tmp_path / "out"
+    encrypt(cifar10_dir, out, None, "--method", "plain")
+    r = ppencrypt("inspect", out)
+    assert "method    plain (not encrypted)" in r.stdout and "key id" not in r.stdout
+
+
+SCALE, GAP = 3, 2  # 32-pixel images are enlarged 3x to reach 96 pixels; 2-pixel gaps
+
+
+def tile(picture: np.ndarray, t: int, columns: int) -> np.ndarray:
+    """Tile t of a preview grid, shrunk back to 32 x 32."""
+    r, q = divmod(t, columns)
+    size = 32 * SCALE
+    y, x = GAP + r * (size + GAP), GAP + q * (size + GAP)
+    return picture[y : y + size : SCALE, x : x + size : SCALE]
+
+
+def test_preview_with_key_shows_encrypted_and_decrypted(tmp_path, encrypted, key_file, cifar10):
+    picture = tmp_path / "p.png"
+    r = ppencrypt("preview", encrypted, "-o", picture, "--key", key_file, "-n", 4)
+    assert r.exit_code == 0 and "4 samples (encrypted | decrypted)" in r.stdout
+    image = np.asarray(Image.open(picture))
+    assert image.shape == (2 * (96 + GAP) + GAP, 4 * (96 + GAP) + GAP, 3)  # 4 pairs: 2 rows of 4 tiles
+    stored = open_dataset(encrypted).split("train").read().images
+    for i in range(4):
+        assert np.array_equal(tile(image, 2 * i, 4), stored[i])
+        assert np.array_equal(tile(image, 2 * i + 1, 4), cifar10[0][5 + i])
+
+
+def test_preview_without_key_and_of_a_split(tmp_path, encrypted):
+    picture = tmp_path / "p.png"
+    r = ppencrypt("preview", encrypted, "-o", picture, "--split", "test")
+    assert r.exit_code == 0 and r.stdout.strip() == f"{picture}: 5 samples"
+    image = np.asarray(Image.open(picture))
+    assert image.shape == (2 * (96 + GAP) + GAP, 3 * (96 + GAP) + GAP, 3)  # 5 tiles, 3 per row
+    stored = open_dataset(encrypted).split("test").read().images
+    assert all(np.array_equal(tile(image, i, 3), stored[i]) for i in range(5))
+    assert (image[-GAP:] == 255).all()
+
+
+def test_preview_of_an_unknown_split(tmp_path, encrypted):
+    r = ppencrypt("preview", encrypted, "-o", tmp_path / "p.png", "--split", "val")
+    assert r.exit_code == 1 and "no split 'val'" in r.stderr
+    assert not (tmp_path / "p.png").exists()
+
+
+def test_help_lists_every_method():
+    r = ppencrypt("dataset", "--help")
+    assert r.exit_code == 0
+    for m in method_names():
+        assert f"{m}:" in " ".join(r.stdout.split())
+
+
+def test_version():
+    r = ppencrypt("--version")
+    assert r.exit_code == 0 and r.stdout.startswith("ppencrypt, version ")
+
+
+def test_pipeline_does_not_import_torch():
+    code = "import pipeline.cli, pipeline.encrypt, pipeline.formats, sys; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_console_script_entry_point(tmp_path):
+    """``python -m pipeline.cli`` and the installed ``ppencrypt`` run the same main."""
+    key = tmp_path / "k.key"
+    p = subprocess.run([sys.executable, "-m", "pipeline.cli", "keygen", key], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and p.stdout.strip() == load_key(key).key_id

@@ -1,0 +1,209 @@
+"""The output formats: shard layout, the manifest contract, our readers, and stock
+webdataset / zarr / tarfile reading what we wrote."""
+
+import io
+import json
+import re
+import tarfile
+
+import numpy as np
+import pytest
+import webdataset
+import zarr
+from conftest import CIFAR10_NAMES, encrypt
+
+from pipeline.ciphers import make_cipher
+from pipeline.derive import KeyRing
+from pipeline.errors import ManifestError
+from pipeline.formats import open_dataset
+from pipeline.formats.manifest import Manifest
+from pipeline.formats.zarrstore import inner_chunk
+from pipeline.keys import load_key
+
+STORAGES = ["wds", "zarr"]
+
+
+@pytest.fixture(params=STORAGES)
+def storage(request):
+    return request.param
+
+
+def make(tmp_path, cifar10_dir, key_file, storage):
+    """The CIFAR-10 fixture (15 train, 5 test) encrypted with pe, 4 samples per shard."""
+    out = tmp_path / "out"
+    encrypt(cifar10_dir, out, key_file, "--format", storage)
+    return out
+
+
+@pytest.fixture
+def made(tmp_path, cifar10_dir, key_file, storage):
+    return make(tmp_path, cifar10_dir, key_file, storage)
+
+
+@pytest.fixture
+def wds(tmp_path, cifar10_dir, key_file):
+    return make(tmp_path, cifar10_dir, key_file, "wds")
+
+
+@pytest.fixture
+def zarr_store(tmp_path, cifar10_dir, key_file):
+    return make(tmp_path, cifar10_dir, key_file, "zarr")
+
+
+def expected_split(cifar10, key_file, split):
+    """The pe encryption of the plain split, computed without the job."""
+    images, labels = cifar10
+    part = slice(5, None) if split == "train" else slice(None, 5)
+    ring = KeyRing(load_key(key_file).secret, "pe", "dataset")
+    return make_cipher("pe").encrypt(images[part], ring, None), labels[part]
+
+
+def test_manifest_describes_the_dataset(made, storage, key_file):
+    m = open_dataset(made).manifest
+    assert (m.storage, m.shape, m.classes, m.layout, m.skipped, m.resize) == (storage, (32, 32, 3), CIFAR10_NAMES, "cifar10", 0, None)
+    assert (m.cipher.method, m.cipher.key_id, m.cipher.key_scope) == ("pe", load_key(key_file).key_id, "dataset")
+    train = m.splits["train"]
+    assert train.count == 15 and sum(train.per_class) == 15
+    assert [(s.count, s.first) for s in train.shards] == [(4, 0), (4, 4), (4, 8), (3, 12)]
+    assert [(s.count, s.first) for s in m.splits["test"].shards] == [(4, 0), (1, 4)]
+    for s in m.all_files():
+        assert (made / s.path).stat().st_size == s.bytes
+
+
+def test_wds_shard_names(wds):
+    m = open_dataset(wds).manifest
+    assert [s.path for s in m.splits["train"].shards] == [f"train/{i:06d}.tar" for i in range(4)]
+    with tarfile.open(wds / "train" / "000001.tar") as tar:
+        assert tar.getnames() == [f"{i:08d}.{ext}" for i in range(4, 8) for ext in ("cls", "npy")]
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_our_reader_returns_the_encrypted_split(made, cifar10, key_file, split):
+    images, labels = expected_split(cifar10, key_file, split)
+    reader = open_dataset(made).split(split)
+    whole = reader.read()
+    assert np.array_equal(whole.images, images) and np.array_equal(whole.labels, labels)
+    assert whole.indices.tolist() == list(range(len(labels)))
+    chunks = list(reader.chunks())
+    assert np.array_equal(np.concatenate([c.images for c in chunks]), images)
+    head = reader.head(5)
+    assert np.array_equal(head.images, images[:5]) and head.indices.tolist() == list(range(min(5, len(labels))))
+
+
+def test_stock_webdataset_reads_the_shards(wds, cifar10, key_file):
+    urls = [str(wds / s.path) for s in open_dataset(wds).manifest.splits["train"].shards]
+    samples = list(webdataset.WebDataset(urls, shardshuffle=False).decode().to_tuple("npy", "cls"))
+    images, labels = expected_split(cifar10, key_file, "train")
+    assert np.array_equal(np.stack([s[0] for s in samples]), images)
+    assert [s[1] for s in samples] == labels.tolist()
+
+
+def test_stock_zarr_reads_the_store(zarr_store, cifar10, key_file):
+    group = zarr.open_group(zarr_store, mode="r")
+    for split in ("train", "test"):
+        images, labels = expected_split(cifar10, key_file, split)
+        assert np.array_equal(group[f"{split}/images"][:], images)
+        assert np.array_equal(group[f"{split}/labels"][:], labels)
+
+
+def test_zarr_has_one_shard_file_per_shard(zarr_store):
+    shards = open_dataset(zarr_store).manifest.splits["train"].shards
+    assert [s.path for s in shards] == [f"train/images/c/{k}/0/0/0" for k in range(4)]
+    assert sorted(p.name for p in (zarr_store / "train" / "images" / "c").iterdir()) == ["0", "1", "2", "3"]
+
+
+@pytest.mark.parametrize("shard_size, expected", [(10_000, 250), (4, 4), (100, 100), (37, 37), (512, 256), (48, 48)])
+def test_inner_chunk_divides_the_shard(shard_size, expected):
+    assert inner_chunk(shard_size) == expected and shard_size % expected == 0
+
+
+def npy_bytes(image: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, image)
+    return buf.getvalue()
+
+
+def test_tar_bytes_equal_webdataset_tarwriter(tmp_path, wds):
+    shard = open_dataset(wds).manifest.splits["train"].shards[1]
+    batch = open_dataset(wds).split("train").read_shard(shard)
+    reference = tmp_path / "reference.tar"
+    with open(reference, "wb") as f:
+        writer = webdataset.TarWriter(f, encoder=False, mtime=0, user="ppencrypt", group="ppencrypt")
+        for image, label, index in zip(batch.images, batch.labels, batch.indices):
+            writer.write({"__key__": f"{index:08d}", "cls": str(label).encode(), "npy": npy_bytes(image)})
+        writer.close()
+    assert (wds / shard.path).read_bytes() == reference.read_bytes()
+
+
+# --- the manifest contract --------------------------------------------------------------------
+
+
+def manifest_doc(root) -> dict:
+    return json.loads((root / "manifest.json").read_text())
+
+
+def test_manifest_round_trips(made):
+    text = (made / "manifest.json").read_text()
+    assert Manifest.from_json(text, "m").to_json() == text
+
+
+def test_manifest_top_level_fields(made, storage):
+    doc = manifest_doc(made)
+    assert (doc["format"], doc["version"], doc["storage"]) == ("ppencrypt-dataset", 1, storage)
+    assert doc["image"] == {"height": 32, "width": 32, "channels": 3, "dtype": "uint8", "resize": None}
+    assert doc["source"] == {"layout": "cifar10", "skipped_bad_files": 0}
+    assert doc["cipher"]["derivations"] == [f"ppencrypt/v1|method=pe|purpose={p}|scope=dataset" for p in ("np-bits-c0", "np-bits-c1", "np-bits-c2", "colour-codes")]
+
+
+def edit(doc: dict, path: str, value):
+    *parents, last = path.split(".")
+    d = doc
+    for p in parents:
+        d = d[p] if not isinstance(d, list) else d[int(p)]
+    if value is KeyError:
+        del d[last]
+    else:
+        d[last] = value
+
+
+@pytest.mark.parametrize(
+    "path, value, message",
+    [
+        ("version", 2, "manifest version 2 is newer than this tool's (1)"),
+        ("version", 0, "manifest version 0 is older"),
+        ("format", "something", "not a ppencrypt dataset manifest"),
+        ("storage", "hdf5", "unknown storage 'hdf5'"),
+        ("image.height", True, "field 'height' has the wrong type"),
+        ("image.width", 0, "is empty"),
+        ("classes", KeyError, "missing field 'classes'"),
+        ("splits.train.count", 99, "counts do not add up"),
+        ("splits.train.per_class", [15], "per_class has 1 entries"),
+        ("splits.train.shards.0.path", "../../etc/passwd", "leaves the dataset"),
+        ("splits.train.shards.0.path", "/etc/passwd", "leaves the dataset"),
+    ],
+)
+def test_bad_manifests_are_refused(wds, path, value, message):
+    doc = manifest_doc(wds)
+    edit(doc, path, value)
+    (wds / "manifest.json").write_text(json.dumps(doc))
+    with pytest.raises(ManifestError, match=re.escape(message)):
+        open_dataset(wds)
+
+
+@pytest.mark.parametrize("text, message", [("{not json", "not valid JSON"), ("[1, 2]", "expected an object"), ("\udcff", "cannot read")])
+def test_unreadable_manifests_are_refused(wds, text, message):
+    (wds / "manifest.json").write_bytes(text.encode("utf-8", "surrogateescape"))
+    with pytest.raises(ManifestError, match=message):
+        open_dataset(wds)
+
+
+def test_missing_dataset_and_manifest(tmp_path):
+    with pytest.raises(ManifestError, match="no such dataset directory"):
+        open_dataset(tmp_path / "absent")
+    with pytest.raises(ManifestError, match="no manifest.json"):
+        open_dataset(tmp_path)
+
+
+def test_unknown_split(wds):
+    with pytest.raises(ManifestError, match="no split 'val'"):
+        open_dataset(wds).split("val")

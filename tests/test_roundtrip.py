@@ -1,0 +1,44 @@
+"""decrypt(encrypt(x)) == x through the whole job: ``ppencrypt dataset`` then ``ppencrypt
+decrypt``, for every method, key scope and format, on RGB and grayscale real images."""
+
+import numpy as np
+import pytest
+from conftest import CIFAR10_NAMES, encrypt, ppencrypt, read_pngs
+
+from pipeline.ciphers import make_cipher, method_names
+from pipeline.formats import open_dataset
+from pipeline.sources.idx import FASHION_CLASSES
+
+DATASETS = {"cifar10": CIFAR10_NAMES, "fmnist": FASHION_CLASSES}
+
+
+def expected_pngs(images, labels, classes, n_test=5) -> dict[str, np.ndarray]:
+    """DEST/<split>/<class, '/' -> '_'>/<index, 8 digits>.png for the fixtures' splits."""
+    out = {}
+    for split, part in (("train", slice(n_test, None)), ("test", slice(None, n_test))):
+        for i, (image, label) in enumerate(zip(images[part], labels[part])):
+            out[f"{split}/{classes[label].replace('/', '_')}/{i:08d}.png"] = image
+    return out
+
+
+@pytest.mark.parametrize("storage", ["wds", "zarr"])
+@pytest.mark.parametrize("scope", ["dataset", "image"])
+@pytest.mark.parametrize("method", method_names())
+@pytest.mark.parametrize("data", sorted(DATASETS))
+def test_round_trip(request, tmp_path, key_file, data, method, scope, storage):
+    images, labels = request.getfixturevalue(data)
+    src = request.getfixturevalue(f"{data}_dir")
+    out, dest = tmp_path / "out", tmp_path / "dest"
+    encrypt(src, out, key_file, "--method", method, "--key-scope", scope, "--format", storage)
+
+    stored = open_dataset(out).split("train").read().images
+    assert stored.shape == images[5:].shape
+    assert make_cipher(method).needs_key != np.array_equal(stored, images[5:])
+
+    r = ppencrypt("decrypt", out, dest, "--key", key_file, "--quiet")
+    assert r.exit_code == 0, r.output
+    got = read_pngs(dest)
+    expected = expected_pngs(images, labels, DATASETS[data])
+    assert sorted(got) == sorted(expected)
+    for name, image in expected.items():
+        assert np.array_equal(got[name], image), name
