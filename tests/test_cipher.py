@@ -5,8 +5,8 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
 from conftest import encrypt, write_cifar10
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.ciphers import CODE_NAMES, PERMUTATIONS, GatherXor, PixelKey, make_cipher, method_names

@@ -30,7 +30,7 @@ def png_bomb(_) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 30000, 30000, 8, 0, 0, 0, 0)) + chunk(b"IEND", b"")
 
 
-# kind: (file name in class_3/, its bytes from a real image, the reason printed)
+# kind: (file name, its bytes made from a real image, the reason printed)
 BAD_FILES = {
     "truncated-png": (f"{TOKEN}.png", lambda im: image_bytes(im, "PNG")[:1500], "truncated or corrupt image"),
     "truncated-jpeg": (f"{TOKEN}.jpg", lambda im: image_bytes(im, "JPEG")[:800], "truncated or corrupt image"),
@@ -47,11 +47,12 @@ def src(tmp_path, cifar10):
     return write_imagefolder(tmp_path / "src", *cifar10)
 
 
-def add_bad(src, cifar10, kind) -> tuple[str, str]:
-    """Put one bad file into src/class_3: (its name as messages show it, the reason)."""
+def add_bad(src, cifar10, kind, folder="class_3") -> tuple[str, str]:
+    """Put one bad file into src/<folder>: (its name as messages show it, the reason)."""
     name, make, reason = BAD_FILES[kind]
-    (src / "class_3" / name).write_bytes(make(cifar10[0][0]))
-    return f"{src}/class_3/{name}", reason
+    (src / folder).mkdir(exist_ok=True)
+    (src / folder / name).write_bytes(make(cifar10[0][0]))
+    return f"{src}/{folder}/{name}", reason
 
 
 def run(workers: int, *args) -> tuple[int, str, str]:
@@ -102,14 +103,8 @@ def test_bad_file_stops_the_job_naming_it(tmp_path, src, cifar10, key_file, kind
     ],
     ids=["png", "jpeg-zarr", "rest", "png-workers2", "jpeg-zarr-workers2"],
 )
-def test_skip_bad_skips_names_and_counts_them(tmp_path, cifar10, key_file, kinds, workers, storage):
-    src = write_imagefolder(tmp_path / "src", *cifar10)
-    bad = []
-    for i, kind in enumerate(kinds):
-        name, make, reason = BAD_FILES[kind]
-        (src / f"class_{i}").mkdir(exist_ok=True)
-        (src / f"class_{i}" / name).write_bytes(make(cifar10[0][0]))
-        bad.append((f"{src}/class_{i}/{name}", reason))
+def test_skip_bad_skips_names_and_counts_them(tmp_path, src, cifar10, key_file, kinds, workers, storage):
+    bad = [add_bad(src, cifar10, kind, f"class_{i}") for i, kind in enumerate(kinds)]
     out = tmp_path / "out"
     code, _, err = run(workers, "dataset", src, out, "--key", key_file, "--quiet", "--skip-bad", "--shard-size", 4, "--format", storage)
     assert code == 0, err
@@ -125,8 +120,8 @@ def test_skip_bad_skips_names_and_counts_them(tmp_path, cifar10, key_file, kinds
 @pytest.mark.parametrize("storage", ["wds", "zarr"])
 def test_skip_bad_drops_a_split_with_no_good_file(tmp_path, cifar10, key_file, storage):
     src = write_imagefolder(tmp_path / "src", *cifar10, splits={"train": 20})
-    (src / "test" / "class_0").mkdir(parents=True)
-    (src / "test" / "class_0" / "a.png").write_bytes(BAD_FILES["truncated-jpeg"][1](cifar10[0][0]))
+    (src / "test").mkdir()
+    add_bad(src / "test", cifar10, "truncated-jpeg", "class_0")
     out = tmp_path / "out"
     encrypt(src, out, key_file, "--skip-bad", "--format", storage)
     m = json.loads((out / "manifest.json").read_text())
@@ -266,11 +261,13 @@ def test_keyed_method_without_key(tmp_path, cifar10_dir):
     assert_fails(out, 1, "method 'pe' encrypts with a key: pass --key", args=("dataset", cifar10_dir, out))
 
 
-def test_decrypt_with_the_wrong_key_writes_nothing(tmp_path, encrypted, key_file):
+@pytest.mark.parametrize("command", ["decrypt", "preview"])
+def test_the_wrong_key_is_refused_before_anything_is_written(tmp_path, encrypted, command):
     other = tmp_path / "keys" / "other.key"
     assert ppencrypt("keygen", other).exit_code == 0
     dest = tmp_path / "dest"
-    assert_fails(dest, 1, str(other), "wrong key", args=("decrypt", encrypted, dest, "--key", other))
+    target = (dest,) if command == "decrypt" else ("-o", dest)
+    assert_fails(dest, 1, str(other), "wrong key", args=(command, encrypted, *target, "--key", other))
 
 
 def test_decrypt_without_a_key(tmp_path, encrypted):

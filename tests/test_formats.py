@@ -14,7 +14,7 @@ from conftest import CIFAR10_NAMES, encrypt
 
 from pipeline.ciphers import make_cipher
 from pipeline.derive import KeyRing
-from pipeline.errors import ManifestError
+from pipeline.errors import ManifestError, ShardError
 from pipeline.formats import open_dataset
 from pipeline.formats.manifest import Manifest
 from pipeline.formats.zarrstore import inner_chunk
@@ -112,7 +112,7 @@ def test_zarr_has_one_shard_file_per_shard(zarr_store):
     assert sorted(p.name for p in (zarr_store / "train" / "images" / "c").iterdir()) == ["0", "1", "2", "3"]
 
 
-@pytest.mark.parametrize("shard_size, expected", [(10_000, 250), (4, 4), (100, 100), (37, 37), (512, 256), (48, 48)])
+@pytest.mark.parametrize("shard_size, expected", [(10_000, 250), (4, 4), (100, 100), (37, 37), (512, 256), (48, 48), (526, 526)])
 def test_inner_chunk_divides_the_shard(shard_size, expected):
     assert inner_chunk(shard_size) == expected and shard_size % expected == 0
 
@@ -207,3 +207,43 @@ def test_missing_dataset_and_manifest(tmp_path):
 def test_unknown_split(wds):
     with pytest.raises(ManifestError, match="no split 'val'"):
         open_dataset(wds).split("val")
+
+
+# --- damaged shards, read without verify (as the trainer does) --------------------------------
+
+
+def damage_byte(at: int):
+    def damage(data: bytes) -> bytes:
+        out = bytearray(data)
+        out[at] ^= 0x20
+        return bytes(out)
+
+    return damage
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (damage_byte(3), "corrupt tar header at byte 0"),
+        (damage_byte(124 + 5), "not a tar archive (bad header at byte 0)"),
+        (lambda d: d[:3000], "truncated"),
+        (lambda d: d[:1024], "truncated (no end-of-archive marker)"),
+        (lambda d: bytes(len(d)), "0 samples, the manifest says 4"),
+        (lambda d: d[:2048] + bytes(len(d) - 2048), "1 samples, the manifest says 4"),
+    ],
+    ids=["name", "size", "cut-in-member", "cut-between-members", "zeroed", "cut-to-one-sample"],
+)
+def test_our_wds_reader_names_a_damaged_shard(wds, damage, message):
+    shard = open_dataset(wds).manifest.splits["train"].shards[0]
+    path = wds / shard.path
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(ShardError, match=re.escape(str(path)) + ".*" + re.escape(message)):
+        open_dataset(wds).split("train").read_shard(shard)
+
+
+def test_our_zarr_reader_names_a_damaged_shard(zarr_store):
+    shard = open_dataset(zarr_store).manifest.splits["train"].shards[1]
+    path = zarr_store / shard.path
+    path.write_bytes(path.read_bytes()[:-40])
+    with pytest.raises(ShardError, match=re.escape(str(zarr_store / "train")) + ": samples 4..7 cannot be read"):
+        open_dataset(zarr_store).split("train").read_shard(shard)

@@ -94,15 +94,23 @@ def folder_order(labels, names, idx):
     return sorted(idx, key=lambda i: (names[labels[i]], i))
 
 
-@pytest.mark.parametrize("split_folders", [None, {"train": 12, "val": 8}], ids=["flat", "split"])
-def test_imagefolder(tmp_path, cifar10, split_folders):
+@pytest.mark.parametrize(
+    "folders, ranges",
+    [
+        (None, {"train": range(20)}),
+        ({"val": 8, "train": 12}, {"train": range(8, 20), "val": range(8)}),
+        ({"Test": 5, "Validation": 15}, {"test": range(5), "val": range(5, 20)}),
+    ],
+    ids=["flat", "split", "aliases"],
+)
+def test_imagefolder(tmp_path, cifar10, folders, ranges):
+    """Classes sorted by name (created here in reverse order), splits in train/test/val order."""
     images, labels = cifar10
-    names = [f"c{9 - k}_{n}" for k, n in enumerate(CIFAR10_NAMES)]  # created in reverse order
-    root = write_imagefolder(tmp_path / "folder", images, labels, names, splits=split_folders)
+    names = [f"c{9 - k}_{n}" for k, n in enumerate(CIFAR10_NAMES)]
+    root = write_imagefolder(tmp_path / "folder", images, labels, names, splits=folders)
     source, splits = decode(root)
     present = sorted({names[y] for y in labels})
     assert source.layout == "imagefolder" and source.classes == present and source.shape == (32, 32, 3)
-    ranges = {"train": range(20)} if not split_folders else {"train": range(12), "val": range(12, 20)}
     assert list(splits) == list(ranges)
     for split, idx in ranges.items():
         order = folder_order(labels, names, idx)
