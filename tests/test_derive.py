@@ -34,6 +34,14 @@ def test_integers_follow_the_rejection_rule(n, k):
     assert got.dtype == np.uint8 and got.tolist() == expected
 
 
+def test_colour_codes_skip_bytes_from_252():
+    """k = 6, the colour codes: 252 = 42 * 6, so bytes 252..255 are skipped."""
+    raw = Keystream(SUBKEY).read(2000)
+    assert any(b >= 252 for b in raw[:600])
+    expected = [b % 6 for b in raw if b < 252][:500]
+    assert Keystream(SUBKEY).integers(500, 6).tolist() == expected
+
+
 @pytest.mark.parametrize("k", [0, 257])
 def test_integers_reject_a_bad_range(k):
     with pytest.raises(ValueError):

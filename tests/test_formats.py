@@ -247,3 +247,14 @@ def test_our_zarr_reader_names_a_damaged_shard(zarr_store):
     path.write_bytes(path.read_bytes()[:-40])
     with pytest.raises(ShardError, match=re.escape(str(zarr_store / "train")) + ": samples 4..7 cannot be read"):
         open_dataset(zarr_store).split("train").read_shard(shard)
+
+
+def test_image_scope_samples_are_keyed_by_their_index_in_the_split(tmp_path, cifar10_dir, cifar10, key_file):
+    out = tmp_path / "out"
+    encrypt(cifar10_dir, out, key_file, "--key-scope", "image", "--format", "zarr")
+    secret = load_key(key_file).secret
+    for split, part in (("train", slice(5, None)), ("test", slice(None, 5))):
+        plain = cifar10[0][part]
+        ring = KeyRing(secret, "pe", "image", split)
+        expected = make_cipher("pe").encrypt(plain, ring, np.arange(len(plain)))
+        assert np.array_equal(open_dataset(out).split(split).read().images, expected)

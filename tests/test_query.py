@@ -43,11 +43,13 @@ def image_scope(tmp_path, cifar10_dir, key_file):
 
 
 def test_image_scope_same_query_same_output(tmp_path, image_scope, key_file):
+    """The mask follows the query's pixels, not its position or the call."""
     a, b = VENDORED["cifar10"][:2]
     query(image_scope, tmp_path / "q1", key_file, a, b)
-    query(image_scope, tmp_path / "q2", key_file, a)
+    query(image_scope, tmp_path / "q2", key_file, b, a, a)
     first, second = encrypted_queries(tmp_path / "q1"), encrypted_queries(tmp_path / "q2")
-    assert np.array_equal(first[0], second[0])
+    assert np.array_equal(first[0], second[1]) and np.array_equal(first[0], second[2])
+    assert np.array_equal(first[1], second[0])
 
 
 def test_image_scope_different_queries_get_different_masks(tmp_path, image_scope, key_file, cifar10):
