@@ -58,29 +58,41 @@ def terminate_as_exit() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def check_target(out: Path, overwrite: bool) -> None:
+def is_within(path: str | os.PathLike, root: str | os.PathLike) -> bool:
+    """Whether ``path`` is ``root`` or lies below it (after resolving links)."""
+    p, r = Path(path).resolve(), Path(root).resolve()
+    return p == r or r in p.parents
+
+
+def check_target(out: Path, overwrite: bool, marker: str) -> None:
+    """``marker`` is the file that shows a directory is one of our outputs: ``--overwrite``
+    replaces only such a directory (or an empty one), never, say, a home folder."""
     if out.is_symlink() or (out.exists() and not out.is_dir()):
         raise OutputError(f"{out}: exists and is not a directory; refusing to replace it")
-    if out.exists() and not overwrite:
+    if not out.exists():
+        return
+    if not overwrite:
         raise OutputError(f"{out}: already exists (pass --overwrite to replace it)")
+    if not (out / marker).is_file() and any(out.iterdir()):
+        raise OutputError(f"{out}: exists and was not written by ppencrypt (no {marker}); refusing to replace it")
 
 
 @contextlib.contextmanager
-def atomic_dir(out: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+def atomic_dir(out: str | os.PathLike, overwrite: bool = False, marker: str = "manifest.json") -> Iterator[Path]:
     out = Path(out)
-    check_target(out, overwrite)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_partials(out)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-{os.getpid()}-", dir=out.parent))
-    except OSError as e:
-        raise OutputError(f"{out}: cannot create output ({e.strerror})") from None
+    check_target(out, overwrite, marker)
     with terminate_as_exit():
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            remove_stale_partials(out)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-{os.getpid()}-", dir=out.parent))
+        except OSError as e:
+            raise OutputError(f"{out}: cannot create output ({e.strerror})") from None
         try:
             yield tmp
             os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; give OUT the usual mode
             if out.exists():
-                check_target(out, overwrite)
+                check_target(out, overwrite, marker)
                 old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-{os.getpid()}-", dir=out.parent))
                 os.rename(out, old / "x")
                 try:

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from PIL import Image
 
-from .atomic import atomic_dir
+from .atomic import atomic_dir, is_within
 from .ciphers import ImageCipher, make_cipher
 from .encrypt import key_ring
-from .errors import KeyFileError
+from .errors import KeyFileError, OutputError
 from .formats import Manifest, open_dataset
 from .formats.wds import sample_key
 from .keys import MasterKey
@@ -28,6 +28,15 @@ def cipher_for(manifest: Manifest, key: MasterKey | None, key_name: str = "the k
     if key.key_id != manifest.cipher.key_id:
         raise KeyFileError(f"{key_name}: key id {key.key_id} is not the dataset's ({manifest.cipher.key_id}); wrong key")
     return cipher
+
+
+MARKER = ".ppencrypt-decrypted"  # lets --overwrite recognise a folder this command wrote
+
+
+def refuse_plain_inside(path: str | os.PathLike, root: str | os.PathLike) -> None:
+    """Decrypted pixels must never land in the folder that goes to the untrusted server."""
+    if is_within(path, root):
+        raise OutputError(f"{path}: inside the encrypted dataset {root}; write decrypted images elsewhere")
 
 
 def safe_folder_name(name: str) -> str:
@@ -47,9 +56,11 @@ def decrypt_dataset(
     ds = open_dataset(root)
     m = ds.manifest
     cipher = cipher_for(m, key, key_name)  # before anything is written
+    refuse_plain_inside(dest, root)
     folders = [safe_folder_name(c) for c in m.classes]
     written = 0
-    with atomic_dir(dest, overwrite) as tmp:
+    with atomic_dir(dest, overwrite, MARKER) as tmp:
+        (Path(tmp) / MARKER).write_text(f"decrypted from a ppencrypt dataset by {m.tool}\n")
         for split in ds.splits:
             ring = key_ring(cipher, key, m.cipher.key_scope, split)
             for i, folder in enumerate(folders):

@@ -67,7 +67,7 @@ class Keystream:
             want = n - out.size
             raw = np.frombuffer(self.read(want + want // 16 + 16), dtype=np.uint8)
             out = np.concatenate([out, raw[raw < limit]])
-        return (out[:n] % k).astype(np.uint8)
+        return (out[:n].astype(np.uint16) % k).astype(np.uint8)  # k = 256 does not fit a uint8
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_dir
+from .atomic import atomic_dir, is_within
 from .ciphers import ImageCipher, make_cipher
 from .derive import KeyRing
 from .errors import CipherError, KeyFileError, OutputError, SourceError
@@ -59,10 +59,9 @@ def derivation_labels(cipher: ImageCipher, key, scope, splits, channels) -> list
 
 
 def _check_paths(src: Path, out: Path) -> None:
-    s, o = src.resolve(), out.resolve()
-    if o == s or s in o.parents:
+    if is_within(out, src):
         raise OutputError(f"{out}: the output must not be inside the source {src}")
-    if o in s.parents:
+    if is_within(src, out):
         raise OutputError(f"{out}: the output must not contain the source {src}")
 
 

@@ -25,6 +25,9 @@ class BadImageError(SourceError):
         self.name = name
         self.reason = reason
 
+    def __reduce__(self):  # rebuilt from its fields when it crosses back from a worker process
+        return (type(self), (self.name, self.reason))
+
 
 class OutputError(PipelineError):
     """The output location exists or cannot be written."""

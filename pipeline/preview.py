@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .decrypt import cipher_for, to_pil
+from .decrypt import cipher_for, refuse_plain_inside, to_pil
 from .encrypt import key_ring
 from .formats import open_dataset
 from .keys import MasterKey
@@ -36,6 +36,7 @@ def preview(
     ds = open_dataset(root)
     m = ds.manifest
     cipher = cipher_for(m, key, key_name) if key is not None else None
+    refuse_plain_inside(output, root)  # even without the key: an unlisted file breaks verify
     split = split or ds.splits[0]
     batch = ds.split(split).head(n)
     tiles = batch.images

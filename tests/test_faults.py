@@ -210,12 +210,22 @@ def test_existing_out_needs_overwrite(tmp_path, cifar10_dir, key_file):
 
 def test_overwrite_replaces(tmp_path, cifar10_dir, key_file):
     out = tmp_path / "out"
-    out.mkdir()
+    encrypt(cifar10_dir, out, key_file, "--format", "zarr")
     (out / "old.txt").write_text("old")
     encrypt(cifar10_dir, out, key_file, "--overwrite")
     assert not (out / "old.txt").exists() and (out / "manifest.json").is_file()
     assert leftovers(out) == ["out"]
     assert ppencrypt("verify", out).exit_code == 0
+
+
+def test_overwrite_refuses_a_folder_that_is_not_a_dataset(tmp_path, cifar10_dir, key_file):
+    out = tmp_path / "documents"
+    out.mkdir()
+    (out / "letter.txt").write_text("precious")
+    r = ppencrypt("dataset", cifar10_dir, out, "--key", key_file, "--overwrite")
+    assert r.exit_code == 1
+    assert f"{out}: exists and was not written by ppencrypt (no manifest.json)" in r.output
+    assert (out / "letter.txt").read_text() == "precious" and leftovers(out) == ["documents"]
 
 
 def test_failed_overwrite_keeps_the_old_output(tmp_path, src, cifar10, cifar10_dir, key_file):

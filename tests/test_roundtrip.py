@@ -42,3 +42,21 @@ def test_round_trip(request, tmp_path, key_file, data, method, scope, storage):
     assert sorted(got) == sorted(expected)
     for name, image in expected.items():
         assert np.array_equal(got[name], image), name
+
+
+def test_decrypt_overwrite_replaces_its_own_output_only(tmp_path, encrypted, key_file):
+    dest = tmp_path / "dest"
+    assert ppencrypt("decrypt", encrypted, dest, "--key", key_file, "--quiet").exit_code == 0
+    first = read_pngs(dest)
+    (dest / "stray.txt").write_text("x")
+    r = ppencrypt("decrypt", encrypted, dest, "--key", key_file, "--quiet", "--overwrite")
+    assert r.exit_code == 0, r.output
+    assert not (dest / "stray.txt").exists()
+    assert read_pngs(dest).keys() == first.keys()
+
+    foreign = tmp_path / "photos"
+    foreign.mkdir()
+    (foreign / "holiday.jpg").write_bytes(b"precious")
+    r = ppencrypt("decrypt", encrypted, foreign, "--key", key_file, "--overwrite")
+    assert r.exit_code == 1 and f"{foreign}: exists and was not written by ppencrypt" in r.output
+    assert (foreign / "holiday.jpg").read_bytes() == b"precious"

@@ -4,7 +4,7 @@ Why not ``tarfile``: it spends ~30 us per member building headers (measured in
 bench/dataset_write.py), which dominated writing 70,000 small samples. Every header here is a
 fixed template with the name, size and checksum filled in. The bytes are exactly what
 ``webdataset.TarWriter(f, encoder=False, mtime=MTIME, user=USER, group=GROUP)`` writes on this
-Python (tests/test_tar.py checks it), and stock ``tarfile``/``webdataset`` read them.
+Python (tests/test_formats.py checks it), and stock ``tarfile``/``webdataset`` read them.
 """
 
 from __future__ import annotations
