@@ -72,6 +72,7 @@ def keygen(path):
               help="dataset: one mask shared by every image (the paper); image: a mask per image.")
 @click.option("--format", "storage", type=click.Choice(STORAGES), default="wds", show_default=True,
               help="wds: WebDataset tar shards; zarr: a zarr v3 store.")
+@click.option("--block-size", type=click.IntRange(min=1), help="Block side for the block-wise methods (le, ele, etc). [default: 4]")
 @click.option("--size", type=click.IntRange(min=1), help="Resize the shorter side to N and centre-crop N x N.")
 @click.option("--shard-size", type=click.IntRange(min=1), default=10_000, show_default=True, help="Samples per shard.")
 @click.option("--workers", type=click.IntRange(min=1), default=default_workers, show_default="CPUs, at most 8",
@@ -79,12 +80,17 @@ def keygen(path):
 @OVERWRITE
 @click.option("--skip-bad", is_flag=True, help="Skip undecodable files (named on stderr) instead of stopping.")
 @QUIET
-def dataset(src, out, key_path, method, key_scope, storage, size, shard_size, workers, overwrite, skip_bad, quiet):
+def dataset(src, out, key_path, method, key_scope, storage, block_size, size, shard_size, workers, overwrite, skip_bad, quiet):
     """Encrypt the dataset in SRC into shards under OUT.
 
     SRC is an ImageFolder (class folders, or train/ test/ val/ of class folders), a CIFAR-10
     or CIFAR-100 python folder, or MNIST-style IDX files."""
-    opts = EncryptOptions(method, {}, key_scope, storage, size, shard_size, workers, skip_bad)
+    params = {}
+    if block_size is not None:
+        if "block_size" not in cipher_class(method).defaults:
+            raise click.BadParameter(f"method {method!r} is pixel-based and takes no block size", param_hint="--block-size")
+        params["block_size"] = block_size
+    opts = EncryptOptions(method, params, key_scope, storage, size, shard_size, workers, skip_bad)
     result = encrypt_dataset(src, out, _key(key_path), opts, overwrite, progress_bars(quiet))
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)

@@ -69,6 +69,13 @@ class Keystream:
             out = np.concatenate([out, raw[raw < limit]])
         return (out[:n].astype(np.uint16) % k).astype(np.uint8)  # k = 256 does not fit a uint8
 
+    def permutations(self, m: int, n: int) -> np.ndarray:
+        """m independent uniform permutations of 0..n-1 (shape m x n): each is the stable
+        argsort of n 64-bit little-endian words of the stream (a tie, probability below
+        n^2 / 2^65, keeps stream order)."""
+        words = np.frombuffer(self.read(8 * m * n), dtype="<u8").reshape(m, n)
+        return np.argsort(words, axis=1, kind="stable")
+
 
 @dataclass(frozen=True)
 class KeyRing:

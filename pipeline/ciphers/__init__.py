@@ -1,6 +1,6 @@
 """Cipher methods. Importing this package registers every built-in method."""
 
-from . import pixel  # noqa: F401  (registers pe, np, plain)
+from . import block, pixel  # noqa: F401  (registering pe, np, plain, le, ele, etc)
 from .base import ImageCipher, cipher_class, make_cipher, method_names, register
 from .pixel import CODE_NAMES, PERMUTATIONS, PixelKey
 from .transform import GatherXor

@@ -1,0 +1,168 @@
+"""Block-wise baselines of [P]'s Table 2: Tanaka's LE, EtC block scrambling, and ELE.
+
+Each is a :class:`GatherXor` over the whole image — the block structure lives only in how
+``src`` and ``xor`` are built — so they share encryption, decryption, batching and caching
+with the pixel methods. LE and ELE work on nibbles: every 8-bit value is split into its upper
+and lower 4 bits, giving an H x W x 2C image (upper nibbles of the C components, then the
+lower ones), which is encrypted and merged back.
+
+Blocks are B x B (``--block-size``, default 4), numbered row-major; inside a block, values are
+numbered row-major over (row, column, component). Definitions follow shared/PAPER.md.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import CipherError
+from .base import register
+from .pixel import PERMUTATIONS, GatherXorCipher
+from .transform import GatherXor
+
+
+def block_layout(h: int, w: int, c: int, b: int) -> np.ndarray:
+    """(blocks, b*b*c) flat image indices: row k lists block k's values in block order."""
+    flat = np.arange(h * w * c, dtype=np.int64).reshape(h // b, b, w // b, b, c)
+    return flat.transpose(0, 2, 1, 3, 4).reshape((h // b) * (w // b), b * b * c)
+
+
+def symmetry_table(b: int, c: int) -> np.ndarray:
+    """(8, b*b*c): for each of the 8 symmetries of a square (code g: rotate by 90 degrees g mod 4
+    times, then mirror left-right if g >= 4), the block position each output value takes."""
+    grid = np.arange(b * b).reshape(b, b)
+    tables = []
+    for g in range(8):
+        t = np.rot90(grid, g % 4)
+        t = np.fliplr(t) if g >= 4 else t
+        tables.append((t.reshape(-1, 1) * c + np.arange(c)).reshape(-1))
+    return np.stack(tables)
+
+
+def split_nibbles(images: np.ndarray) -> np.ndarray:
+    return np.concatenate([images >> 4, images & 0x0F], axis=-1)
+
+
+def merge_nibbles(nibbles: np.ndarray) -> np.ndarray:
+    c = nibbles.shape[-1] // 2
+    return (nibbles[..., :c] << 4) | nibbles[..., c:]
+
+
+class BlockCipher(GatherXorCipher):
+    defaults = {"block_size": 4}
+    nibbles = False  # LE and ELE work on 4-bit halves
+
+    @property
+    def block(self) -> int:
+        return int(self._params["block_size"])
+
+    def check(self, shape, scope) -> None:
+        super().check(shape, scope)
+        h, w, _ = shape
+        if self.block < 1 or h % self.block or w % self.block:
+            raise CipherError(
+                f"method {self.name!r}: image size {w}x{h} is not divisible by the block size {self.block}; "
+                "pass --block-size that divides both sides, or --size N with N a multiple of it"
+            )
+
+    def layout(self, shape) -> tuple[np.ndarray, int]:
+        """``shape`` is that of the array the gather runs on: for LE/ELE the nibble image."""
+        h, w, c = shape
+        return block_layout(h, w, c, self.block), c
+
+    def build(self, ring, shape, indices):
+        if indices is None:
+            return self.image_transform(ring, shape, None)
+        parts = [self.image_transform(ring, shape, i) for i in indices]
+        return GatherXor(np.stack([p.src for p in parts]), np.stack([p.xor for p in parts]))
+
+    def image_transform(self, ring, shape, index) -> GatherXor:
+        """The transform of one image (``index`` None: the shared one), as flat gather + xor."""
+        raise NotImplementedError
+
+    def encrypt(self, images, ring, indices):
+        if not self.nibbles:
+            return super().encrypt(images, ring, indices)
+        return merge_nibbles(super().encrypt(split_nibbles(images), ring, indices))
+
+    def decrypt(self, images, ring, indices):
+        if not self.nibbles:
+            return super().decrypt(images, ring, indices)
+        return merge_nibbles(super().decrypt(split_nibbles(images), ring, indices))
+
+
+def learnable(layout: np.ndarray, perms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Tanaka's step on every block: invert where the key value exceeds half, permute, invert
+    again. ``perms`` is (blocks, L) or (1, L) for one key shared by all blocks; the key value of
+    position q is perms[q] + 1, so position q is inverted when perms[q] >= L / 2.
+    Returns src and xor (as 0/15) in block layout: y[q] = x[perm[q]] ^ 15 (m[perm[q]] ^ m[q])."""
+    perms = np.broadcast_to(perms, layout.shape)
+    invert = perms >= layout.shape[1] // 2
+    src = np.take_along_axis(layout, perms, axis=1)
+    flips = np.take_along_axis(invert, perms, axis=1) ^ invert
+    return src, flips.astype(np.uint8) * np.uint8(15)
+
+
+def scatter(layout: np.ndarray, src: np.ndarray, xor: np.ndarray) -> GatherXor:
+    """Block-layout src/xor -> flat image order."""
+    flat_src = np.empty(layout.size, np.int64)
+    flat_xor = np.empty(layout.size, np.uint8)
+    flat_src[layout.reshape(-1)] = src.reshape(-1)
+    flat_xor[layout.reshape(-1)] = xor.reshape(-1)
+    return GatherXor(flat_src, flat_xor)
+
+
+@register
+class LE(BlockCipher):
+    name = "le"
+    summary = "Tanaka's learnable encryption: one keyed nibble permutation + inversion shared by all BxB blocks"
+    nibbles = True
+
+    def purposes(self, channels):
+        return ("block-permutation",)
+
+    def image_transform(self, ring, shape, index):
+        layout, _ = self.layout(shape)
+        perm = ring.stream("block-permutation", index).permutations(1, layout.shape[1])
+        return scatter(layout, *learnable(layout, perm))
+
+
+@register
+class ELE(BlockCipher):
+    name = "ele"
+    summary = "extended LE (Madono et al.): LE with a different key per block, then block-position shuffle"
+    nibbles = True
+
+    def purposes(self, channels):
+        return ("block-permutations", "block-positions")
+
+    def image_transform(self, ring, shape, index):
+        layout, _ = self.layout(shape)
+        n, length = layout.shape
+        perms = ring.stream("block-permutations", index).permutations(n, length)
+        positions = ring.stream("block-positions", index).permutations(1, n)[0]
+        src, xor = learnable(layout, perms)
+        # output block k is input block positions[k], already LE-encrypted with its own key
+        return scatter(layout, src[positions], xor[positions])
+
+
+@register
+class ETC(BlockCipher):
+    name = "etc"
+    summary = "EtC block scrambling: keyed block positions, rotation/flip, block NP and block colour shuffle"
+
+    def purposes(self, channels):
+        return ("block-positions", "block-symmetries", "block-np-bits") + (("block-colour-codes",) if channels == 3 else ())
+
+    def image_transform(self, ring, shape, index):
+        layout, c = self.layout(shape)
+        n = layout.shape[0]
+        positions = ring.stream("block-positions", index).permutations(1, n)[0]
+        symmetry = ring.stream("block-symmetries", index).integers(n, 8)
+        negate = ring.stream("block-np-bits", index).bits(n)
+        local = symmetry_table(self.block, c)[symmetry]  # (blocks, L): rotated/flipped positions
+        if c == 3:
+            codes = ring.stream("block-colour-codes", index).integers(n, 6)
+            local = local - local % 3 + PERMUTATIONS[codes][:, np.arange(local.shape[1]) % 3]
+        src = np.take_along_axis(layout[positions], local, axis=1)
+        xor = np.repeat(negate.astype(np.uint8) * np.uint8(255), layout.shape[1]).reshape(layout.shape)
+        return scatter(layout, src, xor)
