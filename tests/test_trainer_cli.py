@@ -1,0 +1,210 @@
+"""pptrain through its command line: a smoke run that learns, resume equivalence, eval and
+predict, and every refusal with its exact exit code and message."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from conftest import load_vendored
+from pipeline.cli import cli as ppencrypt
+from pipeline.keys import load_key
+from trainer.cli import cli as pptrain
+from trainer_fixtures import encrypt, session_key, shapes_pe, shapes_src  # noqa: F401  (fixtures)
+
+TIMING = ("images_per_s", "seconds")
+TINY = ["--width", "4", "--batch-size", "16", "--quiet"]
+
+
+def run(*args, code=0):
+    result = CliRunner().invoke(pptrain, [str(a) for a in args])
+    assert result.exit_code == code, (result.output, result.exception)
+    return result
+
+
+def metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def trained(shapes_pe, tmp_path_factory) -> Path:
+    """The smoke run: three well-separated classes of real Fashion-MNIST images, pe-encrypted."""
+    run_dir = tmp_path_factory.mktemp("run") / "shapes"
+    result = run(shapes_pe, "--width", 8, "--epochs", 15, "--batch-size", 16, "--run-dir", run_dir, "--quiet")
+    assert result.stdout.startswith(f"{run_dir}: done, 15/15 epochs, test acc ")
+    return run_dir
+
+
+def test_smoke_run_learns_and_writes_its_run_directory(trained, shapes_pe):
+    assert sorted(p.name for p in trained.iterdir()) == ["checkpoint.pt", "config.json", "curves.png", "metrics.jsonl"]
+    history = metrics(trained)
+    assert [r["epoch"] for r in history] == list(range(1, 16))
+    assert set(history[0]) == {"epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "images_per_s", "seconds"}
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    # Chance is 1/3 and the largest class 10/19: a working pipeline separates the shapes.
+    assert history[-1]["test_acc"] >= 0.8
+    assert (trained / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_run_directory_records_the_encryption_but_never_the_key(trained, shapes_pe, session_key):
+    config = json.loads((trained / "config.json").read_text())
+    manifest = json.loads((shapes_pe / "manifest.json").read_text())
+    assert config["dataset"]["method"] == "pe" and config["dataset"]["key_scope"] == "dataset"
+    assert config["dataset"]["key_id"] == manifest["cipher"]["key_id"] == load_key(session_key).key_id
+    assert config["settings"]["width"] == 8 and config["resolved"]["lr"] == 0.4
+    secret = load_key(session_key).secret
+    for f in trained.iterdir():
+        data = f.read_bytes()
+        assert secret not in data and secret.hex().encode() not in data
+
+
+def test_eval_reports_the_runs_test_accuracy(trained, shapes_pe):
+    out = run("eval", trained, shapes_pe, "--json")
+    got = json.loads(out.stdout)
+    assert got["images"] == 19 and got["split"] == "test"
+    assert got["accuracy"] == pytest.approx(metrics(trained)[-1]["test_acc"])
+    assert got["loss"] == pytest.approx(metrics(trained)[-1]["test_loss"], rel=1e-5)
+    text = run("eval", trained, shapes_pe, "--split", "train").stdout
+    assert text.startswith(f"{shapes_pe} (train, 114 images): accuracy ")
+
+
+def encrypt_queries(files, like, key, out_dir):
+    result = CliRunner().invoke(ppencrypt, ["image", *map(str, files), "--key", str(key), "--like", str(like), "-o", str(out_dir)])
+    assert result.exit_code == 0, result.output
+    return [line.split("\t")[1] for line in result.stdout.splitlines()]
+
+
+def test_predict_classifies_encrypted_queries_like_eval(trained, shapes_pe, shapes_src, session_key, tmp_path):
+    """The test split is the 19 images themselves: encrypted as queries with the dataset key,
+    predict must agree with eval image for image."""
+    from trainer_fixtures import three_shapes
+    from PIL import Image
+
+    images, labels = three_shapes()
+    files = []
+    for i, im in enumerate(images):
+        files.append(tmp_path / f"plain{i:02d}.png")
+        Image.fromarray(im[..., 0]).save(files[-1])
+    queries = encrypt_queries(files, shapes_pe, session_key, tmp_path / "q")
+    out = run("predict", trained, *queries, "--top", 2).stdout.splitlines()
+    assert len(out) == len(queries)
+    classes = ["top", "trouser", "footwear"]
+    correct = 0
+    for line, query, label in zip(out, queries, labels):
+        path, c1, p1, c2, p2 = line.split("\t")
+        assert path == query and {c1, c2} <= set(classes) and c1 != c2
+        assert 1 >= float(p1) >= float(p2) >= 0
+        correct += c1 == classes[label]
+    assert correct / len(labels) == pytest.approx(metrics(trained)[-1]["test_acc"])
+
+
+def test_predict_refuses_images_of_another_shape(trained, tmp_path, cifar10):
+    from PIL import Image
+
+    rgb = tmp_path / "rgb.png"
+    Image.fromarray(cifar10[0][0]).save(rgb)
+    r = run("predict", trained, rgb, code=1)
+    assert r.output == f"Error: {rgb}: 32x32 with 3 channels, but run {trained} takes 28x28 with 1; encrypt queries with `ppencrypt image --like` the training dataset\n"
+    gray = tmp_path / "gray.png"
+    Image.fromarray(cifar10[0][0][..., 0]).save(gray)
+    assert "32x32 with 1 channel, but run" in run("predict", trained, gray, code=1).output
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"not an image")
+    assert run("predict", trained, junk, code=1).output == f"Error: {junk}: not an image file (Pillow cannot identify it)\n"
+    assert "Missing argument 'IMAGES...'" in run("predict", trained, code=2).output
+
+
+@pytest.mark.parametrize("loader", [[], ["--stream", "--workers", "0"]])
+def test_resumed_run_ends_with_the_same_metrics(shapes_pe, tmp_path, loader):
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    run(shapes_pe, *TINY, *loader, "--epochs", 3, "--run-dir", whole)
+    stopped = run(shapes_pe, *TINY, *loader, "--epochs", 3, "--run-dir", parts, "--stop-after", 1)
+    assert "stopped after epoch 1 (resume with --resume)" in stopped.stdout
+    assert len(metrics(parts)) == 1
+    run(shapes_pe, "--run-dir", parts, "--resume", "--quiet", *loader)  # the rest comes from config.json
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in TIMING} for r in rows]  # noqa: E731
+    assert strip(metrics(parts)) == strip(metrics(whole))
+    a = torch.load(whole / "checkpoint.pt", weights_only=True)["model"]
+    b = torch.load(parts / "checkpoint.pt", weights_only=True)["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_mixing_augmentations_train_through_the_streaming_loader(shapes_pe, tmp_path):
+    out = run(shapes_pe, *TINY, "--epochs", 1, "--augment", "crop,flip", "--augment", "mixup,cutmix",
+              "--stream", "--workers", 1, "--run-dir", tmp_path / "r")  # fmt: skip
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert config["resolved"]["augment"] == ["crop", "flip", "mixup", "cutmix"] and config["resolved"]["stream"]
+    assert "done, 1/1 epochs" in out.stdout
+
+
+@pytest.fixture(scope="module")
+def shapes_image_scope(shapes_src, session_key, tmp_path_factory):
+    return encrypt(shapes_src, tmp_path_factory.mktemp("img") / "out", session_key, scope="image", shard_size=64)
+
+
+def test_refused_augmentations_exit_2_with_the_reason(shapes_pe, shapes_image_scope, tmp_path):
+    r = run(shapes_pe, *TINY, "--augment", "crop,rotate", "--run-dir", tmp_path / "a", code=2)
+    assert "Error: Invalid value for '--augment': 'rotate' does not commute with pixel-wise encryption: rotation by an angle" in r.output
+    r = run(shapes_image_scope, *TINY, "--augment", "mixup", "--run-dir", tmp_path / "b", code=2)
+    assert "Error: Invalid value for '--augment': 'mixup' needs one key for the whole dataset" in r.output
+    r = run(shapes_pe, *TINY, "--augment", "wobble", "--run-dir", tmp_path / "c", code=2)
+    assert "unknown augmentation 'wobble' (choose from crop, flip, vflip, rot90, mixup, cutmix, or none)" in r.output
+    assert not (tmp_path / "a").exists()
+
+
+def test_bad_options_exit_2(shapes_pe, tmp_path):
+    r = run(shapes_pe, "--width", 4, "--batch-size", 512, "--run-dir", tmp_path / "r", code=2)
+    assert "Invalid value for '--batch-size': batch size 512 (all ranks) is larger than the train split (114 images)" in r.output
+    r = run(shapes_pe, *TINY, "--pad", 28, "--run-dir", tmp_path / "r", code=2)
+    assert "Invalid value for '--pad': --pad 28 must be in 0..27 for 28x28 images" in r.output
+    assert "'--recipe': 'slow' is not one of 'paper', 'fast'" in run(shapes_pe, "--recipe", "slow", code=2).output
+
+
+def test_bad_datasets_exit_1_naming_the_file(tmp_path, shapes_pe):
+    missing = tmp_path / "nothing"
+    assert run(missing, *TINY, "--run-dir", tmp_path / "r", code=1).output == f"Error: {missing}: no such dataset directory\n"
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "manifest.json").write_text("{")
+    r = run(broken, *TINY, "--run-dir", tmp_path / "r", code=1)
+    assert r.output.startswith(f"Error: {broken / 'manifest.json'}: not valid JSON")
+    r = run(shapes_pe, *TINY, "--train-split", "val", "--run-dir", tmp_path / "r", code=2)
+    assert "no split 'val' (it has train, test)" in r.output
+
+
+def test_resume_refusals(shapes_pe, shapes_src, session_key, tmp_path):
+    r_dir = tmp_path / "r"
+    r = run(shapes_pe, *TINY, "--resume", "--run-dir", r_dir, code=1)
+    assert r.output == f"Error: {r_dir}: no such run directory\n"
+    run(shapes_pe, *TINY, "--epochs", 2, "--stop-after", 1, "--run-dir", r_dir)
+    r = run(shapes_pe, *TINY, "--epochs", 2, "--run-dir", r_dir, code=1)
+    assert r.output == f"Error: {r_dir}: already holds a run; pass --resume to continue it, or choose another --run-dir\n"
+    r = run(shapes_pe, "--width", 8, "--resume", "--run-dir", r_dir, code=1)
+    assert r.output == (f"Error: {r_dir / 'config.json'}: this run was started with --width 4; resuming with --width 8 would not "
+                        "continue it (start a new --run-dir instead)\n")  # fmt: skip
+    other_key = tmp_path / "other.key"
+    CliRunner().invoke(ppencrypt, ["keygen", str(other_key)])
+    other = encrypt(shapes_src, tmp_path / "other", other_key, shard_size=32)
+    r = run(other, "--resume", "--run-dir", r_dir, code=1)
+    assert r.output.startswith(f"Error: {other}: its key id is {load_key(other_key).key_id}, but run {r_dir} was trained on ")
+    (r_dir / "checkpoint.pt").unlink()
+    r = run(shapes_pe, "--resume", "--run-dir", r_dir, code=1)
+    assert r.output == f"Error: {r_dir}: no checkpoint.pt to resume from (the run stopped before its first epoch ended)\n"
+
+
+def test_eval_refusals(trained, tmp_path, cifar10_dir, session_key, shapes_pe):
+    cifar = encrypt(cifar10_dir, tmp_path / "cifar", session_key)
+    r = run("eval", trained, cifar, code=1)
+    assert r.output == f"Error: {cifar}: images are 32x32 with 3 channels, but run {trained} takes 28x28 with 1 channel\n"
+    r = run("eval", tmp_path / "norun", shapes_pe, code=1)
+    assert r.output == f"Error: {tmp_path / 'norun'}: no such run directory\n"
+    r = run("eval", trained, shapes_pe, "--split", "val", code=1)
+    assert r.output == f"Error: {shapes_pe}: no split 'val' (it has train, test)\n"
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "config.json").write_text((trained / "config.json").read_text())
+    (damaged / "checkpoint.pt").write_bytes(b"garbage")
+    r = run("eval", damaged, shapes_pe, code=1)
+    assert r.output == f"Error: {damaged / 'checkpoint.pt'}: not a readable checkpoint (UnpicklingError)\n"

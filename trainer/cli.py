@@ -1,0 +1,169 @@
+"""The ``pptrain`` command. The only module that knows about exit codes: library errors
+(:class:`TrainerError`, :class:`pipeline.errors.PipelineError`) become one-line messages with
+exit 1, option errors (:class:`OptionError`) click's usage errors with exit 2.
+
+``pptrain OUT [options]`` is short for ``pptrain train OUT [options]``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from click.core import ParameterSource
+
+from pipeline.errors import PipelineError
+
+from .augment import COMMUTING
+from .errors import OptionError, TrainerError
+from .recipe import RECIPES
+from .settings import DEFAULT_AUGMENT, Settings
+
+SUBCOMMAND_HELP = ("-h", "--help", "--version")
+
+
+class Group(click.Group):
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in SUBCOMMAND_HELP:
+            args = ["train", *args]
+        return super().parse_args(ctx, args)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except OptionError as e:
+            raise click.BadParameter(str(e), ctx=ctx, param_hint=f"'{e.option}'") from None
+        except (TrainerError, PipelineError) as e:
+            raise click.ClickException(str(e)) from None
+        except OSError as e:  # disk full, permission denied: the environment's fault, not ours
+            where = f"{e.filename}: " if e.filename else ""
+            raise click.ClickException(f"{where}{e.strerror or e}") from None
+
+
+def _recipe_help() -> str:
+    return "; ".join(f"{n}: {r.epochs} epochs, batch {r.batch_size}, lr {r.lr}" for n, r in RECIPES.items())
+
+
+def _augment_list(ctx, param, values) -> tuple[str, ...] | None:
+    if not values:
+        return None
+    return tuple(n for v in values for n in v.split(",") if n.strip())
+
+
+DEVICE = click.option("--device", default="auto", show_default=True, help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N.")
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}, no_args_is_help=True)
+@click.version_option(package_name="ppencrypt", prog_name="pptrain")
+def cli():
+    """Train and use ResNet-18 with [P]'s adaptation network on datasets encrypted by
+    ppencrypt, on an untrusted server that never holds the key.
+
+    `pptrain OUT ...` is short for `pptrain train OUT ...`."""
+
+
+@cli.command()
+@click.argument("out", type=click.Path())
+@click.option("--epochs", type=int, help="Passes over the train split [recipe's].")
+@click.option("--batch-size", type=int, help="Images per step, all processes together [recipe's].")
+@click.option("--lr", type=float, help="Peak learning rate [recipe's].")
+@click.option("--recipe", type=click.Choice(list(RECIPES)), default="fast", show_default=True, help=_recipe_help())
+@click.option("--augment", multiple=True, callback=_augment_list, metavar="LIST",
+              help=f"Augmentations in the encrypted domain, comma-separated or repeated: {', '.join(COMMUTING)}; "
+                   f"'none' for none. [default: {','.join(DEFAULT_AUGMENT)}]")  # fmt: skip
+@click.option("--pad", type=int, default=4, show_default=True, help="Largest shift of 'crop', in pixels.")
+@click.option("--mix-alpha", type=float, default=1.0, show_default=True, help="Beta(a, a) parameter of mixup and cutmix.")
+@click.option("--no-adapt", is_flag=True, help="No adaptation network: the ResNet stem takes the image's channels.")
+@click.option("--width", type=int, default=64, show_default=True, help="Base channels (64 is ResNet-18).")
+@DEVICE
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the model, data order and augmentation.")
+@click.option("--run-dir", type=click.Path(file_okay=False), help="Run directory [runs/<name of OUT>].")
+@click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its checkpoint.")
+@click.option("--compile", "compile_", is_flag=True, help="torch.compile the model.")
+@click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True, help="Streaming loader processes per rank.")
+@click.option("--stream", is_flag=True, help="Stream shards even when the data fits in memory.")
+@click.option("--memory-limit", type=click.IntRange(min=0), default=4096, show_default=True,
+              help="MiB of pixels (train + test) to hold on the device; more is streamed.")  # fmt: skip
+@click.option("--shuffle-buffer", type=click.IntRange(min=1), default=20_000, show_default=True, help="Samples mixed across shards when streaming.")
+@click.option("--train-split", default="train", show_default=True)
+@click.option("--test-split", default="test", show_default=True, help="Evaluated every epoch, if the dataset has it.")
+@click.option("--stop-after", type=click.IntRange(min=1), help="Stop after this epoch; --resume continues later.")
+@click.option("--trace", is_flag=True, help="Each process records the sample indices of its batches (trace-rank<R>.jsonl).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or per-epoch lines (the summary stays).")
+@click.pass_context
+def train(ctx, out, epochs, batch_size, lr, recipe, augment, pad, mix_alpha, no_adapt, width, device, seed, run_dir,
+          resume, compile_, workers, stream, memory_limit, shuffle_buffer, train_split, test_split, stop_after, trace, quiet):  # fmt: skip
+    """Train on dataset OUT (from `ppencrypt dataset`), evaluating on its test split each epoch."""
+    from .train import train as run_training
+
+    run_dir = run_dir or str(Path("runs") / Path(out).resolve().name)
+    given = Settings(
+        data=out, train_split=train_split, test_split=test_split, stream=stream, memory_limit=memory_limit,
+        workers=workers, shuffle_buffer=shuffle_buffer, augment=DEFAULT_AUGMENT if augment is None else augment,
+        pad=pad, mix_alpha=mix_alpha, width=width, adapt=not no_adapt, recipe=recipe, epochs=epochs,
+        batch_size=batch_size, lr=lr, device=device, seed=seed, compile=compile_, run_dir=run_dir,
+        stop_after=stop_after, trace=trace,
+    )  # fmt: skip
+    explicit = {_field(p) for p in ctx.params if ctx.get_parameter_source(p) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)}
+    outcome = run_training(given, explicit, resume=resume, quiet=quiet)
+    for w in outcome.warnings:
+        click.echo(f"warning: {w}", err=True)
+    if outcome.history is not None and _is_main():
+        click.echo(outcome.summary)
+
+
+def _field(param: str) -> str:
+    return {"no_adapt": "adapt", "compile_": "compile", "out": "data"}.get(param, param)
+
+
+def _is_main() -> bool:
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
+
+
+@cli.command("eval")
+@click.argument("run", type=click.Path())
+@click.argument("out", type=click.Path())
+@click.option("--split", default="test", show_default=True)
+@click.option("--batch-size", type=int, default=512, show_default=True)
+@DEVICE
+@click.option("--memory-limit", type=click.IntRange(min=0), default=4096, show_default=True, help="MiB of pixels to hold on the device; more is streamed.")
+@click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True, help="Streaming loader processes.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a sentence.")
+def eval_(run, out, split, batch_size, device, memory_limit, workers, as_json):
+    """Accuracy and loss of trained RUN on a split of dataset OUT."""
+    from .infer import evaluate_run, load_run
+
+    result = evaluate_run(load_run(run, device), out, split, batch_size, memory_limit, workers)
+    for w in result.warnings:
+        click.echo(f"warning: {w}", err=True)
+    if as_json:
+        click.echo(json.dumps({"run": run, "data": out, "split": split, "images": result.count, "accuracy": result.accuracy, "loss": result.loss}))
+    else:
+        click.echo(f"{out} ({split}, {result.count} images): accuracy {100 * result.accuracy:.2f}%, loss {result.loss:.4f}")
+
+
+@cli.command()
+@click.argument("run", type=click.Path())
+@click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--top", type=click.IntRange(min=1), default=1, show_default=True, help="Classes to list per image.")
+@DEVICE
+def predict(run, images, top, device):
+    """Classes and probabilities for query IMAGES encrypted with `ppencrypt image --like`.
+
+    Prints one line per image: the path, then class and probability pairs, tab-separated."""
+    from .infer import load_run, predict as run_predict
+
+    for p in run_predict(load_run(run, device), list(images), top):
+        click.echo("\t".join([p.path, *(f"{name}\t{prob:.4f}" for name, prob in p.top)]))
+
+
+def main(argv: list[str] | None = None) -> None:
+    cli.main(args=argv, prog_name="pptrain")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

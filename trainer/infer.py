@@ -1,0 +1,114 @@
+"""Using a trained run: accuracy on a dataset (``pptrain eval``) and class probabilities for
+encrypted query images (``pptrain predict``). Both rebuild the model from config.json and
+the weights from checkpoint.pt; neither needs, or could use, a key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from pipeline.formats import open_dataset
+from pipeline.imageio import load_image, probe_image
+
+from . import checkpoint, distributed
+from .augment import normalise
+from .data import fits_in_memory, make_loader
+from .distributed import Dist, memory_format, model_input
+from .errors import OptionError, QueryError, RunDirError
+from .model import PrivacyResNet, build_model
+from .run import RunDir, check_dataset
+from .train import evaluate  # the training loop's own, so both report the same numbers
+
+
+@dataclass
+class TrainedRun:
+    run: RunDir
+    config: dict
+    model: PrivacyResNet
+    device: torch.device
+
+    @property
+    def classes(self) -> list[str]:
+        return self.config["dataset"]["classes"]
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.config["dataset"]["shape"])
+
+
+def load_run(run_dir: str, device: str = "auto") -> TrainedRun:
+    run = RunDir(Path(run_dir))
+    config = run.read_config()
+    state = checkpoint.load(run.checkpoint)
+    try:
+        spec = config["model"]
+        model = build_model(int(spec["in_channels"]), int(spec["num_classes"]), int(spec["width"]), bool(spec["adapt"]))
+        shape, classes = config["dataset"]["shape"], config["dataset"]["classes"]
+        if len(shape) != 3 or len(classes) != spec["num_classes"]:
+            raise ValueError("shape or classes")
+    except (KeyError, TypeError, ValueError) as e:
+        raise RunDirError(f"{run.config}: model or dataset record is incomplete ({e})") from None
+    checkpoint.load_model_state(model, state, run.checkpoint)
+    dev = distributed.pick_device(device, Dist())
+    model = model.to(dev, memory_format=memory_format(dev)).eval()
+    return TrainedRun(run, config, model, dev)
+
+
+@dataclass
+class Evaluation:
+    split: str
+    count: int
+    accuracy: float
+    loss: float
+    warnings: list[str] = field(default_factory=list)
+
+
+def evaluate_run(t: TrainedRun, data: str, split: str, batch_size: int, memory_limit: int, workers: int) -> Evaluation:
+    if batch_size < 1:
+        raise OptionError("--batch-size", f"--batch-size must be at least 1, not {batch_size}")
+    ds = open_dataset(data)
+    warnings = check_dataset(t.run, t.config["dataset"], ds.manifest, data, strict=False)
+    ds.split(split)  # a missing split is an error naming the ones there are
+    stream = not fits_in_memory(ds, [split], memory_limit)
+    loader = make_loader(ds, split, batch_size, Dist(), t.device, 0, train=False, stream=stream, workers=workers, buffer=0)
+    loss, acc = evaluate(t.model, loader, t.device, Dist())
+    return Evaluation(split, ds.manifest.splits[split].count, acc, loss, warnings)
+
+
+@dataclass
+class Prediction:
+    path: str
+    top: list[tuple[str, float]]  # (class name, probability), most probable first
+
+
+def load_queries(t: TrainedRun, paths: list[str]) -> torch.Tensor:
+    """Encrypted query PNGs (``ppencrypt image``) as one uint8 batch, refusing any whose size
+    or channel count differs from the run's: converting them would not be the image that was
+    encrypted, so the model would see neither ciphertext nor plain."""
+    h, w, c = t.shape
+    arrays = []
+    for path in paths:
+        p = probe_image(path, path)
+        if (p.height, p.width, p.channels) != (h, w, c):
+            raise QueryError(
+                f"{path}: {p.width}x{p.height} with {p.channels} channel{'s' if p.channels != 1 else ''}, but run "
+                f"{t.run.path} takes {w}x{h} with {c}; encrypt queries with `ppencrypt image --like` the training dataset"
+            )
+        arrays.append(torch.tensor(load_image(path, path, c, None)))
+    return torch.stack(arrays)
+
+
+@torch.no_grad()
+def predict(t: TrainedRun, paths: list[str], top: int = 1) -> list[Prediction]:
+    images = load_queries(t, paths).to(t.device)
+    with torch.autocast(t.device.type, dtype=torch.bfloat16, enabled=t.device.type == "cuda"):
+        logits = t.model(model_input(normalise(images), t.device))
+    probs = torch.softmax(logits.float(), dim=1).cpu()
+    k = min(top, probs.shape[1])
+    values, indices = probs.topk(k, dim=1)
+    return [
+        Prediction(path, [(t.classes[i], float(v)) for v, i in zip(vs.tolist(), ix.tolist())])
+        for path, vs, ix in zip(paths, values, indices)
+    ]

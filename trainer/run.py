@@ -1,0 +1,154 @@
+"""The run directory: config.json, metrics.jsonl, checkpoint.pt, curves.png (docs/trainer.md).
+
+config.json records the options and which encryption the dataset carries — the manifest's
+method, key scope and key id — and never a key: the server never holds one, and a key id
+only names a key. It is also the contract for --resume, eval and predict: they rebuild the
+model from it and refuse datasets and options that would not continue or fit the run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import torch
+
+from pipeline.formats import Manifest
+
+from .errors import RunDirError
+from .settings import PER_INVOCATION, Settings
+
+CONFIG, METRICS, CHECKPOINT, CURVES = "config.json", "metrics.jsonl", "checkpoint.pt", "curves.png"
+FORMAT, VERSION = "pptrain-run", 1
+# What must agree between a run and a dataset it continues on (a moved or re-stored copy is fine).
+IDENTITY = ("method", "key_scope", "key_id", "shape", "classes")
+
+
+def dataset_record(m: Manifest, path: str) -> dict:
+    return {
+        "path": path,
+        "method": m.cipher.method,
+        "key_scope": m.cipher.key_scope,
+        "key_id": m.cipher.key_id,
+        "params": m.cipher.params,
+        "shape": list(m.shape),
+        "classes": list(m.classes),
+        "storage": m.storage,
+        "counts": {name: s.count for name, s in m.splits.items()},
+    }
+
+
+@dataclass
+class RunDir:
+    path: Path
+
+    @property
+    def config(self) -> Path:
+        return self.path / CONFIG
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / METRICS
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / CHECKPOINT
+
+    @property
+    def curves(self) -> Path:
+        return self.path / CURVES
+
+    def holds_run(self) -> bool:
+        return self.config.exists() or self.checkpoint.exists()
+
+    def write_config(self, settings: Settings, resolved: dict, dataset: dict, model: dict, runtime: dict) -> None:
+        doc = {"format": FORMAT, "version": VERSION, "settings": settings.to_dict(), "resolved": resolved,
+               "dataset": dataset, "model": model, "runtime": runtime}  # fmt: skip
+        write_atomic(self.config, json.dumps(doc, indent=2) + "\n")
+
+    def read_config(self) -> dict:
+        if not self.path.is_dir():
+            raise RunDirError(f"{self.path}: no such run directory")
+        try:
+            doc = json.loads(self.config.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise RunDirError(f"{self.path}: not a pptrain run (no {CONFIG})") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise RunDirError(f"{self.config}: cannot read ({type(e).__name__}: {e})") from None
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            raise RunDirError(f"{self.config}: not a pptrain run configuration")
+        if doc.get("version") != VERSION:
+            raise RunDirError(f"{self.config}: version {doc.get('version')}, this pptrain reads {VERSION}")
+        for key in ("settings", "dataset", "model"):
+            if not isinstance(doc.get(key), dict):
+                raise RunDirError(f"{self.config}: missing {key!r}")
+        return doc
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def resume_settings(run: RunDir, saved: dict, given: Settings, explicit: set[str]) -> Settings:
+    """The saved settings, with the per-invocation options from ``given``; any other option
+    given explicitly with a different value is refused: it would not continue the run."""
+    saved_settings = Settings.from_dict(saved)
+    values = {}
+    for f in fields(Settings):
+        old, new = getattr(saved_settings, f.name), getattr(given, f.name)
+        if f.name in PER_INVOCATION:
+            values[f.name] = new
+            continue
+        if f.name in explicit and new != old:
+            raise RunDirError(
+                f"{run.config}: this run was started with {_option(f.name, old)}; resuming with "
+                f"{_option(f.name, new)} would not continue it (start a new --run-dir instead)"
+            )
+        values[f.name] = old
+    return Settings(**values)
+
+
+def _option(field: str, value) -> str:
+    """How the command line says ``field = value``."""
+    if field == "adapt":
+        return "the adaptation network" if value else "--no-adapt"
+    name = "--" + field.replace("_", "-")
+    if isinstance(value, bool):
+        return name if value else f"no {name}"
+    return f"{name} {','.join(value) if isinstance(value, tuple) else value}"
+
+
+def check_dataset(run: RunDir, recorded: dict, m: Manifest, shown: str, strict: bool = True) -> list[str]:
+    """Differences between the dataset a run was trained on and ``m``. With ``strict`` (resume)
+    any difference is an error; otherwise (eval) shape and classes must agree, and a
+    different encryption is returned as a warning."""
+    now = dataset_record(m, shown)
+    diffs = [k for k in IDENTITY if recorded.get(k) != now[k]]
+    if "shape" in diffs:
+        raise RunDirError(f"{shown}: images are {_shape(now['shape'])}, but run {run.path} takes {_shape(recorded['shape'])}")
+    if "classes" in diffs and len(now["classes"]) != len(recorded.get("classes") or []):
+        raise RunDirError(f"{shown}: {len(now['classes'])} classes, but run {run.path} has {len(recorded.get('classes') or [])}")
+    if strict and diffs:
+        k = diffs[0]
+        raise RunDirError(f"{shown}: its {k.replace('_', ' ')} is {_brief(now[k])}, but run {run.path} was trained on {_brief(recorded.get(k))}")
+    return [f"{shown}: {k.replace('_', ' ')} {_brief(now[k])} differs from the run's {_brief(recorded.get(k))}" for k in diffs]
+
+
+def _shape(s) -> str:
+    h, w, c = s
+    return f"{w}x{h} with {c} channel{'s' if c != 1 else ''}"
+
+
+def _brief(v) -> str:
+    if isinstance(v, list) and len(v) > 4 and not isinstance(v[0], int):
+        return f"[{', '.join(map(str, v[:3]))}, ... ({len(v)})]"
+    return str(v)
+
+
+def runtime_record(device: torch.device, world: int) -> dict:
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    return {"device": str(device), "device_name": name, "world": world, "torch": torch.__version__}

@@ -1,0 +1,249 @@
+"""The streaming loader: shards -> webdataset pipeline -> DataLoader workers -> device.
+
+A pipeline of small generator stages (webdataset's ``DataPipeline``), one per worker:
+
+    epoch_shards   the split's shards in an order seeded by (seed, epoch), this worker's share
+    read_shards    each shard decoded whole by pipeline.formats (tar or zarr chunk), with the
+                   error handler passed in
+    shuffle_pool   a pool of --shuffle-buffer samples mixed across shards, vectorised
+    pieces         uint8 tensors of at most a batch, sent to the training process, which cuts
+                   exact batches across workers
+
+Seeding: webdataset's own shuffles (``shardshuffle=True``, ``shuffle(n)``) seed once per
+pipeline, so a fresh DataLoader each epoch repeats the first epoch's order unless reseeded;
+here every stage takes its seed from (seed, epoch, ...) explicitly.
+
+Splitting: with at least as many shards as readers (ranks x workers), reader g of G takes
+shards g, g+G, ... of the epoch's order; with fewer, every reader reads every shard and keeps
+the samples at positions g, g+G, ... — slower, but no reader idles and nothing crashes.
+Either way the readers' samples are disjoint. Equal batch counts: every rank takes exactly
+``count // (batch x world)`` batches; training readers cycle over their share (reshuffled each
+pass, as webdataset's ``with_epoch`` would), so a rank whose shards hold fewer samples than
+its batches need repeats some of its own rather than stalling the others.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+import webdataset as wds
+
+from pipeline.errors import PipelineError
+from pipeline.formats import Batch, Dataset, ShardInfo, open_dataset
+
+from .data import Loaded, epoch_rng, train_batches
+from .distributed import Dist
+
+SHARD_ORDER, SAMPLE_ORDER = 1, 2  # words of the per-epoch seeds
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one reader (one worker of one rank) does in one epoch; picklable for workers."""
+
+    root: str
+    split: str
+    shards: tuple[ShardInfo, ...]
+    batch: int  # per rank
+    seed: int
+    epoch: int
+    train: bool
+    buffer: int  # samples in the shuffle pool
+    reader: int  # g: rank x workers + worker
+    readers: int  # G: world x workers
+
+    @property
+    def by_shard(self) -> bool:
+        return len(self.shards) >= self.readers
+
+
+@dataclass(frozen=True)
+class Failure:
+    """An error raised in a worker, carried to the training process to be raised there with
+    its type and one-line message intact (DataLoader would wrap it in a traceback dump)."""
+
+    error: PipelineError
+
+
+PASS_END = None  # between passes: the shuffle pool empties, so a pass ends before the next begins
+
+
+def epoch_shards(plan: Plan) -> Iterator[tuple[ShardInfo, int | None] | None]:
+    """(shard, position of its first sample in the epoch's order, or None when whole shards
+    are split), pass after pass while training, with PASS_END after each pass."""
+    order = list(plan.shards)
+    if plan.train:
+        order = [order[i] for i in epoch_rng(plan.seed, plan.epoch, SHARD_ORDER).permutation(len(order))]
+    if plan.by_shard:
+        mine = order[plan.reader :: plan.readers]
+        for p in range(1 << 62 if plan.train else 1):
+            if p:  # further passes over the same shards, in a new order: still disjoint from other readers
+                mine = [mine[i] for i in epoch_rng(plan.seed, plan.epoch, SHARD_ORDER, plan.reader, p).permutation(len(mine))]
+            for shard in mine:
+                yield shard, None
+            yield PASS_END
+    else:
+        starts = np.cumsum([0] + [s.count for s in order])
+        for _ in range(1 << 62 if plan.train else 1):
+            for shard, first in zip(order, starts):
+                yield shard, int(first)
+            yield PASS_END
+
+
+def read_shards(src, plan: Plan, handler) -> Iterator[Batch]:
+    reader = open_dataset(plan.root).split(plan.split)
+    for item in src:
+        if item is PASS_END:
+            yield PASS_END
+            continue
+        shard, first = item
+        try:
+            b = reader.read_shard(shard)
+        except PipelineError as e:
+            if handler(e):
+                continue
+            raise
+        if first is not None:
+            keep = (first + np.arange(len(b))) % plan.readers == plan.reader
+            b = Batch(b.images[keep], b.labels[keep], b.indices[keep])
+        if len(b):
+            yield b
+
+
+def shuffle_pool(src, plan: Plan) -> Iterator[Batch]:
+    """Mix samples across shards: fill a pool to ``buffer``, shuffle it, hand out half; at
+    the end of a pass, hand out all of it. A pass that read nothing (every shard skipped by
+    the handler) ends the stream instead of looping."""
+    if not plan.train:
+        yield from (b for b in src if b is not PASS_END)
+        return
+    rng = epoch_rng(plan.seed, plan.epoch, SAMPLE_ORDER, plan.reader)
+    pool: list[Batch] = []
+    read = 0
+    for b in src:
+        if b is PASS_END:
+            if not read:
+                return
+            if pool:
+                yield _shuffled(pool, rng)
+            pool, read = [], 0
+            continue
+        pool.append(b)
+        read += len(b)
+        if sum(len(p) for p in pool) >= plan.buffer:
+            whole = _shuffled(pool, rng)
+            half = len(whole) // 2
+            yield _take(whole, slice(0, half))
+            pool = [_take(whole, slice(half, None))]
+    if pool:
+        yield _shuffled(pool, rng)
+
+
+def _shuffled(pool: list[Batch], rng: np.random.Generator) -> Batch:
+    whole = Batch.concat(pool, pool[0].images.shape[1:])
+    return _take(whole, rng.permutation(len(whole)))
+
+
+def _take(b: Batch, idx) -> Batch:
+    return Batch(b.images[idx], b.labels[idx], b.indices[idx])
+
+
+def pieces(src, plan: Plan) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Tensors of at most one batch each, for the trip to the training process."""
+    for b in src:
+        for at in range(0, len(b), plan.batch):
+            yield _tensors(_take(b, slice(at, at + plan.batch)))
+
+
+def _tensors(b: Batch):
+    return torch.from_numpy(np.ascontiguousarray(b.images)), torch.from_numpy(b.labels), torch.from_numpy(b.indices)
+
+
+def guarded(src) -> Iterator:
+    try:
+        yield from src
+    except PipelineError as e:
+        yield Failure(e)
+
+
+class ReaderStream(torch.utils.data.IterableDataset):
+    """One rank's stream; each DataLoader worker builds its own pipeline from its id."""
+
+    def __init__(self, plans: list[Plan], handler):
+        super().__init__()
+        self.plans, self.handler = plans, handler
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        plan = self.plans[info.id if info else 0]
+        pipeline = wds.DataPipeline(
+            functools.partial(epoch_shards, plan),
+            functools.partial(read_shards, plan=plan, handler=self.handler),
+            functools.partial(shuffle_pool, plan=plan),
+            functools.partial(pieces, plan=plan),
+            guarded,
+        )
+        return iter(pipeline)
+
+
+class StreamLoader:
+    def __init__(self, ds: Dataset, split: str, batch: int, d: Dist, device: torch.device, seed: int, train: bool,
+                 workers: int, buffer: int, handler=wds.reraise_exception):  # fmt: skip
+        info = ds.manifest.splits[split]
+        self.root, self.split, self.shards = str(Path(ds.root)), split, tuple(info.shards)
+        self.count, self.batch, self.d, self.device, self.seed, self.train = info.count, batch, d, device, seed, train
+        self.buffer, self.handler = buffer, handler
+        # More readers than samples per rank would leave some with nothing to read.
+        self.workers = max(0, min(workers, info.count // d.world))
+        if train:
+            self.batches = train_batches(self.count, batch, d)
+            self.images = self.batches * batch * d.world
+        else:
+            self.batches = -(-len(range(d.rank, self.count, d.world)) // batch)  # at most; exact per shard split
+            self.images = self.count
+
+    def plans(self, epoch: int) -> list[Plan]:
+        n = max(self.workers, 1)
+        readers = self.d.world * n
+        plans = []
+        return [
+            Plan(self.root, self.split, self.shards, self.batch, self.seed, epoch, self.train, self.buffer, self.d.rank * n + w, readers)
+            for w in range(n)
+        ]
+
+    def epoch(self, epoch: int) -> Iterator[Loaded]:
+        stream = ReaderStream(self.plans(epoch), self.handler)
+        cuda = self.device.type == "cuda"
+        loader = torch.utils.data.DataLoader(
+            stream, batch_size=None, num_workers=self.workers, pin_memory=cuda,
+            prefetch_factor=4 if self.workers else None, persistent_workers=False,
+        )  # fmt: skip
+        # Batches are cut here, across workers: a worker's share need not be a whole number
+        # of batches, so no sample is dropped or repeated for the sake of batch boundaries.
+        made, pending, size = 0, [], 0
+        for item in loader:
+            if isinstance(item, Failure):
+                raise item.error
+            pending.append(item)
+            size += len(item[1])
+            while size >= self.batch and (not self.train or made < self.batches):
+                batch, pending = _cut(pending, self.batch)
+                size -= self.batch
+                made += 1
+                yield tuple(t.to(self.device, non_blocking=cuda) for t in batch)
+            if self.train and made == self.batches:
+                break  # training readers cycle for ever; the epoch ends at the quota
+        if size and not self.train:
+            batch, _ = _cut(pending, size)
+            yield tuple(t.to(self.device, non_blocking=cuda) for t in batch)
+
+
+def _cut(pending: list[tuple], n: int) -> tuple[tuple, list[tuple]]:
+    """The first ``n`` samples of the pending pieces, and what is left."""
+    parts = [torch.cat(ts) for ts in zip(*pending)] if len(pending) > 1 else list(pending[0])
+    return tuple(p[:n] for p in parts), ([tuple(p[n:] for p in parts)] if len(parts[1]) > n else [])
