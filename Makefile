@@ -15,8 +15,15 @@ SCOPE ?= dataset
 FORMAT ?= wds
 SIZE ?=
 WORKERS ?=
+# make train DATA=... RUN=... [EPOCHS=] [WIDTH=] [RECIPE=] [DEVICE=]   make eval RUN=... DATA=...
+DATA ?=
+RUN ?=
+EPOCHS ?=
+WIDTH ?=
+RECIPE ?=
+DEVICE ?=
 
-.PHONY: install test data demo encrypt bench clean
+.PHONY: install test data demo encrypt train eval bench clean
 
 install: $(VENV)/.installed
 
@@ -40,6 +47,9 @@ demo: install data
 	$(BIN)/ppencrypt verify out/demo
 	$(BIN)/ppencrypt inspect out/demo
 	$(BIN)/ppencrypt preview out/demo -o out/demo-preview.png --key keys/demo.key
+	rm -rf out/demo-run
+	$(BIN)/pptrain out/demo --width 8 --epochs 1 --run-dir out/demo-run
+	$(BIN)/pptrain eval out/demo-run out/demo
 
 encrypt: install
 	@if [ -z "$(SRC)" ] || [ -z "$(OUT)" ]; then \
@@ -47,9 +57,21 @@ encrypt: install
 	$(BIN)/ppencrypt dataset $(SRC) $(OUT) --key $(KEY) --method $(METHOD) --key-scope $(SCOPE) --format $(FORMAT) \
 	  $(if $(SIZE),--size $(SIZE)) $(if $(WORKERS),--workers $(WORKERS))
 
+train: install
+	@if [ -z "$(DATA)" ] || [ -z "$(RUN)" ]; then \
+	  echo "usage: make train DATA=dataset RUN=rundir [EPOCHS=n] [WIDTH=n] [RECIPE=fast|paper] [DEVICE=auto|cpu|cuda]" >&2; exit 2; fi
+	$(BIN)/pptrain $(DATA) --run-dir $(RUN) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(WIDTH),--width $(WIDTH)) \
+	  $(if $(RECIPE),--recipe $(RECIPE)) $(if $(DEVICE),--device $(DEVICE))
+
+eval: install
+	@if [ -z "$(DATA)" ] || [ -z "$(RUN)" ]; then echo "usage: make eval RUN=rundir DATA=dataset" >&2; exit 2; fi
+	$(BIN)/pptrain eval $(RUN) $(DATA)
+
 bench: install data
 	$(BIN)/python bench/cipher_throughput.py
 	$(BIN)/python bench/dataset_write.py
+	$(BIN)/python bench/input_pipeline.py
+	$(BIN)/python bench/train_cpu.py
 
 clean:
 	rm -rf out build *.egg-info .pytest_cache .hypothesis

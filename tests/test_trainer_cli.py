@@ -139,6 +139,23 @@ def test_mixing_augmentations_train_through_the_streaming_loader(shapes_pe, tmp_
     assert "done, 1/1 epochs" in out.stdout
 
 
+def test_block_wise_baselines_train_with_a_warning(shapes_src, session_key, tmp_path):
+    le = encrypt(shapes_src, tmp_path / "le", session_key, method="le", shard_size=64)
+    out = run(le, *TINY, "--epochs", 1, "--run-dir", tmp_path / "r")
+    assert "warning: method 'le' is not pixel-wise: crop, flip on its ciphertext is not the encryption of an augmented image" in out.stderr
+    assert "warning" not in run(le, *TINY, "--epochs", 1, "--augment", "none", "--run-dir", tmp_path / "r2").stderr
+
+
+def test_a_dataset_without_test_split_trains_with_a_warning(tmp_path, fmnist, session_key):
+    from conftest import write_imagefolder
+
+    src = write_imagefolder(tmp_path / "src", *fmnist)
+    data = encrypt(src, tmp_path / "data", session_key)
+    out = run(data, *TINY, "--batch-size", 8, "--epochs", 1, "--run-dir", tmp_path / "r")
+    assert f"warning: {data}: no 'test' split; test metrics are left empty" in out.stderr
+    assert "no test split" in out.stdout and metrics(tmp_path / "r")[0]["test_acc"] is None
+
+
 @pytest.fixture(scope="module")
 def shapes_image_scope(shapes_src, session_key, tmp_path_factory):
     return encrypt(shapes_src, tmp_path_factory.mktemp("img") / "out", session_key, scope="image", shard_size=64)

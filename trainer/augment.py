@@ -65,6 +65,19 @@ ALIASES = {"shift": "crop", "hflip": "flip", "rrc": "random-resized-crop", "rand
            "colorjitter": "color-jitter", "colourjitter": "colour-jitter", "none": ""}  # fmt: skip
 
 
+PIXELWISE_METHODS = ("pe", "np", "plain")  # ciphers that treat every pixel on its own ([P])
+
+
+def block_method_warning(names: tuple[str, ...], method: str) -> str | None:
+    """Block-wise baselines (le, ele, etc, ...) do not commute with shifts or mixing; [P]'s
+    Table 2 trains them with augmentation in the cloud anyway to measure the damage, so this
+    is a warning, not a refusal."""
+    if not names or method in PIXELWISE_METHODS:
+        return None
+    return (f"method {method!r} is not pixel-wise: {', '.join(names)} on its ciphertext is not the encryption of an "
+            "augmented image (shifts move block boundaries), as [P]'s block-wise baselines measure")  # fmt: skip
+
+
 def parse_augment(names, shape: tuple[int, int, int], key_scope: str | None) -> tuple[str, ...]:
     """Validate ``names`` for images of ``shape`` under a key of ``key_scope`` (None: plain)."""
     out: list[str] = []
@@ -93,6 +106,13 @@ def normalise(images: torch.Tensor) -> torch.Tensor:
     return images.float().sub_(CENTRE).div_(CENTRE).permute(0, 3, 1, 2)
 
 
+def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A host tensor on ``device`` without making the host wait for the GPU."""
+    if device.type != "cuda":
+        return x.to(device)
+    return x.pin_memory().to(device, non_blocking=True)
+
+
 @dataclass
 class Draw:
     """The random choices for one batch, one entry per sample (host arrays)."""
@@ -105,6 +125,10 @@ class Draw:
     partner: np.ndarray | None  # int64: the image each sample is mixed with, or None
     lam: np.ndarray  # float32: weight of the sample's own image/label (1: unmixed)
     box: np.ndarray  # int64 N x 4: y0, y1, x0, x1 of the cutmix box (empty: none)
+
+
+# (a, b, c, d, e, f) per quarter turn k, c and f in units of (side - 1): see source_coords.
+QUARTER_TURNS = torch.tensor(((1, 0, 0, 0, 1, 0), (0, 1, 0, -1, 0, 1), (-1, 0, 1, 0, -1, 1), (0, -1, 1, 1, 0, 0)))
 
 
 class BatchAugment:
@@ -144,34 +168,58 @@ class BatchAugment:
             lam = np.where(cut, 1.0 - area, weight).astype(np.float32)
         return Draw(dy, dx, flip, vflip, rot, partner, lam, box)
 
-    def source_coords(self, draw: Draw, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """For every output pixel, the input pixel it comes from: rows, cols (N x H x W, clamped
-        into the image) and ``inside`` (False where the crop window hangs over the border)."""
+    def on_device(self, draw: Draw, device: torch.device) -> Draw:
+        """The draw's arrays on the GPU in two non-blocking copies from pinned memory: a plain
+        ``torch.as_tensor(array, device=cuda)`` per array would make the host wait for the
+        GPU several times per step."""
+        if device.type != "cuda":
+            return draw
+        n = len(draw.dy)
+        partner = draw.partner if draw.partner is not None else np.zeros(n, np.int64)
+        ints = np.column_stack([draw.dy, draw.dx, draw.flip, draw.vflip, draw.rot, partner, draw.box]).astype(np.int64)
+        ints = to_device(torch.from_numpy(ints), device)
+        lam = to_device(torch.from_numpy(np.ascontiguousarray(draw.lam)), device)
+        return Draw(ints[:, 0], ints[:, 1], ints[:, 2].bool(), ints[:, 3].bool(), ints[:, 4],
+                    None if draw.partner is None else ints[:, 5], lam, ints[:, 6:10])  # fmt: skip
+
+    def source_coords(self, draw: Draw, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """For every output pixel, the flat position (row x W + col) of the input pixel it
+        comes from, N x H*W (clamped into the image), and ``inside``, N x H x W, 1.0 inside
+        and 0.0 where the crop window hangs over the border (float: multiplying by a bool
+        mask costs a type promotion per pixel).
+
+        Shift and flips act on rows and columns separately, so they are computed on N x H
+        and N x W vectors; only a quarter turn needs the full N x H x W maps."""
         h, w, _ = self.shape
         t = lambda a: torch.as_tensor(a, device=device)  # noqa: E731
-        dy, dx = t(draw.dy)[:, None, None], t(draw.dx)[:, None, None]
-        i = torch.arange(h, device=device)[None, :, None] + dy  # shift: out (i, j) <- (i + dy, j + dx)
-        j = torch.arange(w, device=device)[None, None, :] + dx
-        inside = (i >= 0) & (i < h) & (j >= 0) & (j < w)
-        j = torch.where(t(draw.flip)[:, None, None], w - 1 - j, j)
-        i = torch.where(t(draw.vflip)[:, None, None], h - 1 - i, i)
-        i, j = torch.broadcast_tensors(i, j)
-        rot = t(draw.rot)[:, None, None]
-        # torch.rot90(k=1) on a square: out[i, j] = in[j, S-1-i]; k quarter turns compose.
-        s1 = h - 1
-        i, j = (
-            torch.where(rot == 1, j, torch.where(rot == 2, s1 - i, torch.where(rot == 3, s1 - j, i))),
-            torch.where(rot == 1, s1 - i, torch.where(rot == 2, s1 - j, torch.where(rot == 3, i, j))),
-        )
-        return i.clamp(0, h - 1), j.clamp(0, w - 1), inside.expand(len(draw.dy), h, w)
+        i = torch.arange(h, device=device)[None, :] + t(draw.dy)[:, None]  # out (i, j) <- (i + dy, j + dx)
+        j = torch.arange(w, device=device)[None, :] + t(draw.dx)[:, None]
+        inside = ((i >= 0) & (i < h)).float()[:, :, None] * ((j >= 0) & (j < w)).float()[:, None, :]
+        if "flip" in self.names:
+            j = torch.where(t(draw.flip)[:, None], w - 1 - j, j)
+        if "vflip" in self.names:
+            i = torch.where(t(draw.vflip)[:, None], h - 1 - i, i)
+        i, j = i.clamp(0, h - 1)[:, :, None], j.clamp(0, w - 1)[:, None, :]
+        if "rot90" in self.names:
+            # torch.rot90(k) on a square: out[i, j] = in[i', j'] with (i', j') = (i, j), (j, s-i),
+            # (s-i, s-j), (s-j, i) for k = 0..3, i.e. i' = a i + b j + c, j' = d i + e j + f.
+            coef = to_device(QUARTER_TURNS * torch.tensor([1, 1, h - 1] * 2), device)
+            coef = coef[t(draw.rot)][:, :, None, None]
+            i, j = coef[:, 0] * i + coef[:, 1] * j + coef[:, 2], coef[:, 3] * i + coef[:, 4] * j + coef[:, 5]
+        flat = (i * w + j).reshape(len(draw.dy), h * w)
+        return flat, inside
+
+    def _gather(self, images: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
+        n, h, w, c = images.shape
+        index = flat[:, :, None].expand(n, h * w, c)
+        return images.reshape(n, h * w, c).gather(1, index).reshape(n, h, w, c)
 
     def warp(self, images: torch.Tensor, draw: Draw, fill) -> torch.Tensor:
         """Shift, flip and rotate N x H x W x C ``images`` (any dtype) as ``draw`` says, with
         ``fill`` where the window leaves the image. Mixing is not part of it."""
-        rows, cols, inside = self.source_coords(draw, images.device)
-        n = torch.arange(len(images), device=images.device)[:, None, None]
-        out = images[n, rows, cols]
-        return torch.where(inside[..., None], out, torch.as_tensor(fill, dtype=images.dtype, device=images.device))
+        flat, inside = self.source_coords(draw, images.device)
+        out = self._gather(images, flat)
+        return torch.where(inside[..., None] > 0, out, torch.as_tensor(fill, dtype=images.dtype, device=images.device))
 
     def mix(self, x: torch.Tensor, draw: Draw) -> torch.Tensor:
         """Mix N x C x H x W normalised images with their partners (mixup weight or cutmix box)."""
@@ -200,10 +248,10 @@ class BatchAugment:
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor, draw: Draw) -> tuple[torch.Tensor, torch.Tensor]:
         """uint8 N x H x W x C ciphertext -> (normalised N x C x H x W inputs, targets)."""
+        draw = self.on_device(draw, images.device)
         if {"crop", "flip", "vflip", "rot90"} & set(self.names):
-            rows, cols, inside = self.source_coords(draw, images.device)
-            n = torch.arange(len(images), device=images.device)[:, None, None]
-            x = images[n, rows, cols].float().sub_(CENTRE).div_(CENTRE)
+            flat, inside = self.source_coords(draw, images.device)
+            x = self._gather(images, flat).float().sub_(CENTRE).div_(CENTRE)
             x = x.mul_(inside[..., None]).permute(0, 3, 1, 2)  # outside: 0, i.e. 127.5
         else:
             x = normalise(images)

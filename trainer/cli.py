@@ -107,21 +107,13 @@ def train(ctx, out, epochs, batch_size, lr, recipe, augment, pad, mix_alpha, no_
         stop_after=stop_after, trace=trace,
     )  # fmt: skip
     explicit = {_field(p) for p in ctx.params if ctx.get_parameter_source(p) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)}
-    outcome = run_training(given, explicit, resume=resume, quiet=quiet)
-    for w in outcome.warnings:
-        click.echo(f"warning: {w}", err=True)
-    if outcome.history is not None and _is_main():
+    outcome = run_training(given, explicit, resume=resume, quiet=quiet, log=lambda line: click.echo(line, err=True))
+    if outcome.main:
         click.echo(outcome.summary)
 
 
 def _field(param: str) -> str:
     return {"no_adapt": "adapt", "compile_": "compile", "out": "data"}.get(param, param)
-
-
-def _is_main() -> bool:
-    import os
-
-    return os.environ.get("RANK", "0") == "0"
 
 
 @cli.command("eval")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -26,7 +26,7 @@ from tqdm import tqdm
 from pipeline.formats import Dataset, open_dataset
 
 from . import checkpoint, distributed
-from .augment import BatchAugment, normalise, parse_augment
+from .augment import BatchAugment, block_method_warning, normalise, parse_augment
 from .data import Loader, epoch_rng, fits_in_memory, make_loader
 from .distributed import Dist, memory_format, model_input
 from .errors import OptionError, RunDirError
@@ -45,7 +45,7 @@ class Outcome:
     history: list[dict]
     epochs: int
     summary: str
-    warnings: list[str] = field(default_factory=list)
+    main: bool  # rank 0: the process that reports
 
 
 def configure_determinism(device: torch.device, seed: int) -> None:
@@ -111,10 +111,12 @@ def train(given: Settings, explicit: set[str] = frozenset(), resume: bool = Fals
 
 def _train(given, explicit, resume, quiet, log, d: Dist, device: torch.device) -> Outcome:
     asked, s, run, ds, state = prepare(given, explicit, resume, d)
-    warnings: list[str] = []
     m = ds.manifest
+    warn = (lambda text: log(f"warning: {text}")) if d.main else (lambda text: None)
     recipe = RECIPES[s.recipe]
     names = parse_augment(s.augment, m.shape, key_scope(ds))
+    if block_method_warning(names, m.cipher.method):
+        warn(block_method_warning(names, m.cipher.method))
     aug = BatchAugment(names, m.shape, len(m.classes), s.pad, s.mix_alpha)
     configure_determinism(device, s.seed)
     if device.type == "cpu" and d.active:
@@ -122,7 +124,7 @@ def _train(given, explicit, resume, quiet, log, d: Dist, device: torch.device) -
 
     has_test = s.test_split in m.splits
     if not has_test:
-        warnings.append(f"{s.data}: no {s.test_split!r} split; test metrics are left empty")
+        warn(f"{s.data}: no {s.test_split!r} split; test metrics are left empty")
     splits = [s.train_split] + ([s.test_split] if has_test else [])
     stream = s.stream or not fits_in_memory(ds, splits, s.memory_limit)
     per_rank = s.batch_size // d.world
@@ -179,7 +181,7 @@ def _train(given, explicit, resume, quiet, log, d: Dist, device: torch.device) -
         d.barrier()
     if d.main and not run.metrics.exists():
         write_metrics(run.metrics, history)
-    return Outcome(run.path, history, s.epochs, summary_line(run.path, history, s.epochs), warnings)
+    return Outcome(run.path, history, s.epochs, summary_line(run.path, history, s.epochs), d.main)
 
 
 def build_training(s: Settings, m, state: dict | None, run: RunDir, device: torch.device, d: Dist):
