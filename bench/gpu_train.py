@@ -54,6 +54,7 @@ class DeviceBatches:
 
 def throughput(device: torch.device, width: int, batch: int, steps: int, warmup: int, compiled: bool) -> dict:
     torch.manual_seed(0)
+    torch.backends.cudnn.benchmark = True  # as pptrain sets it on CUDA
     model = build_model(SHAPE[2], CLASSES, width, True).to(device, memory_format=memory_format(device))
     net = torch.compile(model) if compiled else model
     recipe = RECIPES["fast"]

@@ -83,12 +83,10 @@ class Prediction:
     top: list[tuple[str, float]]  # (class name, probability), most probable first
 
 
-def load_queries(t: TrainedRun, paths: list[str]) -> torch.Tensor:
-    """Encrypted query PNGs (``ppencrypt image``) as one uint8 batch, refusing any whose size
-    or channel count differs from the run's: converting them would not be the image that was
-    encrypted, so the model would see neither ciphertext nor plain."""
+def check_queries(t: TrainedRun, paths: list[str]) -> None:
+    """Refuse any query whose size or channel count differs from the run's, before any work:
+    converting it would give neither the ciphertext that was made nor anything the model saw."""
     h, w, c = t.shape
-    arrays = []
     for path in paths:
         p = probe_image(path, path)
         if (p.height, p.width, p.channels) != (h, w, c):
@@ -96,19 +94,26 @@ def load_queries(t: TrainedRun, paths: list[str]) -> torch.Tensor:
                 f"{path}: {p.width}x{p.height} with {p.channels} channel{'s' if p.channels != 1 else ''}, but run "
                 f"{t.run.path} takes {w}x{h} with {c}; encrypt queries with `ppencrypt image --like` the training dataset"
             )
-        arrays.append(torch.tensor(load_image(path, path, c, None)))
-    return torch.stack(arrays)
+
+
+def load_queries(t: TrainedRun, paths: list[str]) -> torch.Tensor:
+    """Encrypted query PNGs (``ppencrypt image``) as one uint8 N x H x W x C batch."""
+    return torch.stack([torch.tensor(load_image(path, path, t.shape[2], None)) for path in paths])
 
 
 @torch.no_grad()
-def predict(t: TrainedRun, paths: list[str], top: int = 1) -> list[Prediction]:
-    images = load_queries(t, paths).to(t.device)
-    with torch.autocast(t.device.type, dtype=torch.bfloat16, enabled=t.device.type == "cuda"):
-        logits = t.model(model_input(normalise(images), t.device))
-    probs = torch.softmax(logits.float(), dim=1).cpu()
-    k = min(top, probs.shape[1])
-    values, indices = probs.topk(k, dim=1)
-    return [
-        Prediction(path, [(t.classes[i], float(v)) for v, i in zip(vs.tolist(), ix.tolist())])
-        for path, vs, ix in zip(paths, values, indices)
-    ]
+def predict(t: TrainedRun, paths: list[str], top: int = 1, batch: int = 256) -> list[Prediction]:
+    check_queries(t, paths)
+    k = min(top, len(t.classes))
+    out = []
+    for at in range(0, len(paths), batch):
+        chunk = paths[at : at + batch]
+        images = load_queries(t, chunk).to(t.device)
+        with torch.autocast(t.device.type, dtype=torch.bfloat16, enabled=t.device.type == "cuda"):
+            logits = t.model(model_input(normalise(images), t.device))
+        values, indices = torch.softmax(logits.float(), dim=1).topk(k, dim=1)
+        out += [
+            Prediction(path, [(t.classes[i], float(v)) for v, i in zip(vs.tolist(), ix.tolist())])
+            for path, vs, ix in zip(chunk, values.cpu(), indices.cpu())
+        ]
+    return out

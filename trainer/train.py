@@ -111,6 +111,7 @@ def train(given: Settings, explicit: set[str] = frozenset(), resume: bool = Fals
 
 def _train(given, explicit, resume, quiet, log, d: Dist, device: torch.device) -> Outcome:
     asked, s, run, ds, state = prepare(given, explicit, resume, d)
+    d.barrier()  # every rank has checked the run directory before rank 0 writes into it
     m = ds.manifest
     warn = (lambda text: log(f"warning: {text}")) if d.main else (lambda text: None)
     recipe = RECIPES[s.recipe]
