@@ -72,6 +72,7 @@ bench: install data
 	$(BIN)/python bench/dataset_write.py
 	$(BIN)/python bench/input_pipeline.py
 	$(BIN)/python bench/train_cpu.py
+	$(BIN)/python bench/audit.py
 
 clean:
 	rm -rf out build *.egg-info .pytest_cache .hypothesis

@@ -9,6 +9,7 @@ import sys
 import click
 
 from . import __version__
+from .audit import AuditOptions, run_audit, table, write_report
 from .ciphers import cipher_class, method_names
 from .decrypt import decrypt_dataset
 from .derive import SCOPES
@@ -155,6 +156,26 @@ def image(images, key_path, like, out_dir, overwrite):
     """Encrypt query IMAGES as dataset LIKE was, into numbered PNGs in a folder."""
     for q in encrypt_queries(list(images), like, out_dir, _key(key_path), key_path, overwrite):
         click.echo(f"{q.source}\t{q.output}")
+
+
+@cli.command()
+@click.argument("out", type=click.Path())
+@click.option("--plain", "src", required=True, type=click.Path(), metavar="SRC",
+              help="The plain source dataset OUT was made from (same layout and order), to score with.")
+@click.option("--split", default="test", show_default=True, help="Split to audit.")
+@click.option("-n", "count", type=click.IntRange(min=1), default=1000, show_default=True, help="Images to score.")
+@click.option("-k", "--known", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Plain/encrypted pairs the known-plaintext attacker knows (the split's first k, not scored).")
+@click.option("-o", "--output", default="report", show_default=True, type=click.Path(),
+              help="Writes OUTPUT.json and OUTPUT.png (plain images: keep it private).")
+def audit(out, src, split, count, known, output):
+    """Measure what dataset OUT gives away: attack it as its server could, score the
+    reconstructions against the plain images of SRC (PSNR, SSIM; docs/privacy.md). Takes no
+    key and writes none."""
+    report = run_audit(out, src, AuditOptions(split=split, count=count, known=known))
+    click.echo(table(report), nl=False)
+    for path in write_report(report, output, out):
+        click.echo(f"wrote {path}")
 
 
 def main(argv: list[str] | None = None) -> None:

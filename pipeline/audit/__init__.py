@@ -1,0 +1,16 @@
+"""The privacy audit: how much of the picture each method and key scope gives away.
+
+    report = run_audit("out/cifar", "data/cifar-10-batches-py", AuditOptions(split="test", count=1000))
+    print(table(report)); write_report(report, "report", "out/cifar")
+
+Modules, one concept each: attacks (what an attacker sees; the registry; identity, fr-basic),
+candidates (the pixel cipher's 48 / 2^C encodings of a pixel), greedy (fr-advanced, fr-shared),
+known, known_pixel, known_block (known-plaintext key recovery), metrics (PSNR, SSIM), keyspace,
+report (table, report.json, report.png), audit (reading the data, running, scoring).
+docs/privacy.md has the results.
+"""
+
+from .audit import AuditOptions, run_audit
+from .report import AuditReport, report_paths, table, write_report
+
+__all__ = ["AuditOptions", "AuditReport", "report_paths", "run_audit", "table", "write_report"]

@@ -1,0 +1,98 @@
+"""The attacks the audit runs, and the registry that lists them.
+
+An attack sees what an attacker would see: the ciphertexts, the manifest (method, parameters,
+key scope, image shape — the server holds all of it), and, for known-plaintext attacks only,
+the k plain/encrypted pairs it is assumed to know. It never sees the key or the plain images it
+is scored on; the audit (audit.py) holds those and passes pairs only to attacks that declare
+``needs_pairs``. An attack returns its reconstructions and statistics that describe what it
+found (counts, never key material).
+
+Adding an attack: subclass :class:`Attack`, decorate it with :func:`register`; the audit, the
+table and report.png pick it up in registry order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+
+from .candidates import PixelCandidates
+
+_REGISTRY: dict[str, type[Attack]] = {}
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the manifest tells anyone who holds the dataset."""
+
+    method: str
+    params: dict
+    scope: str | None  # 'dataset' | 'image'; None for 'plain'
+    shape: tuple[int, int, int]  # H, W, C
+
+
+@dataclass(frozen=True)
+class KnownPairs:
+    plain: np.ndarray  # k x H x W x C
+    cipher: np.ndarray  # k x H x W x C, the same images encrypted
+
+    def __len__(self) -> int:
+        return len(self.plain)
+
+
+@dataclass
+class Outcome:
+    images: np.ndarray  # N x H x W x C uint8 reconstructions, in the order of the ciphertexts
+    stats: dict = field(default_factory=dict)  # what the attack found, as counts and fractions
+    # Ciphertext-only attacks on a shared key recover the images only up to one global colour
+    # order and negation, which no statistic of the ciphertexts can settle but a viewer settles
+    # by eye among the few variants. When set, the audit scores the variant a viewer would pick.
+    variants: PixelCandidates | None = None
+
+
+class Attack:
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    needs_pairs: ClassVar[bool] = False
+
+    def not_applicable(self, target: Target) -> str | None:
+        """Why this attack does not apply to ``target`` (shown in the table), or None."""
+        return None
+
+    def run(self, ciphertexts: np.ndarray, target: Target, pairs: KnownPairs | None = None) -> Outcome:
+        raise NotImplementedError
+
+
+def register(cls: type[Attack]) -> type[Attack]:
+    if cls.name in _REGISTRY:
+        raise ValueError(f"attack {cls.name!r} registered twice")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def attacks() -> list[Attack]:
+    """One instance of every registered attack, in registry order."""
+    from . import greedy, known  # noqa: F401  (registering the others)
+
+    return [cls() for cls in _REGISTRY.values()]
+
+
+@register
+class Identity(Attack):
+    name = "identity"
+    summary = "the encrypted image itself: the floor every attack must beat"
+
+    def run(self, ciphertexts, target, pairs=None):
+        return Outcome(ciphertexts.copy())
+
+
+@register
+class FeatureReconstructionBasic(Attack):
+    name = "fr-basic"
+    summary = "feature reconstruction: v -> 255 - v where v > 127, per component"
+
+    def run(self, ciphertexts, target, pairs=None):
+        # Undoes every NP flip of a value that was below 128; leaves the colour order alone.
+        return Outcome(np.where(ciphertexts > 127, 255 - ciphertexts, ciphertexts).astype(np.uint8))

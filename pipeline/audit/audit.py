@@ -1,0 +1,121 @@
+"""``ppencrypt audit``: run every attack on an encrypted dataset and score it against the plain
+images it came from.
+
+The data owner runs the audit: SRC (the plain source) supplies the images to score with and the
+k known pairs, nothing else reaches an attack. The split's first k samples are the pairs, the
+next N are scored by every attack (so every row is over the same images, and none of them is a
+pair). The plain images are matched to samples by position, which holds because ``ppencrypt
+dataset`` numbers samples in source order; a dataset made with ``--skip-bad`` that skipped files
+cannot be matched and is refused, and the labels are compared as a check.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import SourceError
+from ..formats import Batch, Manifest, open_dataset
+from ..sources import open_source, run_task
+from .attacks import Attack, KnownPairs, Outcome, Target, attacks
+from .candidates import PixelCandidates
+from .keyspace import key_space
+from .metrics import Scores, psnr
+from .report import AttackRow, AuditReport
+
+VIEWER_IMAGES = 16  # images a viewer looks at to pick among the global variants (fr-shared)
+
+
+@dataclass
+class AuditOptions:
+    split: str = "test"
+    count: int = 1000  # N: images scored
+    known: int = 1  # k: known pairs for known-plaintext
+    shown: int = 4  # images in report.png
+
+
+def load_plain(src: str, m: Manifest, split: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``n`` plain images and labels of ``split`` in SRC, as the dataset was made from
+    it (same --size); SourceError when SRC cannot be the dataset's source."""
+    source = open_source(src, size=m.resize)
+    if source.shape != m.shape:
+        (h, w, c), (dh, dw, dc) = source.shape, m.shape
+        raise SourceError(f"{src}: its images are {w}x{h}x{c}, the dataset's are {dw}x{dh}x{dc}: not the dataset's source")
+    if split not in source.splits:
+        raise SourceError(f"{src}: no split {split!r} (it has {', '.join(source.splits)})")
+    loader = source.splits[split]
+    if len(loader) != m.splits[split].count:
+        raise SourceError(f"{src}: split {split} has {len(loader)} images, the dataset {m.splits[split].count}: not the dataset's source")
+    if source.classes != m.classes:
+        raise SourceError(f"{src}: its classes differ from the dataset's: not the dataset's source")
+    images, labels, got = [], [], 0
+    for task in loader.tasks():
+        if got >= n:
+            break
+        chunk = run_task(task)
+        images.append(chunk.images)
+        labels.append(chunk.labels)
+        got += len(chunk.labels)
+    return np.concatenate(images)[:n], np.concatenate(labels)[:n]
+
+
+def read_samples(out: str, opts: AuditOptions) -> tuple[Manifest, Batch]:
+    """The dataset's manifest and the first k + N samples of the split."""
+    ds = open_dataset(out)
+    m = ds.manifest
+    reader = ds.split(opts.split)  # a missing split is a ManifestError naming the ones there are
+    if m.skipped:
+        raise SourceError(
+            f"{out}: made with --skip-bad, which skipped {m.skipped} source files; the audit cannot tell which plain "
+            "image belongs to which sample"
+        )
+    available = m.splits[opts.split].count
+    if available <= opts.known:
+        raise SourceError(f"{out}: split {opts.split} has {available} images; {opts.known} known pairs leave none to score")
+    return m, reader.head(opts.known + opts.count)
+
+
+def pick_variant(images: np.ndarray, plain: np.ndarray, variants: PixelCandidates) -> tuple[np.ndarray, str]:
+    """The global colour order / negation a viewer would pick, judged on a few images, applied
+    to all of them (one choice for the whole set)."""
+    look = slice(0, VIEWER_IMAGES)
+    best = max(range(len(variants)), key=lambda t: psnr(images[look][..., variants.inv_src[t]] ^ variants.inv_xor[t], plain[look]).mean())
+    chosen = images[..., variants.inv_src[best]] ^ variants.inv_xor[best]
+    return chosen, f"one global variant of {len(variants)} picked as a viewer would, by eye on {min(len(images), VIEWER_IMAGES)} images"
+
+
+def run_attack(attack: Attack, ciphertexts: np.ndarray, plain: np.ndarray, target: Target, pairs: KnownPairs, shown: int) -> AttackRow:
+    reason = attack.not_applicable(target)
+    if reason:
+        return AttackRow(attack.name, attack.summary, None, reason)
+    start = time.perf_counter()
+    outcome: Outcome = attack.run(ciphertexts, target, pairs if attack.needs_pairs else None)  # pairs only where declared
+    seconds = time.perf_counter() - start
+    images, note = outcome.images, ""
+    if outcome.variants is not None:
+        images, note = pick_variant(images, plain, outcome.variants)
+    start = time.perf_counter()
+    scores = Scores.of(images, plain)
+    return AttackRow(attack.name, attack.summary, scores, None, seconds, time.perf_counter() - start, outcome.stats, note, images[:shown])
+
+
+def run_audit(out: str | os.PathLike, src: str | os.PathLike, opts: AuditOptions) -> AuditReport:
+    start = time.perf_counter()
+    out, src = str(out), str(src)
+    m, batch = read_samples(out, opts)
+    plain, labels = load_plain(src, m, opts.split, len(batch))
+    if len(labels) != len(batch) or not np.array_equal(labels, batch.labels):
+        first = int(np.argmax(labels != batch.labels)) if len(labels) == len(batch) else min(len(labels), len(batch))
+        raise SourceError(f"{src}: sample {first} of split {opts.split} has another label than in the dataset: not the dataset's source")
+    k = opts.known
+    pairs = KnownPairs(plain[:k], batch.images[:k])
+    ciphertexts, truth = batch.images[k:], plain[k:]
+    target = Target(m.cipher.method, dict(m.cipher.params), m.cipher.key_scope, m.shape)
+    rows = [run_attack(a, ciphertexts, truth, target, pairs, opts.shown) for a in attacks()]
+    return AuditReport(
+        out, target.method, target.params, target.scope, m.shape, opts.split, k, len(truth),
+        key_space(target.method, target.params, target.scope, m.shape), rows, time.perf_counter() - start, truth[: opts.shown],
+    )  # fmt: skip

@@ -1,0 +1,151 @@
+"""What an audit produced, and its three renderings: the table on stdout, report.json, and
+report.png (a grid of plain, encrypted and reconstructed images).
+
+report.json holds scores, timings, key-space sizes and the attacks' statistics — counts, never
+key material. report.png shows plain images and reconstructions: it is as private as the plain
+data, and is refused inside the encrypted dataset (which goes to the server).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from ..decrypt import refuse_plain_inside, to_pil
+from ..preview import GAP, MIN_TILE, grid
+from .keyspace import KeySpace
+from .metrics import Scores
+
+HEADER = 14  # pixels of caption above each column of report.png
+
+
+@dataclass
+class AttackRow:
+    name: str
+    summary: str
+    scores: Scores | None  # None when the attack does not apply
+    not_applicable: str | None = None
+    seconds: float = 0.0  # the attack itself
+    scoring_seconds: float = 0.0  # PSNR and SSIM of its reconstructions
+    stats: dict = field(default_factory=dict)
+    note: str = ""
+    shown: np.ndarray | None = None  # the first few reconstructions, for report.png
+
+    def to_dict(self) -> dict:
+        doc = {"attack": self.name, "summary": self.summary}
+        if self.scores is None:
+            return {**doc, "not_applicable": self.not_applicable}
+        return {**doc, **self.scores.to_dict(), "seconds": round(self.seconds, 3),
+                "scoring_seconds": round(self.scoring_seconds, 3), "stats": self.stats, "note": self.note}  # fmt: skip
+
+
+@dataclass
+class AuditReport:
+    dataset: str
+    method: str
+    params: dict
+    scope: str | None
+    shape: tuple[int, int, int]
+    split: str
+    known: int  # pairs given to known-plaintext, not scored
+    scored: int
+    key_space: KeySpace
+    rows: list[AttackRow]
+    seconds: float = 0.0  # the whole audit: reading, attacks, scoring
+    plain_shown: np.ndarray | None = None
+
+    def to_dict(self) -> dict:
+        h, w, c = self.shape
+        return {
+            "dataset": self.dataset,
+            "method": self.method,
+            "params": self.params,
+            "key_scope": self.scope,
+            "image": {"height": h, "width": w, "channels": c},
+            "split": self.split,
+            "known_pairs": self.known,
+            "scored_images": self.scored,
+            "key_space": self.key_space.to_dict(),
+            "psnr_cap_db": 100.0,
+            "attacks": [r.to_dict() for r in self.rows],
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def _stats_text(stats: dict) -> str:
+    return ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in stats.items())
+
+
+def table(report: AuditReport) -> str:
+    h, w, c = report.shape
+    scope = f"{report.scope}-scope key" if report.scope else "no key"
+    ks = report.key_space
+    bits = "unknown" if ks.to_dict()["bits"] is None else f"{ks.bits:.1f} bits"
+    lines = [
+        f"{report.dataset}: {report.method} ({scope}), {w}x{h}x{c}, split {report.split}: "
+        f"{report.scored} images scored, {report.known} known pair{'s' * (report.known != 1)} not scored",
+        "key space: none (no key)" if ks.per == "nothing" else f"key space: {bits} per key, one key per {ks.per}"
+        + (f" (a search over master keys: at most {ks.effective_bits:.0f} bits)" if ks.bits > ks.effective_bits else ""),
+        "",
+        f"{'attack':<16} {'PSNR mean':>9} {'max':>6} {'SSIM mean':>9} {'max':>6} {'exact':>11} {'time':>7}  found",
+    ]  # fmt: skip
+    for r in report.rows:
+        if r.scores is None:
+            lines.append(f"{r.name:<16} {'n/a: ' + r.not_applicable}")
+            continue
+        s = r.scores
+        found = "; ".join(x for x in (_stats_text(r.stats), r.note) if x)
+        lines.append(
+            f"{r.name:<16} {s.psnr.mean:>9.2f} {s.psnr.max:>6.1f} {s.ssim.mean:>9.3f} {s.ssim.max:>6.3f} "
+            f"{f'{s.exact}/{s.count}':>11} {r.seconds:>6.2f}s  {found}"
+        )
+    lines += ["", "PSNR in dB (100 = identical); max = the image that leaks most. "
+              f"Audit took {report.seconds:.1f} s."]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def picture(report: AuditReport) -> Image.Image:
+    """Columns: plain, then every attack that ran (identity is the encrypted image); rows: the
+    first few scored images."""
+    rows = [r for r in report.rows if r.shown is not None]
+    columns = [("plain", report.plain_shown)] + [(r.name, r.shown) for r in rows]
+    n, h, w, c = report.plain_shown.shape
+    scale = max(1, -(-MIN_TILE // max(h, w)))
+    # tile t of the grid is image t // columns of column t % columns
+    tiles = np.stack([im for _, im in columns], axis=1).reshape(-1, h, w, c)
+    tiles = tiles.repeat(scale, axis=1).repeat(scale, axis=2)
+    body = to_pil(grid(tiles, len(columns))).convert("RGB")
+    out = Image.new("RGB", (body.width, body.height + HEADER), "white")
+    out.paste(body, (0, HEADER))
+    draw = ImageDraw.Draw(out)
+    for i, (name, _) in enumerate(columns):
+        draw.text((GAP + i * (w * scale + GAP) + 2, 2), name, fill="black")
+    return out
+
+
+def _replace(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def report_paths(prefix: str | os.PathLike) -> tuple[Path, Path]:
+    """``-o PREFIX`` -> PREFIX.json, PREFIX.png (a .json or .png suffix on PREFIX is dropped)."""
+    p = Path(prefix)
+    base = p.with_suffix("") if p.suffix.lower() in (".json", ".png") else p
+    return Path(f"{base}.json"), Path(f"{base}.png")
+
+
+def write_report(report: AuditReport, prefix: str | os.PathLike, dataset_root: str | os.PathLike) -> tuple[Path, Path]:
+    json_path, png_path = report_paths(prefix)
+    for path in (json_path, png_path):  # report.png holds plain pixels: never beside the shards
+        refuse_plain_inside(path, dataset_root)
+    text = json.dumps(report.to_dict(), indent=2, allow_nan=False) + "\n"
+    _replace(json_path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    _replace(png_path, lambda tmp: picture(report).save(tmp, format="PNG"))
+    return json_path, png_path
