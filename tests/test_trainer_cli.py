@@ -2,6 +2,8 @@
 predict, and every refusal with its exact exit code and message."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -177,6 +179,9 @@ def test_bad_options_exit_2(shapes_pe, tmp_path):
     r = run(shapes_pe, *TINY, "--pad", 28, "--run-dir", tmp_path / "r", code=2)
     assert "Invalid value for '--pad': --pad 28 must be in 0..27 for 28x28 images" in r.output
     assert "'--recipe': 'slow' is not one of 'paper', 'fast'" in run(shapes_pe, "--recipe", "slow", code=2).output
+    if not torch.cuda.is_available():
+        r = run(shapes_pe, *TINY, "--device", "cuda", "--run-dir", tmp_path / "r", code=2)
+        assert "Invalid value for '--device': CUDA was asked for, but torch sees no GPU" in r.output
 
 
 def test_bad_datasets_exit_1_naming_the_file(tmp_path, shapes_pe):
@@ -225,3 +230,15 @@ def test_eval_refusals(trained, tmp_path, cifar10_dir, session_key, shapes_pe):
     (damaged / "checkpoint.pt").write_bytes(b"garbage")
     r = run("eval", damaged, shapes_pe, code=1)
     assert r.output == f"Error: {damaged / 'checkpoint.pt'}: not a readable checkpoint (UnpicklingError)\n"
+
+
+def test_the_server_side_imports_no_key_or_cipher_code():
+    """pptrain never holds a key: none of its modules pulls in key handling or the cipher."""
+    code = (
+        "import sys, trainer.cli, trainer.train, trainer.infer, trainer.stream, trainer.data, trainer.augment\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] == 'cryptography'"
+        " or m.startswith(('pipeline.keys', 'pipeline.derive', 'pipeline.ciphers', 'pipeline.encrypt', 'pipeline.decrypt')))\n"
+        "print(bad)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "[]"

@@ -115,7 +115,8 @@ def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 @dataclass
 class Draw:
-    """The random choices for one batch, one entry per sample (host arrays)."""
+    """The random choices for one batch, one entry per sample: host arrays, or their device
+    copies after :meth:`BatchAugment.on_device`."""
 
     dy: np.ndarray  # int64: the crop window's vertical offset, -pad..pad (0: unmoved)
     dx: np.ndarray  # int64: its horizontal offset
