@@ -24,22 +24,26 @@ from .settings import DEFAULT_AUGMENT, Settings
 SUBCOMMAND_HELP = ("-h", "--help", "--version")
 
 
-class Group(click.Group):
-    def parse_args(self, ctx, args):
-        if args and args[0] not in self.commands and args[0] not in SUBCOMMAND_HELP:
-            args = ["train", *args]
-        return super().parse_args(ctx, args)
-
+class Command(click.Command):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except OptionError as e:
+        except OptionError as e:  # in the subcommand's context, so the usage line is its own
             raise click.BadParameter(str(e), ctx=ctx, param_hint=f"'{e.option}'") from None
         except (TrainerError, PipelineError) as e:
             raise click.ClickException(str(e)) from None
         except OSError as e:  # disk full, permission denied: the environment's fault, not ours
             where = f"{e.filename}: " if e.filename else ""
             raise click.ClickException(f"{where}{e.strerror or e}") from None
+
+
+class Group(click.Group):
+    command_class = Command
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in SUBCOMMAND_HELP:
+            args = ["train", *args]
+        return super().parse_args(ctx, args)
 
 
 def _recipe_help() -> str:

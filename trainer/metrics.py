@@ -16,10 +16,6 @@ def write_metrics(path: Path, history: list[dict]) -> None:
     write_atomic(path, "".join(json.dumps({k: rec[k] for k in FIELDS}) + "\n" for rec in history))
 
 
-def read_metrics(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
 def plot_curves(path: Path, history: list[dict], title: str) -> None:
     import matplotlib
 
