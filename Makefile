@@ -22,8 +22,13 @@ EPOCHS ?=
 WIDTH ?=
 RECIPE ?=
 DEVICE ?=
+# make reproduce [EPOCHS=30] [WIDTH=64] [DEVICE=auto] [CIFAR10=path/to/cifar-10-batches-py] [ROWS=id,...]
+CIFAR10 ?=
+ROWS ?=
+REPRO_ARGS = $(or $(CIFAR10),$(FMNIST)) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(WIDTH),--width $(WIDTH)) \
+  $(if $(DEVICE),--device $(DEVICE)) $(if $(ROWS),--rows $(ROWS))
 
-.PHONY: install test data demo encrypt train eval bench clean
+.PHONY: install test data demo encrypt train eval bench reproduce reproduce-smoke clean
 
 install: $(VENV)/.installed
 
@@ -73,6 +78,14 @@ bench: install data
 	$(BIN)/python bench/input_pipeline.py
 	$(BIN)/python bench/train_cpu.py
 	$(BIN)/python bench/audit.py
+
+# [P]'s Tables 2 and 3 (experiments/): tables into docs/results.md, runs under out/reproduce.
+reproduce: install $(if $(CIFAR10),,data)
+	$(BIN)/python -m experiments reproduce $(REPRO_ARGS) --work out/reproduce --doc docs/results.md
+
+# The same tables on 300 training images, width 4, 1 epoch: checks the harness, not accuracy.
+reproduce-smoke: install $(if $(CIFAR10),,data)
+	$(BIN)/python -m experiments reproduce $(REPRO_ARGS) --smoke --work out/reproduce-smoke
 
 clean:
 	rm -rf out build *.egg-info .pytest_cache .hypothesis

@@ -55,7 +55,7 @@ class DeviceBatches:
 def throughput(device: torch.device, width: int, batch: int, steps: int, warmup: int, compiled: bool) -> dict:
     torch.manual_seed(0)
     torch.backends.cudnn.benchmark = True  # as pptrain sets it on CUDA
-    model = build_model(SHAPE[2], CLASSES, width, True).to(device, memory_format=memory_format(device))
+    model = build_model(SHAPE[2], CLASSES, width, "pixel").to(device, memory_format=memory_format(device))
     net = torch.compile(model) if compiled else model
     recipe = RECIPES["fast"]
     opt = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=0.9, nesterov=True, weight_decay=5e-4)

@@ -47,7 +47,7 @@ class FirstBatches:
 def ours(ds, width: int, steps: int) -> float:
     m = ds.manifest
     torch.manual_seed(0)
-    model = build_model(m.channels, len(m.classes), width, True)
+    model = build_model(m.channels, len(m.classes), width, "pixel")
     recipe = RECIPES["paper"]
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
     aug = BatchAugment(("crop", "flip"), m.shape, len(m.classes), pad=4)
@@ -63,7 +63,7 @@ def ours(ds, width: int, steps: int) -> float:
 def baseline(ds, width: int, steps: int) -> float:
     m = ds.manifest
     torch.manual_seed(0)
-    model = build_model(m.channels, len(m.classes), width, True)
+    model = build_model(m.channels, len(m.classes), width, "pixel")
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
     batches = iter(baseline_loader(ds.root, batch=BATCH))
     t = 0.0

@@ -87,6 +87,8 @@ def dataset(src, out, key_path, method, key_scope, storage, block_size, size, sh
     SRC is an ImageFolder (class folders, or train/ test/ val/ of class folders), a CIFAR-10
     or CIFAR-100 python folder, or MNIST-style IDX files."""
     params = {}
+    if key_scope == "image" and not cipher_class(method).needs_key:
+        raise click.BadParameter(f"method {method!r} uses no key, so there is no key per image", param_hint="--key-scope")
     if block_size is not None:
         if "block_size" not in cipher_class(method).defaults:
             raise click.BadParameter(f"method {method!r} is pixel-based and takes no block size", param_hint="--block-size")

@@ -10,6 +10,7 @@ import gzip
 import os
 import pickle
 import struct
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,9 @@ import pytest
 from PIL import Image
 
 DATA = Path(__file__).parent / "data"
+# experiments/ is the harness run from the repository root (python -m experiments), not an
+# installed package: its tests import it from there.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 

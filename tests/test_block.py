@@ -97,3 +97,11 @@ def test_block_size_is_refused_for_pixel_methods(tmp_path, cifar10_dir, key_file
     r = ppencrypt("dataset", cifar10_dir, tmp_path / "out", "--key", key_file, "--method", "pe", "--block-size", "4")
     assert r.exit_code == 2
     assert "--block-size" in r.stderr and "takes no block size" in r.stderr
+
+
+def test_an_image_scope_is_refused_for_a_method_without_a_key(tmp_path, cifar10_dir):
+    r = ppencrypt("dataset", cifar10_dir, tmp_path / "out", "--method", "plain", "--key-scope", "image")
+    assert r.exit_code == 2 and not (tmp_path / "out").exists()
+    assert "Invalid value for --key-scope: method 'plain' uses no key, so there is no key per image" in r.stderr
+    r = ppencrypt("dataset", cifar10_dir, tmp_path / "out", "--method", "plain", "--key-scope", "dataset")
+    assert r.exit_code == 0  # the default, said explicitly (make encrypt always does)

@@ -19,7 +19,7 @@ from pipeline.errors import PipelineError
 from .augment import COMMUTING
 from .errors import OptionError, TrainerError
 from .recipe import RECIPES
-from .settings import DEFAULT_AUGMENT, Settings
+from .settings import ADAPT_CHOICES, DEFAULT_AUGMENT, Settings
 
 SUBCOMMAND_HELP = ("-h", "--help", "--version")
 
@@ -79,7 +79,9 @@ def cli():
                    f"'none' for none. [default: {','.join(DEFAULT_AUGMENT)}]")  # fmt: skip
 @click.option("--pad", type=int, default=4, show_default=True, help="Largest shift of 'crop', in pixels.")
 @click.option("--mix-alpha", type=float, default=1.0, show_default=True, help="Beta(a, a) parameter of mixup and cutmix.")
-@click.option("--no-adapt", is_flag=True, help="No adaptation network: the ResNet stem takes the image's channels.")
+@click.option("--adapt", type=click.Choice(ADAPT_CHOICES), help="Adaptation network: pixel ([P]'s 1x1 convolutions), tanaka (the "
+              "block-wise baselines', block size from the manifest), none. [default: tanaka for block ciphers, else pixel]")
+@click.option("--no-adapt", is_flag=True, help="Same as --adapt none.")
 @click.option("--width", type=int, default=64, show_default=True, help="Base channels (64 is ResNet-18).")
 @DEVICE
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds the model, data order and augmentation.")
@@ -97,16 +99,19 @@ def cli():
 @click.option("--trace", is_flag=True, help="Each process records the sample indices of its batches (trace-rank<R>.jsonl).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or per-epoch lines (the summary stays).")
 @click.pass_context
-def train(ctx, out, epochs, batch_size, lr, recipe, augment, pad, mix_alpha, no_adapt, width, device, seed, run_dir,
+def train(ctx, out, epochs, batch_size, lr, recipe, augment, pad, mix_alpha, adapt, no_adapt, width, device, seed, run_dir,
           resume, compile_, workers, stream, memory_limit, shuffle_buffer, train_split, test_split, stop_after, trace, quiet):  # fmt: skip
     """Train on dataset OUT (from `ppencrypt dataset`), evaluating on its test split each epoch."""
     from .train import train as run_training
 
+    if no_adapt and adapt not in (None, "none"):
+        raise click.BadParameter(f"--no-adapt contradicts --adapt {adapt}", ctx=ctx, param_hint="'--no-adapt'")
+    adapt = "none" if no_adapt else adapt
     run_dir = run_dir or str(Path("runs") / Path(out).resolve().name)
     given = Settings(
         data=out, train_split=train_split, test_split=test_split, stream=stream, memory_limit=memory_limit,
         workers=workers, shuffle_buffer=shuffle_buffer, augment=DEFAULT_AUGMENT if augment is None else augment,
-        pad=pad, mix_alpha=mix_alpha, width=width, adapt=not no_adapt, recipe=recipe, epochs=epochs,
+        pad=pad, mix_alpha=mix_alpha, width=width, adapt=adapt, recipe=recipe, epochs=epochs,
         batch_size=batch_size, lr=lr, device=device, seed=seed, compile=compile_, run_dir=run_dir,
         stop_after=stop_after, trace=trace,
     )  # fmt: skip

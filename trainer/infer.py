@@ -17,8 +17,9 @@ from .augment import normalise
 from .data import fits_in_memory, make_loader
 from .distributed import Dist, memory_format, model_input
 from .errors import OptionError, QueryError, RunDirError
-from .model import PrivacyResNet, build_model
+from .model import TANAKA_BLOCK, PrivacyResNet, build_model
 from .run import RunDir, check_dataset
+from .settings import adapt_name
 from .train import evaluate  # the training loop's own, so both report the same numbers
 
 
@@ -44,7 +45,8 @@ def load_run(run_dir: str, device: str = "auto") -> TrainedRun:
     state = checkpoint.load(run.checkpoint)
     try:
         spec = config["model"]
-        model = build_model(int(spec["in_channels"]), int(spec["num_classes"]), int(spec["width"]), bool(spec["adapt"]))
+        block = int(spec.get("adapt_block") or TANAKA_BLOCK)
+        model = build_model(int(spec["in_channels"]), int(spec["num_classes"]), int(spec["width"]), adapt_name(spec["adapt"]), block)
         shape, classes = config["dataset"]["shape"], config["dataset"]["classes"]
         if len(shape) != 3 or len(classes) != spec["num_classes"]:
             raise ValueError("shape or classes")

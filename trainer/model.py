@@ -1,14 +1,23 @@
-"""[P]'s adaptation network in front of a CIFAR-style ResNet-18, from torchvision's blocks.
+"""An adaptation network in front of a CIFAR-style ResNet-18, from torchvision's blocks.
 
-    encrypted image -> adapt.conv1 (1x1, C -> 8) -> adapt.conv2 (1x1, 8 -> 32)
+    encrypted image -> adapt (pixel | tanaka | none) -> 32 channels at H x W
                     -> conv1 (3x3, stride 1) -> bn1 -> relu -> layer1..layer4 -> avgpool -> fc
 
-The adaptation convolutions have no bias, no norm and no activation ([P]'s figure); a 1x1
-convolution sees one pixel at a time, so it can learn to undo a per-pixel colour mixing but
-never looks across pixels, which is what keeps the model blind to where masks move under
-shift and flip. The stem is the CIFAR form (3x3, stride 1, no max-pool) that [P]'s 92.98 %
-on 32x32 plain images points to. Layer names are torchvision's, so its state-dict tooling
-and habits apply.
+``pixel`` is [P]'s: adapt.conv1 (1x1, C -> 8) -> adapt.conv2 (1x1, 8 -> 32), no bias, no norm,
+no activation ([P]'s figure). A 1x1 convolution sees one pixel at a time, so it can learn to
+undo a per-pixel colour mixing but never looks across pixels, which is what keeps the model
+blind to where masks move under shift and flip.
+
+``tanaka`` is the block-wise baselines' (Tanaka, ICCE-TW 2018, as [P] trains LE):
+BN -> BxB stride-B conv C -> 48 -> ReLU -> BN -> 1x1 conv 48 -> 48 -> ReLU -> BN -> 1x1 conv
+48 -> B*B*32 -> pixel shuffle xB. One output position of the first convolution is exactly
+one cipher block, so the network can learn the block's fixed permutation and inversion; the
+pixel shuffle spreads the block's 48 features back over its BxB pixels. [P] gives 4x4 blocks
+and 48 -> 512 = 16 x 32, i.e. 32 channels at full resolution, the same as ``pixel``'s output:
+we keep 32 for any block size B, so the ResNet behind either network is identical.
+
+The stem is the CIFAR form (3x3, stride 1, no max-pool) that [P]'s 92.98 % on 32x32 plain
+images points to. Layer names are torchvision's, so its state-dict tooling and habits apply.
 """
 
 from __future__ import annotations
@@ -17,7 +26,12 @@ import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, conv1x1, conv3x3
 
+from .settings import ADAPT_CHOICES, adapt_name
+
 ADAPT_CHANNELS = (8, 32)  # [P]: C1 has 8 maps, C2 has 32
+TANAKA_CHANNELS = 48  # Tanaka's hidden maps
+ADAPT_OUT = 32  # channels every adaptation network hands the ResNet stem
+TANAKA_BLOCK = 4  # Tanaka's block side, for datasets whose manifest names none
 RESNET18_BLOCKS = (2, 2, 2, 2)
 
 
@@ -35,6 +49,57 @@ class AdaptationNetwork(nn.Module):
         return self.conv2(self.conv1(x))
 
 
+def block_conv(in_planes: int, out_planes: int, block: int) -> nn.Conv2d:
+    """One output per BxB block: kernel and stride are the block side."""
+    return nn.Conv2d(in_planes, out_planes, kernel_size=block, stride=block)
+
+
+def pointwise(in_planes: int, out_planes: int) -> nn.Conv2d:
+    """1x1 convolution with bias (Tanaka's layers are plain convolutions; [P] is silent)."""
+    return nn.Conv2d(in_planes, out_planes, kernel_size=1)
+
+
+class TanakaAdaptation(nn.Module):
+    """Tanaka's block adaptation network for BxB block ciphers; input sides divisible by B."""
+
+    def __init__(self, in_channels: int, block: int = TANAKA_BLOCK):
+        super().__init__()
+        self.block = block
+        self.bn1 = nn.BatchNorm2d(in_channels)
+        self.conv1 = block_conv(in_channels, TANAKA_CHANNELS, block)
+        self.relu = nn.ReLU(inplace=True)
+        self.bn2 = nn.BatchNorm2d(TANAKA_CHANNELS)
+        self.conv2 = pointwise(TANAKA_CHANNELS, TANAKA_CHANNELS)
+        self.bn3 = nn.BatchNorm2d(TANAKA_CHANNELS)
+        self.conv3 = pointwise(TANAKA_CHANNELS, block * block * ADAPT_OUT)
+        self.shuffle = nn.PixelShuffle(block)
+
+    @property
+    def out_channels(self) -> int:
+        return ADAPT_OUT
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.bn1(x)
+        x = self.conv1(x)
+        x = self.relu(x)
+        x = self.bn2(x)
+        x = self.conv2(x)
+        x = self.relu(x)
+        x = self.bn3(x)
+        x = self.conv3(x)
+        return self.shuffle(x)
+
+
+def make_adaptation(adapt: str, in_channels: int, block: int) -> nn.Module:
+    if adapt == "pixel":
+        return AdaptationNetwork(in_channels)
+    if adapt == "tanaka":
+        return TanakaAdaptation(in_channels, block)
+    if adapt == "none":
+        return nn.Identity()
+    raise ValueError(f"unknown adaptation network {adapt!r} (choose from {', '.join(ADAPT_CHOICES)})")
+
+
 def make_layer(in_planes: int, planes: int, blocks: int, stride: int) -> nn.Sequential:
     downsample = None
     if stride != 1 or in_planes != planes:
@@ -45,12 +110,14 @@ def make_layer(in_planes: int, planes: int, blocks: int, stride: int) -> nn.Sequ
 
 
 class PrivacyResNet(nn.Module):
-    """ResNet-18 (CIFAR form) at base width ``width``, optionally behind the adaptation network."""
+    """ResNet-18 (CIFAR form) at base width ``width``, behind adaptation network ``adapt``
+    (``pixel``, ``tanaka`` with ``block``-sized blocks, or ``none``)."""
 
-    def __init__(self, in_channels: int, num_classes: int, width: int = 64, adapt: bool = True):
+    def __init__(self, in_channels: int, num_classes: int, width: int = 64, adapt: str | bool = "pixel", block: int = TANAKA_BLOCK):
         super().__init__()
-        self.adapt = AdaptationNetwork(in_channels) if adapt else nn.Identity()
-        stem_in = ADAPT_CHANNELS[1] if adapt else in_channels
+        adapt = adapt_name(adapt)
+        self.adapt = make_adaptation(adapt, in_channels, block)
+        stem_in = in_channels if adapt == "none" else ADAPT_OUT
         self.conv1 = conv3x3(stem_in, width)
         self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
@@ -68,6 +135,8 @@ class PrivacyResNet(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
@@ -81,5 +150,5 @@ class PrivacyResNet(nn.Module):
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
-def build_model(in_channels: int, num_classes: int, width: int, adapt: bool) -> PrivacyResNet:
-    return PrivacyResNet(in_channels, num_classes, width, adapt)
+def build_model(in_channels: int, num_classes: int, width: int, adapt: str | bool, block: int = TANAKA_BLOCK) -> PrivacyResNet:
+    return PrivacyResNet(in_channels, num_classes, width, adapt, block)

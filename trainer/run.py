@@ -115,7 +115,7 @@ def resume_settings(run: RunDir, saved: dict, given: Settings, explicit: set[str
 def _option(field: str, value) -> str:
     """How the command line says ``field = value``."""
     if field == "adapt":
-        return "the adaptation network" if value else "--no-adapt"
+        return f"--adapt {value}" if value else "the method's default adaptation network"
     name = "--" + field.replace("_", "-")
     if isinstance(value, bool):
         return name if value else f"no {name}"

@@ -11,6 +11,14 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from .recipe import RECIPES, Recipe
 
 DEFAULT_AUGMENT = ("crop", "flip")  # [P]'s augmentation: shift by pad-and-crop, horizontal flip
+ADAPT_CHOICES = ("pixel", "tanaka", "none")  # the adaptation networks of model.py
+
+
+def adapt_name(value: str | bool | None) -> str | None:
+    """The adaptation network's name; run directories from before ``--adapt`` recorded a bool."""
+    if isinstance(value, bool):
+        return "pixel" if value else "none"
+    return value
 
 
 @dataclass(frozen=True)
@@ -29,7 +37,9 @@ class Settings:
     mix_alpha: float = 1.0  # Beta(alpha, alpha) for the mixup weight / cutmix area
     # --- model (model.py)
     width: int = 64  # base channels; 64 is ResNet-18, the stages have width x 1, 2, 4, 8
-    adapt: bool = True  # the adaptation network of [P] before the ResNet
+    # pixel ([P]'s 1x1 network) | tanaka (the block-wise baselines') | none; None: the dataset's
+    # method decides (tanaka for block ciphers, whose manifest records a block size; else pixel)
+    adapt: str | None = None
     # --- optimisation; None: the recipe's value
     recipe: str = "fast"  # paper | fast (recipe.py)
     epochs: int | None = None  # passes over the train split
@@ -68,6 +78,8 @@ class Settings:
         values = {k: v for k, v in d.items() if k in known}
         if "augment" in values:
             values["augment"] = tuple(values["augment"])
+        if "adapt" in values:
+            values["adapt"] = adapt_name(values["adapt"])
         return cls(**values)
 
 

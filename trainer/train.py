@@ -31,7 +31,7 @@ from .data import Loader, epoch_rng, fits_in_memory, make_loader
 from .distributed import Dist, memory_format, model_input
 from .errors import OptionError, RunDirError
 from .metrics import epoch_line, plot_curves, summary_line, write_metrics
-from .model import build_model
+from .model import TANAKA_BLOCK, build_model
 from .recipe import RECIPES
 from .run import RunDir, check_dataset, dataset_record, resume_settings, runtime_record
 from .settings import Settings
@@ -70,6 +70,26 @@ def check_options(s: Settings, ds: Dataset, d: Dist) -> None:
         raise OptionError("--batch-size", f"batch size {s.batch_size} does not split evenly over {d.world} processes")
     if s.pad < 0 or s.pad >= min(m.height, m.width):
         raise OptionError("--pad", f"--pad {s.pad} must be in 0..{min(m.height, m.width) - 1} for {m.width}x{m.height} images")
+    adaptation(s, ds)
+
+
+def adaptation(s: Settings, ds: Dataset) -> tuple[str, int | None]:
+    """The adaptation network the run uses and, for ``tanaka``, its block side: ``--adapt``, or
+    by default ``tanaka`` for a block cipher (its manifest records ``block_size``) and ``pixel``
+    otherwise. Tanaka's network needs the cipher's block side as its kernel, stride and pixel
+    shuffle factor (4, Tanaka's, when the manifest names none)."""
+    m = ds.manifest
+    params = m.cipher.params or {}
+    adapt = s.adapt or ("tanaka" if "block_size" in params else "pixel")
+    if adapt != "tanaka":
+        return adapt, None
+    block = int(params.get("block_size", TANAKA_BLOCK))
+    if block < 1 or m.height % block or m.width % block:
+        raise OptionError(
+            "--adapt", f"{ds.root}: --adapt tanaka needs image sides divisible by the block size {block}, "
+            f"these images are {m.width}x{m.height} (use --adapt pixel or none)"
+        )  # fmt: skip
+    return adapt, block
 
 
 def prepare(given: Settings, explicit: set[str], resume: bool, d: Dist) -> tuple[Settings, Settings, RunDir, Dataset, dict | None]:
@@ -133,14 +153,17 @@ def _train(given, explicit, resume, quiet, log, d: Dist, device: torch.device) -
     train_loader = make_loader(ds, s.train_split, per_rank, train=True, **loader_args)
     test_loader = make_loader(ds, s.test_split, per_rank, train=False, **loader_args) if has_test else None
 
-    model, net, optimizer = build_training(s, m, state, run, device, d)
+    model, net, optimizer = build_training(s, ds, state, run, device, d)
     start_epoch, history = (int(state["epoch"]), list(state["history"])) if state is not None else (0, [])
 
     if d.main:
         run.path.mkdir(parents=True, exist_ok=True)
         params = sum(p.numel() for p in model.parameters())
-        resolved = {**asdict(recipe), "epochs": s.epochs, "batch_size": s.batch_size, "lr": s.lr, "augment": list(names), "stream": stream}
-        model_rec = {"in_channels": m.channels, "num_classes": len(m.classes), "width": s.width, "adapt": s.adapt, "parameters": params}
+        adapt, block = adaptation(s, ds)
+        resolved = {**asdict(recipe), "epochs": s.epochs, "batch_size": s.batch_size, "lr": s.lr, "augment": list(names),
+                    "stream": stream, "adapt": adapt}  # fmt: skip
+        model_rec = {"in_channels": m.channels, "num_classes": len(m.classes), "width": s.width, "adapt": adapt,
+                     "adapt_block": block, "parameters": params}  # fmt: skip
         run.write_config(asked, resolved, dataset_record(m, s.data), model_rec, runtime_record(device, d.world))
     trace = (run.path / f"trace-rank{d.rank}.jsonl") if s.trace else None
     if trace is not None:
@@ -185,11 +208,13 @@ def _train(given, explicit, resume, quiet, log, d: Dist, device: torch.device) -
     return Outcome(run.path, history, s.epochs, summary_line(run.path, history, s.epochs), d.main)
 
 
-def build_training(s: Settings, m, state: dict | None, run: RunDir, device: torch.device, d: Dist):
+def build_training(s: Settings, ds: Dataset, state: dict | None, run: RunDir, device: torch.device, d: Dist):
     """The model (from the checkpoint when resuming), what the loop calls (DDP-wrapped,
     compiled, as asked), and the optimiser."""
     recipe = RECIPES[s.recipe]
-    model = build_model(m.channels, len(m.classes), s.width, s.adapt)
+    m = ds.manifest
+    adapt, block = adaptation(s, ds)
+    model = build_model(m.channels, len(m.classes), s.width, adapt, block or TANAKA_BLOCK)
     if state is not None:
         checkpoint.load_model_state(model, state, run.checkpoint)
     model = model.to(device, memory_format=memory_format(device))

@@ -1,0 +1,129 @@
+"""``python -m experiments``: the harness's command line. The only module that knows exit
+codes: :class:`UsageError` is a usage error (exit 2), any other :class:`ExperimentError` a
+one-line message with exit 1."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from .commands import launcher
+from .errors import ExperimentError, UsageError
+from .report import render, update_doc
+from .reproduce import FMNIST, Config, reproduce as run_reproduce, smoke
+from .rows import ROWS
+
+
+class Command(click.Command):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except UsageError as e:
+            raise click.BadParameter(str(e), ctx=ctx, param_hint=f"'{e.option}'") from None
+        except ExperimentError as e:
+            raise click.ClickException(str(e)) from None
+
+
+class Group(click.Group):
+    command_class = Command
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def cli():
+    """The experiment harness: plays client (key, augmentation, ppencrypt) and server (pptrain)
+    to reproduce [P]'s Tables 2 and 3."""
+
+
+def _rows(ctx, param, value) -> tuple[str, ...]:
+    return tuple(n.strip() for v in value for n in v.split(",") if n.strip())
+
+
+@cli.command()
+@click.argument("src", default=FMNIST, type=click.Path(file_okay=False))
+@click.option("--epochs", type=int, help="Epochs of every row [30; smoke: 1].")
+@click.option("--width", type=int, help="ResNet base width [64; smoke: 4].")
+@click.option("--device", default="auto", show_default=True, help="pptrain --device.")
+@click.option("--batch-size", type=int, help="pptrain --batch-size [the recipe's; smoke: 64].")
+@click.option("--copies", type=int, help="Client augmentation: augmented copies of the train split; must divide --epochs [= epochs].")
+@click.option("--train-subset", type=int, help="Use the first N training images [all; smoke: 300].")
+@click.option("--test-subset", type=int, help="Use the first N test images [all; smoke: 200].")
+@click.option("--rows", multiple=True, callback=_rows, metavar="IDS", help=f"Rows to run, comma-separated [all]: {', '.join(r.id for r in ROWS)}.")
+@click.option("--block-size", type=int, default=4, show_default=True, help="ppencrypt --block-size for le, ele, etc.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--workers", type=int, help="ppencrypt --workers.")
+@click.option("--key", default="keys/reproduce.key", show_default=True, help="The client's key file (created when missing).")
+@click.option("--work", default="out/reproduce", show_default=True, help="Staged sources, datasets, runs, results.json and results.md.")
+@click.option("--doc", type=click.Path(dir_okay=False), help="Also write the tables into this markdown file's section (docs/results.md).")
+@click.option("--smoke", "is_smoke", is_flag=True, help="A tiny budget that checks the harness, not accuracy.")
+@click.option("--in-process", is_flag=True, help="Run ppencrypt and pptrain inside this process instead of as subprocesses.")
+def reproduce(src, epochs, width, device, batch_size, copies, train_subset, test_subset, rows, block_size, seed, workers, key,
+              work, doc, is_smoke, in_process):  # fmt: skip
+    """Every row of [P]'s Tables 2 and 3 and the image-scope rows on dataset SRC
+    [default: Fashion-MNIST]; writes WORK/results.json and WORK/results.md."""
+    given = {k: v for k, v in dict(epochs=epochs, width=width, batch_size=batch_size, train_subset=train_subset,
+                                   test_subset=test_subset).items() if v is not None}  # fmt: skip
+    cfg = Config(src=src, work=work, key=key, device=device, copies=copies, block_size=block_size, seed=seed, workers=workers,
+                 rows=rows, in_process=in_process, **given)  # fmt: skip
+    cfg = smoke(cfg) if is_smoke else cfg
+    # The command as typed; in-process (tests), sys.argv is the caller's, not ours.
+    invocation = None if in_process else shlex.join([*launcher("experiments"), *sys.argv[1:]])
+    record = run_reproduce(cfg, lambda line: click.echo(line, err=True), invocation)
+    text = render(record)
+    (Path(work) / "results.md").write_text(text, encoding="utf-8")
+    if doc:
+        update_doc(Path(doc), record)
+    click.echo(text)
+    failed = [r["id"] for r in record["rows"] if r["error"]]
+    if failed:
+        raise ExperimentError(f"{len(failed)} row(s) failed: {', '.join(failed)} (see {Path(work) / 'results.md'})")
+
+
+@cli.command()
+@click.argument("results", type=click.Path(dir_okay=False))
+@click.option("--doc", type=click.Path(dir_okay=False), help="Write the tables into this markdown file's section.")
+def report(results, doc):
+    """Render RESULTS (a results.json of `reproduce`, e.g. one a GPU machine sent back) as
+    markdown on stdout, and into DOC's section for its dataset and device."""
+    try:
+        record = json.loads(Path(results).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ExperimentError(f"{results}: cannot read ({e})") from None
+    if doc:
+        update_doc(Path(doc), record)
+    click.echo(render(record))
+
+
+@cli.command()
+@click.argument("src", type=click.Path(file_okay=False))
+@click.argument("dest", type=click.Path(file_okay=False))
+@click.option("--copies", type=int, required=True, help="Augmented copies of the train split.")
+@click.option("--pad", type=int, default=4, show_default=True, help="Largest shift, in pixels (border value 128).")
+@click.option("--seed", type=int, default=0, show_default=True)
+def augment(src, dest, copies, pad, seed):
+    """The client's augmentation: COPIES crop + flip copies of SRC's plain train split, and its
+    test split unchanged, as IDX files in DEST (for ppencrypt dataset)."""
+    from .staging import write_client_augmented
+
+    counts = write_client_augmented(src, dest, copies, pad, seed)
+    click.echo(f"{dest}: {counts['train']} augmented training images, {counts['test']} test images")
+
+
+@cli.command()
+@click.argument("src", type=click.Path(file_okay=False))
+@click.argument("dest", type=click.Path(file_okay=False))
+@click.option("--train", type=click.IntRange(min=1), help="The first N training images [all].")
+@click.option("--test", type=click.IntRange(min=1), help="The first N test images [all].")
+def subset(src, dest, train, test):
+    """The first images of SRC's train and test splits as IDX files in DEST."""
+    from .staging import write_subset
+
+    counts = write_subset(src, dest, train, test)
+    click.echo(f"{dest}: {counts['train']} training images, {counts['test']} test images")
+
+
+def main(argv: list[str] | None = None) -> None:
+    cli.main(args=argv, prog_name="python -m experiments")

@@ -1,0 +1,60 @@
+"""The rows of [P]'s Tables 2 and 3, and ours beyond them, with [P]'s numbers.
+
+[P]'s numbers are CIFAR-10 test accuracy (%), ResNet-18, 300 epochs (shared/PAPER.md). Each
+row is one training run; Table 3's "in cloud" column is Table 2's run of the same method, so
+13 runs fill both tables and the image-scope rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Row:
+    id: str
+    label: str  # the row as [P]'s table names it
+    method: str  # ppencrypt --method
+    adapt: str  # pptrain --adapt
+    scope: str = "dataset"  # ppencrypt --key-scope
+    where: str = "cloud"  # where the augmentation runs: cloud (pptrain, on ciphertext) or client (plain, before encryption)
+    paper: float | None = None  # [P]'s accuracy, None where [P] has no such row
+
+    @property
+    def dataset(self) -> str:
+        """The encrypted dataset the row trains on; rows that differ only in the model share it."""
+        name = "plain" if self.method == "plain" else f"{self.method}-{self.scope}"
+        return f"{name}-client" if self.where == "client" else name
+
+
+ROWS = (
+    Row("plain", "plain images", "plain", "none", paper=92.98),
+    Row("np", "step 2 (NP), no adaptation network", "np", "none", paper=85.15),
+    Row("np-adapt", "step 2 (NP), with adaptation network", "np", "pixel", paper=86.99),
+    Row("pe", "steps 2+3 (NP + colour shuffle), no adaptation", "pe", "none", paper=82.51),
+    Row("pe-adapt", "steps 2+3 (NP + colour shuffle), with adaptation", "pe", "pixel", paper=86.16),
+    Row("le", "Tanaka's learnable encryption (LE)", "le", "tanaka", paper=56.41),
+    Row("etc", "EtC block scrambling", "etc", "tanaka", paper=69.03),
+    Row("ele", "ELE (Madono et al. 2020; not in [P])", "ele", "tanaka"),
+    Row("np-client", "step 2 (NP), no adaptation network", "np", "none", where="client", paper=92.94),
+    Row("np-adapt-client", "step 2 (NP), with adaptation network", "np", "pixel", where="client", paper=90.65),
+    Row("le-client", "Tanaka's learnable encryption (LE)", "le", "tanaka", where="client", paper=85.84),
+    Row("pe-adapt-image", "steps 2+3 (pe), a key per image, with adaptation", "pe", "pixel", scope="image"),
+    Row("np-adapt-image", "step 2 (np), a key per image, with adaptation", "np", "pixel", scope="image"),
+)
+BY_ID = {r.id: r for r in ROWS}
+TABLE2 = ("plain", "np", "np-adapt", "pe", "pe-adapt", "le", "etc", "ele")
+TABLE3 = (("np-client", "np"), ("np-adapt-client", "np-adapt"), ("le-client", "le"))  # (in client, in cloud)
+BEYOND = ("pe-adapt-image", "np-adapt-image")
+# [P]'s Table 2 also has Gaata & Hantoosh's chaotic-map + RC4 pixel cipher (58.59 %); no issue asks for it.
+NOT_IMPLEMENTED = (("pixel-based cipher of Gaata & Hantoosh (chaotic map + RC4)", 58.59),)
+
+
+def select(ids: list[str] | None) -> tuple[Row, ...]:
+    """The rows named by ``ids`` (all when None), in table order; unknown ids raise KeyError."""
+    if not ids:
+        return ROWS
+    missing = [i for i in ids if i not in BY_ID]
+    if missing:
+        raise KeyError(missing[0])
+    return tuple(r for r in ROWS if r.id in set(ids))

@@ -1,0 +1,157 @@
+"""The reproduction harness (experiments/, `make reproduce-smoke`) end to end on a tiny real
+dataset: every row of [P]'s Tables 2 and 3 and the image-scope rows trains, is evaluated and
+lands in the tables; the client's augmentation is a crop + flip of the plain images; the key
+stays out of every output."""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from experiments.cli import cli as harness
+from experiments.report import ANCHOR, update_doc
+from experiments.rows import BEYOND, BY_ID, ROWS, TABLE2, TABLE3
+from pipeline.formats import open_dataset
+from pipeline.keys import load_key
+from trainer_fixtures import write_three_shapes
+
+
+def invoke(*args, code=0):
+    result = CliRunner().invoke(harness, [str(a) for a in args])
+    assert result.exit_code == code, (result.output, result.exception)
+    return result
+
+
+@pytest.fixture(scope="module")
+def shapes_src(tmp_path_factory):
+    """The three-shapes images (tests/trainer_fixtures.py): 38 train (each twice), 19 test."""
+    return write_three_shapes(tmp_path_factory.mktemp("repro-src") / "src", repeat=2)
+
+
+@pytest.fixture(scope="module")
+def smoke(shapes_src, tmp_path_factory):
+    """`make reproduce-smoke` in-process, on a budget smaller still: 2 steps of 16 per row."""
+    root = tmp_path_factory.mktemp("repro")
+    doc = root / "results.md"
+    doc.write_text(f"# Accuracy record\n\nKept.\n\n{ANCHOR}\n\n## Older record\n\nAlso kept.\n")
+    work, key = root / "work", root / "keys" / "k.key"
+    out = invoke("reproduce", shapes_src, "--smoke", "--in-process", "--batch-size", 16, "--workers", 1,
+                 "--work", work, "--key", key, "--doc", doc)  # fmt: skip
+    record = json.loads((work / "results.json").read_text())
+    return {"out": out.stdout, "record": record, "work": work, "key": key, "doc": doc, "src": shapes_src}
+
+
+def test_every_row_trains_and_is_evaluated(smoke):
+    rows = {r["id"]: r for r in smoke["record"]["rows"]}
+    assert list(rows) == [r.id for r in ROWS]
+    for rid, r in rows.items():
+        assert r["error"] is None, r
+        assert 0 <= r["accuracy"] <= 100 and r["accuracy"] == pytest.approx(r["last_epoch_acc"])
+        assert r["adapt_resolved"] == BY_ID[rid].adapt and r["test_images"] == 19
+        assert f"--adapt {BY_ID[rid].adapt}" in r["train_command"]
+        client = BY_ID[rid].where == "client"
+        assert ("--augment none" if client else "--augment crop,flip") in r["train_command"]
+        assert r["train_images"] == 38  # the smoke budget's 1 epoch: one augmented copy in the client
+    c = smoke["record"]["config"]
+    assert (c["epochs"], c["width"], c["batch_size"], c["client_copies"]) == (1, 4, 16, 1)
+
+
+def cells(table: str, first: str) -> list[str]:
+    line = next(line for line in table.splitlines() if line.startswith(f"| {first} |"))
+    return [c.strip() for c in line.strip("|").split("|")]
+
+
+def test_the_tables_hold_every_row_next_to_the_papers_numbers(smoke):
+    text, rows = smoke["out"], {r["id"]: r for r in smoke["record"]["rows"]}
+    for rid in TABLE2 + BEYOND:
+        row = cells(text, f"`{rid}`")
+        assert row[3] == f"**{rows[rid]['accuracy']:.2f}**"
+        if rid in TABLE2:
+            assert row[4] == (f"{BY_ID[rid].paper:.2f}" if BY_ID[rid].paper else "—")
+    for client, cloud in TABLE3:
+        row = [r for r in text.splitlines() if r.startswith(f"| {BY_ID[client].label} | ") and r.count("**") == 4]
+        assert len(row) == 1
+        got = [c.strip() for c in row[0].strip("|").split("|")]
+        assert got[2:6] == [f"**{rows[client]['accuracy']:.2f}**", f"**{rows[cloud]['accuracy']:.2f}**",
+                            f"{BY_ID[client].paper:.2f}", f"{BY_ID[cloud].paper:.2f}"]  # fmt: skip
+    for r in rows.values():
+        assert r["train_command"] in text and r["eval_command"] in text
+    assert "| — | pixel-based cipher of Gaata & Hantoosh (chaotic map + RC4) | — | not implemented | 58.59 | — |" in text
+    assert "- **budget**: 1 epochs of the `fast` recipe, batch 16, width 4" in text
+    assert "- **device**: CPU, " in text and " cores; Python " in text
+
+
+def test_the_doc_section_is_written_once_and_the_rest_kept(smoke):
+    doc = smoke["doc"]
+    update_doc(doc, smoke["record"])  # a second run replaces its section
+    text = doc.read_text()
+    assert text.startswith("# Accuracy record\n\nKept.\n\n" + ANCHOR + "\n\n<!-- reproduce:")
+    assert text.count("<!-- reproduce:") == 3 and text.count("#### Table 2") == 1
+    assert text.endswith("<!-- reproduce:src-cpu:end -->\n\n## Older record\n\nAlso kept.\n")
+
+
+def crops_and_flips(image: np.ndarray, pad: int, fill: int) -> list[np.ndarray]:
+    """Every shift by up to ``pad`` (border ``fill``) of ``image``, mirrored or not."""
+    h, w = image.shape[:2]
+    big = np.pad(image, ((pad, pad), (pad, pad), (0, 0)), constant_values=fill)
+    out = []
+    for dy in range(2 * pad + 1):
+        for dx in range(2 * pad + 1):
+            crop = big[dy : dy + h, dx : dx + w]
+            out += [crop, crop[:, ::-1]]
+    return out
+
+
+def test_the_client_augments_plain_images_by_crop_and_flip(smoke):
+    work = smoke["work"]
+    plain = open_dataset(str(work / "data" / "plain")).split("train").read()
+    client = open_dataset(str(work / "data" / "plain")).manifest  # the cloud rows' plain dataset
+    from experiments.staging import read_split
+
+    augmented, labels, _ = read_split(str(work / "plain-client"), "train")
+    assert np.array_equal(labels, plain.labels) and client.splits["train"].count == len(augmented)
+    moved = 0
+    for x, a in zip(plain.images, augmented):
+        assert any(np.array_equal(a, c) for c in crops_and_flips(x, 4, 128))
+        moved += not np.array_equal(a, x)
+    assert moved > len(augmented) * 0.9  # 1 in 162 draws is the identity
+
+
+def test_client_rows_train_on_encrypted_augmented_images_and_test_on_the_same_ciphertext(smoke):
+    data = smoke["work"] / "data"
+    for method in ("np", "le"):
+        cloud, client = open_dataset(str(data / f"{method}-dataset")), open_dataset(str(data / f"{method}-dataset-client"))
+        assert cloud.manifest.cipher.key_id == client.manifest.cipher.key_id
+        assert np.array_equal(cloud.split("test").read().images, client.split("test").read().images)
+        assert not np.array_equal(cloud.split("train").read().images, client.split("train").read().images)
+
+
+def test_the_key_stays_out_of_every_output(smoke):
+    key = load_key(smoke["key"])
+    assert (smoke["key"].stat().st_mode & 0o777) == 0o600 and smoke["work"] not in smoke["key"].parents
+    for f in [*smoke["work"].rglob("*"), smoke["doc"]]:
+        if f.is_file():
+            data = f.read_bytes()
+            assert key.secret not in data and key.secret.hex().encode() not in data, f
+
+
+def test_a_failed_row_is_reported_and_the_others_still_run(shapes_src, tmp_path):
+    r = invoke("reproduce", shapes_src, "--rows", "plain,le", "--block-size", 5, "--epochs", 1, "--width", 4, "--batch-size", 16,
+               "--in-process", "--workers", 1, "--work", tmp_path / "w", "--key", tmp_path / "k.key", code=1)  # fmt: skip
+    assert r.output.endswith(f"Error: 1 row(s) failed: le (see {tmp_path / 'w' / 'results.md'})\n")
+    text = (tmp_path / "w" / "results.md").read_text()
+    assert cells(text, "`le`")[3] == "failed" and cells(text, "`plain`")[3].startswith("**")
+    assert cells(text, "`np`")[3] == "not run"
+    assert "is not divisible by the block size 5" in text
+
+
+def test_harness_usage_errors_exit_2_and_data_errors_exit_1(tmp_path, shapes_src):
+    r = invoke("reproduce", shapes_src, "--epochs", 3, "--copies", 2, "--work", tmp_path / "w", code=2)
+    assert "Invalid value for '--copies': --copies 2 must divide --epochs 3" in r.output
+    r = invoke("reproduce", shapes_src, "--rows", "plain,nope", "--work", tmp_path / "w", code=2)
+    assert "Invalid value for '--rows': unknown row 'nope' (choose from plain, np, np-adapt," in r.output
+    missing = tmp_path / "none"
+    assert invoke("subset", missing, tmp_path / "s", "--train", 5, code=1).output == f"Error: {missing}: no such directory\n"
+    r = invoke("augment", shapes_src, tmp_path / "a", "--copies", 1, "--pad", 28, code=1)
+    assert r.output == "Error: --pad 28 must be in 0..27 for 28x28 images\n"
