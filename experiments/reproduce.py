@@ -205,6 +205,9 @@ def reproduce(cfg: Config, log: Callable[[str], None] = lambda line: print(line,
 
     t0 = time.perf_counter()
     h = Harness(cfg, log)
+    slow = cpu_warning(cfg, torch.cuda.is_available())
+    if slow:
+        log(slow)
     Path(cfg.work).mkdir(parents=True, exist_ok=True)
     started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     h.prepare()
@@ -221,6 +224,20 @@ def reproduce(cfg: Config, log: Callable[[str], None] = lambda line: print(line,
     }
     (Path(cfg.work) / "results.json").write_text(json.dumps(record, indent=2) + "\n")
     return record
+
+
+# Rows of the full-width defaults take hours each on a CPU (width 64: 76 images/s on 2 cores,
+# docs/benchmarks.md); width 8 for 4 epochs is the CPU record's budget (50 min for all rows).
+CPU_WIDTH = 16
+
+
+def cpu_warning(cfg: Config, cuda: bool) -> str | None:
+    """A warning when ``cfg`` puts a GPU-sized budget on the CPU."""
+    on_cpu = cfg.device == "cpu" or (cfg.device == "auto" and not cuda)
+    if on_cpu and cfg.width > CPU_WIDTH:
+        return (f"warning: width {cfg.width} on the CPU takes hours per row; on a CPU try --width 8 --epochs 4 "
+                "(make reproduce WIDTH=8 EPOCHS=4: 50 minutes for every row on 2 cores)")
+    return None
 
 
 def cpu_name() -> str:

@@ -155,3 +155,12 @@ def test_harness_usage_errors_exit_2_and_data_errors_exit_1(tmp_path, shapes_src
     assert invoke("subset", missing, tmp_path / "s", "--train", 5, code=1).output == f"Error: {missing}: no such directory\n"
     r = invoke("augment", shapes_src, tmp_path / "a", "--copies", 1, "--pad", 28, code=1)
     assert r.output == "Error: --pad 28 must be in 0..27 for 28x28 images\n"
+
+
+def test_a_gpu_sized_budget_on_the_cpu_is_warned_about():
+    from experiments.reproduce import Config, cpu_warning
+
+    assert cpu_warning(Config(), cuda=False).startswith("warning: width 64 on the CPU takes hours per row")
+    assert cpu_warning(Config(device="cpu"), cuda=True) is not None
+    assert cpu_warning(Config(), cuda=True) is None and cpu_warning(Config(device="cuda"), cuda=False) is None
+    assert cpu_warning(Config(width=8), cuda=False) is None
