@@ -164,3 +164,22 @@ def test_a_gpu_sized_budget_on_the_cpu_is_warned_about():
     assert cpu_warning(Config(device="cpu"), cuda=True) is not None
     assert cpu_warning(Config(), cuda=True) is None and cpu_warning(Config(device="cuda"), cuda=False) is None
     assert cpu_warning(Config(width=8), cuda=False) is None
+
+
+def test_a_colour_cifar10_folder_runs_through_the_harness(tmp_path, cifar10_dir, cifar10):
+    """`make reproduce CIFAR10=path`: the staged subset and the client's copies keep the RGB
+    images (IDX N x H x W x 3), and the colour rows train with both adaptation networks."""
+    from experiments.staging import read_split
+
+    work = tmp_path / "w"
+    invoke("reproduce", cifar10_dir, "--rows", "pe-adapt,le,le-client", "--train-subset", 12, "--epochs", 1, "--width", 4,
+           "--batch-size", 4, "--in-process", "--workers", 1, "--work", work, "--key", tmp_path / "k.key")  # fmt: skip
+    record = json.loads((work / "results.json").read_text())
+    assert record["source_name"] == "CIFAR-10" and [r["error"] for r in record["rows"]] == [None] * 3
+    assert [r["test_images"] for r in record["rows"]] == [5] * 3
+    images, _ = cifar10
+    staged, _, classes = read_split(str(work / "plain-subset"), "train")
+    assert staged.shape == (12, 32, 32, 3) and np.array_equal(staged, images[5:17])
+    client, _, _ = read_split(str(work / "plain-client"), "train")
+    assert client.shape == (12, 32, 32, 3) and not np.array_equal(client, staged)
+    assert open_dataset(str(work / "data" / "le-dataset-client")).manifest.channels == 3
