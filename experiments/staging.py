@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from pipeline.errors import PipelineError
-from pipeline.sources import open_source, run_task
+from pipeline.sources import open_source, read_head
 from trainer.augment import BatchAugment
 
 from .errors import ExperimentError
@@ -39,15 +39,7 @@ def read_split(src: str, split: str, limit: int | None = None) -> tuple[np.ndarr
         raise ExperimentError(str(e)) from None
     if split not in source.splits:
         raise ExperimentError(f"{src}: no {split!r} split (it has {', '.join(source.splits)})")
-    images, labels, have = [], [], 0
-    for task in source.splits[split].tasks():
-        chunk = run_task(task)
-        images.append(chunk.images)
-        labels.append(chunk.labels)
-        have += len(chunk.labels)
-        if limit is not None and have >= limit:
-            break
-    x, y = np.concatenate(images)[:limit], np.concatenate(labels)[:limit]
+    x, y = read_head(source.splits[split], limit)
     return x, y, source.classes
 
 

@@ -21,18 +21,14 @@ from conftest import (
 from PIL import Image
 
 from pipeline.errors import SourceError
-from pipeline.sources import open_source, run_task
+from pipeline.sources import FileLoader, open_source, read_head, run_task
 from pipeline.sources.idx import FASHION_CLASSES
 
 
 def decode(src, size=None, skip_bad=False):
     """open_source + every task run in-process: (Source, {split: (images, labels)})."""
     source = open_source(str(src), size, None, skip_bad)
-    splits = {}
-    for name, loader in source.splits.items():
-        chunks = [run_task(t) for t in loader.tasks()]
-        splits[name] = (np.concatenate([c.images for c in chunks]), np.concatenate([c.labels for c in chunks]))
-    return source, splits
+    return source, {name: read_head(loader) for name, loader in source.splits.items()}
 
 
 def assert_split(got, images, labels):
@@ -325,3 +321,19 @@ def test_torchvision_raw_folder(tmp_path, fmnist):
     source, splits = decode(tmp_path / "FashionMNIST")
     assert source.layout == "idx" and source.shape == (28, 28, 1)
     assert_split(splits["train"], images[5:], labels[5:])
+
+
+@pytest.mark.parametrize("limit", [1, 63, 64, 65, 80, 500])
+def test_read_head_returns_the_first_images_across_tasks(tmp_path, cifar10, limit):
+    """80 files make two tasks of 64 and 16; the head is cut from them in order."""
+    images, labels = cifar10
+    root = write_imagefolder(tmp_path / "folder", images, labels, CIFAR10_NAMES)
+    loader = open_source(str(root)).splits["train"]
+    many = FileLoader(loader.paths * 4, loader.names * 4, loader.labels * 4, 3, None, False)
+    assert len(list(many.tasks())) == 2
+    x, y = read_head(many, limit)
+    n = min(limit, 80)
+    assert x.shape == (n, 32, 32, 3) and y.shape == (n,)
+    whole = [run_task(t) for t in many.tasks()]
+    assert np.array_equal(x, np.concatenate([c.images for c in whole])[:n])
+    assert np.array_equal(y, np.concatenate([c.labels for c in whole])[:n])

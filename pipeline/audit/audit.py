@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import SourceError
 from ..formats import Batch, Manifest, open_dataset
-from ..sources import open_source, run_task
+from ..sources import open_source, read_head
 from .attacks import Attack, KnownPairs, Outcome, Target, attacks
 from .candidates import PixelCandidates
 from .keyspace import key_space
@@ -51,15 +51,7 @@ def load_plain(src: str, m: Manifest, split: str, n: int) -> tuple[np.ndarray, n
         raise SourceError(f"{src}: split {split} has {len(loader)} images, the dataset {m.splits[split].count}: not the dataset's source")
     if source.classes != m.classes:
         raise SourceError(f"{src}: its classes differ from the dataset's: not the dataset's source")
-    images, labels, got = [], [], 0
-    for task in loader.tasks():
-        if got >= n:
-            break
-        chunk = run_task(task)
-        images.append(chunk.images)
-        labels.append(chunk.labels)
-        got += len(chunk.labels)
-    return np.concatenate(images)[:n], np.concatenate(labels)[:n]
+    return read_head(loader, n)
 
 
 def read_samples(out: str, opts: AuditOptions) -> tuple[Manifest, Batch]:

@@ -7,12 +7,12 @@ from pathlib import Path
 from ..errors import SourceError
 from ..parallel import WorkerPool
 from ..progress import ProgressFactory, no_progress
-from .base import ArrayLoader, Chunk, FileLoader, Source, run_task
+from .base import ArrayLoader, Chunk, FileLoader, Source, read_head, run_task
 from .cifar import NESTED, detect_cifar, load_cifar
 from .idx import find_idx, load_idx
 from .imagefolder import load_imagefolder, looks_like_imagefolder
 
-__all__ = ["ArrayLoader", "Chunk", "FileLoader", "Source", "open_source", "run_task"]
+__all__ = ["ArrayLoader", "Chunk", "FileLoader", "Source", "open_source", "read_head", "run_task"]
 
 
 def open_source(

@@ -30,6 +30,22 @@ def run_task(task) -> Chunk:
     return task.run()
 
 
+def read_head(loader, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``limit`` images and labels of a split's loader (all when None), in order,
+    in this process; only the tasks that hold them are run."""
+    images, labels, got = [], [], 0
+    for task in loader.tasks():
+        if limit is not None and got >= limit:
+            break
+        chunk = run_task(task)
+        images.append(chunk.images)
+        labels.append(chunk.labels)
+        got += len(chunk.labels)
+    if not images:
+        return np.empty((0, 1, 1, 1), np.uint8), np.empty(0, np.int64)
+    return np.concatenate(images)[:limit], np.concatenate(labels)[:limit]
+
+
 @dataclass
 class ArrayTask:
     images: np.ndarray
