@@ -29,6 +29,7 @@ import numpy as np
 
 from ..ciphers import GatherXor, PERMUTATIONS, make_cipher
 from ..ciphers.block import block_layout, merge_nibbles, split_nibbles, symmetry_table
+from .consistency import consistency_counts, first_consistent
 
 
 @dataclass
@@ -49,17 +50,8 @@ def _blocks(images: np.ndarray, layout: np.ndarray) -> np.ndarray:
 
 
 def _pick(full: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per row of (R, choices) arrays: the first choice consistent with every pair, else the best
-    scoring one; and the number of consistent choices."""
-    alive = full.sum(-1)
-    return np.where(alive > 0, full.argmax(-1), score.argmax(-1)), alive
-
-
-def _counts(alive: np.ndarray, unit: str, prefix: str = "") -> dict:
-    """How many unknowns the pairs pinned down (one consistent choice), left open, or
-    contradicted (no consistent choice: the pairs do not share a key)."""
-    return {unit: int(alive.size), f"{prefix}determined": int((alive == 1).sum()),
-            f"{prefix}ambiguous": int((alive > 1).sum()), f"{prefix}inconsistent": int((alive == 0).sum())}  # fmt: skip
+    """Per row of (R, choices) arrays: the choice kept, and the number of consistent choices."""
+    return first_consistent(full, score), full.sum(-1)
 
 
 def _decryptor(layout, plain_at, cipher_at, xor, nibbles) -> BlockRecovery:
@@ -83,7 +75,7 @@ def recover_le(plain: np.ndarray, cipher: np.ndarray, b: int) -> BlockRecovery:
     pick, alive = _pick(score == len(x), score)
     q, e = np.divmod(pick, 2)
     rec = _decryptor(layout, layout, layout[:, q], np.uint8(15) * e.astype(np.uint8), True)
-    rec.stats = _counts(alive, "positions")
+    rec.stats = consistency_counts(alive, "positions")
     return rec
 
 
@@ -113,7 +105,7 @@ def recover_ele(plain: np.ndarray, cipher: np.ndarray, b: int) -> BlockRecovery:
         cipher_at.append(layout[kb, q])
         xor.append(np.uint8(15) * e.astype(np.uint8))
     rec = _decryptor(layout, np.concatenate(plain_at), np.concatenate(cipher_at), np.concatenate(xor), True)
-    rec.stats = {**_counts(block_alive, "blocks", "blocks_"), **_counts(pos_alive, "positions")}
+    rec.stats = {**consistency_counts(block_alive, "blocks", "blocks_"), **consistency_counts(pos_alive, "positions")}
     return rec
 
 
@@ -147,7 +139,7 @@ def recover_etc(plain: np.ndarray, cipher: np.ndarray, b: int) -> BlockRecovery:
         cipher_at.append(layout[kb])
         xor.append(np.full(local.shape[1], 255 * e, np.uint8))
     rec = _decryptor(layout, np.concatenate(plain_at), np.concatenate(cipher_at), np.concatenate(xor), False)
-    rec.stats = _counts(alive, "blocks")
+    rec.stats = consistency_counts(alive, "blocks")
     return rec
 
 

@@ -27,6 +27,7 @@ import numpy as np
 
 from ..ciphers import GatherXor
 from .candidates import PixelCandidates
+from .consistency import consistency_counts, first_consistent
 
 
 @dataclass
@@ -36,15 +37,7 @@ class PixelRecovery:
 
     def stats(self, cand: PixelCandidates, ciphertexts: np.ndarray) -> dict:
         alive = self.survivors.sum(-1)
-        positions = alive.size
-        stats = {
-            "positions": positions,
-            "determined": int((alive == 1).sum()),
-            "ambiguous": int((alive > 1).sum()),
-            "inconsistent": int((alive == 0).sum()),
-        }
-        stats.update(self._uncertain(cand, ciphertexts, alive > 1))
-        return stats
+        return {**consistency_counts(alive, "positions"), **self._uncertain(cand, ciphertexts, alive > 1)}
 
     def _uncertain(self, cand: PixelCandidates, ciphertexts: np.ndarray, ambiguous: np.ndarray) -> dict:
         """Decrypted pixels where the surviving candidates disagree (only ambiguous positions
@@ -65,8 +58,7 @@ def recover_pixel_key(plain: np.ndarray, cipher: np.ndarray, cand: PixelCandidat
     votes = matches.sum(0)
     survivors = votes == len(plain)
     # First survivor; where none survives, the candidate that explains the most pairs.
-    choice = np.where(survivors.any(-1), survivors.argmax(-1), votes.argmax(-1))
-    return PixelRecovery(choice, survivors)
+    return PixelRecovery(first_consistent(survivors, votes), survivors)
 
 
 def pixel_decryptor(recovery: PixelRecovery, cand: PixelCandidates) -> GatherXor:
