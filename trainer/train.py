@@ -153,13 +153,13 @@ def _train(given, explicit, resume, quiet, log, d: Dist, device: torch.device) -
     train_loader = make_loader(ds, s.train_split, per_rank, train=True, **loader_args)
     test_loader = make_loader(ds, s.test_split, per_rank, train=False, **loader_args) if has_test else None
 
-    model, net, optimizer = build_training(s, ds, state, run, device, d)
+    adapt, block = adaptation(s, ds)
+    model, net, optimizer = build_training(s, m, adapt, block, state, run, device, d)
     start_epoch, history = (int(state["epoch"]), list(state["history"])) if state is not None else (0, [])
 
     if d.main:
         run.path.mkdir(parents=True, exist_ok=True)
         params = sum(p.numel() for p in model.parameters())
-        adapt, block = adaptation(s, ds)
         resolved = {**asdict(recipe), "epochs": s.epochs, "batch_size": s.batch_size, "lr": s.lr, "augment": list(names),
                     "stream": stream, "adapt": adapt}  # fmt: skip
         model_rec = {"in_channels": m.channels, "num_classes": len(m.classes), "width": s.width, "adapt": adapt,
@@ -208,12 +208,10 @@ def _train(given, explicit, resume, quiet, log, d: Dist, device: torch.device) -
     return Outcome(run.path, history, s.epochs, summary_line(run.path, history, s.epochs), d.main)
 
 
-def build_training(s: Settings, ds: Dataset, state: dict | None, run: RunDir, device: torch.device, d: Dist):
-    """The model (from the checkpoint when resuming), what the loop calls (DDP-wrapped,
-    compiled, as asked), and the optimiser."""
+def build_training(s: Settings, m, adapt: str, block: int | None, state: dict | None, run: RunDir, device: torch.device, d: Dist):
+    """The model with adaptation network ``adapt`` (from the checkpoint when resuming), what
+    the loop calls (DDP-wrapped, compiled, as asked), and the optimiser."""
     recipe = RECIPES[s.recipe]
-    m = ds.manifest
-    adapt, block = adaptation(s, ds)
     model = build_model(m.channels, len(m.classes), s.width, adapt, block or TANAKA_BLOCK)
     if state is not None:
         checkpoint.load_model_state(model, state, run.checkpoint)
