@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Callable
 
 from pipeline.ciphers import cipher_class
+from trainer.run import RunDir
 
 from .commands import Command, CommandFailed, Runner, command
 from .errors import UsageError
@@ -110,7 +111,7 @@ class Layout:
 def encrypt_command(cfg: Config, src: str, out: Path, row: Row) -> Command:
     cipher = cipher_class(row.method)
     key = ("--key", cfg.key) if cipher.needs_key else ()
-    block = ("--block-size", cfg.block_size) if "block_size" in cipher.defaults else ()
+    block = ("--block-size", cfg.block_size) if cipher.family == "block" else ()
     workers = ("--workers", cfg.workers) if cfg.workers else ()
     return command("ppencrypt", "dataset", src, out, *key, "--method", row.method, "--key-scope", row.scope,
                    *block, *workers, "--overwrite", "--quiet")  # fmt: skip
@@ -188,12 +189,12 @@ class Harness:
             rec["error"] = str(e)
             return rec
         result = json.loads(scored.stdout)
-        config = json.loads((run_dir / "config.json").read_text())
+        config = RunDir(run_dir).read_record()
         history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
         rec.update(accuracy=100 * result["accuracy"], loss=result["loss"], last_epoch_acc=100 * history[-1]["test_acc"],
-                   train_s=trained.seconds, eval_s=scored.seconds, device_name=config["runtime"]["device_name"],
-                   device=config["runtime"]["device"], adapt_resolved=config["model"]["adapt"],
-                   train_images=config["dataset"]["counts"].get("train"), test_images=result["images"])  # fmt: skip
+                   train_s=trained.seconds, eval_s=scored.seconds, device_name=config.runtime.device_name,
+                   device=config.runtime.device, adapt_resolved=config.model.adapt,
+                   train_images=config.dataset.counts.get("train"), test_images=result["images"])  # fmt: skip
         self.log(f"  {r.id}: test accuracy {rec['accuracy']:.2f}% (train {trained.seconds:.0f} s)")
         return rec
 

@@ -5,6 +5,7 @@ usage errors with exit 2."""
 from __future__ import annotations
 
 import sys
+from typing import Callable
 
 import click
 
@@ -23,6 +24,18 @@ from .preview import preview as make_preview
 from .progress import progress_bars
 from .query import encrypt_queries
 from .verify import verify_dataset
+
+
+class LiveChoice(click.Choice):
+    """A choice among a registry's current names: a cipher method or a storage registered
+    after this module was imported (a plug-in, a test) is accepted too."""
+
+    def __init__(self, names: Callable[[], list[str]]):
+        self.names, self.case_sensitive = names, True  # click.Choice would freeze the names
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        return tuple(self.names())
 
 
 class Group(click.Group):
@@ -68,11 +81,11 @@ def keygen(path):
 @click.argument("src", type=click.Path(file_okay=False))
 @click.argument("out", type=click.Path())
 @KEY
-@click.option("--method", type=click.Choice(method_names()), default="pe", show_default=True, help=_methods_help())
+@click.option("--method", type=LiveChoice(method_names), default="pe", show_default=True, help=_methods_help())
 @click.option("--key-scope", type=click.Choice(SCOPES), default="dataset", show_default=True,
               help="dataset: one mask shared by every image (the paper); image: a mask per image.")
-@click.option("--format", "storage", type=click.Choice(STORAGES), default="wds", show_default=True,
-              help="wds: WebDataset tar shards; zarr: a zarr v3 store.")
+@click.option("--format", "storage", type=LiveChoice(lambda: list(STORAGES)), default="wds", show_default=True,
+              help="; ".join(f"{s.name}: {s.summary}" for s in STORAGES.values()) + ".")
 @click.option("--block-size", type=click.IntRange(min=1), help="Block side for the block-wise methods (le, ele, etc). [default: 4]")
 @click.option("--size", type=click.IntRange(min=1), help="Resize the shorter side to N and centre-crop N x N.")
 @click.option("--shard-size", type=click.IntRange(min=1), default=10_000, show_default=True, help="Samples per shard.")

@@ -93,7 +93,7 @@ def encrypt_dataset(
         splits: dict[str, SplitInfo] = {}
         for name, loader in source.splits.items():
             ring = key_ring(cipher, key, scope, name)
-            writer = split_writer(opts.storage, tmp, name, source.shape, opts.shard_size, len(loader))
+            writer = split_writer(opts.storage, tmp, name, source.shape, opts.shard_size)
             per_class = np.zeros(len(source.classes), np.int64)
             count = 0
             with progress(len(loader), f"encrypt {name}") as bar:
@@ -122,7 +122,7 @@ def encrypt_dataset(
         manifest = Manifest(
             storage=opts.storage,
             cipher=CipherInfo(cipher.name, cipher.params, key.key_id if cipher.needs_key else None, scope,
-                              derivation_labels(cipher, key, scope, splits, source.shape[2])),  # fmt: skip
+                              derivation_labels(cipher, key, scope, splits, source.shape[2]), **cipher.facts(source.shape[2])),  # fmt: skip
             height=source.shape[0],
             width=source.shape[1],
             channels=source.shape[2],

@@ -14,13 +14,18 @@ table and report.png pick it up in registry order.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import ClassVar
 
 import numpy as np
 
-from .candidates import PixelCandidates
+from ..ciphers import ImageCipher, make_cipher
+from ..errors import PipelineError
+from ..registry import Registry
+from .candidates import PixelCandidates, pixel_candidates
 
-_REGISTRY: dict[str, type[Attack]] = {}
+ATTACKS: Registry[Attack] = Registry("attack", PipelineError)
+register = ATTACKS.register
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,16 @@ class Target:
     params: dict
     scope: str | None  # 'dataset' | 'image'; None for 'plain'
     shape: tuple[int, int, int]  # H, W, C
+
+    @cached_property
+    def cipher(self) -> ImageCipher:
+        """The method as the manifest names it: public, like the method's definition."""
+        return make_cipher(self.method, self.params)
+
+    @cached_property
+    def candidates(self) -> PixelCandidates | None:
+        """Every encryption of one pixel, for a pixel-wise method; None otherwise."""
+        return pixel_candidates(self.method, self.shape[2], self.params)
 
 
 @dataclass(frozen=True)
@@ -65,18 +80,11 @@ class Attack:
         raise NotImplementedError
 
 
-def register(cls: type[Attack]) -> type[Attack]:
-    if cls.name in _REGISTRY:
-        raise ValueError(f"attack {cls.name!r} registered twice")
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
 def attacks() -> list[Attack]:
     """One instance of every registered attack, in registry order."""
     from . import greedy, known  # noqa: F401  (registering the others)
 
-    return [cls() for cls in _REGISTRY.values()]
+    return [cls() for cls in ATTACKS.classes()]
 
 
 @register

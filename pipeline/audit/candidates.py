@@ -1,17 +1,18 @@
-"""Every way the pixel cipher can encrypt one pixel, as small lookup tables.
+"""Every way a pixel-wise cipher can encrypt one pixel, as small lookup tables.
 
-``pe`` sends a pixel x of C components to ``y[c] = x[P[c]] ^ 255·f[P[c]]`` (NP bits f first,
-then the colour permutation P = PERMUTATIONS[code]; docs/cipher.md); ``np`` and grayscale ``pe``
-have no permutation. Candidate t is one (code, f): 6 · 2^3 = 48 for ``pe`` on RGB, 2^C for the
-others. The tables let the attacks try all of them at once with one gather and one XOR:
+The cipher states the maps (``ImageCipher.pixel_group``): element t sends a pixel x of C
+components to ``y[c] = x[P[c]] ^ 255·f[P[c]]`` (NP bits f first, then the colour order P;
+docs/cipher.md) — 6 · 2^3 = 48 for ``pe`` on RGB, 2^C for ``np`` and grayscale ``pe``. The
+tables let the attacks try all of them at once with one gather and one XOR:
 
     y = x[fwd_src[t]] ^ fwd_xor[t]        (encrypt under candidate t)
     x = y[inv_src[t]] ^ inv_xor[t]        (decrypt under candidate t: x[j] = y[P⁻¹[j]] ^ 255·f[j])
 
-The candidates form a group (the signed permutations of the components), so the inverses of
-all candidates are again all candidates: "try every decryption" and "try every encryption" are
-the same set, and applying one candidate to every pixel of an image is a whole-image symmetry
-(a global colour order and per-component negation) that no smoothness measure can see.
+For ``pe`` and ``np`` the candidates form a group (the signed permutations of the components,
+or the negations), so the inverses of all candidates are again all candidates: "try every
+decryption" and "try every encryption" are the same set, and applying one candidate to every
+pixel of an image is a whole-image symmetry (a global colour order and per-component
+negation) that no smoothness measure can see.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..ciphers import PERMUTATIONS, make_cipher
-from ..ciphers.pixel import CODES_PURPOSE, PixelCipher
 
 
 @dataclass(frozen=True)
@@ -45,10 +45,12 @@ class PixelCandidates:
         return pixels[..., self.fwd_src] ^ self.fwd_xor
 
     def fold(self, pixels: np.ndarray) -> np.ndarray:
-        """The candidate index that keeps the colour order and negates every component above
-        127 (fr-basic's guess), for (..., C) pixels -> (...)."""
-        bits = (pixels > 127).astype(np.int64)
-        return bits @ (1 << np.arange(pixels.shape[-1]))  # identity code comes first, f in binary
+        """fr-basic's guess for (..., C) pixels -> (...): the first candidate whose decryption
+        has the fewest components above 127 — for ``pe`` and ``np``, the one that keeps the
+        colour order and negates exactly the components above 127."""
+        moved = pixels[..., self.inv_src]
+        decrypted = np.where(self.inv_xor > 0, 255 - moved, moved)  # arithmetic: pixels may be means
+        return (decrypted > 127).sum(-1).argmin(-1)
 
     def decryptor(self, choice: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(H, W) candidate indices -> (src, xor) over the flat H·W·C image, for GatherXor."""
@@ -57,24 +59,21 @@ class PixelCandidates:
         return (pixel + self.inv_src[choice.reshape(-1)]).reshape(-1), self.inv_xor[choice.reshape(-1)].reshape(-1)
 
 
-def is_pixel_method(method: str) -> bool:
-    return isinstance(make_cipher(method), PixelCipher)
+def pixel_candidates(method: str, channels: int, params: dict | None = None) -> PixelCandidates | None:
+    """The candidates of a pixel-wise method for images with ``channels`` components; None for
+    a method whose ciphertext pixel depends on more than its own plain value (block-wise)."""
+    cipher = make_cipher(method, params)
+    group = cipher.pixel_group(channels) if cipher.family == "pixel" else None
+    if group is None:
+        return None
+    inv_src = np.argsort(group.perms, axis=1)
+    fwd_xor = 255 * np.take_along_axis(group.flips, group.perms, axis=1)
+    u8 = lambda a: np.asarray(a, np.uint8)  # noqa: E731
+    return PixelCandidates(colour_codes(group.perms), group.flips.astype(np.int64), group.perms, u8(fwd_xor), inv_src, u8(255 * group.flips))
 
 
-def pixel_candidates(method: str, channels: int) -> PixelCandidates:
-    """The candidates of a pixel method (``pe``, ``np``) for images with ``channels`` components."""
-    shuffles = CODES_PURPOSE in make_cipher(method).purposes(channels)
-    identity = np.arange(channels)
-    codes, flips, fwd_src, fwd_xor, inv_src, inv_xor = [], [], [], [], [], []
-    for code in range(6) if shuffles else (0,):
-        perm = PERMUTATIONS[code] if shuffles else identity
-        for f in range(2**channels):
-            bits = (f >> identity) & 1  # f in binary, component 0 least significant
-            codes.append(code)
-            flips.append(bits)
-            fwd_src.append(perm)
-            fwd_xor.append(255 * bits[perm])
-            inv_src.append(np.argsort(perm))
-            inv_xor.append(255 * bits)
-    u8 = lambda a: np.array(a, np.uint8)  # noqa: E731
-    return PixelCandidates(np.array(codes), np.array(flips), np.array(fwd_src), u8(fwd_xor), np.array(inv_src), u8(inv_xor))
+def colour_codes(perms: np.ndarray) -> np.ndarray:
+    """[P]'s colour code of each (T, 3) order; 0 for fewer components (there is no order)."""
+    if perms.shape[1] != 3:
+        return np.zeros(len(perms), np.int64)
+    return (perms[:, None, :] == PERMUTATIONS[None]).all(-1).argmax(-1)

@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 from .attacks import Attack, Outcome, Target, register
-from .candidates import PixelCandidates, is_pixel_method, pixel_candidates
+from .candidates import PixelCandidates
 
 
 def greedy_scan(ciphertexts: np.ndarray, cand: PixelCandidates, shared: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -75,8 +75,8 @@ class _Greedy(Attack):
     shared = False
 
     def not_applicable(self, target: Target) -> str | None:
-        if not is_pixel_method(target.method):
-            return "its candidates are the pixel cipher's (pe, np)"
+        if target.cipher.family != "pixel":
+            return "not pixel-wise: a ciphertext pixel depends on more than its own plain value"
         return None
 
 
@@ -86,7 +86,7 @@ class FeatureReconstructionAdvanced(_Greedy):
     summary = "per image, per pixel in raster order: the candidate that best continues the decoded neighbours"
 
     def run(self, ciphertexts, target, pairs=None):
-        cand = pixel_candidates(target.method, target.shape[2])
+        cand = target.candidates
         images, _ = greedy_scan(ciphertexts, cand, shared=False)
         return Outcome(images, {"candidates": len(cand)})
 
@@ -98,6 +98,6 @@ class FeatureReconstructionShared(_Greedy):
     shared = True
 
     def run(self, ciphertexts, target, pairs=None):
-        cand = pixel_candidates(target.method, target.shape[2])
+        cand = target.candidates
         images, _ = greedy_scan(ciphertexts, cand, shared=True)
         return Outcome(images, {"candidates": len(cand)}, variants=cand)

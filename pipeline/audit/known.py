@@ -10,8 +10,7 @@ never reported or written.
 from __future__ import annotations
 
 from .attacks import Attack, Outcome, register
-from .candidates import is_pixel_method, pixel_candidates
-from .known_block import RECOVER, recover_block_key
+from .known_block import block_recovery
 from .known_pixel import pixel_decryptor, recover_pixel_key
 
 
@@ -24,17 +23,17 @@ class KnownPlaintext(Attack):
     def not_applicable(self, target):
         if target.scope is None:
             return "no key"
-        if not (is_pixel_method(target.method) or target.method in RECOVER):
+        if target.cipher.family != "pixel" and block_recovery(target.cipher) is None:
             return f"no key recovery for method {target.method!r}"
         return None
 
     def run(self, ciphertexts, target, pairs=None):
         stats = {"pairs": len(pairs)}
-        if is_pixel_method(target.method):
-            cand = pixel_candidates(target.method, target.shape[2])
+        if target.cipher.family == "pixel":
+            cand = target.candidates
             recovery = recover_pixel_key(pairs.plain, pairs.cipher, cand)
             stats.update(recovery.stats(cand, ciphertexts))
             return Outcome(pixel_decryptor(recovery, cand).apply(ciphertexts), stats)
-        recovery = recover_block_key(target.method, target.params, pairs.plain, pairs.cipher)
+        recovery = block_recovery(target.cipher)(pairs.plain, pairs.cipher, target.cipher.block)
         stats.update(recovery.stats)
         return Outcome(recovery.decrypt(ciphertexts), stats)

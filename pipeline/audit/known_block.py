@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..ciphers import GatherXor, PERMUTATIONS, make_cipher
-from ..ciphers.block import block_layout, merge_nibbles, split_nibbles, symmetry_table
+from ..ciphers import PERMUTATIONS, GatherXor, ImageCipher
+from ..ciphers.block import ELE, ETC, LE, block_layout, merge_nibbles, split_nibbles, symmetry_table
 from .consistency import consistency_counts, first_consistent
 
 
@@ -143,8 +143,11 @@ def recover_etc(plain: np.ndarray, cipher: np.ndarray, b: int) -> BlockRecovery:
     return rec
 
 
-RECOVER = {"le": recover_le, "ele": recover_ele, "etc": recover_etc}
+# Each recovery exploits one cipher's structure, so it is tied to the class, not to a name.
+RECOVERIES = {LE: recover_le, ELE: recover_ele, ETC: recover_etc}
 
 
-def recover_block_key(method: str, params: dict, plain: np.ndarray, cipher: np.ndarray) -> BlockRecovery:
-    return RECOVER[method](plain, cipher, make_cipher(method, params).block)
+def block_recovery(cipher: ImageCipher):
+    """The known-plaintext key recovery for ``cipher``'s class, ``(plain, cipher, block) ->
+    BlockRecovery``; None when there is none (a method added without one)."""
+    return RECOVERIES.get(type(cipher))

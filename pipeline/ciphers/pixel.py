@@ -4,22 +4,21 @@ Step 2, NP transform: per pixel and component, p -> p XOR 255 where the key bit 
 Step 3, colour shuffle: each pixel's (R, G, B) is permuted by a code in 0..5.
 Grayscale images get step 2 only. Each method draws its bits from its own labels
 (docs/cipher.md): one stream per component for the NP bits ([P]'s K_R, K_G, K_B), one for
-the colour codes ([P]'s K_s).
+the colour codes ([P]'s K_s). docs/paper.md restates [P]'s definitions.
 """
 
 from __future__ import annotations
 
+import math
 from abc import abstractmethod
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..derive import KeyRing
-from .base import ImageCipher, register
+from .base import PERMUTATIONS, ImageCipher, PixelGroup, register
 from .transform import GatherXor
 
-# Code k sends output component c to input component PERMUTATIONS[k][c] ([P]'s numbering).
-PERMUTATIONS = np.array([[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]], dtype=np.int32)
 CODE_NAMES = ("RGB", "RBG", "GRB", "GBR", "BRG", "BGR")
 NP_PURPOSE = "np-bits-c{}"
 CODES_PURPOSE = "colour-codes"
@@ -82,7 +81,17 @@ class GatherXorCipher(ImageCipher):
 
 
 class PixelCipher(GatherXorCipher):
+    family = "pixel"
     shuffle_colours: bool
+
+    def key_space_bits(self, shape) -> float:
+        """Per pixel C NP bits and, with the colour shuffle, one of 6 orders: n·(C + log2 6)
+        for n = H·W pixels ([P]: 2^(3n)·6^n, 5,719 bits for 32×32 RGB)."""
+        h, w, c = shape
+        return h * w * (c + (math.log2(6) if self._shuffles(c) else 0.0))
+
+    def pixel_group(self, channels: int) -> PixelGroup:
+        return PixelGroup.generated(channels, negates=True, permutes=self._shuffles(channels))
 
     def purposes(self, channels: int) -> tuple[str, ...]:
         bits = tuple(NP_PURPOSE.format(c) for c in range(channels))
@@ -124,8 +133,15 @@ class NP(PixelCipher):
 class Plain(ImageCipher):
     name = "plain"
     summary = "no encryption (a baseline); recorded as such in the manifest"
+    family = "none"
     needs_key = False
     scopes = ()
+
+    def key_space_bits(self, shape) -> float:
+        return 0.0
+
+    def pixel_group(self, channels: int) -> PixelGroup:
+        return PixelGroup.generated(channels, negates=False, permutes=False)
 
     def encrypt(self, images, ring, indices):
         return np.array(images, copy=True)

@@ -18,7 +18,7 @@ from ..errors import ManifestError
 MANIFEST = "manifest.json"
 FORMAT = "ppencrypt-dataset"
 VERSION = 1
-STORAGES = ("wds", "zarr")
+FAMILIES = ("pixel", "block", "none")  # as pipeline.ciphers.FAMILIES, which the server must not import
 
 
 @dataclass
@@ -48,6 +48,35 @@ class CipherInfo:
     key_id: str | None  # None for 'plain'
     key_scope: str | None  # 'dataset' | 'image'; None for 'plain'
     derivations: list[str]  # HKDF labels used (docs/cipher.md); they reveal nothing
+    # What the method is (pipeline/ciphers/base.py), so that the server reads it here instead
+    # of importing cipher code: 'pixel' | 'block' | 'none'; the adaptation network that fits;
+    # the block side of a block-wise method; the kind of maps a pixel may undergo.
+    family: str = "pixel"
+    adapt: str = "pixel"
+    block: int | None = None
+    pixel_group: str | None = None
+
+    @property
+    def pixelwise(self) -> bool:
+        """Shifts and flips of the ciphertext commute with the cipher (no blocks)."""
+        return self.family != "block"
+
+
+# Manifests written before the cipher section stated its facts name one of these methods,
+# whose facts are fixed: (family, adaptation network).
+LEGACY_FACTS = {"pe": ("pixel", "pixel"), "np": ("pixel", "pixel"), "plain": ("none", "pixel"),
+                "le": ("block", "tanaka"), "ele": ("block", "tanaka"), "etc": ("block", "tanaka")}  # fmt: skip
+
+
+def legacy_facts(method: str, params: dict, channels: int, shown: str) -> dict:
+    if method not in LEGACY_FACTS:
+        raise ManifestError(f"{shown}: cipher: missing field 'family'")
+    family, adapt = LEGACY_FACTS[method]
+    group = {"pe": "signed-permutations" if channels == 3 else "negations", "np": "negations", "plain": "identity"}.get(method)
+    block = params.get("block_size") if family == "block" else None
+    if block is not None and (not isinstance(block, int) or isinstance(block, bool)):
+        raise ManifestError(f"{shown}: cipher: params: field 'block_size' has the wrong type")
+    return {"family": family, "adapt": adapt, "block": block, "pixel_group": group}
 
 
 @dataclass
@@ -103,15 +132,18 @@ class Manifest:
         if version != VERSION:
             newer = "newer than" if version > VERSION else "older than"
             raise ManifestError(f"{shown}: manifest version {version} is {newer} this tool's ({VERSION}); use a matching ppencrypt")
-        storage = r.get("storage", str)
-        if storage not in STORAGES:
-            raise ManifestError(f"{shown}: unknown storage {storage!r}")
+        storage = r.get("storage", str)  # a known one: checked by open_dataset, which picks its reader
         c = r.sub("cipher")
-        cipher = CipherInfo(
-            c.get("method", str), c.get("params", dict), c.get("key_id", (str, type(None))),
-            c.get("key_scope", (str, type(None))), c.get("derivations", list),
-        )  # fmt: skip
         img = r.sub("image")
+        method, params = c.get("method", str), c.get("params", dict)
+        if "family" in c.doc:
+            facts = {"family": c.get("family", str), "adapt": c.get("adapt", str), "block": c.get("block", (int, type(None))),
+                     "pixel_group": c.get("pixel_group", (str, type(None)))}  # fmt: skip
+        else:
+            facts = legacy_facts(method, params, img.get("channels", int), shown)
+        cipher = CipherInfo(
+            method, params, c.get("key_id", (str, type(None))), c.get("key_scope", (str, type(None))), c.get("derivations", list), **facts
+        )  # fmt: skip
         src = r.sub("source")
         splits = {}
         for name, s in r.get("splits", dict).items():
@@ -130,6 +162,10 @@ class Manifest:
     def _check(self, shown: str) -> None:
         if min(self.height, self.width, self.channels) < 1:
             raise ManifestError(f"{shown}: image shape {self.shape} is empty")
+        if self.cipher.family not in FAMILIES:
+            raise ManifestError(f"{shown}: cipher: unknown family {self.cipher.family!r} (expected {', '.join(FAMILIES)})")
+        if (self.cipher.family == "block") != (self.cipher.block is not None) or (self.cipher.block is not None and self.cipher.block < 1):
+            raise ManifestError(f"{shown}: cipher: a block side belongs to block-wise methods, and is at least 1")
         for name, s in self.splits.items():
             if sum(sh.count for sh in s.shards) != s.count or sum(s.per_class) != s.count:
                 raise ManifestError(f"{shown}: split {name}: counts do not add up")
