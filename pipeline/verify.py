@@ -9,8 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ShardError
-from .formats import open_dataset
-from .formats.zarrstore import sha256_file
+from .formats import open_dataset, sha256_file
 from .progress import ProgressFactory, no_progress
 
 

@@ -16,20 +16,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ManifestError
+from . import wds, zarrstore
+from .base import SplitReader, SplitWriter, Storage
 from .batch import Batch
+from .checksum import sha256_file
 from .manifest import MANIFEST, FileInfo, Manifest, ShardInfo, SplitInfo, read_manifest
-from .wds import WdsSplitReader, WdsSplitWriter
-from .zarrstore import ZarrSplitReader, ZarrSplitWriter, sha256_file
 
-WRITERS = {"wds": WdsSplitWriter, "zarr": ZarrSplitWriter}
-READERS = {"wds": WdsSplitReader, "zarr": ZarrSplitReader}
-STORAGES = tuple(WRITERS)
+# The storages, by the name the manifest and --format use. A new storage: its module, one line.
+STORAGES: dict[str, Storage] = {s.name: s for s in (wds.STORAGE, zarrstore.STORAGE)}
 
-__all__ = ["Batch", "Dataset", "FileInfo", "Manifest", "STORAGES", "ShardInfo", "SplitInfo", "open_dataset", "other_files", "split_writer"]
+__all__ = [
+    "Batch", "Dataset", "FileInfo", "Manifest", "STORAGES", "ShardInfo", "SplitInfo", "SplitReader", "SplitWriter",
+    "Storage", "open_dataset", "other_files", "sha256_file", "split_writer",
+]  # fmt: skip
 
 
-def split_writer(storage: str, root: Path, split: str, shape, shard_size: int, capacity: int):
-    return WRITERS[storage](root, split, shape, shard_size, capacity)
+def split_writer(storage: str, root: Path, split: str, shape: tuple[int, int, int], shard_size: int) -> SplitWriter:
+    return STORAGES[storage].writer(root, split, shape, shard_size)
 
 
 def other_files(root: Path, listed: set[str]) -> list[FileInfo]:
@@ -54,12 +57,15 @@ class Dataset:
     def splits(self) -> list[str]:
         return list(self.manifest.splits)
 
-    def split(self, name: str):
+    def split(self, name: str) -> SplitReader:
         if name not in self.manifest.splits:
             raise ManifestError(f"{self.root}: no split {name!r} (it has {', '.join(self.splits)})")
-        return READERS[self.manifest.storage](self.root, self.manifest, name)
+        return STORAGES[self.manifest.storage].reader(self.root, self.manifest, name)
 
 
 def open_dataset(root: str | os.PathLike) -> Dataset:
     root = Path(root)
-    return Dataset(root, read_manifest(root))
+    m = read_manifest(root)
+    if m.storage not in STORAGES:
+        raise ManifestError(f"{root / MANIFEST}: unknown storage {m.storage!r}")
+    return Dataset(root, m)

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Iterator
-
 import numpy as np
 
 from ..errors import ShardError
-from .batch import Batch, collect
-from .manifest import Manifest, ShardInfo
+from .base import SplitReader, SplitWriter, Storage
+from .batch import Batch
+from .manifest import ShardInfo
 from .tar import TarStream, iter_members
 
 IMAGE_EXT = "npy"
@@ -35,9 +34,9 @@ def npy_header(shape: tuple[int, ...]) -> bytes:
     return buf.getvalue()
 
 
-class WdsSplitWriter:
-    def __init__(self, root: Path, split: str, shape: tuple[int, int, int], shard_size: int, capacity: int):
-        self.root, self.split, self.shard_size = root, split, shard_size
+class WdsSplitWriter(SplitWriter):
+    def __init__(self, root: Path, split: str, shape: tuple[int, int, int], shard_size: int):
+        super().__init__(root, split, shape, shard_size)
         (root / split).mkdir(parents=True, exist_ok=True)
         self.header = npy_header(shape)
         self.index = 0
@@ -64,7 +63,7 @@ class WdsSplitWriter:
         for row, label in zip(rows, labels.tolist()):
             if self._tar is None:
                 self._start()
-            key = b"%08d" % self.index
+            key = sample_key(self.index).encode()
             self._tar.add(key + b".cls", b"%d" % label)
             self._tar.add(key + b".npy", self.header, row.data)
             self.index += 1
@@ -106,15 +105,7 @@ def parse_shard(data: bytes, shard: ShardInfo, shape: tuple[int, int, int], show
     return Batch(images, labels, np.arange(shard.first, shard.first + shard.count, dtype=np.int64))
 
 
-class WdsSplitReader:
-    def __init__(self, root: Path, manifest: Manifest, split: str):
-        self.root, self.manifest, self.split = root, manifest, split
-        self.info = manifest.splits[split]
-        self.count = self.info.count
-
-    def shard_paths(self) -> list[str]:
-        return [str(self.root / s.path) for s in self.info.shards]
-
+class WdsSplitReader(SplitReader):
     def read_shard(self, shard: ShardInfo) -> Batch:
         path = self.root / shard.path
         try:
@@ -123,19 +114,5 @@ class WdsSplitReader:
             raise ShardError(f"{path}: cannot read ({e.strerror})") from None
         return parse_shard(data, shard, self.manifest.shape, str(path))
 
-    def chunks(self) -> Iterator[Batch]:
-        for shard in self.info.shards:
-            yield self.read_shard(shard)
 
-    def head(self, n: int) -> Batch:
-        parts, got = [], 0
-        for batch in self.chunks():
-            if got >= n:
-                break
-            parts.append(batch)
-            got += len(batch)
-        whole = Batch.concat(parts, self.manifest.shape)
-        return Batch(whole.images[:n], whole.labels[:n], whole.indices[:n])
-
-    def read(self) -> Batch:
-        return collect(self.chunks(), self.count, self.manifest.shape)
+STORAGE = Storage("wds", "WebDataset tar shards", WdsSplitWriter, WdsSplitReader)

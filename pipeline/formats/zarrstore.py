@@ -7,16 +7,16 @@ reads it: ``zarr.open_group(OUT, mode="r")["train/images"][:]``.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import zarr
 from zarr.codecs import ZstdCodec
 
 from ..errors import ShardError
+from .base import SplitReader, SplitWriter, Storage
 from .batch import Batch
+from .checksum import sha256_file
 from .manifest import Manifest, ShardInfo
 
 IMAGES, LABELS = "images", "labels"
@@ -31,30 +31,24 @@ def inner_chunk(shard_size: int) -> int:
     return best if best >= 16 else shard_size
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def shard_path(split: str, k: int, ndim: int) -> str:
     return f"{split}/{IMAGES}/c/{k}" + "/0" * (ndim - 1)
 
 
-class ZarrSplitWriter:
-    def __init__(self, root: Path, split: str, shape: tuple[int, int, int], shard_size: int, capacity: int):
-        self.root, self.split, self.shape, self.shard_size = root, split, shape, shard_size
+class ZarrSplitWriter(SplitWriter):
+    """The arrays start empty and grow by one shard at a time: resizing only rewrites their
+    zarr.json, and every shard is written whole, so zarr never reads back what it wrote."""
+
+    def __init__(self, root: Path, split: str, shape: tuple[int, int, int], shard_size: int):
+        super().__init__(root, split, shape, shard_size)
         group = zarr.open_group(store=str(root), mode="a")
-        capacity = max(capacity, 1)
         self.images = group.create_array(
-            f"{split}/{IMAGES}", shape=(capacity, *shape), dtype="uint8", fill_value=0,
+            f"{split}/{IMAGES}", shape=(0, *shape), dtype="uint8", fill_value=0,
             chunks=(inner_chunk(shard_size), *shape), shards=(shard_size, *shape),
             compressors=ZstdCodec(level=ZSTD_LEVEL), dimension_names=("sample", "y", "x", "channel"),
         )  # fmt: skip
         self.labels = group.create_array(
-            f"{split}/{LABELS}", shape=(capacity,), dtype="int64", fill_value=-1,
+            f"{split}/{LABELS}", shape=(0,), dtype="int64", fill_value=-1,
             chunks=(shard_size,), compressors=ZstdCodec(level=ZSTD_LEVEL), dimension_names=("sample",),
         )  # fmt: skip
         self.count = 0
@@ -71,6 +65,8 @@ class ZarrSplitWriter:
         images = np.concatenate([p[0] for p in self._pending])
         labels = np.concatenate([p[1] for p in self._pending])
         a, b = self.count, self.count + n
+        self.images.resize((b, *self.shape))
+        self.labels.resize((b,))
         self.images[a:b] = images[:n]
         self.labels[a:b] = labels[:n]
         self.count = b
@@ -79,8 +75,6 @@ class ZarrSplitWriter:
 
     def close(self) -> list[ShardInfo]:
         total = self.count + self._pending_n
-        self.images.resize((total, *self.shape))
-        self.labels.resize((total,))
         if self._pending_n:
             self._flush(self._pending_n)
         shards = []
@@ -92,11 +86,9 @@ class ZarrSplitWriter:
         return shards
 
 
-class ZarrSplitReader:
+class ZarrSplitReader(SplitReader):
     def __init__(self, root: Path, manifest: Manifest, split: str):
-        self.root, self.manifest, self.split = root, manifest, split
-        self.info = manifest.splits[split]
-        self.count = self.info.count
+        super().__init__(root, manifest, split)
         try:
             group = zarr.open_group(store=str(root), mode="r")
             self.images = group[f"{split}/{IMAGES}"]
@@ -117,12 +109,11 @@ class ZarrSplitReader:
     def read_shard(self, shard: ShardInfo) -> Batch:
         return self._slice(shard.first, shard.first + shard.count)
 
-    def chunks(self) -> Iterator[Batch]:
-        for shard in self.info.shards:
-            yield self.read_shard(shard)
-
-    def head(self, n: int) -> Batch:
+    def head(self, n: int) -> Batch:  # zarr reads any range in one call
         return self._slice(0, min(n, self.count))
 
     def read(self) -> Batch:
         return self._slice(0, self.count)
+
+
+STORAGE = Storage("zarr", "a zarr v3 store", ZarrSplitWriter, ZarrSplitReader)
