@@ -3,7 +3,7 @@
     python bench/gpu_train.py --data out/gpu-fm [--out $OUT] [--epochs 30]
 
 1. Training throughput of [P]'s adaptation network + ResNet-18 (width 64) at 32x32x3, batch
-   512, bf16 autocast, channels_last — pptrain's own step (trainer.train.train_epoch: batched
+   512, bf16 autocast, channels_last — pptrain's own step (trainer.loop.train_epoch: batched
    crop + flip on the device, SGD, fast recipe) on a device-resident uint8 batch source of
    50,000 random images (pixel values do not change the speed of a dense network). Timed
    with CUDA events over --steps steps after --warmup, eager and torch.compile'd. Target:
@@ -22,17 +22,18 @@ import argparse
 import json
 import os
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from trainer.augment import BatchAugment
-from trainer.distributed import Dist, memory_format
-from trainer.model import build_model
+from trainer.device import memory_format
+from trainer.distributed import Dist
+from trainer.model import PrivacyResNet
 from trainer.recipe import RECIPES
 from trainer.settings import Settings
-from trainer.train import train, train_epoch
+from trainer.loop import Loop, train_epoch
+from trainer.train import train
 
 SHAPE, CLASSES, POOL = (32, 32, 3), 10, 50_000
 
@@ -55,13 +56,12 @@ class DeviceBatches:
 def throughput(device: torch.device, width: int, batch: int, steps: int, warmup: int, compiled: bool) -> dict:
     torch.manual_seed(0)
     torch.backends.cudnn.benchmark = True  # as pptrain sets it on CUDA
-    model = build_model(SHAPE[2], CLASSES, width, "pixel").to(device, memory_format=memory_format(device))
+    model = PrivacyResNet(SHAPE[2], CLASSES, width, "pixel").to(device, memory_format=memory_format(device))
     net = torch.compile(model) if compiled else model
     recipe = RECIPES["fast"]
     opt = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
     aug = BatchAugment(("crop", "flip"), SHAPE, CLASSES, pad=4)
-    s = replace(Settings(), epochs=1, batch_size=batch, lr=recipe.lr)
-    step = lambda n: train_epoch(net, opt, DeviceBatches(device, batch, n), aug, recipe, s, 0, n, n, Dist(), device, True)  # noqa: E731
+    step = lambda n: train_epoch(Loop(net, opt, aug, recipe, recipe.lr, n, 0, 1, device, Dist(), quiet=True), DeviceBatches(device, batch, n), 0)  # noqa: E731
     step(warmup)  # compilation, cuDNN autotuning, allocator growth
     cuda = device.type == "cuda"
     if cuda:

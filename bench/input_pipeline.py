@@ -21,7 +21,7 @@ import torch
 from common import machine
 from pipeline.formats import open_dataset
 from trainer.augment import BatchAugment
-from trainer.data import MemoryLoader
+from trainer.memory import MemoryLoader
 from trainer.distributed import Dist
 from trainer.stream import StreamLoader
 from trainer_common import BASELINE, baseline_loader, encrypted_fmnist

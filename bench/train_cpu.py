@@ -2,7 +2,7 @@
 
     python bench/train_cpu.py [--steps N] [--widths 16,64]
 
-Per width, in the same run: pptrain's training step (trainer.train.train_epoch: in-memory
+Per width, in the same run: pptrain's training step (trainer.loop.train_epoch: in-memory
 loader, batched crop + flip, SGD step, fp32) against the same model and step fed by the
 baseline input pipeline (trainer_common.BASELINE), on encrypted Fashion-MNIST (28x28x1),
 batch 128. Images per second over N steps after 3 warm-up steps; on 2 cores the baseline's
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import replace
 from itertools import islice
 
 import torch
@@ -22,12 +21,11 @@ import torch.nn.functional as F
 from common import machine
 from pipeline.formats import open_dataset
 from trainer.augment import BatchAugment
-from trainer.data import MemoryLoader
+from trainer.memory import MemoryLoader
 from trainer.distributed import Dist
-from trainer.model import build_model
+from trainer.model import PrivacyResNet
 from trainer.recipe import RECIPES
-from trainer.settings import Settings
-from trainer.train import train_epoch
+from trainer.loop import Loop, train_epoch
 from trainer_common import BASELINE, baseline_loader, encrypted_fmnist
 
 BATCH, WARMUP = 128, 3
@@ -47,13 +45,13 @@ class FirstBatches:
 def ours(ds, width: int, steps: int) -> float:
     m = ds.manifest
     torch.manual_seed(0)
-    model = build_model(m.channels, len(m.classes), width, "pixel")
+    model = PrivacyResNet(m.channels, len(m.classes), width, "pixel")
     recipe = RECIPES["paper"]
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
     aug = BatchAugment(("crop", "flip"), m.shape, len(m.classes), pad=4)
     memory = MemoryLoader(ds, "train", BATCH, Dist(), CPU, 0, train=True)
-    s = replace(Settings(data=str(ds.root)), batch_size=BATCH, lr=0.1, epochs=1)
-    go = lambda n: train_epoch(model, opt, FirstBatches(memory, n), aug, recipe, s, 0, n, n, Dist(), CPU, True)  # noqa: E731
+    loop = lambda n: Loop(model, opt, aug, recipe, 0.1, n, 0, 1, CPU, Dist(), quiet=True)  # noqa: E731
+    go = lambda n: train_epoch(loop(n), FirstBatches(memory, n), 0)  # noqa: E731
     go(WARMUP)
     t = time.perf_counter()
     go(steps)
@@ -63,7 +61,7 @@ def ours(ds, width: int, steps: int) -> float:
 def baseline(ds, width: int, steps: int) -> float:
     m = ds.manifest
     torch.manual_seed(0)
-    model = build_model(m.channels, len(m.classes), width, "pixel")
+    model = PrivacyResNet(m.channels, len(m.classes), width, "pixel")
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
     batches = iter(baseline_loader(ds.root, batch=BATCH))
     t = 0.0

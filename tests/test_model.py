@@ -7,12 +7,12 @@ import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock
 
-from trainer.model import build_model
+from trainer.model import PrivacyResNet
 
 
 @pytest.mark.parametrize("channels", [1, 3])
 def test_adaptation_network_shapes(channels):
-    m = build_model(channels, 10, 64, adapt="pixel")
+    m = PrivacyResNet(channels, 10, 64, adapt="pixel")
     sd = m.state_dict()
     assert sd["adapt.conv1.weight"].shape == (8, channels, 1, 1)
     assert sd["adapt.conv2.weight"].shape == (32, 8, 1, 1)
@@ -25,7 +25,7 @@ def test_adaptation_network_shapes(channels):
 
 @pytest.mark.parametrize("channels", [1, 3])
 def test_no_adapt_stem_takes_image_channels(channels):
-    m = build_model(channels, 7, 64, adapt="none")
+    m = PrivacyResNet(channels, 7, 64, adapt="none")
     sd = m.state_dict()
     assert sd["conv1.weight"].shape == (64, channels, 3, 3)
     assert not any(k.startswith("adapt.") for k in sd)
@@ -33,7 +33,7 @@ def test_no_adapt_stem_takes_image_channels(channels):
 
 
 def test_resnet18_layout_and_torchvision_names():
-    m = build_model(3, 10, 64, adapt="pixel")
+    m = PrivacyResNet(3, 10, 64, adapt="pixel")
     assert m.conv1.stride == (1, 1) and m.conv1.kernel_size == (3, 3)  # CIFAR stem
     assert not any(isinstance(x, nn.MaxPool2d) for x in m.modules())
     for i, planes in enumerate((64, 128, 256, 512), 1):
@@ -48,7 +48,7 @@ def test_resnet18_layout_and_torchvision_names():
 
 @pytest.mark.parametrize("width,shape", [(4, (1, 28, 28)), (8, (3, 32, 32))])
 def test_forward_shapes_at_any_width(width, shape):
-    m = build_model(shape[0], 5, width, adapt="pixel").eval()
+    m = PrivacyResNet(shape[0], 5, width, adapt="pixel").eval()
     out = m(torch.zeros(2, *shape))
     assert out.shape == (2, 5)
     assert m.fc.in_features == 8 * width
@@ -59,7 +59,7 @@ def test_forward_shapes_at_any_width(width, shape):
 def test_tanaka_network_layers_and_shapes(channels, side, block):
     """BN -> BxB stride-B conv C->48 -> ReLU -> BN -> 1x1 48->48 -> ReLU -> BN -> 1x1 48->B*B*32
     -> pixel shuffle xB: 32 channels at the image's full size, into the same ResNet stem."""
-    m = build_model(channels, 10, 8, adapt="tanaka", block=block).eval()
+    m = PrivacyResNet(channels, 10, 8, adapt="tanaka", block=block).eval()
     sd = m.state_dict()
     assert sd["adapt.bn1.weight"].shape == (channels,)
     assert sd["adapt.conv1.weight"].shape == (48, channels, block, block) and m.adapt.conv1.stride == (block, block)
@@ -80,7 +80,7 @@ def test_tanaka_network_sees_one_block_per_position():
     """Its first convolution is the cipher's block grid: changing one pixel changes the
     adaptation output inside that pixel's 4x4 block and nowhere else."""
     torch.manual_seed(0)
-    m = build_model(3, 10, 8, adapt="tanaka", block=4).eval()
+    m = PrivacyResNet(3, 10, 8, adapt="tanaka", block=4).eval()
     x = torch.randn(1, 3, 32, 32)
     y = x.clone()
     y[0, 1, 13, 6] += 1.0  # block row 3, block column 1
@@ -92,7 +92,7 @@ def test_tanaka_network_sees_one_block_per_position():
 
 def test_pixel_network_sees_one_pixel():
     torch.manual_seed(0)
-    m = build_model(3, 10, 8, adapt="pixel").eval()
+    m = PrivacyResNet(3, 10, 8, adapt="pixel").eval()
     x = torch.randn(1, 3, 32, 32)
     y = x.clone()
     y[0, 1, 13, 6] += 1.0
@@ -102,5 +102,5 @@ def test_pixel_network_sees_one_pixel():
 
 def test_adapt_flags_of_older_runs_still_build():
     """Run directories from before --adapt recorded True / False."""
-    assert [type(c) for c in build_model(1, 3, 4, adapt=True).adapt.children()] == [nn.Conv2d, nn.Conv2d]
-    assert isinstance(build_model(1, 3, 4, adapt=False).adapt, nn.Identity)
+    assert [type(c) for c in PrivacyResNet(1, 3, 4, adapt=True).adapt.children()] == [nn.Conv2d, nn.Conv2d]
+    assert isinstance(PrivacyResNet(1, 3, 4, adapt=False).adapt, nn.Identity)

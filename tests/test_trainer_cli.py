@@ -235,7 +235,7 @@ def test_eval_refusals(trained, tmp_path, cifar10_dir, session_key, shapes_pe):
 def test_the_server_side_imports_no_key_or_cipher_code():
     """pptrain never holds a key: none of its modules pulls in key handling or the cipher."""
     code = (
-        "import sys, trainer.cli, trainer.train, trainer.infer, trainer.stream, trainer.data, trainer.augment\n"
+        "import sys, trainer.cli, trainer.train, trainer.infer, trainer.stream, trainer.data, trainer.augment, trainer.loop, trainer.record\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] == 'cryptography'"
         " or m.startswith(('pipeline.keys', 'pipeline.derive', 'pipeline.ciphers', 'pipeline.encrypt', 'pipeline.decrypt')))\n"
         "print(bad)"

@@ -9,7 +9,7 @@ import torch
 
 from pipeline.errors import ShardError
 from pipeline.formats import open_dataset
-from trainer.data import MemoryLoader
+from trainer.memory import MemoryLoader
 from trainer.distributed import Dist
 from trainer.stream import StreamLoader
 from trainer_fixtures import encrypt, session_key, shapes_pe, shapes_src  # noqa: F401  (fixtures)

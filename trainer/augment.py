@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .device import to_device
 from .errors import AugmentError
 
 CENTRE = 127.5  # the NP fixed point; normalised pixels are (v - CENTRE) / CENTRE in [-1, 1]
@@ -65,14 +66,11 @@ ALIASES = {"shift": "crop", "hflip": "flip", "rrc": "random-resized-crop", "rand
            "colorjitter": "color-jitter", "colourjitter": "colour-jitter", "none": ""}  # fmt: skip
 
 
-PIXELWISE_METHODS = ("pe", "np", "plain")  # ciphers that treat every pixel on its own ([P])
-
-
-def block_method_warning(names: tuple[str, ...], method: str) -> str | None:
-    """Block-wise baselines (le, ele, etc, ...) do not commute with shifts or mixing; [P]'s
-    Table 2 trains them with augmentation in the cloud anyway to measure the damage, so this
-    is a warning, not a refusal."""
-    if not names or method in PIXELWISE_METHODS:
+def block_method_warning(names: tuple[str, ...], method: str, pixelwise: bool) -> str | None:
+    """Block-wise ciphers (the manifest's family; le, ele, etc) do not commute with shifts or
+    mixing; [P]'s Table 2 trains them with augmentation in the cloud anyway to measure the
+    damage, so this is a warning, not a refusal."""
+    if not names or pixelwise:
         return None
     return (f"method {method!r} is not pixel-wise: {', '.join(names)} on its ciphertext is not the encryption of an "
             "augmented image (shifts move block boundaries), as [P]'s block-wise baselines measure")  # fmt: skip
@@ -104,13 +102,6 @@ def parse_augment(names, shape: tuple[int, int, int], key_scope: str | None) -> 
 def normalise(images: torch.Tensor) -> torch.Tensor:
     """N x H x W x C uint8 -> N x C x H x W float in [-1, 1], channels-last in memory."""
     return images.float().sub_(CENTRE).div_(CENTRE).permute(0, 3, 1, 2)
-
-
-def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """A host tensor on ``device`` without making the host wait for the GPU."""
-    if device.type != "cuda":
-        return x.to(device)
-    return x.pin_memory().to(device, non_blocking=True)
 
 
 @dataclass

@@ -19,7 +19,7 @@ from pipeline.errors import PipelineError
 from .augment import COMMUTING
 from .errors import OptionError, TrainerError
 from .recipe import RECIPES
-from .settings import ADAPT_CHOICES, DEFAULT_AUGMENT, Settings
+from .settings import ADAPT_CHOICES, DEFAULT_AUGMENT, Settings, default, help_of
 
 SUBCOMMAND_HELP = ("-h", "--help", "--version")
 
@@ -46,8 +46,18 @@ class Group(click.Group):
         return super().parse_args(ctx, args)
 
 
+def setting(name: str, *decls: str, help: str | None = None, **kwargs):
+    """A click option for Settings field ``name``: its default and help come from the field
+    (settings.py), so they are stated once. ``--name`` unless ``decls`` say otherwise."""
+    value = kwargs.pop("default", default(name))
+    kwargs.setdefault("show_default", value is not None and not isinstance(value, bool) and value != "")
+    if isinstance(value, bool):
+        kwargs.setdefault("is_flag", True)
+    return click.option(*(decls or ("--" + name.replace("_", "-"),)), default=value, help=help or help_of(name), **kwargs)
+
+
 def _recipe_help() -> str:
-    return "; ".join(f"{n}: {r.epochs} epochs, batch {r.batch_size}, lr {r.lr}" for n, r in RECIPES.items())
+    return help_of("recipe") + " " + "; ".join(f"{n}: {r.epochs} epochs, batch {r.batch_size}, lr {r.lr}" for n, r in RECIPES.items())
 
 
 def _augment_list(ctx, param, values) -> tuple[str, ...] | None:
@@ -56,7 +66,9 @@ def _augment_list(ctx, param, values) -> tuple[str, ...] | None:
     return tuple(n for v in values for n in v.split(",") if n.strip())
 
 
-DEVICE = click.option("--device", default="auto", show_default=True, help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N.")
+DEVICE = setting("device")
+WORKERS = setting("workers", type=click.IntRange(min=0))
+MEMORY_LIMIT = setting("memory_limit", type=click.IntRange(min=0))
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}, no_args_is_help=True)
@@ -70,33 +82,31 @@ def cli():
 
 @cli.command()
 @click.argument("out", type=click.Path())
-@click.option("--epochs", type=int, help="Passes over the train split [recipe's].")
-@click.option("--batch-size", type=int, help="Images per step, all processes together [recipe's].")
-@click.option("--lr", type=float, help="Peak learning rate [recipe's].")
-@click.option("--recipe", type=click.Choice(list(RECIPES)), default="fast", show_default=True, help=_recipe_help())
+@setting("epochs", type=int)
+@setting("batch_size", type=int)
+@setting("lr", type=float)
+@setting("recipe", type=click.Choice(list(RECIPES)), help=_recipe_help())
 @click.option("--augment", multiple=True, callback=_augment_list, metavar="LIST",
-              help=f"Augmentations in the encrypted domain, comma-separated or repeated: {', '.join(COMMUTING)}; "
-                   f"'none' for none. [default: {','.join(DEFAULT_AUGMENT)}]")  # fmt: skip
-@click.option("--pad", type=int, default=4, show_default=True, help="Largest shift of 'crop', in pixels.")
-@click.option("--mix-alpha", type=float, default=1.0, show_default=True, help="Beta(a, a) parameter of mixup and cutmix.")
-@click.option("--adapt", type=click.Choice(ADAPT_CHOICES), help="Adaptation network: pixel ([P]'s 1x1 convolutions), tanaka (the "
-              "block-wise baselines', block size from the manifest), none. [default: tanaka for block ciphers, else pixel]")
+              help=f"{help_of('augment')} Comma-separated or repeated: {', '.join(COMMUTING)}; 'none' for none. "
+                   f"[default: {','.join(DEFAULT_AUGMENT)}]")  # fmt: skip
+@setting("pad", type=int)
+@setting("mix_alpha", type=float)
+@setting("adapt", type=click.Choice(ADAPT_CHOICES))
 @click.option("--no-adapt", is_flag=True, help="Same as --adapt none.")
-@click.option("--width", type=int, default=64, show_default=True, help="Base channels (64 is ResNet-18).")
+@setting("width", type=int)
 @DEVICE
-@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the model, data order and augmentation.")
-@click.option("--run-dir", type=click.Path(file_okay=False), help="Run directory [runs/<name of OUT>].")
+@setting("seed", type=int)
+@setting("run_dir", type=click.Path(file_okay=False), default=None)
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its checkpoint.")
-@click.option("--compile", "compile_", is_flag=True, help="torch.compile the model.")
-@click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True, help="Streaming loader processes per rank.")
-@click.option("--stream", is_flag=True, help="Stream shards even when the data fits in memory.")
-@click.option("--memory-limit", type=click.IntRange(min=0), default=4096, show_default=True,
-              help="MiB of pixels (train + test) to hold on the device; more is streamed.")  # fmt: skip
-@click.option("--shuffle-buffer", type=click.IntRange(min=1), default=20_000, show_default=True, help="Samples mixed across shards when streaming.")
-@click.option("--train-split", default="train", show_default=True)
-@click.option("--test-split", default="test", show_default=True, help="Evaluated every epoch, if the dataset has it.")
-@click.option("--stop-after", type=click.IntRange(min=1), help="Stop after this epoch; --resume continues later.")
-@click.option("--trace", is_flag=True, help="Each process records the sample indices of its batches (trace-rank<R>.jsonl).")
+@setting("compile", "--compile", "compile_")
+@WORKERS
+@setting("stream")
+@MEMORY_LIMIT
+@setting("shuffle_buffer", type=click.IntRange(min=1))
+@setting("train_split")
+@setting("test_split")
+@setting("stop_after", type=click.IntRange(min=1))
+@setting("trace")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or per-epoch lines (the summary stays).")
 @click.pass_context
 def train(ctx, out, epochs, batch_size, lr, recipe, augment, pad, mix_alpha, adapt, no_adapt, width, device, seed, run_dir,
@@ -129,10 +139,10 @@ def _field(param: str) -> str:
 @click.argument("run", type=click.Path())
 @click.argument("out", type=click.Path())
 @click.option("--split", default="test", show_default=True)
-@click.option("--batch-size", type=int, default=512, show_default=True)
+@click.option("--batch-size", type=int, default=512, show_default=True, help="Images per forward pass.")
 @DEVICE
-@click.option("--memory-limit", type=click.IntRange(min=0), default=4096, show_default=True, help="MiB of pixels to hold on the device; more is streamed.")
-@click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True, help="Streaming loader processes.")
+@MEMORY_LIMIT
+@WORKERS
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a sentence.")
 def eval_(run, out, split, batch_size, device, memory_limit, workers, as_json):
     """Accuracy and loss of trained RUN on a split of dataset OUT."""

@@ -12,50 +12,49 @@ import torch
 from pipeline.formats import open_dataset
 from pipeline.imageio import load_image, probe_image
 
-from . import checkpoint, distributed
+from . import checkpoint
 from .augment import normalise
 from .data import fits_in_memory, make_loader
-from .distributed import Dist, memory_format, model_input
+from .device import memory_format, model_input, pick_device
+from .distributed import Dist
 from .errors import OptionError, QueryError, RunDirError
-from .model import TANAKA_BLOCK, PrivacyResNet, build_model
+from .loop import evaluate  # the training loop's own, so both report the same numbers
+from .model import TANAKA_BLOCK, PrivacyResNet
+from .record import RunRecord
 from .run import RunDir, check_dataset
-from .settings import adapt_name
-from .train import evaluate  # the training loop's own, so both report the same numbers
 
 
 @dataclass
 class TrainedRun:
     run: RunDir
-    config: dict
+    record: RunRecord
     model: PrivacyResNet
     device: torch.device
 
     @property
     def classes(self) -> list[str]:
-        return self.config["dataset"]["classes"]
+        return self.record.dataset.classes
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return tuple(self.config["dataset"]["shape"])
+        return tuple(self.record.dataset.shape)
 
 
 def load_run(run_dir: str, device: str = "auto") -> TrainedRun:
     run = RunDir(Path(run_dir))
-    config = run.read_config()
+    record = run.read_record()
     state = checkpoint.load(run.checkpoint)
+    spec, data = record.model, record.dataset
+    if len(data.shape) != 3 or len(data.classes) != spec.num_classes:
+        raise RunDirError(f"{run.config}: the dataset record's shape or classes do not fit the model record")
     try:
-        spec = config["model"]
-        block = int(spec.get("adapt_block") or TANAKA_BLOCK)
-        model = build_model(int(spec["in_channels"]), int(spec["num_classes"]), int(spec["width"]), adapt_name(spec["adapt"]), block)
-        shape, classes = config["dataset"]["shape"], config["dataset"]["classes"]
-        if len(shape) != 3 or len(classes) != spec["num_classes"]:
-            raise ValueError("shape or classes")
-    except (KeyError, TypeError, ValueError) as e:
-        raise RunDirError(f"{run.config}: model or dataset record is incomplete ({e})") from None
+        model = PrivacyResNet(spec.in_channels, spec.num_classes, spec.width, spec.adapt, spec.adapt_block or TANAKA_BLOCK)
+    except ValueError as e:
+        raise RunDirError(f"{run.config}: {e}") from None
     checkpoint.load_model_state(model, state, run.checkpoint)
-    dev = distributed.pick_device(device, Dist())
+    dev = pick_device(device, Dist())
     model = model.to(dev, memory_format=memory_format(dev)).eval()
-    return TrainedRun(run, config, model, dev)
+    return TrainedRun(run, record, model, dev)
 
 
 @dataclass
@@ -71,7 +70,7 @@ def evaluate_run(t: TrainedRun, data: str, split: str, batch_size: int, memory_l
     if batch_size < 1:
         raise OptionError("--batch-size", f"--batch-size must be at least 1, not {batch_size}")
     ds = open_dataset(data)
-    warnings = check_dataset(t.run, t.config["dataset"], ds.manifest, data, strict=False)
+    warnings = check_dataset(t.run, t.record.dataset, ds.manifest, data, strict=False)
     ds.split(split)  # a missing split is an error naming the ones there are
     stream = not fits_in_memory(ds, [split], memory_limit)
     loader = make_loader(ds, split, batch_size, Dist(), t.device, 0, train=False, stream=stream, workers=workers, buffer=0)

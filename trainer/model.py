@@ -41,10 +41,6 @@ class AdaptationNetwork(nn.Module):
         self.conv1 = conv1x1(in_channels, ADAPT_CHANNELS[0])
         self.conv2 = conv1x1(ADAPT_CHANNELS[0], ADAPT_CHANNELS[1])
 
-    @property
-    def out_channels(self) -> int:
-        return ADAPT_CHANNELS[1]
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv2(self.conv1(x))
 
@@ -74,10 +70,6 @@ class TanakaAdaptation(nn.Module):
         self.conv3 = pointwise(TANAKA_CHANNELS, block * block * ADAPT_OUT)
         self.shuffle = nn.PixelShuffle(block)
 
-    @property
-    def out_channels(self) -> int:
-        return ADAPT_OUT
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.bn1(x)
         x = self.conv1(x)
@@ -90,14 +82,17 @@ class TanakaAdaptation(nn.Module):
         return self.shuffle(x)
 
 
+ADAPTATIONS = {  # name -> (in_channels, block) -> module; the names are settings.ADAPT_CHOICES
+    "pixel": lambda channels, block: AdaptationNetwork(channels),
+    "tanaka": TanakaAdaptation,
+    "none": lambda channels, block: nn.Identity(),
+}
+
+
 def make_adaptation(adapt: str, in_channels: int, block: int) -> nn.Module:
-    if adapt == "pixel":
-        return AdaptationNetwork(in_channels)
-    if adapt == "tanaka":
-        return TanakaAdaptation(in_channels, block)
-    if adapt == "none":
-        return nn.Identity()
-    raise ValueError(f"unknown adaptation network {adapt!r} (choose from {', '.join(ADAPT_CHOICES)})")
+    if adapt not in ADAPTATIONS:
+        raise ValueError(f"unknown adaptation network {adapt!r} (choose from {', '.join(ADAPT_CHOICES)})")
+    return ADAPTATIONS[adapt](in_channels, block)
 
 
 def make_layer(in_planes: int, planes: int, blocks: int, stride: int) -> nn.Sequential:
@@ -148,7 +143,3 @@ class PrivacyResNet(nn.Module):
         x = self.relu(self.bn1(self.conv1(self.adapt(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return self.fc(torch.flatten(self.avgpool(x), 1))
-
-
-def build_model(in_channels: int, num_classes: int, width: int, adapt: str | bool, block: int = TANAKA_BLOCK) -> PrivacyResNet:
-    return PrivacyResNet(in_channels, num_classes, width, adapt, block)

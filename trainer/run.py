@@ -1,16 +1,12 @@
-"""The run directory: config.json, metrics.jsonl, checkpoint.pt, curves.png (docs/trainer.md).
-
-config.json records the options and which encryption the dataset carries — the manifest's
-method, key scope and key id — and never a key: the server never holds one, and a key id
-only names a key. It is also the contract for --resume, eval and predict: they rebuild the
-model from it and refuse datasets and options that would not continue or fit the run.
+"""The run directory: config.json (record.py), metrics.jsonl, checkpoint.pt, curves.png
+(docs/trainer.md), and the rules for continuing a run: which options a --resume may change,
+and which datasets a run may be resumed or evaluated on.
 """
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
@@ -18,26 +14,12 @@ import torch
 from pipeline.formats import Manifest
 
 from .errors import RunDirError
+from .record import DatasetRecord, RunRecord, RuntimeRecord
 from .settings import PER_INVOCATION, Settings
 
 CONFIG, METRICS, CHECKPOINT, CURVES = "config.json", "metrics.jsonl", "checkpoint.pt", "curves.png"
-FORMAT, VERSION = "pptrain-run", 1
 # What must agree between a run and a dataset it continues on (a moved or re-stored copy is fine).
 IDENTITY = ("method", "key_scope", "key_id", "shape", "classes")
-
-
-def dataset_record(m: Manifest, path: str) -> dict:
-    return {
-        "path": path,
-        "method": m.cipher.method,
-        "key_scope": m.cipher.key_scope,
-        "key_id": m.cipher.key_id,
-        "params": m.cipher.params,
-        "shape": list(m.shape),
-        "classes": list(m.classes),
-        "storage": m.storage,
-        "counts": {name: s.count for name, s in m.splits.items()},
-    }
 
 
 @dataclass
@@ -63,28 +45,19 @@ class RunDir:
     def holds_run(self) -> bool:
         return self.config.exists() or self.checkpoint.exists()
 
-    def write_config(self, settings: Settings, resolved: dict, dataset: dict, model: dict, runtime: dict) -> None:
-        doc = {"format": FORMAT, "version": VERSION, "settings": settings.to_dict(), "resolved": resolved,
-               "dataset": dataset, "model": model, "runtime": runtime}  # fmt: skip
-        write_atomic(self.config, json.dumps(doc, indent=2) + "\n")
+    def write_record(self, record: RunRecord) -> None:
+        write_atomic(self.config, record.to_json())
 
-    def read_config(self) -> dict:
+    def read_record(self) -> RunRecord:
         if not self.path.is_dir():
             raise RunDirError(f"{self.path}: no such run directory")
         try:
-            doc = json.loads(self.config.read_text(encoding="utf-8"))
+            text = self.config.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise RunDirError(f"{self.path}: not a pptrain run (no {CONFIG})") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        except (OSError, UnicodeDecodeError) as e:
             raise RunDirError(f"{self.config}: cannot read ({type(e).__name__}: {e})") from None
-        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-            raise RunDirError(f"{self.config}: not a pptrain run configuration")
-        if doc.get("version") != VERSION:
-            raise RunDirError(f"{self.config}: version {doc.get('version')}, this pptrain reads {VERSION}")
-        for key in ("settings", "dataset", "model"):
-            if not isinstance(doc.get(key), dict):
-                raise RunDirError(f"{self.config}: missing {key!r}")
-        return doc
+        return RunRecord.from_json(text, str(self.config))
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -93,10 +66,9 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def resume_settings(run: RunDir, saved: dict, given: Settings, explicit: set[str]) -> Settings:
+def resume_settings(run: RunDir, saved_settings: Settings, given: Settings, explicit: set[str]) -> Settings:
     """The saved settings, with the per-invocation options from ``given``; any other option
     given explicitly with a different value is refused: it would not continue the run."""
-    saved_settings = Settings.from_dict(saved)
     values = {}
     for f in fields(Settings):
         old, new = getattr(saved_settings, f.name), getattr(given, f.name)
@@ -122,11 +94,11 @@ def _option(field: str, value) -> str:
     return f"{name} {','.join(value) if isinstance(value, tuple) else value}"
 
 
-def check_dataset(run: RunDir, recorded: dict, m: Manifest, shown: str, strict: bool = True) -> list[str]:
+def check_dataset(run: RunDir, recorded_record: DatasetRecord, m: Manifest, shown: str, strict: bool = True) -> list[str]:
     """Differences between the dataset a run was trained on and ``m``. With ``strict`` (resume)
     any difference is an error; otherwise (eval) shape and classes must agree, and a
     different encryption is returned as a warning."""
-    now = dataset_record(m, shown)
+    recorded, now = asdict(recorded_record), asdict(DatasetRecord.of(m, shown))
     diffs = [k for k in IDENTITY if recorded.get(k) != now[k]]
     if "shape" in diffs:
         raise RunDirError(f"{shown}: images are {_shape(now['shape'])}, but run {run.path} takes {_shape(recorded['shape'])}")
@@ -149,6 +121,6 @@ def _brief(v) -> str:
     return str(v)
 
 
-def runtime_record(device: torch.device, world: int) -> dict:
+def runtime_record(device: torch.device, world: int) -> RuntimeRecord:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    return {"device": str(device), "device_name": name, "world": world, "torch": torch.__version__}
+    return RuntimeRecord(str(device), name, world, torch.__version__)

@@ -1,17 +1,24 @@
-"""Every knob of a training run in one place (airbench style): one dataclass, units in comments.
+"""Every knob of a training run in one place (airbench style): one dataclass, units in the help.
 
-``None`` means "the recipe's value" (recipe.py); :meth:`Settings.resolved` fills them in, and
-config.json records both what was asked and what ran.
+This is the single source of the defaults and of the options' help: ``pptrain``'s click options
+are made from these fields (cli.py), and config.json records the settings as asked and as
+resolved. ``None`` means "the recipe's value" (recipe.py); :meth:`Settings.resolved` fills
+them in.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import MISSING, Field, asdict, dataclass, field, fields, replace
 
 from .recipe import RECIPES, Recipe
 
 DEFAULT_AUGMENT = ("crop", "flip")  # [P]'s augmentation: shift by pad-and-crop, horizontal flip
 ADAPT_CHOICES = ("pixel", "tanaka", "none")  # the adaptation networks of model.py
+
+
+def setting(default, help: str):
+    """A field with its command-line help (``[recipe's]`` etc. are part of the text)."""
+    return field(default=default, metadata={"help": help})
 
 
 def adapt_name(value: str | bool | None) -> str | None:
@@ -24,34 +31,36 @@ def adapt_name(value: str | bool | None) -> str | None:
 @dataclass(frozen=True)
 class Settings:
     # --- data
-    data: str = ""  # dataset directory written by `ppencrypt dataset`
-    train_split: str = "train"
-    test_split: str = "test"  # evaluated after every epoch; skipped if the dataset lacks it
-    stream: bool = False  # force the streaming loader even when the split fits in memory
-    memory_limit: int = 4096  # MiB: train + test pixels above this are streamed, not held on the device
-    workers: int = 2  # streaming loader processes per rank (0: in the training process)
-    shuffle_buffer: int = 20_000  # samples the streaming loader mixes across shards
+    data: str = setting("", "Dataset directory written by `ppencrypt dataset`.")
+    train_split: str = setting("train", "Split to train on.")
+    test_split: str = setting("test", "Evaluated every epoch, if the dataset has it.")
+    stream: bool = setting(False, "Stream shards even when the data fits in memory.")
+    memory_limit: int = setting(4096, "MiB of pixels (train + test) to hold on the device; more is streamed.")
+    workers: int = setting(2, "Streaming loader processes per rank (0: in the training process).")
+    shuffle_buffer: int = setting(20_000, "Samples mixed across shards when streaming.")
     # --- augmentation (augment.py), applied to ciphertext on the device
-    augment: tuple[str, ...] = DEFAULT_AUGMENT
-    pad: int = 4  # pixels of padding for 'crop': shifts are uniform in -pad..pad
-    mix_alpha: float = 1.0  # Beta(alpha, alpha) for the mixup weight / cutmix area
+    augment: tuple[str, ...] = setting(DEFAULT_AUGMENT, "Augmentations in the encrypted domain.")
+    pad: int = setting(4, "Largest shift of 'crop', in pixels.")
+    mix_alpha: float = setting(1.0, "Beta(a, a) parameter of mixup and cutmix.")
     # --- model (model.py)
-    width: int = 64  # base channels; 64 is ResNet-18, the stages have width x 1, 2, 4, 8
-    # pixel ([P]'s 1x1 network) | tanaka (the block-wise baselines') | none; None: the dataset's
-    # method decides (tanaka for block ciphers, whose manifest records a block size; else pixel)
-    adapt: str | None = None
+    width: int = setting(64, "Base channels (64 is ResNet-18; the stages have width x 1, 2, 4, 8).")
+    adapt: str | None = setting(
+        None, "Adaptation network: pixel ([P]'s 1x1 convolutions), tanaka (the block-wise baselines', block side "
+        "from the manifest), none. [default: the one the manifest names for its cipher: tanaka for block "
+        "ciphers, else pixel]",
+    )  # fmt: skip
     # --- optimisation; None: the recipe's value
-    recipe: str = "fast"  # paper | fast (recipe.py)
-    epochs: int | None = None  # passes over the train split
-    batch_size: int | None = None  # images per optimiser step, summed over all ranks
-    lr: float | None = None  # peak learning rate
+    recipe: str = setting("fast", "Training recipe (recipe.py).")
+    epochs: int | None = setting(None, "Passes over the train split [recipe's].")
+    batch_size: int | None = setting(None, "Images per optimiser step, all processes together [recipe's].")
+    lr: float | None = setting(None, "Peak learning rate [recipe's].")
     # --- runtime
-    device: str = "auto"  # auto: cuda when present, else cpu
-    seed: int = 0  # model init, data order and augmentation draws all derive from it
-    compile: bool = False  # torch.compile the model
-    run_dir: str = ""  # config.json, metrics.jsonl, checkpoint.pt, curves.png
-    stop_after: int | None = None  # end the process after this epoch (resume later with --resume)
-    trace: bool = False  # each rank writes the sample indices of every batch (trace-rank<R>.jsonl)
+    device: str = setting("auto", "auto (CUDA when present, else CPU), cpu, cuda, cuda:N.")
+    seed: int = setting(0, "Seeds the model, data order and augmentation.")
+    compile: bool = setting(False, "torch.compile the model.")
+    run_dir: str = setting("", "Run directory: config.json, metrics.jsonl, checkpoint.pt, curves.png [runs/<name of OUT>].")
+    stop_after: int | None = setting(None, "Stop after this epoch; --resume continues later.")
+    trace: bool = setting(False, "Each process records the sample indices of its batches (trace-rank<R>.jsonl).")
 
     @property
     def recipe_values(self) -> Recipe:
@@ -81,6 +90,18 @@ class Settings:
         if "adapt" in values:
             values["adapt"] = adapt_name(values["adapt"])
         return cls(**values)
+
+
+FIELDS: dict[str, Field] = {f.name: f for f in fields(Settings)}
+
+
+def default(name: str):
+    f = FIELDS[name]
+    return f.default if f.default is not MISSING else f.default_factory()
+
+
+def help_of(name: str) -> str:
+    return FIELDS[name].metadata["help"]
 
 
 # Options a --resume takes afresh from its own command line: they change where and how fast a

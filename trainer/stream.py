@@ -11,7 +11,7 @@ A pipeline of small generator stages (webdataset's ``DataPipeline``), one per wo
 
 Seeding: webdataset's own shuffles (``shardshuffle=True``, ``shuffle(n)``) seed once per
 pipeline, so a fresh DataLoader each epoch repeats the first epoch's order unless reseeded;
-here every stage takes its seed from (seed, epoch, ...) explicitly.
+here every stage takes its seed from (seed, epoch, ...) explicitly (seeding.py).
 
 Splitting: with at least as many shards as readers (ranks x workers), reader g of G takes
 shards g, g+G, ... of the epoch's order; with fewer, every reader reads every shard and keeps
@@ -36,10 +36,9 @@ import webdataset as wds
 from pipeline.errors import PipelineError
 from pipeline.formats import Batch, Dataset, ShardInfo, open_dataset
 
-from .data import Loaded, epoch_rng, train_batches
 from .distributed import Dist
-
-SHARD_ORDER, SAMPLE_ORDER = 1, 2  # words of the per-epoch seeds
+from .loader import Loaded, train_batches
+from .seeding import SAMPLE_ORDER, SHARD_ORDER, epoch_rng
 
 
 @dataclass(frozen=True)
@@ -210,7 +209,6 @@ class StreamLoader:
     def plans(self, epoch: int) -> list[Plan]:
         n = max(self.workers, 1)
         readers = self.d.world * n
-        plans = []
         return [
             Plan(self.root, self.split, self.shards, self.batch, self.seed, epoch, self.train, self.buffer, self.d.rank * n + w, readers)
             for w in range(n)

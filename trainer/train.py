@@ -1,13 +1,15 @@
-"""The training loop: one code path for CPU, one GPU and torchrun's many.
+"""A training run, from options to run directory: one code path for CPU, one GPU and torchrun's many.
 
-    settings -> dataset (pipeline.formats) -> loaders (data.py / stream.py)
-             -> model (model.py) -> per epoch: augment on the device, step, evaluate
-             -> rank 0: checkpoint.pt, metrics.jsonl, curves.png
+    prepare   settings (config.json when resuming) -> dataset (pipeline.formats) -> every
+              option checked against the dataset; the adaptation network chosen once
+    build     loaders (data.py) -> model (model.py) -> optimiser -> config.json (record.py)
+    run       per epoch: loop.train_epoch, loop.evaluate, then rank 0 writes checkpoint.pt,
+              metrics.jsonl and curves.png
 
 Determinism: the model is initialised from the seed; the data order and the augmentation
-draws of epoch e come from (seed, e, rank); the learning rate is a function of the step.
-On CPU with deterministic algorithms, a run interrupted after any epoch and resumed ends
-with the same metrics as one that was not.
+draws of epoch e come from (seed, e, rank) (seeding.py); the learning rate is a function of
+the step. On CPU with deterministic algorithms, a run interrupted after any epoch and resumed
+ends with the same metrics as one that was not.
 """
 
 from __future__ import annotations
@@ -15,28 +17,28 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
-from tqdm import tqdm
 
 from pipeline.formats import Dataset, open_dataset
 
 from . import checkpoint, distributed
-from .augment import BatchAugment, block_method_warning, normalise, parse_augment
-from .data import Loader, epoch_rng, fits_in_memory, make_loader
-from .distributed import Dist, memory_format, model_input
+from .augment import BatchAugment, block_method_warning, parse_augment
+from .data import fits_in_memory, make_loader
+from .device import memory_format, pick_device
+from .distributed import Dist
 from .errors import OptionError, RunDirError
+from .loader import Loader
+from .loop import EpochStats, Loop, evaluate, train_epoch
 from .metrics import epoch_line, plot_curves, summary_line, write_metrics
-from .model import TANAKA_BLOCK, build_model
+from .model import TANAKA_BLOCK, PrivacyResNet
 from .recipe import RECIPES
-from .run import RunDir, check_dataset, dataset_record, resume_settings, runtime_record
+from .record import DatasetRecord, ModelRecord, Resolved, RunRecord
+from .run import RunDir, check_dataset, resume_settings, runtime_record
 from .settings import Settings
-
-AUGMENT_STREAM = 3  # seed word of the augmentation draws (data.py and stream.py use 0..2)
 
 
 @dataclass
@@ -46,6 +48,20 @@ class Outcome:
     epochs: int
     summary: str
     main: bool  # rank 0: the process that reports
+
+
+@dataclass
+class Plan:
+    """Everything settled before anything is built: options checked, choices made once."""
+
+    asked: Settings  # as given, or as config.json recorded them when resuming
+    s: Settings  # resolved: the recipe's values filled in
+    run: RunDir
+    ds: Dataset
+    state: dict | None  # the checkpoint to continue from
+    augment: tuple[str, ...]
+    adapt: str  # pixel | tanaka | none
+    block: int | None  # tanaka's block side
 
 
 def configure_determinism(device: torch.device, seed: int) -> None:
@@ -70,21 +86,18 @@ def check_options(s: Settings, ds: Dataset, d: Dist) -> None:
         raise OptionError("--batch-size", f"batch size {s.batch_size} does not split evenly over {d.world} processes")
     if s.pad < 0 or s.pad >= min(m.height, m.width):
         raise OptionError("--pad", f"--pad {s.pad} must be in 0..{min(m.height, m.width) - 1} for {m.width}x{m.height} images")
-    adaptation(s, ds)
 
 
 def adaptation(s: Settings, ds: Dataset) -> tuple[str, int | None]:
     """The adaptation network the run uses and, for ``tanaka``, its block side: ``--adapt``, or
-    by default ``tanaka`` for a block cipher (its manifest records ``block_size``) and ``pixel``
-    otherwise. Tanaka's network needs the cipher's block side as its kernel, stride and pixel
-    shuffle factor (4, Tanaka's, when the manifest names none)."""
+    the one the manifest names for its cipher. Tanaka's network needs the cipher's block side as
+    its kernel, stride and pixel shuffle factor (4, Tanaka's, for a pixel-wise cipher)."""
     m = ds.manifest
-    params = m.cipher.params or {}
-    adapt = s.adapt or ("tanaka" if "block_size" in params else "pixel")
+    adapt = s.adapt or m.cipher.adapt
     if adapt != "tanaka":
         return adapt, None
-    block = int(params.get("block_size", TANAKA_BLOCK))
-    if block < 1 or m.height % block or m.width % block:
+    block = m.cipher.block or TANAKA_BLOCK
+    if m.height % block or m.width % block:
         raise OptionError(
             "--adapt", f"{ds.root}: --adapt tanaka needs image sides divisible by the block size {block}, "
             f"these images are {m.width}x{m.height} (use --adapt pixel or none)"
@@ -92,18 +105,18 @@ def adaptation(s: Settings, ds: Dataset) -> tuple[str, int | None]:
     return adapt, block
 
 
-def prepare(given: Settings, explicit: set[str], resume: bool, d: Dist) -> tuple[Settings, Settings, RunDir, Dataset, dict | None]:
-    """The settings as asked (from config.json when resuming) and resolved, the run
-    directory, the dataset and the checkpoint to continue from."""
+def prepare(given: Settings, explicit: set[str], resume: bool, d: Dist) -> Plan:
+    """The settings as asked and resolved, the run directory, the dataset, the checkpoint to
+    continue from, and the choices that depend on the dataset — each made once, here."""
     run = RunDir(Path(given.run_dir))
     state = None
     ds = open_dataset(given.data)
     if resume:
-        config = run.read_config()
+        record = run.read_record()
         if not run.checkpoint.exists():
             raise RunDirError(f"{run.path}: no checkpoint.pt to resume from (the run stopped before its first epoch ended)")
-        asked = resume_settings(run, config["settings"], given, explicit)
-        check_dataset(run, config["dataset"], ds.manifest, given.data, strict=True)
+        asked = resume_settings(run, record.settings, given, explicit)
+        check_dataset(run, record.dataset, ds.manifest, given.data, strict=True)
         state = checkpoint.load(run.checkpoint)
     else:
         if run.holds_run():
@@ -111,17 +124,16 @@ def prepare(given: Settings, explicit: set[str], resume: bool, d: Dist) -> tuple
         asked = given
     s = asked.resolved()
     check_options(s, ds, d)
-    return asked, s, run, ds, state
-
-
-def key_scope(ds: Dataset) -> str | None:
-    return ds.manifest.cipher.key_scope if ds.manifest.cipher.key_id is not None else None
+    m = ds.manifest
+    augment = parse_augment(s.augment, m.shape, m.cipher.key_scope if m.cipher.key_id is not None else None)
+    adapt, block = adaptation(s, ds)
+    return Plan(asked, s, run, ds, state, augment, adapt, block)
 
 
 def train(given: Settings, explicit: set[str] = frozenset(), resume: bool = False, quiet: bool = False,
           log: Callable[[str], None] = lambda line: print(line, file=sys.stderr)) -> Outcome:  # fmt: skip
     d = distributed.from_env()
-    device = distributed.pick_device(given.device, d)
+    device = pick_device(given.device, d)
     distributed.start(d, device)
     try:
         return _train(given, explicit, resume, quiet, log, d, device)
@@ -130,72 +142,39 @@ def train(given: Settings, explicit: set[str] = frozenset(), resume: bool = Fals
 
 
 def _train(given, explicit, resume, quiet, log, d: Dist, device: torch.device) -> Outcome:
-    asked, s, run, ds, state = prepare(given, explicit, resume, d)
+    plan = prepare(given, explicit, resume, d)
     d.barrier()  # every rank has checked the run directory before rank 0 writes into it
-    m = ds.manifest
+    s, m, run = plan.s, plan.ds.manifest, plan.run
     warn = (lambda text: log(f"warning: {text}")) if d.main else (lambda text: None)
-    recipe = RECIPES[s.recipe]
-    names = parse_augment(s.augment, m.shape, key_scope(ds))
-    if block_method_warning(names, m.cipher.method):
-        warn(block_method_warning(names, m.cipher.method))
-    aug = BatchAugment(names, m.shape, len(m.classes), s.pad, s.mix_alpha)
+    warning = block_method_warning(plan.augment, m.cipher.method, m.cipher.pixelwise)
+    if warning:
+        warn(warning)
     configure_determinism(device, s.seed)
     if device.type == "cpu" and d.active:
         torch.set_num_threads(max(1, torch.get_num_threads() // d.world))  # ranks share the cores
 
-    has_test = s.test_split in m.splits
-    if not has_test:
-        warn(f"{s.data}: no {s.test_split!r} split; test metrics are left empty")
-    splits = [s.train_split] + ([s.test_split] if has_test else [])
-    stream = s.stream or not fits_in_memory(ds, splits, s.memory_limit)
-    per_rank = s.batch_size // d.world
-    loader_args = dict(d=d, device=device, seed=s.seed, stream=stream, workers=s.workers, buffer=s.shuffle_buffer)
-    train_loader = make_loader(ds, s.train_split, per_rank, train=True, **loader_args)
-    test_loader = make_loader(ds, s.test_split, per_rank, train=False, **loader_args) if has_test else None
-
-    adapt, block = adaptation(s, ds)
-    model, net, optimizer = build_training(s, m, adapt, block, state, run, device, d)
-    start_epoch, history = (int(state["epoch"]), list(state["history"])) if state is not None else (0, [])
-
+    train_loader, test_loader, stream = build_loaders(plan, d, device, warn)
+    model, net, optimizer = build_training(plan, device, d)
+    start_epoch, history = (int(plan.state["epoch"]), list(plan.state["history"])) if plan.state is not None else (0, [])
     if d.main:
         run.path.mkdir(parents=True, exist_ok=True)
-        params = sum(p.numel() for p in model.parameters())
-        resolved = {**asdict(recipe), "epochs": s.epochs, "batch_size": s.batch_size, "lr": s.lr, "augment": list(names),
-                    "stream": stream, "adapt": adapt}  # fmt: skip
-        model_rec = {"in_channels": m.channels, "num_classes": len(m.classes), "width": s.width, "adapt": adapt,
-                     "adapt_block": block, "parameters": params}  # fmt: skip
-        run.write_config(asked, resolved, dataset_record(m, s.data), model_rec, runtime_record(device, d.world))
-    trace = (run.path / f"trace-rank{d.rank}.jsonl") if s.trace else None
-    if trace is not None:
-        run.path.mkdir(parents=True, exist_ok=True)
-        if start_epoch == 0:
-            trace.write_text("")
+        run.write_record(run_record(plan, model, stream, device, d))
+    trace = Trace(run.path / f"trace-rank{d.rank}.jsonl", start_epoch) if s.trace else None
 
-    steps_per_epoch = train_loader.batches
-    total_steps = steps_per_epoch * s.epochs
+    recipe = RECIPES[s.recipe]
+    aug = BatchAugment(plan.augment, m.shape, len(m.classes), s.pad, s.mix_alpha)
+    loop = Loop(net, optimizer, aug, recipe, s.lr, train_loader.batches * s.epochs, s.seed, s.epochs, device, d,
+                trace=s.trace, quiet=quiet)  # fmt: skip
     last = s.epochs if s.stop_after is None else min(s.epochs, s.stop_after)
     for epoch in range(start_epoch, last):
         t0 = time.perf_counter()
-        train_stats, lr, seen = train_epoch(net, optimizer, train_loader, aug, recipe, s, epoch, steps_per_epoch,
-                                            total_steps, d, device, quiet)  # fmt: skip
+        stats = train_epoch(loop, train_loader, epoch)
         train_seconds = time.perf_counter() - t0
-        test_loss = test_acc = None
-        if test_loader is not None:
-            test_loss, test_acc = evaluate(net, test_loader, device, d, epoch=0)
-        rec = {
-            "epoch": epoch + 1,
-            "lr": lr,
-            "train_loss": train_stats[0],
-            "train_acc": train_stats[1],
-            "test_loss": test_loss,
-            "test_acc": test_acc,
-            "images_per_s": train_loader.images / train_seconds,
-            "seconds": time.perf_counter() - t0,
-        }
+        test_loss, test_acc = evaluate(net, test_loader, device, d) if test_loader is not None else (None, None)
+        rec = epoch_record(epoch, stats, test_loss, test_acc, train_loader.images / train_seconds, time.perf_counter() - t0)
         history.append(rec)
         if trace is not None:
-            with open(trace, "a") as f:
-                f.write(json.dumps({"epoch": epoch + 1, "rank": d.rank, "batches": [b.tolist() for b in seen]}) + "\n")
+            trace.write(epoch, d.rank, stats.seen)
         if d.main:
             checkpoint.save(run.checkpoint, epoch + 1, model, optimizer, history)
             write_metrics(run.metrics, history)
@@ -208,18 +187,34 @@ def _train(given, explicit, resume, quiet, log, d: Dist, device: torch.device) -
     return Outcome(run.path, history, s.epochs, summary_line(run.path, history, s.epochs), d.main)
 
 
-def build_training(s: Settings, m, adapt: str, block: int | None, state: dict | None, run: RunDir, device: torch.device, d: Dist):
-    """The model with adaptation network ``adapt`` (from the checkpoint when resuming), what
-    the loop calls (DDP-wrapped, compiled, as asked), and the optimiser."""
-    recipe = RECIPES[s.recipe]
-    model = build_model(m.channels, len(m.classes), s.width, adapt, block or TANAKA_BLOCK)
-    if state is not None:
-        checkpoint.load_model_state(model, state, run.checkpoint)
+def build_loaders(plan: Plan, d: Dist, device: torch.device, warn) -> tuple[Loader, Loader | None, bool]:
+    """The train split's loader, the test split's (None when the dataset has none), and
+    whether they stream (the splits exceed --memory-limit, or --stream)."""
+    s, ds = plan.s, plan.ds
+    has_test = s.test_split in ds.manifest.splits
+    if not has_test:
+        warn(f"{s.data}: no {s.test_split!r} split; test metrics are left empty")
+    splits = [s.train_split] + ([s.test_split] if has_test else [])
+    stream = s.stream or not fits_in_memory(ds, splits, s.memory_limit)
+    per_rank = s.batch_size // d.world
+    args = dict(d=d, device=device, seed=s.seed, stream=stream, workers=s.workers, buffer=s.shuffle_buffer)
+    train_loader = make_loader(ds, s.train_split, per_rank, train=True, **args)
+    test_loader = make_loader(ds, s.test_split, per_rank, train=False, **args) if has_test else None
+    return train_loader, test_loader, stream
+
+
+def build_training(plan: Plan, device: torch.device, d: Dist):
+    """The model (from the checkpoint when resuming), what the loop calls (DDP-wrapped,
+    compiled, as asked), and the optimiser."""
+    s, m, recipe = plan.s, plan.ds.manifest, RECIPES[plan.s.recipe]
+    model = PrivacyResNet(m.channels, len(m.classes), s.width, plan.adapt, plan.block or TANAKA_BLOCK)
+    if plan.state is not None:
+        checkpoint.load_model_state(model, plan.state, plan.run.checkpoint)
     model = model.to(device, memory_format=memory_format(device))
     optimizer = torch.optim.SGD(model.parameters(), lr=s.lr, momentum=recipe.momentum, nesterov=recipe.nesterov,
                                 weight_decay=recipe.weight_decay)  # fmt: skip
-    if state is not None and state.get("optimizer") is not None:
-        optimizer.load_state_dict(state["optimizer"])
+    if plan.state is not None and plan.state.get("optimizer") is not None:
+        optimizer.load_state_dict(plan.state["optimizer"])
     net = model
     if d.active:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -228,58 +223,34 @@ def build_training(s: Settings, m, adapt: str, block: int | None, state: dict | 
     return model, net, optimizer
 
 
-def train_epoch(net, optimizer, loader: Loader, aug: BatchAugment, recipe, s: Settings, epoch: int, steps_per_epoch: int,
-                total_steps: int, d: Dist, device: torch.device, quiet: bool):  # fmt: skip
-    net.train()
-    rng = epoch_rng(s.seed, epoch, AUGMENT_STREAM, d.rank)
-    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-    correct = torch.zeros((), device=device, dtype=torch.int64)
-    count = 0
-    seen = []
-    cuda = device.type == "cuda"
-    step = epoch * steps_per_epoch
-    lr = s.lr
-    bar = tqdm(total=loader.batches, desc=f"epoch {epoch + 1}/{s.epochs}", unit="batch", file=sys.stderr,
-               disable=True if (quiet or not d.main) else None, leave=False, dynamic_ncols=True)  # fmt: skip
-    for images, labels, indices in loader.epoch(epoch):
-        lr = recipe.lr_at(s.lr, step, total_steps, steps_per_epoch)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        x, target = aug(images, labels, aug.draw(len(labels), rng))
-        x = model_input(x, device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-            out = net(x)
-            loss = F.cross_entropy(out.float(), target, label_smoothing=recipe.label_smoothing)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        loss_sum += loss.detach().double() * len(labels)
-        correct += (out.detach().argmax(1) == labels).sum()
-        count += len(labels)
-        step += 1
-        if s.trace:
-            seen.append(indices.cpu())
-        bar.update(1)
-    bar.close()
-    totals = d.all_sum(torch.stack([loss_sum, correct.double(), torch.tensor(float(count), device=device, dtype=torch.float64)]))
-    n = max(totals[2].item(), 1.0)
-    return (totals[0].item() / n, totals[1].item() / n), lr, seen
+def run_record(plan: Plan, model: torch.nn.Module, stream: bool, device: torch.device, d: Dist) -> RunRecord:
+    s, m = plan.s, plan.ds.manifest
+    parameters = sum(p.numel() for p in model.parameters())
+    return RunRecord(
+        plan.asked,
+        Resolved.of(RECIPES[s.recipe], s, plan.augment, stream, plan.adapt),
+        DatasetRecord.of(m, s.data),
+        ModelRecord(m.channels, len(m.classes), s.width, plan.adapt, plan.block, parameters),
+        runtime_record(device, d.world),
+    )
 
 
-@torch.no_grad()
-def evaluate(net, loader: Loader, device: torch.device, d: Dist, epoch: int = 0) -> tuple[float, float]:
-    """Cross-entropy (no smoothing) and accuracy over the whole split, all ranks summed."""
-    net.eval()
-    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-    correct = torch.zeros((), device=device, dtype=torch.int64)
-    count = 0
-    for images, labels, _ in loader.epoch(epoch):
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            out = net(model_input(normalise(images), device))
-        loss_sum += F.cross_entropy(out.float(), labels, reduction="sum").double()
-        correct += (out.argmax(1) == labels).sum()
-        count += len(labels)
-    totals = d.all_sum(torch.stack([loss_sum, correct.double(), torch.tensor(float(count), device=device, dtype=torch.float64)]))
-    n = max(totals[2].item(), 1.0)
-    return totals[0].item() / n, totals[1].item() / n
+def epoch_record(epoch: int, stats: EpochStats, test_loss, test_acc, images_per_s: float, seconds: float) -> dict:
+    """One line of metrics.jsonl (metrics.FIELDS)."""
+    return {"epoch": epoch + 1, "lr": stats.lr, "train_loss": stats.loss, "train_acc": stats.accuracy,
+            "test_loss": test_loss, "test_acc": test_acc, "images_per_s": images_per_s, "seconds": seconds}  # fmt: skip
 
+
+class Trace:
+    """trace-rank<R>.jsonl: the sample indices of every batch, one line per epoch (--trace),
+    for checking that ranks read disjoint samples and resumed runs repeat the same order."""
+
+    def __init__(self, path: Path, start_epoch: int):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if start_epoch == 0:
+            path.write_text("")
+
+    def write(self, epoch: int, rank: int, seen: list[torch.Tensor]) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps({"epoch": epoch + 1, "rank": rank, "batches": [b.tolist() for b in seen]}) + "\n")

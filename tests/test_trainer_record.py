@@ -1,0 +1,79 @@
+"""config.json as a typed record (trainer/record.py) and Settings as the one source of the
+options' defaults."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+
+import click
+import pytest
+
+from test_trainer_cli import TINY, run
+from trainer.cli import cli as pptrain
+from trainer.record import RunRecord
+from trainer.settings import Settings, default, help_of
+from trainer_fixtures import encrypt, session_key, shapes_pe, shapes_src  # noqa: F401  (fixtures)
+
+
+@pytest.fixture(scope="module")
+def one_epoch(shapes_pe, tmp_path_factory):
+    r = tmp_path_factory.mktemp("record") / "r"
+    run(shapes_pe, *TINY, "--epochs", 1, "--run-dir", r)
+    return r
+
+
+def test_config_json_round_trips_through_the_record(one_epoch, shapes_pe):
+    text = (one_epoch / "config.json").read_text()
+    record = RunRecord.from_json(text, "config.json")
+    assert record.to_json() == text
+    assert record.settings.width == 4 and record.settings.epochs == 1 and record.settings.lr is None
+    assert record.resolved.lr == 0.4 and record.resolved.augment == ["crop", "flip"] and record.resolved.adapt == "pixel"
+    assert record.dataset.method == "pe" and record.dataset.shape == [28, 28, 1] and record.model.adapt == "pixel"
+
+
+@pytest.mark.parametrize("section, field, value, message", [
+    ("model", "width", "wide", "model: field 'width' has the wrong type"),
+    ("model", "adapt", 3, "model: field 'adapt' has the wrong type"),
+    ("dataset", "shape", [28, "28", 1], "dataset: field 'shape' has the wrong type"),
+    ("dataset", "classes", None, "dataset: field 'classes' has the wrong type"),
+    ("settings", "epochs", "ten", "settings: field 'epochs' has the wrong type"),
+    ("resolved", "lr", True, "resolved: field 'lr' has the wrong type"),
+])  # fmt: skip
+def test_a_damaged_record_is_refused_in_one_line(one_epoch, shapes_pe, tmp_path, section, field, value, message):
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    doc = json.loads((one_epoch / "config.json").read_text())
+    doc[section][field] = value
+    (damaged / "config.json").write_text(json.dumps(doc))
+    (damaged / "checkpoint.pt").write_bytes((one_epoch / "checkpoint.pt").read_bytes())
+    r = run("eval", damaged, shapes_pe, code=1)
+    assert r.output == f"Error: {damaged / 'config.json'}: {message}\n"
+
+
+def test_a_record_missing_a_field_is_refused(one_epoch, shapes_pe, tmp_path):
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    doc = json.loads((one_epoch / "config.json").read_text())
+    del doc["dataset"]["classes"]
+    (damaged / "config.json").write_text(json.dumps(doc))
+    r = run("eval", damaged, shapes_pe, code=1)
+    assert r.output == f"Error: {damaged / 'config.json'}: dataset: missing field 'classes'\n"
+
+
+def test_the_train_options_take_their_defaults_and_help_from_settings():
+    train = pptrain.commands["train"]
+    options = {p.name: p for p in train.params if isinstance(p, click.Option)}
+    aliases = {"compile": "compile_", "data": None}
+    covered = 0
+    for f in fields(Settings):
+        name = aliases.get(f.name, f.name)
+        if name is None or f.name == "augment":  # OUT is an argument; --augment parses a list
+            continue
+        option = options[name]
+        expected = None if f.name == "run_dir" else default(f.name)  # runs/<name of OUT> is derived
+        assert option.default == expected, f.name
+        assert help_of(f.name) in (option.help or ""), f.name
+        covered += 1
+    assert covered == len(fields(Settings)) - 2
+    assert help_of("augment") in options["augment"].help

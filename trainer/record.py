@@ -1,0 +1,163 @@
+"""config.json: the record of a run, typed and checked on read, as manifest.json is.
+
+It records the options as asked (:class:`Settings`) and as they ran (:class:`Resolved`), the
+dataset's identity — the manifest's method, key scope and key id, never a key: the server never
+holds one, and a key id only names a key — the model to rebuild, and where it ran. It is the
+contract for ``--resume``, ``pptrain eval`` and ``pptrain predict``, and for the reproduction
+harness, which reads the run's results through it.
+
+Version 1 also covers the run directories written before ``--adapt`` took a name: their
+``model.adapt`` is a bool, and ``model.adapt_block`` and ``resolved.adapt`` are absent.
+"""
+
+from __future__ import annotations
+
+import json
+import types
+import typing
+from dataclasses import MISSING, asdict, dataclass, fields
+from typing import Any
+
+from pipeline.formats import Manifest
+
+from .errors import RunDirError
+from .recipe import Recipe
+from .settings import Settings, adapt_name
+
+FORMAT, VERSION = "pptrain-run", 1
+
+
+@dataclass
+class Resolved:
+    """What ran: the recipe with the run's epochs, batch and peak lr, and the choices made."""
+
+    epochs: int
+    batch_size: int  # all ranks together
+    lr: float  # peak
+    momentum: float
+    nesterov: bool
+    weight_decay: float
+    label_smoothing: float
+    warmup: float
+    schedule: str
+    augment: list[str]
+    stream: bool  # the streaming loader, not the in-memory one
+    adapt: str | None = None  # None in runs from before --adapt took a name
+
+    @classmethod
+    def of(cls, recipe: Recipe, s: Settings, augment: tuple[str, ...], stream: bool, adapt: str) -> Resolved:
+        values = {**asdict(recipe), "epochs": s.epochs, "batch_size": s.batch_size, "lr": s.lr}
+        return cls(**values, augment=list(augment), stream=stream, adapt=adapt)
+
+
+@dataclass
+class DatasetRecord:
+    """The dataset the run trained on, from its manifest."""
+
+    path: str
+    method: str
+    key_scope: str | None
+    key_id: str | None
+    params: dict
+    shape: list[int]  # H, W, C
+    classes: list[str]
+    storage: str
+    counts: dict  # split -> samples
+
+    @classmethod
+    def of(cls, m: Manifest, path: str) -> DatasetRecord:
+        return cls(path, m.cipher.method, m.cipher.key_scope, m.cipher.key_id, dict(m.cipher.params), list(m.shape),
+                   list(m.classes), m.storage, {name: s.count for name, s in m.splits.items()})  # fmt: skip
+
+
+@dataclass
+class ModelRecord:
+    """Enough to rebuild the network (model.PrivacyResNet) before loading its weights."""
+
+    in_channels: int
+    num_classes: int
+    width: int
+    adapt: str  # pixel | tanaka | none
+    adapt_block: int | None = None  # tanaka's block side
+    parameters: int | None = None
+
+
+@dataclass
+class RuntimeRecord:
+    device: str
+    device_name: str
+    world: int  # processes
+    torch: str
+
+
+@dataclass
+class RunRecord:
+    settings: Settings  # as asked (None: the recipe's value)
+    resolved: Resolved
+    dataset: DatasetRecord
+    model: ModelRecord
+    runtime: RuntimeRecord
+
+    def to_json(self) -> str:
+        doc = {"format": FORMAT, "version": VERSION, "settings": self.settings.to_dict(), "resolved": asdict(self.resolved),
+               "dataset": asdict(self.dataset), "model": asdict(self.model), "runtime": asdict(self.runtime)}  # fmt: skip
+        return json.dumps(doc, indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, shown: str) -> RunRecord:
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise RunDirError(f"{shown}: cannot read (JSONDecodeError: {e})") from None
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            raise RunDirError(f"{shown}: not a pptrain run configuration")
+        if doc.get("version") != VERSION:
+            raise RunDirError(f"{shown}: version {doc.get('version')}, this pptrain reads {VERSION}")
+        for key in ("settings", "resolved", "dataset", "model", "runtime"):
+            if not isinstance(doc.get(key), dict):
+                raise RunDirError(f"{shown}: missing {key!r}")
+        model = dict(doc["model"], adapt=adapt_name(doc["model"].get("adapt")))
+        settings = dict(doc["settings"], adapt=adapt_name(doc["settings"].get("adapt")))
+        return cls(
+            Settings.from_dict(typed(Settings, settings, f"{shown}: settings", partial=True)),
+            Resolved(**typed(Resolved, doc["resolved"], f"{shown}: resolved")),
+            DatasetRecord(**typed(DatasetRecord, doc["dataset"], f"{shown}: dataset")),
+            ModelRecord(**typed(ModelRecord, model, f"{shown}: model")),
+            RuntimeRecord(**typed(RuntimeRecord, doc["runtime"], f"{shown}: runtime")),
+        )
+
+
+def typed(cls, doc: dict, where: str, partial: bool = False) -> dict:
+    """The fields of dataclass ``cls`` from ``doc``, each checked against its annotation. A
+    field with a default may be absent; with ``partial`` every field may (its default is used)."""
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for f in fields(cls):
+        if f.name not in doc:
+            if partial or f.default is not MISSING:
+                continue
+            raise RunDirError(f"{where}: missing field {f.name!r}")
+        value = doc[f.name]
+        if not _fits(value, hints[f.name]):
+            raise RunDirError(f"{where}: field {f.name!r} has the wrong type")
+        out[f.name] = value
+    return out
+
+
+def _fits(value: Any, hint) -> bool:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    kind = {tuple: list}.get(origin or hint, origin or hint)  # JSON has lists where we keep tuples
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if not isinstance(value, kind):
+        return False
+    args = typing.get_args(hint)
+    if kind is list and args and args[0] is not Ellipsis:
+        return all(_fits(v, args[0]) for v in value)
+    return True
