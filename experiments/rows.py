@@ -1,6 +1,6 @@
 """The rows of [P]'s Tables 2 and 3, and ours beyond them, with [P]'s numbers.
 
-[P]'s numbers are CIFAR-10 test accuracy (%), ResNet-18, 300 epochs (shared/PAPER.md). Each
+[P]'s numbers are CIFAR-10 test accuracy (%), ResNet-18, 300 epochs (docs/paper.md). Each
 row is one training run; Table 3's "in cloud" column is Table 2's run of the same method, so
 13 runs fill both tables and the image-scope rows.
 """
