@@ -1,15 +1,12 @@
-"""Plain-image sources the harness stages for ``ppencrypt dataset``: a subset of a dataset
-(small budgets), and the client's augmented training images (Table 3, "in client").
+"""Plain-image sources staged as files: a subset of a dataset (small budgets), and the
+client's augmented training images as plain files (``python -m experiments augment``).
 
 Both are written as MNIST-style IDX files (``train-*``, ``t10k-*``, ``classes.txt``), a layout
-``ppencrypt dataset`` reads for grayscale and colour alike, so every row is still encrypted by
-the one ``ppencrypt dataset`` command.
+``ppencrypt dataset`` reads for grayscale and colour alike.
 
-Client augmentation is the cloud's own crop + flip (``trainer.augment.BatchAugment``, the same
-draws), applied to plain images before encryption. Its padding value is 128: the cloud pads
-with 127.5, the fixed point of the NP transform, which a uint8 image cannot hold; 128 is the
-nearer of the two uint8 values to it, and it encrypts (NP) to 128 or 127, within 0.5 of the
-cloud's border under every key. Zero would encrypt to a key-dependent 0/255 border.
+The augmented copies are ``ppencrypt dataset --copies``'s own (pipeline/copies.py: the cloud's
+crop + flip draws, border 128), written plain instead of encrypted; the reproduction harness
+itself encrypts its client rows with ``ppencrypt dataset --copies``.
 """
 
 from __future__ import annotations
@@ -17,15 +14,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from pipeline import copies as client
 from pipeline.errors import PipelineError
 from pipeline.sources import open_source, read_head
-from trainer.augment import BatchAugment
 
 from .errors import ExperimentError
 
-CLIENT_FILL = 128  # the uint8 nearest the cloud's 127.5 padding (see the module docstring)
 IDX_NAMES = {"train": "train", "test": "t10k"}
 UBYTE = 0x08
 
@@ -84,33 +79,21 @@ def write_subset(src: str, dest: str, train: int | None, test: int | None) -> di
     return counts
 
 
-def augment_copies(images: np.ndarray, labels: np.ndarray, num_classes: int, copies: int, pad: int, seed: int):
-    """``copies`` augmented copies of plain uint8 N x H x W x C ``images``, copy by copy: each a
-    fresh crop (shift up to ``pad``, border :data:`CLIENT_FILL`) and flip draw per image, from
-    the cloud's own augmentation code and seeded by (seed, copy)."""
-    aug = BatchAugment(("crop", "flip"), images.shape[1:], num_classes, pad)
-    x = torch.from_numpy(images)
-    for k in range(copies):
-        draw = aug.draw(len(images), np.random.default_rng([seed, k]))
-        yield aug.warp(x, draw, CLIENT_FILL).numpy(), labels
-
-
 def write_client_augmented(src: str, dest: str, copies: int, pad: int, seed: int) -> dict[str, int]:
     """The client's side of Table 3: ``copies`` augmented copies of the plain train split of
     ``src`` (copy-major) and its test split unchanged, as IDX files in ``dest``."""
-    if copies < 1:
-        raise ExperimentError(f"--copies must be at least 1, not {copies}")
-    out = prepare_dest(src, dest)
     images, labels, classes = read_split(src, "train")
-    if pad < 0 or pad >= min(images.shape[1:3]):
-        raise ExperimentError(f"--pad {pad} must be in 0..{min(images.shape[1:3]) - 1} for {images.shape[2]}x{images.shape[1]} images")
+    problem = client.check(copies, pad, images.shape[1:])
+    if problem:
+        raise ExperimentError(problem)
+    out = prepare_dest(src, dest)
     n = len(labels) * copies
     with open(out / "train-images-idx3-ubyte", "wb") as fx, open(out / "train-labels-idx1-ubyte", "wb") as fy:
         fx.write(idx_header(image_shape(n, images.shape[1:])))
         fy.write(idx_header((n,)))
-        for x, y in augment_copies(images, labels, len(classes), copies, pad, seed):
-            fx.write(x.tobytes())
-            fy.write(y.astype(np.uint8).tobytes())
+        for k in range(copies):
+            fx.write(client.shift_flip(images, client.draws(len(labels), pad, seed, k)).tobytes())
+            fy.write(labels.astype(np.uint8).tobytes())
     test_images, test_labels, _ = read_split(src, "test")
     write_split(out, "test", test_images, test_labels)
     write_classes(out, classes)

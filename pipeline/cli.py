@@ -91,10 +91,16 @@ def keygen(path):
 @click.option("--shard-size", type=click.IntRange(min=1), default=10_000, show_default=True, help="Samples per shard.")
 @click.option("--workers", type=click.IntRange(min=1), default=default_workers, show_default="CPUs, at most 8",
               help="Decoding processes; the output is identical for any number.")
+@click.option("--copies", type=click.IntRange(min=1),
+              help="Augment in the client: encrypt K shifted and flipped copies of the train split instead of the "
+                   "split itself (pptrain then turns its own augmentation off by default).")  # fmt: skip
+@click.option("--pad", type=click.IntRange(min=0), help="Largest shift of the --copies, in pixels (border value 128). [default: 4]")
+@click.option("--augment-seed", type=int, help="Seeds the draws of the --copies. [default: 0]")
 @OVERWRITE
 @click.option("--skip-bad", is_flag=True, help="Skip undecodable files (named on stderr) instead of stopping.")
 @QUIET
-def dataset(src, out, key_path, method, key_scope, storage, block_size, size, shard_size, workers, overwrite, skip_bad, quiet):
+def dataset(src, out, key_path, method, key_scope, storage, block_size, size, shard_size, workers, copies, pad, augment_seed,
+            overwrite, skip_bad, quiet):  # fmt: skip
     """Encrypt the dataset in SRC into shards under OUT.
 
     SRC is an ImageFolder (class folders, or train/ test/ val/ of class folders), a CIFAR-10
@@ -106,7 +112,11 @@ def dataset(src, out, key_path, method, key_scope, storage, block_size, size, sh
         if "block_size" not in cipher_class(method).defaults:
             raise click.BadParameter(f"method {method!r} is pixel-based and takes no block size", param_hint="--block-size")
         params["block_size"] = block_size
-    opts = EncryptOptions(method, params, key_scope, storage, size, shard_size, workers, skip_bad)
+    for name, value in (("--pad", pad), ("--augment-seed", augment_seed)):
+        if value is not None and copies is None:
+            raise click.BadParameter(f"{name} belongs to --copies (the client's augmentation)", param_hint=name)
+    augment = dict(copies=copies, pad=4 if pad is None else pad, augment_seed=augment_seed or 0)
+    opts = EncryptOptions(method, params, key_scope, storage, size, shard_size, workers, skip_bad, **augment)
     result = encrypt_dataset(src, out, _key(key_path), opts, overwrite, progress_bars(quiet))
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
@@ -116,7 +126,8 @@ def dataset(src, out, key_path, method, key_scope, storage, block_size, size, sh
         m = result.manifest
         counts = ", ".join(f"{s.count} {name}" for name, s in m.splits.items())
         key = f", key {m.cipher.key_id} ({m.cipher.key_scope} scope)" if m.cipher.key_id else ""
-        click.echo(f"{out}: {counts} images of {m.width}x{m.height}x{m.channels}, {m.cipher.method}{key}, {m.storage}")
+        copied = f" ({m.augment.copies} augmented copies of the {m.augment.split} split)" if m.augment is not None else ""
+        click.echo(f"{out}: {counts} images{copied} of {m.width}x{m.height}x{m.channels}, {m.cipher.method}{key}, {m.storage}")
 
 
 @cli.command()

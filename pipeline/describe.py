@@ -28,6 +28,9 @@ def summary(ds: Dataset) -> str:
         f"source    {m.layout}" + (f", {m.skipped} bad files skipped" if m.skipped else ""),
         f"classes   {len(m.classes)}: {', '.join(m.classes[:10])}" + (", ..." if len(m.classes) > 10 else ""),
     ]
+    if m.augment is not None:
+        a = m.augment
+        lines.append(f"augmented {a.copies} copies of {a.split} in the client ({', '.join(a.ops)}, pad {a.pad}, seed {a.seed})")
     for name, s in m.splits.items():
         size = sum(sh.bytes for sh in s.shards)
         lines.append(f"split     {name}: {s.count} samples in {len(s.shards)} shards ({_size(size)}); per class {min(s.per_class)}..{max(s.per_class)}")

@@ -1,9 +1,12 @@
 """The batch job: a source dataset in, an encrypted, sharded dataset with its manifest out.
 
-    decode (worker processes) -> encrypt (batched, vectorised) -> write shards (in order)
+    decode (worker processes) -> [client augmentation, --copies] -> encrypt (batched,
+    vectorised) -> write shards (in order)
 
 Samples are numbered in source order after dropping skipped files, so the index — and with
-it the image-scope key and the shard layout — is the same for any worker count.
+it the image-scope key and the shard layout — is the same for any worker count. With
+``--copies K`` the train split is read K times, one augmented copy per pass (copies.py):
+copy k of image j is sample k x N + j.
 """
 
 from __future__ import annotations
@@ -14,12 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
+from . import copies as client
 from .atomic import atomic_dir, is_within
 from .ciphers import ImageCipher, make_cipher
 from .derive import KeyRing
 from .errors import CipherError, KeyFileError, OutputError, SourceError
 from .formats import STORAGES, Manifest, SplitInfo, other_files, split_writer
-from .formats.manifest import CipherInfo
+from .formats.manifest import CipherInfo, ClientAugment
 from .keys import MasterKey
 from .parallel import WorkerPool, default_workers
 from .progress import ProgressFactory, no_progress
@@ -36,6 +40,14 @@ class EncryptOptions:
     shard_size: int = 10_000  # samples per shard
     workers: int = field(default_factory=default_workers)
     skip_bad: bool = False
+    copies: int | None = None  # --copies: augmented copies of the train split (None: as it is)
+    pad: int = 4  # the copies' largest shift, pixels
+    augment_seed: int = 0  # seeds the copies' draws
+
+    def client_augment(self) -> ClientAugment | None:
+        if self.copies is None:
+            return None
+        return ClientAugment(self.copies, self.pad, self.augment_seed, list(client.OPS), client.FILL, client.SPLIT)
 
 
 @dataclass
@@ -86,9 +98,14 @@ def encrypt_dataset(
         raise CipherError("--shard-size must be at least 1")
     cipher, scope = prepare(opts.method, opts.params, key, opts.scope)
     _check_paths(Path(src), Path(out))
+    augment = opts.client_augment()
     with WorkerPool(opts.workers) as pool, atomic_dir(out, overwrite) as tmp:
         source = open_source(src, opts.size, pool, opts.skip_bad, progress)
         cipher.check(source.shape, scope)
+        if augment is not None:
+            problem = client.check(augment.copies, augment.pad, source.shape)
+            if problem or augment.split not in source.splits:
+                raise CipherError(problem or f"{src}: --copies augments the {augment.split!r} split, and there is none")
         skipped = list(source.skipped)
         splits: dict[str, SplitInfo] = {}
         for name, loader in source.splits.items():
@@ -96,21 +113,28 @@ def encrypt_dataset(
             writer = split_writer(opts.storage, tmp, name, source.shape, opts.shard_size)
             per_class = np.zeros(len(source.classes), np.int64)
             count = 0
-            with progress(len(loader), f"encrypt {name}") as bar:
-                for chunk in pool.map(run_task, loader.tasks(), parallel=loader.parallel):
-                    skipped.extend(chunk.bad)
-                    bar.update(len(chunk.labels) + len(chunk.bad))
-                    n = len(chunk.labels)
-                    if n == 0:
-                        continue
-                    if chunk.images.shape[1:] != source.shape:
-                        raise SourceError(f"{src}: an image of split {name} decoded to {chunk.images.shape[1:]}, expected {source.shape}")
-                    if chunk.labels.min() < 0 or chunk.labels.max() >= len(source.classes):
-                        raise SourceError(f"{src}: split {name} has labels outside 0..{len(source.classes) - 1}")
-                    encrypted = cipher.encrypt(chunk.images, ring, np.arange(count, count + n, dtype=np.int64))
-                    writer.write(encrypted, chunk.labels)
-                    per_class += np.bincount(chunk.labels, minlength=len(source.classes))
-                    count += n
+            passes = augment.copies if augment is not None and name == augment.split else None
+            with progress(len(loader) * (passes or 1), f"encrypt {name}") as bar:
+                for copy in range(passes or 1):
+                    draws = client.draws(len(loader), augment.pad, augment.seed, copy) if passes else None
+                    at = 0  # the image's position in the split (after skipped files): its draw
+                    for chunk in pool.map(run_task, loader.tasks(), parallel=loader.parallel):
+                        if copy == 0:
+                            skipped.extend(chunk.bad)
+                        bar.update(len(chunk.labels) + len(chunk.bad))
+                        n = len(chunk.labels)
+                        if n == 0:
+                            continue
+                        if chunk.images.shape[1:] != source.shape:
+                            raise SourceError(f"{src}: an image of split {name} decoded to {chunk.images.shape[1:]}, expected {source.shape}")
+                        if chunk.labels.min() < 0 or chunk.labels.max() >= len(source.classes):
+                            raise SourceError(f"{src}: split {name} has labels outside 0..{len(source.classes) - 1}")
+                        images = chunk.images if draws is None else client.shift_flip(chunk.images, draws[at : at + n])
+                        encrypted = cipher.encrypt(images, ring, np.arange(count, count + n, dtype=np.int64))
+                        writer.write(encrypted, chunk.labels)
+                        per_class += np.bincount(chunk.labels, minlength=len(source.classes))
+                        count += n
+                        at += n
             shards = writer.close()
             if count:
                 splits[name] = SplitInfo(count, per_class.tolist(), shards)
@@ -132,6 +156,7 @@ def encrypt_dataset(
             skipped=len(skipped),
             splits=splits,
             files=other_files(tmp, listed),
+            augment=augment,
         )
         manifest.write(tmp)
     return EncryptResult(manifest, skipped, source.warnings)

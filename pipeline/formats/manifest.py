@@ -62,6 +62,20 @@ class CipherInfo:
         return self.family != "block"
 
 
+@dataclass
+class ClientAugment:
+    """``augment``: the train split holds ``copies`` augmented copies of each source image,
+    made by the client before encryption (``ppencrypt dataset --copies``, pipeline/copies.py).
+    Absent (None) when the client did not augment."""
+
+    copies: int
+    pad: int  # the largest shift, pixels
+    seed: int  # the draws of copy k come from numpy default_rng([seed, k])
+    ops: list[str]  # ['crop', 'flip']
+    fill: int  # the border value of the shifts
+    split: str  # the split that holds the copies
+
+
 # Manifests written before the cipher section stated its facts name one of these methods,
 # whose facts are fixed: (family, adaptation network).
 LEGACY_FACTS = {"pe": ("pixel", "pixel"), "np": ("pixel", "pixel"), "plain": ("none", "pixel"),
@@ -93,6 +107,7 @@ class Manifest:
     splits: dict[str, SplitInfo]
     files: list[FileInfo] = field(default_factory=list)  # every other file, for verify
     tool: str = f"ppencrypt {__version__}"
+    augment: ClientAugment | None = None  # written only when the client augmented (--copies)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -108,6 +123,7 @@ class Manifest:
             "image": {"height": self.height, "width": self.width, "channels": self.channels, "dtype": "uint8", "resize": self.resize},
             "classes": self.classes,
             "source": {"layout": self.layout, "skipped_bad_files": self.skipped},
+            **({"augment": asdict(self.augment)} if self.augment is not None else {}),
             "splits": {k: asdict(v) for k, v in self.splits.items()},
             "files": [asdict(f) for f in self.files],
         }
@@ -151,10 +167,15 @@ class Manifest:
             shards = [ShardInfo(**_Reader(x, f"{shown}: split {name}").fields(ShardInfo)) for x in sr.get("shards", list)]
             splits[name] = SplitInfo(sr.get("count", int), sr.get("per_class", list), shards)
         files = [FileInfo(**_Reader(x, f"{shown}: files").fields(FileInfo)) for x in r.get("files", list)]
+        augment = None
+        if "augment" in doc:
+            a = r.sub("augment")
+            augment = ClientAugment(a.get("copies", int), a.get("pad", int), a.get("seed", int), [str(x) for x in a.get("ops", list)],
+                                    a.get("fill", int), a.get("split", str))  # fmt: skip
         m = cls(
             storage, cipher, img.get("height", int), img.get("width", int), img.get("channels", int),
             img.get("resize", (int, type(None))), [str(x) for x in r.get("classes", list)],
-            src.get("layout", str), src.get("skipped_bad_files", int), splits, files, r.get("tool", str),
+            src.get("layout", str), src.get("skipped_bad_files", int), splits, files, r.get("tool", str), augment,
         )  # fmt: skip
         m._check(shown)
         return m
@@ -166,6 +187,8 @@ class Manifest:
             raise ManifestError(f"{shown}: cipher: unknown family {self.cipher.family!r} (expected {', '.join(FAMILIES)})")
         if (self.cipher.family == "block") != (self.cipher.block is not None) or (self.cipher.block is not None and self.cipher.block < 1):
             raise ManifestError(f"{shown}: cipher: a block side belongs to block-wise methods, and is at least 1")
+        if self.augment is not None and (self.augment.copies < 1 or self.augment.pad < 0):
+            raise ManifestError(f"{shown}: augment: copies must be at least 1 and pad at least 0")
         for name, s in self.splits.items():
             if sum(sh.count for sh in s.shards) != s.count or sum(s.per_class) != s.count:
                 raise ManifestError(f"{shown}: split {name}: counts do not add up")
