@@ -104,3 +104,28 @@ def test_adapt_flags_of_older_runs_still_build():
     """Run directories from before --adapt recorded True / False."""
     assert [type(c) for c in PrivacyResNet(1, 3, 4, adapt=True).adapt.children()] == [nn.Conv2d, nn.Conv2d]
     assert isinstance(PrivacyResNet(1, 3, 4, adapt=False).adapt, nn.Identity)
+
+
+@pytest.mark.parametrize("side, stem", [(28, "cifar"), (32, "cifar"), (64, "cifar"), (65, "imagenet"), (128, "imagenet"), (224, "imagenet")])
+def test_auto_stem_by_image_size(side, stem):
+    from trainer.model import stem_for
+
+    assert stem_for(side, side) == stem
+    assert stem_for(32, side) == stem  # the longer side decides
+
+
+def test_imagenet_stem_is_torchvisions_and_quarters_the_resolution():
+    m = PrivacyResNet(3, 10, 8, adapt="pixel", stem="imagenet").eval()
+    assert m.conv1.kernel_size == (7, 7) and m.conv1.stride == (2, 2) and m.conv1.padding == (3, 3)
+    assert isinstance(m.maxpool, nn.MaxPool2d) and m.maxpool.kernel_size == 3 and m.maxpool.stride == 2
+    seen = {}
+    m.layer1.register_forward_hook(lambda mod, i, o: seen.update(layer1=o.shape))  # returns None: output kept
+    assert m(torch.zeros(2, 3, 224, 224)).shape == (2, 10)
+    assert seen["layer1"] == (2, 8, 56, 56)  # 224 / 4, as torchvision's ResNet-18
+    cifar = PrivacyResNet(3, 10, 8, adapt="pixel", stem="cifar")
+    assert isinstance(cifar.maxpool, nn.Identity) and cifar.conv1.kernel_size == (3, 3)
+    # The stems differ only in conv1's kernel: same state-dict keys, same shapes elsewhere.
+    a, b = m.state_dict(), cifar.state_dict()
+    assert a.keys() == b.keys() and [k for k in a if a[k].shape != b[k].shape] == ["conv1.weight"]
+    with pytest.raises(ValueError, match="unknown stem 'vgg'"):
+        PrivacyResNet(3, 10, 8, stem="vgg")

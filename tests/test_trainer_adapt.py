@@ -1,5 +1,5 @@
-"""pptrain --adapt pixel|tanaka|none: the default per method, what config.json records, the
-refusals, and run directories from before the option."""
+"""pptrain --adapt pixel|invariant|tanaka|none: the default per method, what config.json
+records, the refusals, and run directories from before the option."""
 
 import json
 
@@ -46,9 +46,9 @@ def test_tanaka_takes_the_block_size_from_the_manifest(shapes_src, session_key, 
     assert weights["adapt.conv1.weight"].shape == (48, 1, 7, 7) and weights["adapt.conv3.weight"].shape == (49 * 32, 48, 1, 1)
 
 
-@pytest.mark.parametrize("args,expected,block", [([], "pixel", None), (["--no-adapt"], "none", None),
+@pytest.mark.parametrize("args,expected,block", [([], "invariant", None), (["--no-adapt"], "none", None), (["--adapt", "pixel"], "pixel", None),
                                                  (["--adapt", "none"], "none", None), (["--adapt", "tanaka"], "tanaka", 4)])  # fmt: skip
-def test_pixel_ciphers_default_to_pixel_and_adapt_overrides(shapes_pe, tmp_path, args, expected, block):
+def test_pixel_ciphers_default_to_invariant_and_adapt_overrides(shapes_pe, tmp_path, args, expected, block):
     run(shapes_pe, *TINY, "--epochs", 1, *args, "--run-dir", tmp_path / "r")
     c = config(tmp_path / "r")
     assert c["model"]["adapt"] == c["resolved"]["adapt"] == expected and c["model"]["adapt_block"] == block
@@ -57,7 +57,7 @@ def test_pixel_ciphers_default_to_pixel_and_adapt_overrides(shapes_pe, tmp_path,
 
 def test_adapt_refusals_exit_2(shapes_pe, shapes_src, session_key, tmp_path):
     r = run(shapes_pe, *TINY, "--adapt", "block", "--run-dir", tmp_path / "a", code=2)
-    assert "Invalid value for '--adapt': 'block' is not one of 'pixel', 'tanaka', 'none'" in r.output
+    assert "Invalid value for '--adapt': 'block' is not one of 'pixel', 'invariant', 'tanaka', 'none'" in r.output
     r = run(shapes_pe, *TINY, "--no-adapt", "--adapt", "tanaka", "--run-dir", tmp_path / "b", code=2)
     assert "Invalid value for '--no-adapt': --no-adapt contradicts --adapt tanaka" in r.output
     odd = encrypt(shapes_src, tmp_path / "odd", session_key, size=30, shard_size=64)

@@ -32,9 +32,11 @@ def metrics(run_dir: Path) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def trained(shapes_pe, tmp_path_factory) -> Path:
-    """The smoke run: three well-separated classes of real Fashion-MNIST images, pe-encrypted."""
+    """The smoke run: three well-separated classes of real Fashion-MNIST images, pe-encrypted.
+    105 steps of 16 images: the recipe's rate scaled to that batch (0.0125) is too small for so
+    few steps, so the run takes 0.4."""
     run_dir = tmp_path_factory.mktemp("run") / "shapes"
-    result = run(shapes_pe, "--width", 8, "--epochs", 15, "--batch-size", 16, "--run-dir", run_dir, "--quiet")
+    result = run(shapes_pe, "--width", 8, "--epochs", 15, "--batch-size", 16, "--lr", 0.4, "--run-dir", run_dir, "--quiet")
     assert result.stdout.startswith(f"{run_dir}: done, 15/15 epochs, test acc ")
     return run_dir
 
@@ -242,3 +244,31 @@ def test_the_server_side_imports_no_key_or_cipher_code():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_augment_from_trains_the_earlier_epochs_unaugmented(shapes_pe, tmp_path):
+    """--augment-from 2: epoch 1 is exactly an unaugmented run's epoch 1, epoch 2 is not."""
+    def history(name, *args):
+        run(shapes_pe, *TINY, "--epochs", 2, *args, "--run-dir", tmp_path / name)
+        return [{k: v for k, v in r.items() if k not in TIMING} for r in metrics(tmp_path / name)]
+
+    none, later = history("none", "--augment", "none"), history("later", "--augment-from", 2)
+    assert later[0] == none[0] and later[1] != none[1]
+    c = json.loads((tmp_path / "later" / "config.json").read_text())
+    assert c["resolved"]["augment"] == ["crop", "flip"] and c["resolved"]["augment_from"] == 2 and c["settings"]["augment_from"] == 2
+    r = run(shapes_pe, *TINY, "--augment-from", 0, "--run-dir", tmp_path / "zero", code=2)
+    assert "Invalid value for '--augment-from': 0 is not in the range x>=1" in r.output
+
+
+def test_the_stem_follows_the_image_size_and_eval_rebuilds_it(shapes_src, session_key, tmp_path):
+    big = encrypt(shapes_src, tmp_path / "big", session_key, size=72, shard_size=64)  # above 64 px: torchvision's stem
+    run(big, *TINY, "--epochs", 1, "--run-dir", tmp_path / "auto")
+    run(big, *TINY, "--epochs", 1, "--stem", "cifar", "--run-dir", tmp_path / "cifar")
+    for name, stem, kernel in (("auto", "imagenet", 7), ("cifar", "cifar", 3)):
+        c = json.loads((tmp_path / name / "config.json").read_text())
+        assert c["model"]["stem"] == stem and c["settings"]["stem"] == ("auto" if name == "auto" else "cifar")
+        assert torch.load(tmp_path / name / "checkpoint.pt", weights_only=True)["model"]["conv1.weight"].shape[-1] == kernel
+        got = json.loads(run("eval", tmp_path / name, big, "--json").stdout)
+        assert got["accuracy"] == pytest.approx(metrics(tmp_path / name)[-1]["test_acc"])
+    assert json.loads((tmp_path / "cifar" / "config.json").read_text())["model"]["parameters"] < json.loads(
+        (tmp_path / "auto" / "config.json").read_text())["model"]["parameters"]  # 7x7 against 3x3 kernels

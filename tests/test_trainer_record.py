@@ -28,8 +28,9 @@ def test_config_json_round_trips_through_the_record(one_epoch, shapes_pe):
     record = RunRecord.from_json(text, "config.json")
     assert record.to_json() == text
     assert record.settings.width == 4 and record.settings.epochs == 1 and record.settings.lr is None
-    assert record.resolved.lr == 0.4 and record.resolved.augment == ["crop", "flip"] and record.resolved.adapt == "pixel"
-    assert record.dataset.method == "pe" and record.dataset.shape == [28, 28, 1] and record.model.adapt == "pixel"
+    assert record.resolved.lr == 0.0125 and record.resolved.augment == ["crop", "flip"] and record.resolved.adapt == "invariant"
+    assert record.dataset.method == "pe" and record.dataset.shape == [28, 28, 1] and record.model.adapt == "invariant"
+    assert record.model.adapt_group == "negations" and record.model.stem == "cifar" and record.resolved.batch_size == 16
 
 
 @pytest.mark.parametrize("section, field, value, message", [
@@ -77,3 +78,39 @@ def test_the_train_options_take_their_defaults_and_help_from_settings():
         covered += 1
     assert covered == len(fields(Settings)) - 2
     assert help_of("augment") in options["augment"].help
+
+
+def version1(doc: dict) -> dict:
+    """A config.json as pptrain wrote it before version 2: no stem, group, copies, scaled recipe."""
+    doc = json.loads(json.dumps(doc))
+    doc["version"] = 1
+    for section, names in (("model", ("stem", "adapt_group")), ("dataset", ("copies",)),
+                           ("resolved", ("warmup_steps", "scaled", "calibrate", "augment_from")),
+                           ("settings", ("augment_from", "stem"))):  # fmt: skip
+        for name in names:
+            del doc[section][name]
+    doc["resolved"]["warmup"] = 0.05
+    doc["settings"]["augment"] = ["crop", "flip"]
+    return doc
+
+
+def test_version_1_run_directories_still_evaluate_but_do_not_resume(shapes_pe, tmp_path):
+    one_epoch, old = tmp_path / "new", tmp_path / "old"  # version 1 knew [P]'s network, not the invariant one
+    run(shapes_pe, *TINY, "--epochs", 1, "--adapt", "pixel", "--run-dir", one_epoch)
+    old.mkdir()
+    doc = json.loads((one_epoch / "config.json").read_text())
+    assert doc["version"] == 2 and doc["model"]["stem"] == "cifar"
+    (old / "config.json").write_text(json.dumps(version1(doc)))
+    (old / "checkpoint.pt").write_bytes((one_epoch / "checkpoint.pt").read_bytes())
+    (old / "metrics.jsonl").write_bytes((one_epoch / "metrics.jsonl").read_bytes())
+    record = RunRecord.from_json((old / "config.json").read_text(), "c")
+    assert (record.version, record.model.stem, record.dataset.copies, record.resolved.warmup) == (1, "cifar", 1, 0.05)
+    got = json.loads(run("eval", old, shapes_pe, "--json").stdout)
+    assert got["accuracy"] == pytest.approx(json.loads((one_epoch / "metrics.jsonl").read_text().splitlines()[-1])["test_acc"])
+    r = run(shapes_pe, "--resume", "--epochs", 2, "--run-dir", old, code=1)
+    assert r.output == (f"Error: {old / 'config.json'}: written by an older pptrain (run record version 1), whose default "
+                        "recipe sized its batches differently; pptrain eval and predict read it, but resuming would not "
+                        "continue it\n")  # fmt: skip
+    doc["version"] = 3
+    (old / "config.json").write_text(json.dumps(doc))
+    assert run("eval", old, shapes_pe, code=1).output == f"Error: {old / 'config.json'}: version 3, this pptrain reads 1 and 2\n"

@@ -130,6 +130,10 @@ class BatchAugment:
         self.names, self.shape, self.num_classes = names, shape, num_classes
         self.pad, self.alpha = pad, alpha
 
+    def off(self) -> BatchAugment:
+        """The same batches, unaugmented (the epochs before --augment-from)."""
+        return BatchAugment((), self.shape, self.num_classes, self.pad, self.alpha)
+
     @property
     def mixes(self) -> bool:
         return "mixup" in self.names or "cutmix" in self.names

@@ -18,8 +18,8 @@ from pipeline.errors import PipelineError
 
 from .augment import COMMUTING
 from .errors import OptionError, TrainerError
-from .recipe import RECIPES
-from .settings import ADAPT_CHOICES, DEFAULT_AUGMENT, Settings, default, help_of
+from .recipe import MIN_STEPS, RECIPES
+from .settings import ADAPT_CHOICES, STEM_CHOICES, Settings, default, help_of
 
 SUBCOMMAND_HELP = ("-h", "--help", "--version")
 
@@ -57,7 +57,11 @@ def setting(name: str, *decls: str, help: str | None = None, **kwargs):
 
 
 def _recipe_help() -> str:
-    return help_of("recipe") + " " + "; ".join(f"{n}: {r.epochs} epochs, batch {r.batch_size}, lr {r.lr}" for n, r in RECIPES.items())
+    def brief(r) -> str:
+        batch = f"batch up to {r.batch_size} (at least {MIN_STEPS} steps per epoch), lr {r.lr} x batch/{r.batch_size}" if r.scaled else f"batch {r.batch_size}, lr {r.lr}"
+        return f"{r.epochs} epochs, {batch}, {r.schedule} schedule"
+
+    return help_of("recipe") + " " + "; ".join(f"{n}: {brief(r)}" for n, r in RECIPES.items())
 
 
 def _augment_list(ctx, param, values) -> tuple[str, ...] | None:
@@ -87,13 +91,14 @@ def cli():
 @setting("lr", type=float)
 @setting("recipe", type=click.Choice(list(RECIPES)), help=_recipe_help())
 @click.option("--augment", multiple=True, callback=_augment_list, metavar="LIST",
-              help=f"{help_of('augment')} Comma-separated or repeated: {', '.join(COMMUTING)}; 'none' for none. "
-                   f"[default: {','.join(DEFAULT_AUGMENT)}]")  # fmt: skip
+              help=f"{help_of('augment')} Comma-separated or repeated: {', '.join(COMMUTING)}; 'none' for none.")  # fmt: skip
+@setting("augment_from", type=click.IntRange(min=1))
 @setting("pad", type=int)
 @setting("mix_alpha", type=float)
 @setting("adapt", type=click.Choice(ADAPT_CHOICES))
 @click.option("--no-adapt", is_flag=True, help="Same as --adapt none.")
 @setting("width", type=int)
+@setting("stem", type=click.Choice(STEM_CHOICES))
 @DEVICE
 @setting("seed", type=int)
 @setting("run_dir", type=click.Path(file_okay=False), default=None)
@@ -109,8 +114,9 @@ def cli():
 @setting("trace")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or per-epoch lines (the summary stays).")
 @click.pass_context
-def train(ctx, out, epochs, batch_size, lr, recipe, augment, pad, mix_alpha, adapt, no_adapt, width, device, seed, run_dir,
-          resume, compile_, workers, stream, memory_limit, shuffle_buffer, train_split, test_split, stop_after, trace, quiet):  # fmt: skip
+def train(ctx, out, epochs, batch_size, lr, recipe, augment, augment_from, pad, mix_alpha, adapt, no_adapt, width, stem, device,
+          seed, run_dir, resume, compile_, workers, stream, memory_limit, shuffle_buffer, train_split, test_split, stop_after,
+          trace, quiet):  # fmt: skip
     """Train on dataset OUT (from `ppencrypt dataset`), evaluating on its test split each epoch."""
     from .train import train as run_training
 
@@ -120,8 +126,8 @@ def train(ctx, out, epochs, batch_size, lr, recipe, augment, pad, mix_alpha, ada
     run_dir = run_dir or str(Path("runs") / Path(out).resolve().name)
     given = Settings(
         data=out, train_split=train_split, test_split=test_split, stream=stream, memory_limit=memory_limit,
-        workers=workers, shuffle_buffer=shuffle_buffer, augment=DEFAULT_AUGMENT if augment is None else augment,
-        pad=pad, mix_alpha=mix_alpha, width=width, adapt=adapt, recipe=recipe, epochs=epochs,
+        workers=workers, shuffle_buffer=shuffle_buffer, augment=augment, augment_from=augment_from,
+        pad=pad, mix_alpha=mix_alpha, width=width, stem=stem, adapt=adapt, recipe=recipe, epochs=epochs,
         batch_size=batch_size, lr=lr, device=device, seed=seed, compile=compile_, run_dir=run_dir,
         stop_after=stop_after, trace=trace,
     )  # fmt: skip

@@ -25,7 +25,9 @@ def fits_in_memory(ds: Dataset, splits: list[str], limit_mib: int) -> bool:
 
 
 def make_loader(ds: Dataset, split: str, batch: int, d: Dist, device: torch.device, seed: int, train: bool,
-                stream: bool, workers: int, buffer: int) -> Loader:  # fmt: skip
+                stream: bool, workers: int, buffer: int, copies: int = 1) -> Loader:  # fmt: skip
+    """``copies``: the split holds that many client-augmented copies of each image; a training
+    epoch is then one pass over the originals (loader.train_batches)."""
     if not stream:
-        return MemoryLoader(ds, split, batch, d, device, seed, train)
-    return StreamLoader(ds, split, batch, d, device, seed, train, workers, buffer)
+        return MemoryLoader(ds, split, batch, d, device, seed, train, copies)
+    return StreamLoader(ds, split, batch, d, device, seed, train, workers, buffer, copies=copies)

@@ -23,11 +23,18 @@ class Loader(Protocol):
 
     def epoch(self, epoch: int) -> Iterator[Loaded]: ...
 
+    def head(self, images: int) -> Iterator[Loaded]:
+        """The first ``images`` of this rank's share of the split, in split order, in batches
+        (un-augmented, the same every time: BatchNorm calibration, batchnorm.py)."""
+        ...
 
-def train_batches(count: int, batch: int, d: Dist) -> int:
+
+def train_batches(count: int, batch: int, d: Dist, copies: int = 1) -> int:
     """Full batches per rank: every rank takes the same number, so the gradient all-reduce
-    never waits for a rank that ran out; the few samples beyond them wait for the next epoch."""
-    n = count // (batch * d.world)
+    never waits for a rank that ran out; the few samples beyond them wait for the next epoch.
+    A split the client augmented into ``copies`` copies (ppencrypt dataset --copies) counts an
+    epoch as one pass over the originals: ``count / copies`` images."""
+    n = count // copies // (batch * d.world)
     if n == 0:
         raise OptionError("--batch-size", f"batch size {batch * d.world} (all ranks) is larger than the train split ({count} images)")
     return n

@@ -1,7 +1,7 @@
 """One epoch of training and one pass of evaluation: the loop a newcomer reads first.
 
-    per batch: learning rate of the step -> augment on the device -> forward (bf16 on CUDA)
-               -> loss -> backward -> step
+    per batch: learning rate of the step -> augment on the device (from epoch augment_from
+               on) -> forward (bf16 on CUDA) -> loss -> backward -> step
 
 Everything the loop needs that does not change between epochs sits in one :class:`Loop`;
 train.py builds it, infer.py uses :func:`evaluate` alone, so ``pptrain eval`` reports exactly
@@ -39,6 +39,11 @@ class Loop:
     d: Dist
     trace: bool = False  # keep the sample indices of every batch
     quiet: bool = False
+    augment_from: int = 1  # the first epoch (from 1) whose batches are augmented
+
+    def augment(self, epoch: int) -> BatchAugment:
+        """Epoch ``epoch``'s (from 0) augmentation: none before ``augment_from``."""
+        return self.aug if epoch + 1 >= self.augment_from else self.aug.off()
 
 
 @dataclass
@@ -50,7 +55,7 @@ class EpochStats:
 
 
 def train_epoch(loop: Loop, loader: Loader, epoch: int) -> EpochStats:
-    net, device = loop.net, loop.device
+    net, device, aug = loop.net, loop.device, loop.augment(epoch)
     net.train()
     rng = epoch_rng(loop.seed, epoch, AUGMENT, loop.d.rank)
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
@@ -66,7 +71,7 @@ def train_epoch(loop: Loop, loader: Loader, epoch: int) -> EpochStats:
         lr = loop.recipe.lr_at(loop.lr, step, loop.total_steps, loader.batches)
         for group in loop.optimizer.param_groups:
             group["lr"] = lr
-        x, target = loop.aug(images, labels, loop.aug.draw(len(labels), rng))
+        x, target = aug(images, labels, aug.draw(len(labels), rng))
         x = model_input(x, device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
             out = net(x)

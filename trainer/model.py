@@ -1,12 +1,19 @@
-"""An adaptation network in front of a CIFAR-style ResNet-18, from torchvision's blocks.
+"""An adaptation network in front of a ResNet-18, from torchvision's blocks.
 
-    encrypted image -> adapt (pixel | tanaka | none) -> 32 channels at H x W
-                    -> conv1 (3x3, stride 1) -> bn1 -> relu -> layer1..layer4 -> avgpool -> fc
+    encrypted image -> adapt (pixel | invariant | tanaka | none) -> 32 channels at H x W
+                    -> stem: conv1 -> bn1 -> relu [-> maxpool] -> layer1..layer4 -> avgpool -> fc
 
 ``pixel`` is [P]'s: adapt.conv1 (1x1, C -> 8) -> adapt.conv2 (1x1, 8 -> 32), no bias, no norm,
 no activation ([P]'s figure). A 1x1 convolution sees one pixel at a time, so it can learn to
 undo a per-pixel colour mixing but never looks across pixels, which is what keeps the model
 blind to where masks move under shift and flip.
+
+``invariant`` is the same two convolutions behind a fixed first step that computes what the
+cipher's pixel group leaves unchanged (:func:`invariant_statistic`). Under a key drawn
+uniformly, a ciphertext pixel is uniformly one of the images of its plain pixel under the
+group, so that statistic is sufficient: nothing a model could learn from such data is lost,
+and the network no longer has to discover the invariance from examples — under a dataset key
+moved by shifts, or under a key per image, that discovery is what stalls [P]'s network.
 
 ``tanaka`` is the block-wise baselines' (Tanaka, ICCE-TW 2018, as [P] trains LE):
 BN -> BxB stride-B conv C -> 48 -> ReLU -> BN -> 1x1 conv 48 -> 48 -> ReLU -> BN -> 1x1 conv
@@ -16,8 +23,10 @@ pixel shuffle spreads the block's 48 features back over its BxB pixels. [P] give
 and 48 -> 512 = 16 x 32, i.e. 32 channels at full resolution, the same as ``pixel``'s output:
 we keep 32 for any block size B, so the ResNet behind either network is identical.
 
-The stem is the CIFAR form (3x3, stride 1, no max-pool) that [P]'s 92.98 % on 32x32 plain
-images points to. Layer names are torchvision's, so its state-dict tooling and habits apply.
+The stem (``stem``): ``cifar`` is the form (3x3, stride 1, no max-pool) that [P]'s 92.98 % on
+32x32 plain images points to; ``imagenet`` is torchvision's (7x7 stride 2, then a 3x3 stride-2
+max-pool), which divides the activations' area by 16 for photos of 64 px and more
+(:func:`stem_for`). Layer names are torchvision's, so its state-dict tooling and habits apply.
 """
 
 from __future__ import annotations
@@ -28,6 +37,9 @@ from torchvision.models.resnet import BasicBlock, conv1x1, conv3x3
 
 from .settings import ADAPT_CHOICES, adapt_name
 
+STEMS = ("cifar", "imagenet")
+STEM_AUTO_MAX = 64  # --stem auto: the CIFAR stem up to this side (pixels), torchvision's above
+INVARIANT_GROUPS = ("identity", "negations", "signed-permutations")  # manifest cipher.pixel_group values it handles
 ADAPT_CHANNELS = (8, 32)  # [P]: C1 has 8 maps, C2 has 32
 TANAKA_CHANNELS = 48  # Tanaka's hidden maps
 ADAPT_OUT = 32  # channels every adaptation network hands the ResNet stem
@@ -43,6 +55,34 @@ class AdaptationNetwork(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv2(self.conv1(x))
+
+
+def invariant_statistic(x: torch.Tensor, group: str) -> torch.Tensor:
+    """What pixel group ``group`` leaves unchanged, per pixel of normalised N x C x H x W ``x``
+    (v -> (v - 127.5) / 127.5, so the NP transform v -> 255 - v is a sign change): ``x`` itself
+    for ``identity``, |x| per component for ``negations``, |x| sorted across the components for
+    ``signed-permutations`` (every negation and colour order). Exact in floating point: a
+    ciphertext and its plaintext give bit-identical statistics."""
+    if group == "identity":
+        return x
+    if group == "negations":
+        return x.abs()
+    if group == "signed-permutations":
+        return x.abs().sort(dim=1).values
+    raise ValueError(f"no invariant statistic for pixel group {group!r} (handled: {', '.join(INVARIANT_GROUPS)})")
+
+
+class InvariantAdaptation(AdaptationNetwork):
+    """[P]'s two 1x1 convolutions on the group-invariant statistic of each pixel."""
+
+    def __init__(self, in_channels: int, group: str):
+        if group not in INVARIANT_GROUPS:
+            raise ValueError(f"--adapt invariant needs a pixel group of {', '.join(INVARIANT_GROUPS)}, not {group!r}")
+        super().__init__(in_channels)
+        self.group = group
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(invariant_statistic(x, self.group))
 
 
 def block_conv(in_planes: int, out_planes: int, block: int) -> nn.Conv2d:
@@ -82,17 +122,24 @@ class TanakaAdaptation(nn.Module):
         return self.shuffle(x)
 
 
-ADAPTATIONS = {  # name -> (in_channels, block) -> module; the names are settings.ADAPT_CHOICES
-    "pixel": lambda channels, block: AdaptationNetwork(channels),
-    "tanaka": TanakaAdaptation,
-    "none": lambda channels, block: nn.Identity(),
+ADAPTATIONS = {  # name -> (in_channels, block, group) -> module; the names are settings.ADAPT_CHOICES
+    "pixel": lambda channels, block, group: AdaptationNetwork(channels),
+    "invariant": lambda channels, block, group: InvariantAdaptation(channels, group),
+    "tanaka": lambda channels, block, group: TanakaAdaptation(channels, block),
+    "none": lambda channels, block, group: nn.Identity(),
 }
 
 
-def make_adaptation(adapt: str, in_channels: int, block: int) -> nn.Module:
+def make_adaptation(adapt: str, in_channels: int, block: int, group: str | None = None) -> nn.Module:
     if adapt not in ADAPTATIONS:
         raise ValueError(f"unknown adaptation network {adapt!r} (choose from {', '.join(ADAPT_CHOICES)})")
-    return ADAPTATIONS[adapt](in_channels, block)
+    return ADAPTATIONS[adapt](in_channels, block, group)
+
+
+def stem_for(height: int, width: int) -> str:
+    """``--stem auto``: the CIFAR stem keeps full resolution, which small images need and
+    larger ones pay for in compute (area); above STEM_AUTO_MAX pixels torchvision's stem."""
+    return "cifar" if max(height, width) <= STEM_AUTO_MAX else "imagenet"
 
 
 def make_layer(in_planes: int, planes: int, blocks: int, stride: int) -> nn.Sequential:
@@ -105,15 +152,24 @@ def make_layer(in_planes: int, planes: int, blocks: int, stride: int) -> nn.Sequ
 
 
 class PrivacyResNet(nn.Module):
-    """ResNet-18 (CIFAR form) at base width ``width``, behind adaptation network ``adapt``
-    (``pixel``, ``tanaka`` with ``block``-sized blocks, or ``none``)."""
+    """ResNet-18 at base width ``width`` with stem ``stem`` (``cifar`` or ``imagenet``), behind
+    adaptation network ``adapt`` (``pixel``, ``invariant`` for pixel group ``group``, ``tanaka``
+    with ``block``-sized blocks, or ``none``)."""
 
-    def __init__(self, in_channels: int, num_classes: int, width: int = 64, adapt: str | bool = "pixel", block: int = TANAKA_BLOCK):
+    def __init__(self, in_channels: int, num_classes: int, width: int = 64, adapt: str | bool = "pixel", block: int = TANAKA_BLOCK,
+                 group: str | None = None, stem: str = "cifar"):  # fmt: skip
         super().__init__()
         adapt = adapt_name(adapt)
-        self.adapt = make_adaptation(adapt, in_channels, block)
+        if stem not in STEMS:
+            raise ValueError(f"unknown stem {stem!r} (choose from {', '.join(STEMS)})")
+        self.adapt = make_adaptation(adapt, in_channels, block, group)
         stem_in = in_channels if adapt == "none" else ADAPT_OUT
-        self.conv1 = conv3x3(stem_in, width)
+        if stem == "cifar":
+            self.conv1 = conv3x3(stem_in, width)
+            self.maxpool = nn.Identity()
+        else:
+            self.conv1 = nn.Conv2d(stem_in, width, kernel_size=7, stride=2, padding=3, bias=False)
+            self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
         planes = [width * m for m in (1, 2, 4, 8)]
@@ -140,6 +196,6 @@ class PrivacyResNet(nn.Module):
                 nn.init.zeros_(m.bn2.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.relu(self.bn1(self.conv1(self.adapt(x))))
+        x = self.maxpool(self.relu(self.bn1(self.conv1(self.adapt(x)))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return self.fc(torch.flatten(self.avgpool(x), 1))

@@ -1,6 +1,11 @@
-"""Training recipes: the paper's schedule and a short modern one, and their learning rates.
+"""Training recipes: [P]'s schedule, a default that sizes itself to the data, and a plain
+reference; and their learning rates.
 
 The learning rate is a pure function of the step, so a resumed run needs no scheduler state.
+The ``fast`` recipe's batch and peak learning rate are a pure function of the train split's
+size (:meth:`Recipe.sized`): a fixed batch of 512 gives a split of 8,000 images 15 steps per
+epoch at a rate tuned for hundreds, which is what made short runs on small data learn nothing
+(docs/trainer.md, "Recipes", has the measurements).
 """
 
 from __future__ import annotations
@@ -8,18 +13,46 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+SCHEDULES = ("step", "linear", "cosine")
+MIN_STEPS = 50  # optimiser steps per epoch the fast recipe keeps at least, shrinking its batch
+MIN_BATCH = 32  # ... but no further: BatchNorm's batch statistics get noisy below it
+WARMUP_SHARE = 0.2  # the warm-up never takes more than this share of a run's steps
+
 
 @dataclass(frozen=True)
 class Recipe:
     epochs: int
-    batch_size: int  # images per step, all ranks together
-    lr: float  # peak learning rate
+    batch_size: int  # images per step, all ranks together; for a scaled recipe the largest it picks
+    lr: float  # peak learning rate at batch_size; a scaled recipe scales it linearly with the batch it picks
     momentum: float
     nesterov: bool
     weight_decay: float
     label_smoothing: float
-    warmup: float  # fraction of the steps spent ramping the lr up linearly from lr / 10
-    schedule: str  # 'step': / 10 at 50 % and 75 % of the epochs; 'linear': down to 0 after warm-up
+    warmup_steps: int  # steps ramping the lr up linearly from lr / 10 (at most WARMUP_SHARE of the run)
+    schedule: str  # 'step': / 10 at 50 % and 75 % of the epochs; 'linear': down to 0 after the warm-up; 'cosine'
+    scaled: bool = False  # batch and lr follow the train split's size (sized)
+    calibrate: int = 0  # train images over which BatchNorm statistics are recomputed before each evaluation (0: never)
+
+    def sized(self, count: int, world: int = 1) -> tuple[int, float]:
+        """Batch and peak learning rate for a train split of ``count`` images over ``world``
+        processes. A scaled recipe halves its batch (and with it the rate, linearly) until an
+        epoch has at least MIN_STEPS steps, down to MIN_BATCH; the batch is a multiple of
+        ``world``. Other recipes keep theirs."""
+        if not self.scaled:
+            return self.batch_size, self.lr
+        batch = self.batch_size
+        while batch > MIN_BATCH and count // batch < MIN_STEPS:
+            batch //= 2
+        batch = max(world, batch - batch % world)
+        return batch, self.lr_for(batch)
+
+    def lr_for(self, batch: int) -> float:
+        """The peak learning rate of a run with ``batch`` images per step: linear scaling for a
+        scaled recipe, the recipe's own otherwise ([P]'s 0.1 stays 0.1)."""
+        return self.lr * batch / self.batch_size if self.scaled else self.lr
+
+    def warmup(self, total: int) -> int:
+        return min(self.warmup_steps, int(total * WARMUP_SHARE))
 
     def lr_at(self, lr: float, step: int, total: int, steps_per_epoch: int) -> float:
         if self.schedule == "step":
@@ -27,17 +60,25 @@ class Recipe:
             epochs = max(total // max(steps_per_epoch, 1), 1)
             drops = sum(epoch >= math.ceil(epochs * f) for f in (0.5, 0.75))
             return lr * 0.1**drops
-        warm = max(int(total * self.warmup), 1)
+        warm = self.warmup(total)
         if step < warm:
             return lr * (0.1 + 0.9 * step / warm)
-        return lr * max(total - step, 0) / max(total - warm, 1)
+        done = (step - warm) / max(total - warm, 1)
+        if self.schedule == "cosine":
+            return lr * 0.5 * (1 + math.cos(math.pi * min(done, 1.0)))
+        return lr * max(1.0 - done, 0.0)
 
 
 RECIPES = {
     # [P]: SGD momentum 0.9, lr 0.1 / 10 at epochs 150 and 225 of 300, weight decay 5e-4, batch 128.
-    "paper": Recipe(300, 128, 0.1, 0.9, False, 5e-4, 0.0, 0.0, "step"),
-    # A tenth of the epochs: a larger batch with the linearly scaled lr (0.1 x 512 / 128), Nesterov
-    # momentum, a short warm-up so the large lr does not blow up the fresh BatchNorm statistics,
-    # a linear decay to zero, and label smoothing 0.1 against over-confidence on few epochs.
-    "fast": Recipe(30, 512, 0.4, 0.9, True, 5e-4, 0.1, 0.05, "linear"),
+    "paper": Recipe(300, 128, 0.1, 0.9, False, 5e-4, 0.0, 0, "step"),
+    # The default, for a few thousand images to millions: batch up to 512, halved until an epoch
+    # has 50 steps, with the linearly scaled lr (0.1 x batch / 128); Nesterov momentum; a
+    # 50-step warm-up from lr / 10; a linear decay to zero; label smoothing 0.1; and BatchNorm
+    # statistics recomputed on 2,048 un-augmented train images before every evaluation, so a
+    # high learning rate cannot leave the evaluation with running statistics of older weights.
+    "fast": Recipe(30, 512, 0.4, 0.9, True, 5e-4, 0.1, 50, "linear", scaled=True, calibrate=2048),
+    # The usual CIFAR recipe, the yardstick of docs/results.md: SGD momentum 0.9, batch 128,
+    # lr 0.1 with cosine decay, weight decay 5e-4, nothing else.
+    "reference": Recipe(30, 128, 0.1, 0.9, False, 5e-4, 0.0, 0, "cosine"),
 }

@@ -6,8 +6,14 @@ holds one, and a key id only names a key — the model to rebuild, and where it 
 contract for ``--resume``, ``pptrain eval`` and ``pptrain predict``, and for the reproduction
 harness, which reads the run's results through it.
 
-Version 1 also covers the run directories written before ``--adapt`` took a name: their
-``model.adapt`` is a bool, and ``model.adapt_block`` and ``resolved.adapt`` are absent.
+Version 2 added ``model.stem`` and ``model.adapt_group`` (the invariant network's pixel
+group), ``dataset.copies`` (client-augmented copies), ``resolved.warmup_steps``,
+``resolved.scaled``, ``resolved.calibrate`` and ``resolved.augment_from``, and dropped
+``resolved.warmup`` (a share of the steps). Version 1 run directories are still read: the
+fields they lack take the values those runs had (the CIFAR stem, one copy, augmentation from
+the first epoch, no calibration). Version 1 also covers the run directories written before
+``--adapt`` took a name: their ``model.adapt`` is a bool, and ``model.adapt_block`` and
+``resolved.adapt`` are absent.
 """
 
 from __future__ import annotations
@@ -24,7 +30,8 @@ from .errors import RunDirError
 from .recipe import Recipe
 from .settings import Settings, adapt_name
 
-FORMAT, VERSION = "pptrain-run", 1
+FORMAT, VERSION = "pptrain-run", 2
+READS = (1, 2)  # the versions from_json accepts
 
 
 @dataclass
@@ -38,16 +45,20 @@ class Resolved:
     nesterov: bool
     weight_decay: float
     label_smoothing: float
-    warmup: float
     schedule: str
     augment: list[str]
     stream: bool  # the streaming loader, not the in-memory one
     adapt: str | None = None  # None in runs from before --adapt took a name
+    warmup_steps: int | None = None  # version 2; version 1 recorded ``warmup``, a share of the steps
+    warmup: float | None = None  # version 1 only
+    scaled: bool = False  # the batch and lr were sized to the train split
+    calibrate: int = 0  # images of BatchNorm calibration before each evaluation
+    augment_from: int = 1  # the first epoch with augmentation
 
     @classmethod
-    def of(cls, recipe: Recipe, s: Settings, augment: tuple[str, ...], stream: bool, adapt: str) -> Resolved:
+    def of(cls, recipe: Recipe, s: Settings, augment: tuple[str, ...], stream: bool, adapt: str, augment_from: int) -> Resolved:
         values = {**asdict(recipe), "epochs": s.epochs, "batch_size": s.batch_size, "lr": s.lr}
-        return cls(**values, augment=list(augment), stream=stream, adapt=adapt)
+        return cls(**values, augment=list(augment), stream=stream, adapt=adapt, augment_from=augment_from)
 
 
 @dataclass
@@ -63,11 +74,13 @@ class DatasetRecord:
     classes: list[str]
     storage: str
     counts: dict  # split -> samples
+    copies: int = 1  # client-augmented copies per training image (ppencrypt dataset --copies)
 
     @classmethod
     def of(cls, m: Manifest, path: str) -> DatasetRecord:
         return cls(path, m.cipher.method, m.cipher.key_scope, m.cipher.key_id, dict(m.cipher.params), list(m.shape),
-                   list(m.classes), m.storage, {name: s.count for name, s in m.splits.items()})  # fmt: skip
+                   list(m.classes), m.storage, {name: s.count for name, s in m.splits.items()},
+                   m.augment.copies if m.augment is not None else 1)  # fmt: skip
 
 
 @dataclass
@@ -77,9 +90,11 @@ class ModelRecord:
     in_channels: int
     num_classes: int
     width: int
-    adapt: str  # pixel | tanaka | none
+    adapt: str  # pixel | invariant | tanaka | none
     adapt_block: int | None = None  # tanaka's block side
     parameters: int | None = None
+    stem: str = "cifar"  # version 2; every version 1 run had the CIFAR stem
+    adapt_group: str | None = None  # invariant's pixel group (the manifest's cipher.pixel_group)
 
 
 @dataclass
@@ -97,6 +112,7 @@ class RunRecord:
     dataset: DatasetRecord
     model: ModelRecord
     runtime: RuntimeRecord
+    version: int = VERSION  # as read; written as VERSION
 
     def to_json(self) -> str:
         doc = {"format": FORMAT, "version": VERSION, "settings": self.settings.to_dict(), "resolved": asdict(self.resolved),
@@ -111,8 +127,8 @@ class RunRecord:
             raise RunDirError(f"{shown}: cannot read (JSONDecodeError: {e})") from None
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
             raise RunDirError(f"{shown}: not a pptrain run configuration")
-        if doc.get("version") != VERSION:
-            raise RunDirError(f"{shown}: version {doc.get('version')}, this pptrain reads {VERSION}")
+        if not isinstance(doc.get("version"), int) or isinstance(doc["version"], bool) or doc["version"] not in READS:
+            raise RunDirError(f"{shown}: version {doc.get('version')}, this pptrain reads {' and '.join(map(str, READS))}")
         for key in ("settings", "resolved", "dataset", "model", "runtime"):
             if not isinstance(doc.get(key), dict):
                 raise RunDirError(f"{shown}: missing {key!r}")
@@ -124,6 +140,7 @@ class RunRecord:
             DatasetRecord(**typed(DatasetRecord, doc["dataset"], f"{shown}: dataset")),
             ModelRecord(**typed(ModelRecord, model, f"{shown}: model")),
             RuntimeRecord(**typed(RuntimeRecord, doc["runtime"], f"{shown}: runtime")),
+            doc["version"],
         )
 
 

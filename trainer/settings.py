@@ -13,7 +13,8 @@ from dataclasses import MISSING, Field, asdict, dataclass, field, fields, replac
 from .recipe import RECIPES, Recipe
 
 DEFAULT_AUGMENT = ("crop", "flip")  # [P]'s augmentation: shift by pad-and-crop, horizontal flip
-ADAPT_CHOICES = ("pixel", "tanaka", "none")  # the adaptation networks of model.py
+ADAPT_CHOICES = ("pixel", "invariant", "tanaka", "none")  # the adaptation networks of model.py
+STEM_CHOICES = ("auto", "cifar", "imagenet")  # model.py; auto: by image size
 
 
 def setting(default, help: str):
@@ -39,7 +40,14 @@ class Settings:
     workers: int = setting(2, "Streaming loader processes per rank (0: in the training process).")
     shuffle_buffer: int = setting(20_000, "Samples mixed across shards when streaming.")
     # --- augmentation (augment.py), applied to ciphertext on the device
-    augment: tuple[str, ...] = setting(DEFAULT_AUGMENT, "Augmentations in the encrypted domain.")
+    augment: tuple[str, ...] | None = setting(
+        None, "Augmentations in the encrypted domain. [default: crop,flip; none for a dataset the client augmented "
+        "(ppencrypt dataset --copies)]",
+    )  # fmt: skip
+    augment_from: int | None = setting(
+        None, "First epoch (counting from 1) whose batches are augmented; the epochs before it train on the "
+        "ciphertext as stored. [default: 1]",
+    )  # fmt: skip
     pad: int = setting(4, "Largest shift of 'crop', in pixels.")
     mix_alpha: float = setting(1.0, "Beta(a, a) parameter of mixup and cutmix.")
     # --- model (model.py)
@@ -49,6 +57,8 @@ class Settings:
         "from the manifest), none. [default: the one the manifest names for its cipher: tanaka for block "
         "ciphers, else pixel]",
     )  # fmt: skip
+    stem: str = setting("auto", "ResNet stem: cifar (3x3, stride 1), imagenet (7x7 stride 2 + max-pool), auto "
+                        "(cifar up to 64 px, imagenet above).")  # fmt: skip
     # --- optimisation; None: the recipe's value
     recipe: str = setting("fast", "Training recipe (recipe.py).")
     epochs: int | None = setting(None, "Passes over the train split [recipe's].")
@@ -66,26 +76,31 @@ class Settings:
     def recipe_values(self) -> Recipe:
         return RECIPES[self.recipe]
 
-    def resolved(self) -> Settings:
-        """The settings with the recipe's values in place of every None."""
+    def resolved(self, count: int | None = None, world: int = 1) -> Settings:
+        """The settings with the recipe's values in place of every None: its epochs, and its
+        batch and peak learning rate for a train split of ``count`` images (the fast recipe
+        sizes them to the split; an explicit --batch-size scales its learning rate alike)."""
         r = self.recipe_values
+        batch, lr = r.sized(count, world) if count is not None else (r.batch_size, r.lr)
+        if self.batch_size is not None:
+            batch, lr = self.batch_size, r.lr_for(self.batch_size)
         return replace(
             self,
             epochs=r.epochs if self.epochs is None else self.epochs,
-            batch_size=r.batch_size if self.batch_size is None else self.batch_size,
-            lr=r.lr if self.lr is None else self.lr,
+            batch_size=batch,
+            lr=lr if self.lr is None else self.lr,
         )
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["augment"] = list(self.augment)
+        d["augment"] = None if self.augment is None else list(self.augment)
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> Settings:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in d.items() if k in known}
-        if "augment" in values:
+        if values.get("augment") is not None:
             values["augment"] = tuple(values["augment"])
         if "adapt" in values:
             values["adapt"] = adapt_name(values["adapt"])

@@ -192,7 +192,7 @@ class ReaderStream(torch.utils.data.IterableDataset):
 
 class StreamLoader:
     def __init__(self, ds: Dataset, split: str, batch: int, d: Dist, device: torch.device, seed: int, train: bool,
-                 workers: int, buffer: int, handler=wds.reraise_exception):  # fmt: skip
+                 workers: int, buffer: int, handler=wds.reraise_exception, copies: int = 1):  # fmt: skip
         info = ds.manifest.splits[split]
         self.root, self.split, self.shards = str(Path(ds.root)), split, tuple(info.shards)
         self.count, self.batch, self.d, self.device, self.seed, self.train = info.count, batch, d, device, seed, train
@@ -200,7 +200,9 @@ class StreamLoader:
         # More readers than samples per rank would leave some with nothing to read.
         self.workers = max(0, min(workers, info.count // d.world))
         if train:
-            self.batches = train_batches(self.count, batch, d)
+            # With client copies an epoch is a pass over the originals: the readers stop at the
+            # quota, so each epoch reads a share of the copies in its own shard and pool order.
+            self.batches = train_batches(self.count, batch, d, copies)
             self.images = self.batches * batch * d.world
         else:
             self.batches = -(-len(range(d.rank, self.count, d.world)) // batch)  # at most; exact per shard split
@@ -239,6 +241,20 @@ class StreamLoader:
         if size and not self.train:
             batch, _ = _cut(pending, size)
             yield tuple(t.to(self.device, non_blocking=cuda) for t in batch)
+
+
+    def head(self, images: int) -> Iterator[Loaded]:
+        """Read in this process, without workers: a few batches do not pay for starting them."""
+        plan = Plan(self.root, self.split, self.shards, self.batch, self.seed, 0, False, self.buffer, self.d.rank, self.d.world)
+        got = 0
+        for item in ReaderStream([plan], self.handler):
+            if isinstance(item, Failure):
+                raise item.error
+            if got >= images:
+                break
+            part = tuple(t[: images - got] for t in item)
+            got += len(part[1])
+            yield tuple(t.to(self.device) for t in part)
 
 
 def _cut(pending: list[tuple], n: int) -> tuple[tuple, list[tuple]]:

@@ -1,7 +1,8 @@
 """A training run, from options to run directory: one code path for CPU, one GPU and torchrun's many.
 
-    prepare   settings (config.json when resuming) -> dataset (pipeline.formats) -> every
-              option checked against the dataset; the adaptation network chosen once
+    prepare   settings (config.json when resuming) -> dataset (pipeline.formats) -> the recipe
+              sized to the train split -> every option checked against the dataset; the
+              adaptation network, the stem and the augmentation chosen once
     build     loaders (data.py) -> model (model.py) -> optimiser -> config.json (record.py)
     run       per epoch: loop.train_epoch, loop.evaluate, then rank 0 writes checkpoint.pt,
               metrics.jsonl and curves.png
@@ -27,6 +28,7 @@ from pipeline.formats import Dataset, open_dataset
 
 from . import checkpoint, distributed
 from .augment import BatchAugment, block_method_warning, parse_augment
+from .batchnorm import calibrate
 from .data import fits_in_memory, make_loader
 from .device import memory_format, pick_device
 from .distributed import Dist
@@ -34,11 +36,11 @@ from .errors import OptionError, RunDirError
 from .loader import Loader
 from .loop import EpochStats, Loop, evaluate, train_epoch
 from .metrics import epoch_line, plot_curves, summary_line, write_metrics
-from .model import TANAKA_BLOCK, PrivacyResNet
+from .model import INVARIANT_GROUPS, TANAKA_BLOCK, PrivacyResNet, stem_for
 from .recipe import RECIPES
-from .record import DatasetRecord, ModelRecord, Resolved, RunRecord
+from .record import VERSION, DatasetRecord, ModelRecord, Resolved, RunRecord
 from .run import RunDir, check_dataset, resume_settings, runtime_record
-from .settings import Settings
+from .settings import DEFAULT_AUGMENT, Settings
 
 
 @dataclass
@@ -60,8 +62,12 @@ class Plan:
     ds: Dataset
     state: dict | None  # the checkpoint to continue from
     augment: tuple[str, ...]
-    adapt: str  # pixel | tanaka | none
+    augment_from: int  # the first epoch (from 1) with augmentation
+    adapt: str  # pixel | invariant | tanaka | none
     block: int | None  # tanaka's block side
+    group: str | None  # invariant's pixel group
+    stem: str  # cifar | imagenet
+    copies: int  # client-augmented copies per image in the train split (1: none)
 
 
 def configure_determinism(device: torch.device, seed: int) -> None:
@@ -73,13 +79,19 @@ def configure_determinism(device: torch.device, seed: int) -> None:
         torch.backends.cudnn.benchmark = True
 
 
-def check_options(s: Settings, ds: Dataset, d: Dist) -> None:
+def check_split_and_recipe(s: Settings, ds: Dataset) -> None:
+    """What sizing the recipe needs: a train split to count, and a recipe to size."""
     m = ds.manifest
     if s.train_split not in m.splits:
         raise OptionError("--train-split", f"{ds.root}: no split {s.train_split!r} (it has {', '.join(m.splits)})")
     if s.recipe not in RECIPES:
         raise OptionError("--recipe", f"unknown recipe {s.recipe!r} (choose from {', '.join(RECIPES)})")
-    for name, value in (("--epochs", s.epochs), ("--batch-size", s.batch_size), ("--width", s.width)):
+
+
+def check_options(s: Settings, ds: Dataset, d: Dist) -> None:
+    m = ds.manifest
+    for name, value in (("--epochs", s.epochs), ("--batch-size", s.batch_size), ("--width", s.width),
+                        ("--augment-from", s.augment_from)):  # fmt: skip
         if value is not None and value < 1:
             raise OptionError(name, f"{name} must be at least 1, not {value}")
     if s.batch_size is not None and s.batch_size % d.world:
@@ -88,21 +100,48 @@ def check_options(s: Settings, ds: Dataset, d: Dist) -> None:
         raise OptionError("--pad", f"--pad {s.pad} must be in 0..{min(m.height, m.width) - 1} for {m.width}x{m.height} images")
 
 
-def adaptation(s: Settings, ds: Dataset) -> tuple[str, int | None]:
-    """The adaptation network the run uses and, for ``tanaka``, its block side: ``--adapt``, or
-    the one the manifest names for its cipher. Tanaka's network needs the cipher's block side as
-    its kernel, stride and pixel shuffle factor (4, Tanaka's, for a pixel-wise cipher)."""
+def default_adaptation(m) -> str:
+    """``--adapt``'s default: the manifest's network for its cipher ([P]'s ``pixel``, Tanaka's
+    for block ciphers), except that the invariant network replaces ``pixel`` wherever the
+    cipher's pixel group is one it handles and is not the identity (docs/results.md measures it
+    against ``pixel`` under both key scopes)."""
+    if m.cipher.adapt == "pixel" and m.cipher.pixel_group in INVARIANT_GROUPS and m.cipher.pixel_group != "identity":
+        return "invariant"
+    return m.cipher.adapt
+
+
+def adaptation(s: Settings, ds: Dataset) -> tuple[str, int | None, str | None]:
+    """The adaptation network the run uses, with, for ``tanaka``, its block side and, for
+    ``invariant``, the cipher's pixel group: ``--adapt``, or :func:`default_adaptation`.
+    Tanaka's network needs the cipher's block side as its kernel, stride and pixel shuffle
+    factor (4, Tanaka's, for a pixel-wise cipher); the invariant one takes its statistic from
+    the manifest's pixel group, never from the method's name."""
     m = ds.manifest
-    adapt = s.adapt or m.cipher.adapt
+    adapt = s.adapt or default_adaptation(m)
+    if adapt == "invariant":
+        group = m.cipher.pixel_group
+        if group not in INVARIANT_GROUPS:
+            raise OptionError(
+                "--adapt", f"{ds.root}: --adapt invariant needs a cipher whose pixel group is one of "
+                f"{', '.join(INVARIANT_GROUPS)}; this dataset's ({m.cipher.method}) is {group or 'not stated (not pixel-wise)'} "
+                "(use --adapt pixel)"
+            )  # fmt: skip
+        return adapt, None, group
     if adapt != "tanaka":
-        return adapt, None
+        return adapt, None, None
     block = m.cipher.block or TANAKA_BLOCK
     if m.height % block or m.width % block:
         raise OptionError(
             "--adapt", f"{ds.root}: --adapt tanaka needs image sides divisible by the block size {block}, "
             f"these images are {m.width}x{m.height} (use --adapt pixel or none)"
         )  # fmt: skip
-    return adapt, block
+    return adapt, block, None
+
+
+def client_copies(ds: Dataset) -> int:
+    """How many augmented copies of each training image the client encrypted (--copies)."""
+    a = ds.manifest.augment
+    return a.copies if a is not None else 1
 
 
 def prepare(given: Settings, explicit: set[str], resume: bool, d: Dist) -> Plan:
@@ -113,6 +152,11 @@ def prepare(given: Settings, explicit: set[str], resume: bool, d: Dist) -> Plan:
     ds = open_dataset(given.data)
     if resume:
         record = run.read_record()
+        if record.version < VERSION:
+            raise RunDirError(
+                f"{run.config}: written by an older pptrain (run record version {record.version}), whose default recipe "
+                "sized its batches differently; pptrain eval and predict read it, but resuming would not continue it"
+            )  # fmt: skip
         if not run.checkpoint.exists():
             raise RunDirError(f"{run.path}: no checkpoint.pt to resume from (the run stopped before its first epoch ended)")
         asked = resume_settings(run, record.settings, given, explicit)
@@ -122,12 +166,18 @@ def prepare(given: Settings, explicit: set[str], resume: bool, d: Dist) -> Plan:
         if run.holds_run():
             raise RunDirError(f"{run.path}: already holds a run; pass --resume to continue it, or choose another --run-dir")
         asked = given
-    s = asked.resolved()
-    check_options(s, ds, d)
+    check_split_and_recipe(asked, ds)
     m = ds.manifest
-    augment = parse_augment(s.augment, m.shape, m.cipher.key_scope if m.cipher.key_id is not None else None)
-    adapt, block = adaptation(s, ds)
-    return Plan(asked, s, run, ds, state, augment, adapt, block)
+    copies = client_copies(ds)
+    s = asked.resolved(m.splits[asked.train_split].count // copies, d.world)
+    check_options(s, ds, d)
+    # A client that augmented before encrypting (ppencrypt dataset --copies) asked for no more.
+    names = s.augment if s.augment is not None else (() if copies > 1 else DEFAULT_AUGMENT)
+    augment = parse_augment(names, m.shape, m.cipher.key_scope if m.cipher.key_id is not None else None)
+    adapt, block, group = adaptation(s, ds)
+    stem = stem_for(m.height, m.width) if s.stem == "auto" else s.stem
+    augment_from = 1 if s.augment_from is None else s.augment_from
+    return Plan(asked, s, run, ds, state, augment, augment_from, adapt, block, group, stem, copies)
 
 
 def train(given: Settings, explicit: set[str] = frozenset(), resume: bool = False, quiet: bool = False,
@@ -164,12 +214,14 @@ def _train(given, explicit, resume, quiet, log, d: Dist, device: torch.device) -
     recipe = RECIPES[s.recipe]
     aug = BatchAugment(plan.augment, m.shape, len(m.classes), s.pad, s.mix_alpha)
     loop = Loop(net, optimizer, aug, recipe, s.lr, train_loader.batches * s.epochs, s.seed, s.epochs, device, d,
-                trace=s.trace, quiet=quiet)  # fmt: skip
+                trace=s.trace, quiet=quiet, augment_from=plan.augment_from)  # fmt: skip
     last = s.epochs if s.stop_after is None else min(s.epochs, s.stop_after)
     for epoch in range(start_epoch, last):
         t0 = time.perf_counter()
         stats = train_epoch(loop, train_loader, epoch)
         train_seconds = time.perf_counter() - t0
+        if recipe.calibrate:
+            calibrate(model, train_loader, recipe.calibrate, device, d)
         test_loss, test_acc = evaluate(net, test_loader, device, d) if test_loader is not None else (None, None)
         rec = epoch_record(epoch, stats, test_loss, test_acc, train_loader.images / train_seconds, time.perf_counter() - t0)
         history.append(rec)
@@ -198,7 +250,7 @@ def build_loaders(plan: Plan, d: Dist, device: torch.device, warn) -> tuple[Load
     stream = s.stream or not fits_in_memory(ds, splits, s.memory_limit)
     per_rank = s.batch_size // d.world
     args = dict(d=d, device=device, seed=s.seed, stream=stream, workers=s.workers, buffer=s.shuffle_buffer)
-    train_loader = make_loader(ds, s.train_split, per_rank, train=True, **args)
+    train_loader = make_loader(ds, s.train_split, per_rank, train=True, copies=plan.copies, **args)
     test_loader = make_loader(ds, s.test_split, per_rank, train=False, **args) if has_test else None
     return train_loader, test_loader, stream
 
@@ -207,7 +259,7 @@ def build_training(plan: Plan, device: torch.device, d: Dist):
     """The model (from the checkpoint when resuming), what the loop calls (DDP-wrapped,
     compiled, as asked), and the optimiser."""
     s, m, recipe = plan.s, plan.ds.manifest, RECIPES[plan.s.recipe]
-    model = PrivacyResNet(m.channels, len(m.classes), s.width, plan.adapt, plan.block or TANAKA_BLOCK)
+    model = PrivacyResNet(m.channels, len(m.classes), s.width, plan.adapt, plan.block or TANAKA_BLOCK, plan.group, plan.stem)
     if plan.state is not None:
         checkpoint.load_model_state(model, plan.state, plan.run.checkpoint)
     model = model.to(device, memory_format=memory_format(device))
@@ -228,9 +280,9 @@ def run_record(plan: Plan, model: torch.nn.Module, stream: bool, device: torch.d
     parameters = sum(p.numel() for p in model.parameters())
     return RunRecord(
         plan.asked,
-        Resolved.of(RECIPES[s.recipe], s, plan.augment, stream, plan.adapt),
+        Resolved.of(RECIPES[s.recipe], s, plan.augment, stream, plan.adapt, plan.augment_from),
         DatasetRecord.of(m, s.data),
-        ModelRecord(m.channels, len(m.classes), s.width, plan.adapt, plan.block, parameters),
+        ModelRecord(m.channels, len(m.classes), s.width, plan.adapt, plan.block, parameters, plan.stem, plan.group),
         runtime_record(device, d.world),
     )
 

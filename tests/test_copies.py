@@ -1,0 +1,109 @@
+"""ppencrypt dataset --copies K: augmentation in the client. K shifted and flipped copies of the
+train split, encrypted; recorded in the manifest; byte-identical for any --workers; the same
+draws and pixels as the cloud's crop + flip; and pptrain reading them (no augmentation of its
+own by default, an epoch one pass over the originals)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import encrypt as encrypt_cli, ppencrypt, tree_bytes
+from pipeline.copies import FILL, draws, shift_flip
+from pipeline.decrypt import cipher_for
+from pipeline.encrypt import key_ring
+from pipeline.formats import open_dataset
+from pipeline.keys import load_key
+from pipeline.formats.manifest import Manifest
+from test_trainer_cli import run
+from trainer.augment import BatchAugment
+from trainer_fixtures import session_key, shapes_src  # noqa: F401  (fixtures)
+
+
+def encrypt(src, out, key_file, *extra, workers: int = 1):
+    encrypt_cli(src, out, key_file, *extra, workers=workers)
+    return out
+
+
+def decrypt_all(out, key_file) -> dict[str, np.ndarray]:
+    """Every split of ``out`` decrypted, in sample order, and the train labels."""
+    ds, key = open_dataset(out), load_key(key_file)
+    cipher, got = cipher_for(ds.manifest, key, "the key"), {}
+    for split in ds.splits:
+        b = ds.split(split).read()
+        got[split] = cipher.decrypt(b.images, key_ring(cipher, key, ds.manifest.cipher.key_scope, split), b.indices)
+        got[f"{split}_labels"] = b.labels
+    return got
+
+
+def test_copies_are_encrypted_augmented_train_images_recorded_in_the_manifest(tmp_path, cifar10_dir, cifar10, key_file):
+    out = encrypt(cifar10_dir, tmp_path / "out", key_file, "--copies", 3, "--pad", 2, "--augment-seed", 7)
+    doc = json.loads((out / "manifest.json").read_text())
+    assert doc["augment"] == {"copies": 3, "pad": 2, "seed": 7, "ops": ["crop", "flip"], "fill": 128, "split": "train"}
+    assert doc["splits"]["train"]["count"] == 3 * 15 and doc["splits"]["test"]["count"] == 5
+    images, labels = cifar10
+    plain_train, plain_test = images[5:], images[:5]
+    dec = decrypt_all(out, key_file)
+    for k in range(3):  # copy k of image j is sample k x 15 + j, the plain image shifted and flipped by draw j of copy k
+        expected = shift_flip(plain_train, draws(15, 2, 7, k))
+        assert np.array_equal(dec["train"][k * 15 : (k + 1) * 15], expected)
+        assert not np.array_equal(expected, plain_train)
+    assert np.array_equal(dec["train_labels"], np.tile(labels[5:], 3))
+    assert np.array_equal(dec["test"], plain_test)  # the other splits as they are
+    assert "augmented 3 copies of train in the client (crop, flip, pad 2, seed 7)" in ppencrypt("inspect", out).stdout
+
+
+def test_copies_are_byte_identical_for_any_worker_count(tmp_path, folder_dir, key_file):
+    """An ImageFolder decodes in worker processes: the draws follow the image's position."""
+    one = encrypt(folder_dir, tmp_path / "one", key_file, "--copies", 2, "--key-scope", "image", workers=1)
+    two = encrypt(folder_dir, tmp_path / "two", key_file, "--copies", 2, "--key-scope", "image", workers=3)
+    assert tree_bytes(one) == tree_bytes(two)
+
+
+def test_client_draws_and_pixels_are_the_clouds_crop_and_flip(cifar10):
+    images = cifar10[0]
+    aug = BatchAugment(("crop", "flip"), images.shape[1:], 10, pad=4)
+    for k in range(3):
+        cloud = aug.draw(len(images), np.random.default_rng([0, k]))
+        client = draws(len(images), 4, 0, k)
+        assert np.array_equal(cloud.dy, client.dy) and np.array_equal(cloud.dx, client.dx) and np.array_equal(cloud.flip, client.flip)
+        warped = aug.warp(torch.from_numpy(images), cloud, FILL).numpy()
+        assert np.array_equal(shift_flip(images, client), warped)
+
+
+def test_copy_options_are_checked(tmp_path, cifar10_dir, key_file):
+    r = ppencrypt("dataset", cifar10_dir, tmp_path / "a", "--key", key_file, "--pad", 2)
+    assert r.exit_code == 2 and "--pad belongs to --copies (the client's augmentation)" in r.output
+    r = ppencrypt("dataset", cifar10_dir, tmp_path / "b", "--key", key_file, "--copies", 0)
+    assert r.exit_code == 2
+    r = ppencrypt("dataset", cifar10_dir, tmp_path / "c", "--key", key_file, "--copies", 2, "--pad", 32)
+    assert r.exit_code == 1 and r.output == "Error: --pad 32 must be in 0..31 for 32x32 images\n"
+    assert not any((tmp_path / n).exists() for n in "abc")
+
+
+def test_manifests_without_copies_have_no_augment_field_and_both_round_trip(tmp_path, cifar10_dir, key_file):
+    plain = encrypt(cifar10_dir, tmp_path / "plain", key_file)
+    copied = encrypt(cifar10_dir, tmp_path / "copied", key_file, "--copies", 1)
+    assert "augment" not in json.loads((plain / "manifest.json").read_text())
+    assert open_dataset(plain).manifest.augment is None and open_dataset(copied).manifest.augment.copies == 1
+    for root in (plain, copied):
+        text = (root / "manifest.json").read_text()
+        assert Manifest.from_json(text, "m").to_json() == text
+
+
+def test_pptrain_takes_no_augmentation_of_its_own_and_counts_epochs_over_the_originals(shapes_src, session_key, tmp_path):
+    data = tmp_path / "copies"
+    r = ppencrypt("dataset", shapes_src, data, "--key", session_key, "--copies", 3, "--workers", 1, "--shard-size", 64, "--quiet")
+    assert r.exit_code == 0, r.output
+    assert open_dataset(data).manifest.splits["train"].count == 3 * 114
+    run_dir = tmp_path / "r"
+    run(data, "--width", 4, "--batch-size", 16, "--epochs", 2, "--trace", "--run-dir", run_dir, "--quiet")
+    c = json.loads((run_dir / "config.json").read_text())
+    assert c["resolved"]["augment"] == [] and c["dataset"]["copies"] == 3 and c["settings"]["augment"] is None
+    epochs = [json.loads(line) for line in (run_dir / "trace-rank0.jsonl").read_text().splitlines()]
+    seen = [np.concatenate(e["batches"]) for e in epochs]
+    assert [len(e["batches"]) for e in epochs] == [114 // 16] * 2  # one pass over the 114 originals per epoch
+    assert not set(seen[0]) & set(seen[1])  # two thirds of one permutation of the 342 copies
+    run(data, "--width", 4, "--batch-size", 16, "--epochs", 1, "--augment", "crop", "--run-dir", tmp_path / "s", "--quiet")
+    assert json.loads((tmp_path / "s" / "config.json").read_text())["resolved"]["augment"] == ["crop"]  # asked for: allowed

@@ -1,0 +1,115 @@
+"""The recipes: the fast recipe's batch and learning rate as a pure function of the train
+split's size, the warm-up counted in steps, [P]'s recipe unchanged, the reference's cosine,
+and BatchNorm statistics recomputed for evaluation."""
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from pipeline.formats import open_dataset
+from test_trainer_cli import TINY, metrics, run
+from trainer.augment import normalise
+from trainer.batchnorm import calibrate
+from trainer.distributed import Dist
+from trainer.memory import MemoryLoader
+from trainer.model import PrivacyResNet
+from trainer.recipe import MIN_STEPS, RECIPES
+from trainer.settings import Settings
+from trainer_fixtures import encrypt, session_key, shapes_pe, shapes_src  # noqa: F401  (fixtures)
+
+FAST, PAPER, REFERENCE = RECIPES["fast"], RECIPES["paper"], RECIPES["reference"]
+
+
+@pytest.mark.parametrize("count, world, batch, lr", [
+    (60_000, 1, 512, 0.4),  # Fashion-MNIST: 117 steps per epoch at the largest batch
+    (2_000_000, 1, 512, 0.4),  # millions: the batch stops growing
+    (25_600, 1, 512, 0.4),  # exactly MIN_STEPS steps of 512
+    (25_599, 1, 256, 0.2),  # one image fewer: the batch halves, and the rate with it
+    (8_000, 1, 128, 0.1),  # the issue's small set: 62 steps per epoch, [P]'s batch and rate
+    (1_000, 1, 32, 0.025),  # below MIN_STEPS x MIN_BATCH the batch stops shrinking
+    (8_000, 3, 126, 0.4 * 126 / 512),  # a multiple of the process count, rate scaled with it
+])  # fmt: skip
+def test_fast_recipe_sizes_batch_and_rate_from_the_split(count, world, batch, lr):
+    assert FAST.sized(count, world) == (batch, pytest.approx(lr))
+    if count >= MIN_STEPS * 32:
+        assert count // FAST.sized(count, world)[0] >= MIN_STEPS
+
+
+def test_paper_and_reference_recipes_do_not_scale():
+    for recipe, batch, lr in ((PAPER, 128, 0.1), (REFERENCE, 128, 0.1)):
+        assert recipe.sized(8_000) == recipe.sized(60_000) == (batch, lr)
+        assert recipe.lr_for(512) == lr  # an explicit --batch-size keeps [P]'s (or the reference's) rate
+
+
+def test_settings_resolve_the_recipe_for_the_split_and_an_explicit_batch():
+    s = Settings(data="x")
+    assert (s.resolved(8_000).batch_size, s.resolved(8_000).lr) == (128, 0.1)
+    assert (s.resolved(60_000).batch_size, s.resolved(60_000).lr) == (512, 0.4)
+    assert s.resolved(8_000).epochs == 30
+    explicit = Settings(data="x", batch_size=64).resolved(60_000)
+    assert (explicit.batch_size, explicit.lr) == (64, pytest.approx(0.05))  # batch and rate scaled together
+    assert Settings(data="x", batch_size=64, lr=0.3).resolved(60_000).lr == 0.3
+    paper = Settings(data="x", recipe="paper", batch_size=64).resolved(8_000)
+    assert (paper.batch_size, paper.lr, paper.epochs) == (64, 0.1, 300)
+
+
+def test_warmup_is_counted_in_steps_and_capped_on_short_runs():
+    lr = 0.4
+    for total in (1_000, 10_000):  # the same 50 steps whatever the run's length
+        assert FAST.lr_at(lr, 0, total, 100) == pytest.approx(0.04)
+        assert FAST.lr_at(lr, 25, total, 100) == pytest.approx(0.04 + 0.36 * 25 / 50)
+        assert FAST.lr_at(lr, 50, total, 100) == pytest.approx(lr)
+        assert FAST.lr_at(lr, total, total, 100) == 0.0
+    assert FAST.warmup(100) == 20  # a run of 100 steps warms up for a fifth of them
+    assert FAST.lr_at(lr, (100 + 20) // 2, 100, 10) == pytest.approx(lr / 2)  # then decays linearly
+
+
+def test_paper_steps_and_reference_cosine():
+    assert [PAPER.lr_at(0.1, e * 10, 40, 10) for e in range(4)] == [0.1, 0.1, pytest.approx(0.01), pytest.approx(0.001)]
+    assert REFERENCE.lr_at(0.1, 0, 100, 10) == 0.1
+    assert REFERENCE.lr_at(0.1, 50, 100, 10) == pytest.approx(0.05)
+    assert REFERENCE.lr_at(0.1, 100, 100, 10) == pytest.approx(0.0)
+
+
+def test_calibration_sets_batchnorm_statistics_to_the_average_over_the_head_images(shapes_pe):
+    """bn1's running mean after calibration is the mean of its input over the first images."""
+    ds = open_dataset(shapes_pe)
+    loader = MemoryLoader(ds, "train", 16, Dist(), torch.device("cpu"), 0, train=True)
+    torch.manual_seed(0)
+    model = PrivacyResNet(1, 3, 4, "pixel")
+    for m in model.modules():  # stale statistics, as a high learning rate leaves them
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.fill_(5.0)
+            m.running_var.fill_(9.0)
+    calibrate(model, loader, 64, torch.device("cpu"), Dist())
+    with torch.no_grad():
+        stem = model.conv1(model.adapt(normalise(loader.x[:64]).contiguous()))
+    expected_mean = stem.mean(dim=(0, 2, 3))
+    batch_vars = torch.stack([part.var(dim=(0, 2, 3), unbiased=True) for part in stem.split(16)])
+    assert torch.allclose(model.bn1.running_mean, expected_mean, atol=1e-5)
+    assert torch.allclose(model.bn1.running_var, batch_vars.mean(0), rtol=1e-4)
+    assert model.bn1.momentum == 0.1  # restored for training
+
+
+def test_fast_runs_record_their_sizing_and_evaluate_with_calibrated_statistics(shapes_pe, tmp_path):
+    """114 images: batch 32 (the floor), lr 0.025; the checkpoint holds the calibrated
+    statistics, so pptrain eval reproduces the last epoch exactly."""
+    r = tmp_path / "r"
+    run(shapes_pe, "--width", 4, "--epochs", 2, "--run-dir", r, "--quiet")
+    c = json.loads((r / "config.json").read_text())["resolved"]
+    assert (c["batch_size"], c["lr"], c["warmup_steps"], c["scaled"], c["calibrate"]) == (32, 0.025, 50, True, 2048)
+    got = json.loads(run("eval", r, shapes_pe, "--json").stdout)
+    assert got["loss"] == pytest.approx(metrics(r)[-1]["test_loss"], rel=1e-5)
+    saved = torch.load(r / "checkpoint.pt", weights_only=True)["model"]
+    spec = json.loads((r / "config.json").read_text())["model"]
+    model = PrivacyResNet(1, 3, 4, spec["adapt"], group=spec["adapt_group"])
+    model.load_state_dict(saved)
+    loader = MemoryLoader(open_dataset(shapes_pe), "train", 32, Dist(), torch.device("cpu"), 0, train=True)
+    calibrate(model, loader, 2048, torch.device("cpu"), Dist())  # the same weights, the same images: the same statistics
+    assert torch.allclose(model.bn1.running_var, saved["bn1.running_var"]) and torch.allclose(model.layer4[1].bn2.running_mean, saved["layer4.1.bn2.running_mean"])
+    paper = tmp_path / "p"
+    run(shapes_pe, *TINY, "--recipe", "paper", "--epochs", 1, "--run-dir", paper)
+    c = json.loads((paper / "config.json").read_text())["resolved"]
+    assert (c["batch_size"], c["lr"], c["warmup_steps"], c["scaled"], c["calibrate"], c["schedule"]) == (16, 0.1, 0, False, 0, "step")
