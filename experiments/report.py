@@ -10,7 +10,7 @@ from pathlib import Path
 from .rows import BEYOND, BY_ID, NOT_IMPLEMENTED, TABLE2, TABLE3
 
 ANCHOR = "<!-- reproduce:sections -->"  # new sections go after this line (else at the end)
-ADAPT = {"none": "none", "pixel": "pixel ([P])", "tanaka": "Tanaka"}
+ADAPT = {"none": "none", "pixel": "pixel ([P])", "tanaka": "Tanaka", "invariant": "invariant"}
 
 
 def tag(record: dict) -> str:
@@ -49,14 +49,15 @@ def budget(record: dict) -> str:
     train = f"{cloud['train_images']:,}" if cloud else "?"
     subset = f" (the first {c['train_subset']:,} of the train split)" if c["train_subset"] else " (the full train split)"
     test_subset = f" (the first {c['test_subset']:,})" if c["test_subset"] else ""
-    batch = c["batch_size"] or "512 (the recipe's)"
+    batch = c["batch_size"] or "the recipe's, sized to the split"
     return "\n".join([
         f"- **dataset**: {record['source_name']} (`{c['src']}`): {train} training images{subset}, "
         f"{f'{test:,}' if test is not None else '?'} test images{test_subset}",
         f"- **budget**: {c['epochs']} epochs of the `fast` recipe, batch {batch}, width {c['width']} "
         f"(ResNet-18 is 64), seed {c['seed']}; pad {c['pad']}, block size {c['block_size']}",
-        f"- **client augmentation**: {c['client_copies']} augmented copies of the train split, encrypted, then "
-        f"{c['epochs'] // c['client_copies']} server epoch(s) with `--augment none` (same steps and learning-rate curve)",
+        f"- **client augmentation**: `ppencrypt dataset --copies {c['client_copies']}` (augmented copies of the train split, "
+        f"encrypted), then {c['epochs']} server epoch(s) with `--augment none`, each one pass over the originals "
+        "(same steps and learning-rate curve as the cloud rows)",
         f"- **device**: {device}; Python {record['host']['python']}, torch {record['host']['torch']}",
         f"- **started** {record['started']}; **total wall time** {record['total_s'] / 60:.1f} min "
         f"(preparation {sum(s['seconds'] or 0 for s in record['steps'].values()):.0f} s)",
@@ -82,7 +83,7 @@ def render(record: dict) -> str:
         a, b = BY_ID[client], BY_ID[cloud]
         out.append(f"| {a.label} | {ADAPT[a.adapt]} | {_acc(done.get(client))} | {_acc(done.get(cloud))} | "
                    f"{_paper(a.paper)} | {_paper(b.paper)} | {_wall(done.get(client))} |")  # fmt: skip
-    out += ["", "#### Beyond [P]: a key per image, augmentation in the cloud", "",
+    out += ["", "#### Beyond [P]: a key per image, the key-invariant network, an augmentation schedule (in the cloud)", "",
             "| row | method | adaptation | ours (%) | wall time |", "|---|---|---|---|---|"]  # fmt: skip
     for i in BEYOND:
         r = BY_ID[i]

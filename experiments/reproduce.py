@@ -1,19 +1,17 @@
 """[P]'s Tables 2 and 3 end to end: stage plain sources, encrypt, train, evaluate, record.
 
-    key (ppencrypt keygen, once) -> [subset] -> [client augmentation] -> ppencrypt dataset per
-    encrypted dataset -> per row: pptrain (cloud rows: --augment crop,flip; client rows:
-    --augment none) -> pptrain eval --json -> results.json and the tables (report.py)
+    key (ppencrypt keygen, once) -> [subset] -> ppencrypt dataset per encrypted dataset
+    (client rows: --copies K) -> per row: pptrain (cloud rows: --augment crop,flip; client
+    rows: --augment none) -> pptrain eval --json -> results.json and the tables (report.py)
 
-Client augmentation ("in client"): the client pre-generates ``copies`` augmented copies of
-its plain training images (``python -m experiments augment``: the cloud's own crop + flip
-draws, border 128), encrypts all of them under its key, and the server trains on them with
-no further augmentation for ``epochs / copies`` epochs. With the default ``copies = epochs``
-every image is seen ``epochs`` times under ``epochs`` independent draws, in the same number
-of optimiser steps with the same batch and learning-rate curve as a cloud row: the ``fast``
-recipe's learning rate is a function of the step and the total only. What differs is the
-order (the server shuffles all copies together instead of one copy per epoch) and that the
-test split is evaluated once per server epoch. A smaller ``copies`` (dividing ``epochs``) bounds
-the client's disk and encryption work for long schedules (CIFAR-10 x 300 epochs would be 46 GB).
+Client augmentation ("in client"): ``ppencrypt dataset --copies K`` encrypts K augmented
+copies of the plain training images (pipeline/copies.py: the cloud's own crop + flip draws,
+border 128) under the client's key, and the server trains on them with no further
+augmentation. pptrain counts an epoch as one pass over the originals, so a client row runs
+the cloud row's epochs, batches and learning-rate curve; with the default ``K = epochs`` every
+image is seen ``epochs`` times under ``epochs`` independent draws. A smaller K bounds the
+client's disk and encryption work for long schedules (CIFAR-10 x 300 epochs would be 46 GB);
+each draw is then seen about epochs / K times.
 
 The key lives under keys/ (or where ``--key`` says), never in the work directory.
 """
@@ -72,8 +70,6 @@ def check(cfg: Config) -> tuple[Row, ...]:
         value, option = getattr(cfg, name), f"--{name.replace('_', '-')}"
         if value is not None and value < 1:
             raise UsageError(option, f"{option} must be at least 1, not {value}")
-    if cfg.epochs % cfg.client_copies:
-        raise UsageError("--copies", f"--copies {cfg.client_copies} must divide --epochs {cfg.epochs} (the server trains epochs / copies passes)")
     try:
         return select(list(cfg.rows))
     except KeyError as e:
@@ -82,7 +78,7 @@ def check(cfg: Config) -> tuple[Row, ...]:
 
 @dataclass
 class Step:
-    """One preparation step (key, subset, client augmentation, an encrypted dataset)."""
+    """One preparation step (key, subset, an encrypted dataset)."""
 
     command: str
     seconds: float | None = None
@@ -97,10 +93,6 @@ class Layout:
     def subset(self) -> Path:
         return self.work / "plain-subset"
 
-    @property
-    def client(self) -> Path:
-        return self.work / "plain-client"
-
     def data(self, name: str) -> Path:
         return self.work / "data" / name
 
@@ -113,16 +105,22 @@ def encrypt_command(cfg: Config, src: str, out: Path, row: Row) -> Command:
     key = ("--key", cfg.key) if cipher.needs_key else ()
     block = ("--block-size", cfg.block_size) if cipher.family == "block" else ()
     workers = ("--workers", cfg.workers) if cfg.workers else ()
+    copies = ("--copies", cfg.client_copies, "--pad", cfg.pad, "--augment-seed", cfg.seed) if row.where == "client" else ()
     return command("ppencrypt", "dataset", src, out, *key, "--method", row.method, "--key-scope", row.scope,
-                   *block, *workers, "--overwrite", "--quiet")  # fmt: skip
+                   *block, *copies, *workers, "--overwrite", "--quiet")  # fmt: skip
+
+
+def augment_from(cfg: Config, row: Row) -> int | None:
+    """A row with an augmentation schedule trains the first third of its epochs unaugmented."""
+    return cfg.epochs // 3 + 1 if row.later else None
 
 
 def train_command(cfg: Config, data: Path, run: Path, row: Row) -> Command:
     client = row.where == "client"
-    epochs = cfg.epochs // cfg.client_copies if client else cfg.epochs
     batch = ("--batch-size", cfg.batch_size) if cfg.batch_size else ()
-    return command("pptrain", data, "--run-dir", run, "--epochs", epochs, "--width", cfg.width, *batch,
-                   "--adapt", row.adapt, "--augment", "none" if client else "crop,flip", "--pad", cfg.pad,
+    later = ("--augment-from", augment_from(cfg, row)) if row.later else ()
+    return command("pptrain", data, "--run-dir", run, "--epochs", cfg.epochs, "--width", cfg.width, *batch,
+                   "--adapt", row.adapt, "--augment", "none" if client else "crop,flip", *later, "--pad", cfg.pad,
                    "--seed", cfg.seed, "--device", cfg.device, "--quiet")  # fmt: skip
 
 
@@ -159,16 +157,10 @@ class Harness:
             sizes += ("--test", cfg.test_subset) if cfg.test_subset else ()
             self.step("subset", command("experiments", "subset", src, self.paths.subset, *sizes))
             src, base = str(self.paths.subset), ("subset",)
-        if any(r.where == "client" for r in rows):
-            self.step("client", command("experiments", "augment", src, self.paths.client, "--copies", cfg.client_copies,
-                                        "--pad", cfg.pad, "--seed", cfg.seed), after=base)  # fmt: skip
         for r in rows:
             if f"data:{r.dataset}" in self.steps:
                 continue
-            client = r.where == "client"
-            row_src = str(self.paths.client) if client else src
-            after = ("key", *base, *(("client",) if client else ()))
-            self.step(f"data:{r.dataset}", encrypt_command(cfg, row_src, self.paths.data(r.dataset), r), after)
+            self.step(f"data:{r.dataset}", encrypt_command(cfg, src, self.paths.data(r.dataset), r), ("key", *base))
 
     def train_row(self, r: Row) -> dict:
         data, run_dir = self.paths.data(r.dataset), self.paths.run(r.id)

@@ -2,7 +2,8 @@
 
 [P]'s numbers are CIFAR-10 test accuracy (%), ResNet-18, 300 epochs (docs/paper.md). Each
 row is one training run; Table 3's "in cloud" column is Table 2's run of the same method, so
-13 runs fill both tables and the image-scope rows.
+16 runs fill both tables and the rows beyond [P] (a key per image, the key-invariant
+adaptation network, an augmentation schedule).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ class Row:
     scope: str = "dataset"  # ppencrypt --key-scope
     where: str = "cloud"  # where the augmentation runs: cloud (pptrain, on ciphertext) or client (plain, before encryption)
     paper: float | None = None  # [P]'s accuracy, None where [P] has no such row
+    later: bool = False  # augmentation from a later epoch (pptrain --augment-from; reproduce.augment_from)
 
     @property
     def dataset(self) -> str:
@@ -41,11 +43,14 @@ ROWS = (
     Row("le-client", "Tanaka's learnable encryption (LE)", "le", "tanaka", where="client", paper=85.84),
     Row("pe-adapt-image", "steps 2+3 (pe), a key per image, with adaptation", "pe", "pixel", scope="image"),
     Row("np-adapt-image", "step 2 (np), a key per image, with adaptation", "np", "pixel", scope="image"),
+    Row("pe-invariant", "steps 2+3 (pe), key-invariant adaptation network", "pe", "invariant"),
+    Row("pe-invariant-image", "steps 2+3 (pe), a key per image, key-invariant adaptation network", "pe", "invariant", scope="image"),
+    Row("np-adapt-later", "step 2 (np), with adaptation, augmentation from epoch E // 3 + 1", "np", "pixel", later=True),
 )
 BY_ID = {r.id: r for r in ROWS}
 TABLE2 = ("plain", "np", "np-adapt", "pe", "pe-adapt", "le", "etc", "ele")
 TABLE3 = (("np-client", "np"), ("np-adapt-client", "np-adapt"), ("le-client", "le"))  # (in client, in cloud)
-BEYOND = ("pe-adapt-image", "np-adapt-image")
+BEYOND = ("pe-adapt-image", "np-adapt-image", "pe-invariant", "pe-invariant-image", "np-adapt-later")
 # [P]'s Table 2 also has Gaata & Hantoosh's chaotic-map + RC4 pixel cipher (58.59 %); no issue asks for it.
 NOT_IMPLEMENTED = (("pixel-based cipher of Gaata & Hantoosh (chaotic map + RC4)", 58.59),)
 

@@ -104,13 +104,19 @@ def crops_and_flips(image: np.ndarray, pad: int, fill: int) -> list[np.ndarray]:
 
 
 def test_the_client_augments_plain_images_by_crop_and_flip(smoke):
+    """The client rows' data: ppencrypt dataset --copies, decrypted, is the plain train split
+    shifted (border 128) and flipped, image by image."""
+    from pipeline.decrypt import cipher_for
+    from pipeline.encrypt import key_ring
+
     work = smoke["work"]
     plain = open_dataset(str(work / "data" / "plain")).split("train").read()
-    client = open_dataset(str(work / "data" / "plain")).manifest  # the cloud rows' plain dataset
-    from experiments.staging import read_split
-
-    augmented, labels, _ = read_split(str(work / "plain-client"), "train")
-    assert np.array_equal(labels, plain.labels) and client.splits["train"].count == len(augmented)
+    ds, key = open_dataset(str(work / "data" / "np-dataset-client")), load_key(smoke["key"])
+    assert ds.manifest.augment.copies == 1 and "--copies 1 --pad 4 --augment-seed 0" in smoke["record"]["steps"]["data:np-dataset-client"]["command"]
+    enc = ds.split("train").read()
+    cipher = cipher_for(ds.manifest, key)
+    augmented = cipher.decrypt(enc.images, key_ring(cipher, key, "dataset", "train"), enc.indices)
+    assert np.array_equal(enc.labels, plain.labels) and len(augmented) == len(plain.images)
     moved = 0
     for x, a in zip(plain.images, augmented):
         assert any(np.array_equal(a, c) for c in crops_and_flips(x, 4, 128))
@@ -147,8 +153,8 @@ def test_a_failed_row_is_reported_and_the_others_still_run(shapes_src, tmp_path)
 
 
 def test_harness_usage_errors_exit_2_and_data_errors_exit_1(tmp_path, shapes_src):
-    r = invoke("reproduce", shapes_src, "--epochs", 3, "--copies", 2, "--work", tmp_path / "w", code=2)
-    assert "Invalid value for '--copies': --copies 2 must divide --epochs 3" in r.output
+    r = invoke("reproduce", shapes_src, "--epochs", 3, "--copies", 0, "--work", tmp_path / "w", code=2)
+    assert "Invalid value for '--copies': --copies must be at least 1, not 0" in r.output
     r = invoke("reproduce", shapes_src, "--rows", "plain,nope", "--work", tmp_path / "w", code=2)
     assert "Invalid value for '--rows': unknown row 'nope' (choose from plain, np, np-adapt," in r.output
     missing = tmp_path / "none"
@@ -167,8 +173,8 @@ def test_a_gpu_sized_budget_on_the_cpu_is_warned_about():
 
 
 def test_a_colour_cifar10_folder_runs_through_the_harness(tmp_path, cifar10_dir, cifar10):
-    """`make reproduce CIFAR10=path`: the staged subset and the client's copies keep the RGB
-    images (IDX N x H x W x 3), and the colour rows train with both adaptation networks."""
+    """`make reproduce CIFAR10=path`: the staged subset keeps the RGB images (IDX N x H x W x 3),
+    the client's copies too, and the colour rows train with both adaptation networks."""
     from experiments.staging import read_split
 
     work = tmp_path / "w"
@@ -180,6 +186,41 @@ def test_a_colour_cifar10_folder_runs_through_the_harness(tmp_path, cifar10_dir,
     images, _ = cifar10
     staged, _, classes = read_split(str(work / "plain-subset"), "train")
     assert staged.shape == (12, 32, 32, 3) and np.array_equal(staged, images[5:17])
-    client, _, _ = read_split(str(work / "plain-client"), "train")
-    assert client.shape == (12, 32, 32, 3) and not np.array_equal(client, staged)
-    assert open_dataset(str(work / "data" / "le-dataset-client")).manifest.channels == 3
+    client = open_dataset(str(work / "data" / "le-dataset-client"))
+    assert client.manifest.channels == 3 and client.manifest.augment.copies == 1 and client.manifest.splits["train"].count == 12
+
+
+def test_experiments_augment_writes_the_copies_ppencrypt_encrypts(shapes_src, tmp_path):
+    """`python -m experiments augment` (plain IDX) and `ppencrypt dataset --copies` share pipeline/copies.py."""
+    from experiments.staging import read_split
+    from pipeline.copies import draws, shift_flip
+
+    invoke("augment", shapes_src, tmp_path / "a", "--copies", 2, "--pad", 3, "--seed", 5)
+    plain, labels, _ = read_split(str(shapes_src), "train")
+    got, got_labels, _ = read_split(str(tmp_path / "a"), "train")
+    expected = np.concatenate([shift_flip(plain, draws(len(plain), 3, 5, k)) for k in range(2)])
+    assert np.array_equal(got, expected) and np.array_equal(got_labels, np.tile(labels, 2))
+
+
+def test_the_recipe_record_renders_its_cells_from_the_run_directories(tmp_path):
+    """`python -m experiments record` (docs/results.md): cells, commands, and the table read
+    back from metrics.jsonl, with the largest test-loss jump."""
+    from experiments import record as rec
+
+    lay = rec.Layout(tmp_path / "w", "keys/k.key", "/tmp/before")
+    cell = rec.Cell("after", "8k", "pe-image", 3)
+    assert cell in rec.select(("after-8k-*",)) and all(c.variant == "after" for c in rec.select(("after-8k-*",)))
+    lines = [{"epoch": e + 1, "test_acc": a, "test_loss": l, "seconds": 10.0} for e, (a, l) in enumerate(((0.5, 1.0), (0.6, 3.5), (0.8, 0.5)))]
+    (lay.run(cell)).mkdir(parents=True)
+    (lay.run(cell) / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    text = rec.render(lay)
+    assert "| 8,000 | 3 | pe, image keys | not run | not run | **80.00** (loss ×3.5) |" in text
+    assert "| `after-8k-pe-image-e3` | 50.0, 60.0, 80.0 | 1.00, 3.50, 0.50 | 30 s |" in text
+    assert rec.shown(cell, lay) in text and "--copies" not in rec.shown(cell, lay)
+    copies = rec.Cell("pixel-copies", "8k", "pe-dataset", 10)
+    assert copies.dataset == "fm8k-pe-dataset-copies10" and "--adapt pixel" in rec.shown(copies, lay)
+    made = dict(rec.preparation([copies], lay))
+    assert "--copies 10" in made[lay.data(copies.dataset)].shown and "--train 8000 --test 2000" in made[tmp_path / "w" / "src-8k"].shown
+    before = rec.Cell("before", "60k", "plain", 10)
+    assert rec.shown(before, lay).startswith("PYTHONPATH=/tmp/before OMP_NUM_THREADS=1 ")
+    assert invoke("record", "--cells", "nothing-*", "--work", tmp_path / "w", code=2).output.endswith("no cell matches nothing-*\n")

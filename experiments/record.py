@@ -1,0 +1,266 @@
+"""The recipe record (``python -m experiments record``): pptrain's defaults before and after
+issue 10, against a reference recipe and with each lever on its own, on Fashion-MNIST at two
+sizes and several budgets — every cell one ``pptrain`` command, the table in docs/results.md.
+
+    preparation   key, the 8,000-image subset, one ``ppencrypt dataset`` per dataset
+    cells         (variant, size, method, epochs) -> one pptrain run directory under WORK/runs
+    table         per cell: final test accuracy, the largest test-loss jump between epochs,
+                  the accuracy per epoch, and the command
+
+Variants: ``before`` — the defaults of commit 8a2c592 (the fast recipe with batch 512 at any
+size, [P]'s network, shift + flip from the first epoch), run from a checkout of that commit
+(``--before DIR``); ``after`` — this pptrain's defaults; ``reference`` — the usual CIFAR recipe
+(``--recipe reference``: SGD momentum 0.9, batch 128, lr 0.1, cosine decay) with [P]'s network
+and crop + flip, nothing else; and the levers, each the defaults with one choice forced:
+the adaptation network, no augmentation, augmentation from a later epoch, client copies.
+
+Cells run one at a time, in the order listed, and a cell whose run directory holds every epoch
+is not run again: the record is built up over several sittings, and ``--cells`` picks the ones
+to run (shell patterns on the cell ids). Rendering reads the run directories alone.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+from .commands import Command, CommandFailed, Runner, bin_dir, command, launcher
+
+FMNIST = "/usr/share/datasets/fashion-mnist"
+BEFORE = "8a2c592"  # the commit whose defaults issue 10 replaced
+SIZES = {"8k": (8_000, 2_000), "60k": (None, None)}  # train / test images (None: all)
+METHODS = ("plain", "pe-dataset", "pe-image")
+BUDGETS = (("8k", 3), ("8k", 10), ("8k", 30), ("60k", 3), ("60k", 10))
+WIDTH, SEED = 16, 0
+# One thread per run: on a 2-core machine shared with other jobs, torch's two OpenMP threads
+# spin-wait for each other and a width-16 step ran at 25 images/s, against 250 with one thread.
+THREADS = "1"
+# The levers, each the defaults with one choice forced: (pptrain arguments, methods, budgets).
+# ``later``: augmentation from epoch E // 3 + 1, the first third of the epochs unaugmented;
+# ``copies``: trained on ``ppencrypt dataset --copies E`` (one client-augmented copy per epoch).
+ENCRYPTED = ("pe-dataset", "pe-image")
+SMALL = (("8k", 3), ("8k", 10))
+LEVERS = {
+    "pixel": (("--adapt", "pixel"), ENCRYPTED, SMALL + (("60k", 3), ("60k", 10))),
+    "invariant": (("--adapt", "invariant"), ENCRYPTED, SMALL + (("60k", 3), ("60k", 10))),
+    "pixel-noaug": (("--adapt", "pixel", "--augment", "none"), ("pe-dataset",), SMALL),
+    "pixel-later": (("--adapt", "pixel", "--augment-from", "{later}"), ("pe-dataset",), SMALL),
+    "pixel-copies": (("--adapt", "pixel"), ("pe-dataset",), SMALL),
+    "invariant-noaug": (("--adapt", "invariant", "--augment", "none"), ENCRYPTED, SMALL),
+    "invariant-later": (("--adapt", "invariant", "--augment-from", "{later}"), ENCRYPTED, SMALL),
+    "invariant-copies": (("--adapt", "invariant"), ("pe-dataset",), SMALL),
+}
+# The lever each method's defaults amount to: its cell is the ``after`` cell, not run twice.
+DEFAULT_LEVER = {"pe-dataset": "invariant", "pe-image": "invariant"}
+
+
+@dataclass(frozen=True)
+class Cell:
+    variant: str  # before | after | reference | a lever
+    size: str  # 8k | 60k
+    method: str  # plain | pe-dataset | pe-image
+    epochs: int
+
+    @property
+    def id(self) -> str:
+        return f"{self.variant}-{self.size}-{self.method}-e{self.epochs}"
+
+    @property
+    def copies(self) -> int | None:
+        """Client copies of the dataset the cell trains on: one fresh copy per epoch."""
+        return self.epochs if self.variant.endswith("-copies") else None
+
+    @property
+    def dataset(self) -> str:
+        name = "plain" if self.method == "plain" else self.method
+        return f"fm{self.size}-{name}" + (f"-copies{self.copies}" if self.copies else "")
+
+
+def all_cells() -> list[Cell]:
+    """In the order they are worth running: the small budgets first."""
+    cells = []
+    for size, epochs in BUDGETS:
+        for variant in ("after", "reference", "before"):
+            cells += [Cell(variant, size, m, epochs) for m in METHODS]
+        for lever, (_, methods, budgets) in LEVERS.items():
+            if (size, epochs) in budgets:
+                cells += [Cell(lever, size, m, epochs) for m in methods if DEFAULT_LEVER.get(m) != lever]
+    return cells
+
+
+def select(patterns: tuple[str, ...]) -> list[Cell]:
+    cells = all_cells()
+    return [c for c in cells if not patterns or any(fnmatch.fnmatch(c.id, p) for p in patterns)]
+
+
+@dataclass
+class Layout:
+    work: Path
+    key: str
+    before: str  # a checkout of BEFORE
+
+    def source(self, size: str) -> str:
+        return FMNIST if SIZES[size][0] is None else str(self.work / f"src-{size}")
+
+    def data(self, name: str) -> Path:
+        return self.work / "data" / name
+
+    def run(self, cell: Cell) -> Path:
+        return self.work / "runs" / cell.id
+
+
+def preparation(cells: list[Cell], lay: Layout) -> list[tuple[Path, Command]]:
+    """(what it makes, the command) for every input the cells need, each once."""
+    steps: dict[Path, Command] = {}
+    if any(c.method != "plain" for c in cells):
+        steps[Path(lay.key)] = command("ppencrypt", "keygen", lay.key)
+    for c in cells:
+        train, test = SIZES[c.size]
+        if train is not None:
+            src = Path(lay.source(c.size))
+            steps.setdefault(src, command("experiments", "subset", FMNIST, src, "--train", train, "--test", test))
+        out = lay.data(c.dataset)
+        method, scope = ("plain", "dataset") if c.method == "plain" else c.method.split("-")
+        key = ("--key", lay.key) if method != "plain" else ()
+        copies = ("--copies", c.copies) if c.copies else ()
+        steps.setdefault(out, command("ppencrypt", "dataset", lay.source(c.size), out, *key, "--method", method,
+                                      "--key-scope", scope, *copies, "--quiet"))  # fmt: skip
+    return list(steps.items())
+
+
+def train_args(cell: Cell, lay: Layout) -> tuple[str, ...]:
+    """pptrain's arguments for ``cell``."""
+    extra: tuple = ()
+    if cell.variant == "reference":
+        extra = ("--recipe", "reference", "--adapt", "pixel", "--augment", "crop,flip")
+    elif cell.variant in LEVERS:
+        extra = tuple(a.format(later=cell.epochs // 3 + 1) for a in LEVERS[cell.variant][0])
+    return (str(lay.data(cell.dataset)), "--width", str(WIDTH), "--epochs", str(cell.epochs), *extra, "--seed", str(SEED),
+            "--device", "cpu", "--run-dir", str(lay.run(cell)), "--quiet")  # fmt: skip
+
+
+def shown(cell: Cell, lay: Layout) -> str:
+    """The cell's command as the record shows it; ``before`` runs the old commit's code."""
+    line = f"OMP_NUM_THREADS={THREADS} " + shlex.join([*launcher("pptrain"), *train_args(cell, lay)])
+    return f"PYTHONPATH={lay.before} {line}" if cell.variant == "before" else line
+
+
+def history(cell: Cell, lay: Layout) -> list[dict] | None:
+    """The cell's metrics, or None unless every epoch is there."""
+    path = lay.run(cell) / "metrics.jsonl"
+    if not path.exists():
+        return None
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return rows if len(rows) == cell.epochs else None
+
+
+def run_cells(cells: list[Cell], lay: Layout, runner: Runner) -> list[str]:
+    """Prepare what is missing, then run every cell that has no complete run directory; the
+    ids of the cells that failed (their error logged; the others still run)."""
+    import os
+    import shutil
+    import subprocess
+
+    for made, cmd in preparation(cells, lay):
+        if not made.exists():
+            runner(cmd)
+    os.environ["OMP_NUM_THREADS"] = THREADS  # for the pptrain processes below
+    failed = []
+    for cell in cells:
+        if history(cell, lay) is not None:
+            continue
+        shutil.rmtree(lay.run(cell), ignore_errors=True)
+        try:
+            if cell.variant == "before":  # another commit's code: a process of its own, with that code first on the path
+                runner.log(f"$ {shown(cell, lay)}")
+                env = dict(os.environ, PYTHONPATH=lay.before)
+                if subprocess.run([str(bin_dir() / "pptrain"), *train_args(cell, lay)], env=env).returncode:
+                    raise CommandFailed(shown(cell, lay), 1, "see its output above")
+            else:
+                runner(Command("pptrain", train_args(cell, lay)))
+        except CommandFailed as e:
+            runner.log(f"  failed: {e}")
+            failed.append(cell.id)
+    return failed
+
+
+# --- the tables ------------------------------------------------------------------------------
+
+BEGIN, END = "<!-- record:begin -->", "<!-- record:end -->"
+TITLES = {"plain": "plain", "pe-dataset": "pe, dataset key", "pe-image": "pe, image keys"}
+
+
+def worst_jump(h: list[dict]) -> float:
+    """The largest ratio of an epoch's test loss to the previous epoch's (1.0 for one epoch)."""
+    return max([b["test_loss"] / a["test_loss"] for a, b in zip(h, h[1:])] or [1.0])
+
+
+def _cell(cell: Cell, lay: Layout) -> str:
+    h = history(cell, lay)
+    if h is None:
+        return "not run"
+    jump = worst_jump(h)
+    return f"**{100 * h[-1]['test_acc']:.2f}**" + (f" (loss ×{jump:.1f})" if jump > 1.5 else "")
+
+
+def _size(size: str) -> str:
+    train, _ = SIZES[size]
+    return "60,000" if train is None else f"{train:,}"
+
+
+def render(lay: Layout, cells: list[Cell] | None = None) -> str:
+    cells = all_cells() if cells is None else cells
+    by = {c.id: c for c in cells}
+    def get(v, size, m, e) -> Cell:
+        v = "after" if DEFAULT_LEVER.get(m) == v else v  # the defaults' lever is the after cell
+        return by.get(f"{v}-{size}-{m}-e{e}") or Cell(v, size, m, e)
+
+    out = ["Test accuracy (%) after the last epoch; `(loss ×r)` where an epoch's test loss was r times the previous "
+           "epoch's (shown from 1.5; the goal is below 3).", "",
+           "| train images | epochs | method | before (8a2c592 defaults) | reference recipe | after (defaults) |",
+           "|---|---|---|---|---|---|"]  # fmt: skip
+    for size, epochs in BUDGETS:
+        for m in METHODS:
+            row = [_cell(get(v, size, m, epochs), lay) for v in ("before", "reference", "after")]
+            out.append(f"| {_size(size)} | {epochs} | {TITLES[m]} | {' | '.join(row)} |")
+    out += ["", "The levers, one at a time (everything else the defaults; the defaults' own lever is the `after` "
+            "cell; `later`: augmentation from epoch E // 3 + 1; `copies`: `ppencrypt dataset --copies E`, one "
+            "client-augmented copy per epoch, and no augmentation in pptrain; — : not measured):", "",
+            "| train images | epochs | method | " + " | ".join(f"`{v}`" for v in LEVERS) + " |",
+            "|---|---|---|" + "---|" * len(LEVERS)]  # fmt: skip
+    for size, epochs in BUDGETS:
+        for m in ENCRYPTED:
+            row = [_cell(get(v, size, m, epochs), lay) if m in methods and (size, epochs) in budgets else "—"
+                   for v, (_, methods, budgets) in LEVERS.items()]
+            if any(r != "—" for r in row):
+                out.append(f"| {_size(size)} | {epochs} | {TITLES[m]} | " + " | ".join(row) + " |")
+    out += ["", "Test accuracy per epoch (%), test loss per epoch, wall time (training and evaluation; the CPU "
+            "was shared with other jobs, so times are noisy):", "", "| cell | accuracy per epoch | test loss per epoch | wall |",
+            "|---|---|---|---|"]  # fmt: skip
+    for c in cells:
+        h = history(c, lay)
+        if h is not None:
+            acc = ", ".join(f"{100 * r['test_acc']:.1f}" for r in h)
+            loss = ", ".join(f"{r['test_loss']:.2f}" for r in h)
+            out.append(f"| `{c.id}` | {acc} | {loss} | {sum(r['seconds'] for r in h):.0f} s |")
+    out += ["", "Commands (`before` cells run the code of a checkout of commit 8a2c592, "
+            f"`git worktree add {lay.before} {BEFORE}`):", "", "```"]  # fmt: skip
+    out += [cmd.shown for made, cmd in preparation(cells, lay)]
+    out += [shown(c, lay) for c in cells if history(c, lay) is not None]
+    out += ["```"]
+    return "\n".join(out) + "\n"
+
+
+def update_doc(path: Path, text: str) -> None:
+    """Replace the record's section of ``path`` (between BEGIN and END), or add it at the end."""
+    doc = path.read_text(encoding="utf-8")
+    section = f"{BEGIN}\n{text}{END}"
+    if BEGIN in doc and END in doc:
+        head, rest = doc.split(BEGIN, 1)
+        doc = head + section + rest.split(END, 1)[1]
+    else:
+        doc = doc.rstrip("\n") + "\n\n" + section + "\n"
+    path.write_text(doc, encoding="utf-8")
