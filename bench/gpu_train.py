@@ -8,7 +8,11 @@
    50,000 random images (pixel values do not change the speed of a dense network). Timed
    with CUDA events over --steps steps after --warmup, eager and torch.compile'd. Target:
    >= 25,000 img/s on one H100.
-2. A --epochs (30) Fashion-MNIST run of pptrain at full width on --data (an encrypted
+2. Larger images (--sizes, default 32,64,128,224 px, RGB): training images/s and the largest
+   GPU memory allocated (torch.cuda.max_memory_allocated) of the same step at width 64, batch
+   --size-batch (256), with the stem pptrain picks for the size (--stem auto: CIFAR's up to
+   64 px, torchvision's above), eager.
+3. A --epochs (30) Fashion-MNIST run of pptrain at full width on --data (an encrypted
    dataset; make it here with `ppencrypt dataset /usr/share/datasets/fashion-mnist out/gpu-fm
    --key KEY --format zarr` and carry it: the zarr store is ~30 MB, the wds one too large).
 
@@ -26,58 +30,11 @@ from pathlib import Path
 
 import torch
 
-from trainer.augment import BatchAugment
-from trainer.device import memory_format
-from trainer.distributed import Dist
-from trainer.model import PrivacyResNet
-from trainer.recipe import RECIPES
 from trainer.settings import Settings
-from trainer.loop import Loop, train_epoch
 from trainer.train import train
+from trainer_common import train_throughput
 
-SHAPE, CLASSES, POOL = (32, 32, 3), 10, 50_000
-
-
-class DeviceBatches:
-    """Random batches of a device-resident uint8 pool: the in-memory loader without a dataset."""
-
-    def __init__(self, device: torch.device, batch: int, batches: int):
-        g = torch.Generator(device="cpu").manual_seed(0)
-        self.x = torch.randint(0, 256, (POOL, *SHAPE), dtype=torch.uint8, generator=g).to(device)
-        self.y = torch.randint(0, CLASSES, (POOL,), generator=g).to(device)
-        self.batch, self.batches, self.images = batch, batches, batch * batches
-
-    def epoch(self, epoch: int):
-        for _ in range(self.batches):
-            idx = torch.randint(0, POOL, (self.batch,), device=self.x.device)
-            yield self.x[idx], self.y[idx], idx
-
-
-def throughput(device: torch.device, width: int, batch: int, steps: int, warmup: int, compiled: bool) -> dict:
-    torch.manual_seed(0)
-    torch.backends.cudnn.benchmark = True  # as pptrain sets it on CUDA
-    model = PrivacyResNet(SHAPE[2], CLASSES, width, "pixel").to(device, memory_format=memory_format(device))
-    net = torch.compile(model) if compiled else model
-    recipe = RECIPES["fast"]
-    opt = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
-    aug = BatchAugment(("crop", "flip"), SHAPE, CLASSES, pad=4)
-    step = lambda n: train_epoch(Loop(net, opt, aug, recipe, recipe.lr, n, 0, 1, device, Dist(), quiet=True), DeviceBatches(device, batch, n), 0)  # noqa: E731
-    step(warmup)  # compilation, cuDNN autotuning, allocator growth
-    cuda = device.type == "cuda"
-    if cuda:
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        torch.cuda.synchronize()
-        start.record()
-    t = time.perf_counter()
-    step(steps)
-    if cuda:
-        end.record()
-        torch.cuda.synchronize()
-        seconds = start.elapsed_time(end) / 1000
-    else:
-        seconds = time.perf_counter() - t
-    return {"bench": "train_throughput", "compiled": compiled, "width": width, "batch": batch, "shape": list(SHAPE),
-            "steps": steps, "images_per_s": steps * batch / seconds}  # fmt: skip
+SHAPE = (32, 32, 3)
 
 
 def fmnist_run(data: str, out: Path, epochs: int, width: int, batch: int, device: str, compiled: bool) -> dict:
@@ -102,6 +59,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--warmup", type=int, default=30)
     p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--sizes", default="32,64,128,224", help="image sides for the larger-image measurement ('' skips it)")
+    p.add_argument("--size-batch", type=int, default=256)
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile measurement and run")
     args = p.parse_args()
     out = Path(args.out)
@@ -111,7 +70,11 @@ def main() -> None:
     results = [{"device": name, "torch": torch.__version__, "cuda": torch.version.cuda}]
     print(json.dumps(results[0]), flush=True)
     for compiled in [False] + ([] if args.no_compile else [True]):
-        results.append(throughput(device, args.width, args.batch, args.steps, args.warmup, compiled))
+        results.append(train_throughput(device, SHAPE, args.width, args.batch, args.steps, args.warmup, compiled=compiled))
+        print(json.dumps(results[-1]), flush=True)
+    for side in [int(x) for x in args.sizes.split(",") if x]:
+        steps = max(args.steps // 4, 2)
+        results.append(train_throughput(device, (side, side, 3), args.width, args.size_batch, steps, max(args.warmup // 3, 1), pool=4 * args.size_batch))
         print(json.dumps(results[-1]), flush=True)
     if args.data:
         results.append(fmnist_run(args.data, out, args.epochs, args.width, args.batch, args.device, not args.no_compile))

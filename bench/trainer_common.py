@@ -1,9 +1,11 @@
-"""What the trainer benchmarks share: an encrypted Fashion-MNIST dataset to read, and the
-input pipeline a user would write without pptrain (the baseline every ratio is against)."""
+"""What the trainer benchmarks share: an encrypted Fashion-MNIST dataset to read, the input
+pipeline a user would write without pptrain (the baseline every ratio is against), and
+pptrain's training step on random device-resident batches of any image size."""
 
 from __future__ import annotations
 
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -44,3 +46,63 @@ def baseline_loader(root: Path, split: str = "train", batch: int = 128, workers:
 
 def scratch_dir() -> Path:
     return Path(tempfile.mkdtemp(prefix="pptrain-bench-"))
+
+
+class DeviceBatches:
+    """Random batches of a device-resident uint8 pool: the in-memory loader without a dataset
+    (pixel values do not change the speed of a dense network)."""
+
+    def __init__(self, device: torch.device, shape: tuple[int, int, int], classes: int, batch: int, batches: int, pool: int):
+        g = torch.Generator(device="cpu").manual_seed(0)
+        self.x = torch.randint(0, 256, (pool, *shape), dtype=torch.uint8, generator=g).to(device)
+        self.y = torch.randint(0, classes, (pool,), generator=g).to(device)
+        self.batch, self.batches, self.images = batch, batches, batch * batches
+
+    def epoch(self, epoch: int):
+        for _ in range(self.batches):
+            idx = torch.randint(0, len(self.y), (self.batch,), device=self.x.device)
+            yield self.x[idx], self.y[idx], idx
+
+
+def train_throughput(device: torch.device, shape: tuple[int, int, int], width: int, batch: int, steps: int, warmup: int,
+                     stem: str = "auto", compiled: bool = False, classes: int = 10, pool: int = 50_000) -> dict:  # fmt: skip
+    """pptrain's training step (trainer.loop.train_epoch: batched crop + flip on the device, the
+    fast recipe's SGD, bf16 and channels_last on CUDA) on images of ``shape``: images/s over
+    ``steps`` steps after ``warmup``, timed with CUDA events on a GPU."""
+    from trainer.augment import BatchAugment
+    from trainer.device import memory_format
+    from trainer.distributed import Dist
+    from trainer.loop import Loop, train_epoch
+    from trainer.model import PrivacyResNet, stem_for
+    from trainer.recipe import RECIPES
+
+    torch.manual_seed(0)
+    torch.backends.cudnn.benchmark = True  # as pptrain sets it on CUDA
+    stem = stem_for(*shape[:2]) if stem == "auto" else stem
+    model = PrivacyResNet(shape[2], classes, width, "pixel", stem=stem).to(device, memory_format=memory_format(device))
+    net = torch.compile(model) if compiled else model
+    recipe = RECIPES["fast"]
+    opt = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    aug = BatchAugment(("crop", "flip"), shape, classes, pad=4)
+    data = lambda n: DeviceBatches(device, shape, classes, batch, n, pool)  # noqa: E731
+    step = lambda n: train_epoch(Loop(net, opt, aug, recipe, recipe.lr, n, 0, 1, device, Dist(), quiet=True), data(n), 0)  # noqa: E731
+    step(warmup)  # compilation, cuDNN autotuning, allocator growth
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        torch.cuda.synchronize()
+        start.record()
+    t = time.perf_counter()
+    step(steps)
+    if cuda:
+        end.record()
+        torch.cuda.synchronize()
+        seconds = start.elapsed_time(end) / 1000
+    else:
+        seconds = time.perf_counter() - t
+    result = {"bench": "train_throughput", "compiled": compiled, "width": width, "batch": batch, "shape": list(shape),
+              "stem": stem, "steps": steps, "images_per_s": steps * batch / seconds}  # fmt: skip
+    if cuda:
+        result["max_memory_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return result
