@@ -33,8 +33,8 @@ def metrics(run_dir: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def trained(shapes_pe, tmp_path_factory) -> Path:
     """The smoke run: three well-separated classes of real Fashion-MNIST images, pe-encrypted.
-    105 steps of 16 images: the recipe's rate scaled to that batch (0.0125) is too small for so
-    few steps, so the run takes 0.4."""
+    105 steps of 16 images: the recipe's rate scaled to that batch (0.07) is slow for so few
+    steps, so the run takes 0.4."""
     run_dir = tmp_path_factory.mktemp("run") / "shapes"
     result = run(shapes_pe, "--width", 8, "--epochs", 15, "--batch-size", 16, "--lr", 0.4, "--run-dir", run_dir, "--quiet")
     assert result.stdout.startswith(f"{run_dir}: done, 15/15 epochs, test acc ")

@@ -25,11 +25,11 @@ FAST, PAPER, REFERENCE = RECIPES["fast"], RECIPES["paper"], RECIPES["reference"]
 @pytest.mark.parametrize("count, world, batch, lr", [
     (60_000, 1, 512, 0.4),  # Fashion-MNIST: 117 steps per epoch at the largest batch
     (2_000_000, 1, 512, 0.4),  # millions: the batch stops growing
-    (25_600, 1, 512, 0.4),  # exactly MIN_STEPS steps of 512
-    (25_599, 1, 256, 0.2),  # one image fewer: the batch halves, and the rate with it
-    (8_000, 1, 128, 0.1),  # the issue's small set: 62 steps per epoch, [P]'s batch and rate
-    (1_000, 1, 32, 0.025),  # below MIN_STEPS x MIN_BATCH the batch stops shrinking
-    (8_000, 3, 126, 0.4 * 126 / 512),  # a multiple of the process count, rate scaled with it
+    (51_200, 1, 512, 0.4),  # exactly MIN_STEPS steps of 512
+    (51_199, 1, 256, 0.4 * 0.5**0.5),  # one image fewer: the batch halves, the rate by sqrt(2)
+    (8_000, 1, 64, 0.4 / 8**0.5),  # the issue's small set: 125 steps of 64 per epoch at lr 0.14
+    (1_000, 1, 32, 0.1),  # below MIN_STEPS x MIN_BATCH the batch stops shrinking
+    (8_000, 3, 63, 0.4 * (63 / 512) ** 0.5),  # a multiple of the process count, rate scaled with it
 ])  # fmt: skip
 def test_fast_recipe_sizes_batch_and_rate_from_the_split(count, world, batch, lr):
     assert FAST.sized(count, world) == (batch, pytest.approx(lr))
@@ -45,11 +45,11 @@ def test_paper_and_reference_recipes_do_not_scale():
 
 def test_settings_resolve_the_recipe_for_the_split_and_an_explicit_batch():
     s = Settings(data="x")
-    assert (s.resolved(8_000).batch_size, s.resolved(8_000).lr) == (128, 0.1)
+    assert (s.resolved(8_000).batch_size, s.resolved(8_000).lr) == (64, pytest.approx(0.1414, abs=1e-4))
     assert (s.resolved(60_000).batch_size, s.resolved(60_000).lr) == (512, 0.4)
     assert s.resolved(8_000).epochs == 30
-    explicit = Settings(data="x", batch_size=64).resolved(60_000)
-    assert (explicit.batch_size, explicit.lr) == (64, pytest.approx(0.05))  # batch and rate scaled together
+    explicit = Settings(data="x", batch_size=128).resolved(60_000)
+    assert (explicit.batch_size, explicit.lr) == (128, pytest.approx(0.2))  # batch and rate scaled together
     assert Settings(data="x", batch_size=64, lr=0.3).resolved(60_000).lr == 0.3
     paper = Settings(data="x", recipe="paper", batch_size=64).resolved(8_000)
     assert (paper.batch_size, paper.lr, paper.epochs) == (64, 0.1, 300)
@@ -94,12 +94,12 @@ def test_calibration_sets_batchnorm_statistics_to_the_average_over_the_head_imag
 
 
 def test_fast_runs_record_their_sizing_and_evaluate_with_calibrated_statistics(shapes_pe, tmp_path):
-    """114 images: batch 32 (the floor), lr 0.025; the checkpoint holds the calibrated
+    """114 images: batch 32 (the floor), lr 0.1; the checkpoint holds the calibrated
     statistics, so pptrain eval reproduces the last epoch exactly."""
     r = tmp_path / "r"
     run(shapes_pe, "--width", 4, "--epochs", 2, "--run-dir", r, "--quiet")
     c = json.loads((r / "config.json").read_text())["resolved"]
-    assert (c["batch_size"], c["lr"], c["warmup_steps"], c["scaled"], c["calibrate"]) == (32, 0.025, 50, True, 2048)
+    assert (c["batch_size"], c["lr"], c["warmup_steps"], c["scaled"], c["calibrate"]) == (32, pytest.approx(0.1), 50, True, 2048)
     got = json.loads(run("eval", r, shapes_pe, "--json").stdout)
     assert got["loss"] == pytest.approx(metrics(r)[-1]["test_loss"], rel=1e-5)
     saved = torch.load(r / "checkpoint.pt", weights_only=True)["model"]

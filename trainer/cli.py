@@ -58,7 +58,8 @@ def setting(name: str, *decls: str, help: str | None = None, **kwargs):
 
 def _recipe_help() -> str:
     def brief(r) -> str:
-        batch = f"batch up to {r.batch_size} (at least {MIN_STEPS} steps per epoch), lr {r.lr} x batch/{r.batch_size}" if r.scaled else f"batch {r.batch_size}, lr {r.lr}"
+        batch = (f"batch up to {r.batch_size} (at least {MIN_STEPS} steps per epoch), lr {r.lr} x sqrt(batch/{r.batch_size})"
+                 if r.scaled else f"batch {r.batch_size}, lr {r.lr}")  # fmt: skip
         return f"{r.epochs} epochs, {batch}, {r.schedule} schedule"
 
     return help_of("recipe") + " " + "; ".join(f"{n}: {brief(r)}" for n, r in RECIPES.items())
