@@ -107,3 +107,7 @@ def test_pptrain_takes_no_augmentation_of_its_own_and_counts_epochs_over_the_ori
     assert not set(seen[0]) & set(seen[1])  # two thirds of one permutation of the 342 copies
     run(data, "--width", 4, "--batch-size", 16, "--epochs", 1, "--augment", "crop", "--run-dir", tmp_path / "s", "--quiet")
     assert json.loads((tmp_path / "s" / "config.json").read_text())["resolved"]["augment"] == ["crop"]  # asked for: allowed
+    one = tmp_path / "one"  # a single client copy is client augmentation too
+    assert ppencrypt("dataset", shapes_src, one, "--key", session_key, "--copies", 1, "--workers", 1, "--quiet").exit_code == 0
+    run(one, "--width", 4, "--batch-size", 16, "--epochs", 1, "--run-dir", tmp_path / "o", "--quiet")
+    assert json.loads((tmp_path / "o" / "config.json").read_text())["resolved"]["augment"] == []

@@ -172,7 +172,7 @@ def prepare(given: Settings, explicit: set[str], resume: bool, d: Dist) -> Plan:
     s = asked.resolved(m.splits[asked.train_split].count // copies, d.world)
     check_options(s, ds, d)
     # A client that augmented before encrypting (ppencrypt dataset --copies) asked for no more.
-    names = s.augment if s.augment is not None else (() if copies > 1 else DEFAULT_AUGMENT)
+    names = s.augment if s.augment is not None else (() if m.augment is not None else DEFAULT_AUGMENT)
     augment = parse_augment(names, m.shape, m.cipher.key_scope if m.cipher.key_id is not None else None)
     adapt, block, group = adaptation(s, ds)
     stem = stem_for(m.height, m.width) if s.stem == "auto" else s.stem
