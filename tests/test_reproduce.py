@@ -214,7 +214,7 @@ def test_the_recipe_record_renders_its_cells_from_the_run_directories(tmp_path):
     (lay.run(cell)).mkdir(parents=True)
     (lay.run(cell) / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
     text = rec.render(lay)
-    assert "| 8,000 | 3 | pe, image keys | not run | not run | **80.00** (loss ×3.5) |" in text
+    assert "| 8,000 | 3 | pe, image keys | not yet measured | not yet measured | **80.00** (loss ×3.5) |" in text
     assert "| `after-8k-pe-image-e3` | 50.0, 60.0, 80.0 | 1.00, 3.50, 0.50 | 30 s |" in text
     assert rec.shown(cell, lay) in text and "--copies" not in rec.shown(cell, lay)
     copies = rec.Cell("pixel-copies", "8k", "pe-dataset", 10)
