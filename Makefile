@@ -6,12 +6,12 @@ BIN := $(VENV)/bin
 FMNIST := /usr/share/datasets/fashion-mnist
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-# make encrypt SRC=... OUT=... KEY=... [METHOD=pe] [SCOPE=dataset] [FORMAT=wds] [SIZE=] [WORKERS=]
+# make encrypt SRC=... OUT=... KEY=... [METHOD=pe] [SCOPE=image] [FORMAT=wds] [SIZE=] [WORKERS=]
 SRC ?=
 OUT ?=
 KEY ?= keys/default.key
 METHOD ?= pe
-SCOPE ?= dataset
+SCOPE ?= image
 FORMAT ?= wds
 SIZE ?=
 WORKERS ?=
@@ -58,7 +58,7 @@ demo: install data
 
 encrypt: install
 	@if [ -z "$(SRC)" ] || [ -z "$(OUT)" ]; then \
-	  echo "usage: make encrypt SRC=dir OUT=dir KEY=keyfile [METHOD=pe] [SCOPE=dataset] [FORMAT=wds] [SIZE=n] [WORKERS=n]" >&2; exit 2; fi
+	  echo "usage: make encrypt SRC=dir OUT=dir KEY=keyfile [METHOD=pe] [SCOPE=image] [FORMAT=wds] [SIZE=n] [WORKERS=n]" >&2; exit 2; fi
 	$(BIN)/ppencrypt dataset $(SRC) $(OUT) --key $(KEY) --method $(METHOD) --key-scope $(SCOPE) --format $(FORMAT) \
 	  $(if $(SIZE),--size $(SIZE)) $(if $(WORKERS),--workers $(WORKERS))
 

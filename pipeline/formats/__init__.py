@@ -20,14 +20,14 @@ from . import wds, zarrstore
 from .base import SplitReader, SplitWriter, Storage
 from .batch import Batch
 from .checksum import sha256_file
-from .manifest import MANIFEST, FileInfo, Manifest, ShardInfo, SplitInfo, read_manifest
+from .manifest import MANIFEST, FileInfo, Manifest, ShardInfo, SplitInfo, is_dataset, read_manifest
 
 # The storages, by the name the manifest and --format use. A new storage: its module, one line.
 STORAGES: dict[str, Storage] = {s.name: s for s in (wds.STORAGE, zarrstore.STORAGE)}
 
 __all__ = [
     "Batch", "Dataset", "FileInfo", "Manifest", "STORAGES", "ShardInfo", "SplitInfo", "SplitReader", "SplitWriter",
-    "Storage", "open_dataset", "other_files", "sha256_file", "split_writer",
+    "Storage", "is_dataset", "open_dataset", "other_files", "sha256_file", "split_writer",
 ]  # fmt: skip
 
 

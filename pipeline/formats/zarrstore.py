@@ -14,14 +14,16 @@ import zarr
 from zarr.codecs import ZstdCodec
 
 from ..errors import ShardError
-from .base import SplitReader, SplitWriter, Storage
+from .base import SplitReader, SplitWriter, Storage, check_file, read_file
 from .batch import Batch
 from .checksum import sha256_file
-from .manifest import Manifest, ShardInfo
+from .manifest import MAX_BYTES, Manifest, ShardInfo
+from .zarrmeta import check_array, check_group
 
 IMAGES, LABELS = "images", "labels"
 INNER_MAX = 256  # samples per inner chunk: the unit of a random read inside a shard
 ZSTD_LEVEL = 0  # zstd's default; encrypted pixels compress little, so speed wins
+MAX_RATIO = 1024  # the most a shard may claim to decompress to, in multiples of its size
 
 
 def inner_chunk(shard_size: int) -> int:
@@ -87,16 +89,52 @@ class ZarrSplitWriter(SplitWriter):
 
 
 class ZarrSplitReader(SplitReader):
+    """Opens a split only after its metadata files match the manifest and hold exactly the
+    structure our writer makes (zarrmeta.py); each shard and label chunk is checked against
+    its recorded size and hash before zarr reads it."""
+
     def __init__(self, root: Path, manifest: Manifest, split: str):
         super().__init__(root, manifest, split)
+        self.listed = {f.path: f for f in manifest.files}
+        shape = [self.count, *manifest.shape]
+        check_group(self._metadata("zarr.json"), str(root / "zarr.json"))
+        check_group(self._metadata(f"{split}/zarr.json"), str(root / split / "zarr.json"))
+        images = f"{split}/{IMAGES}/zarr.json"
+        self.shard_size = check_array(self._metadata(images), str(root / images), "uint8", shape)
+        labels = f"{split}/{LABELS}/zarr.json"
+        if check_array(self._metadata(labels), str(root / labels), "int64", shape[:1]) != self.shard_size:
+            raise ShardError(f"{root / labels}: label chunks do not match the image shards")
+        for k, sh in enumerate(self.info.shards):
+            first = k * self.shard_size
+            if sh.path != shard_path(split, k, 4) or sh.first != first or sh.count != min(self.shard_size, self.count - first):
+                raise ShardError(f"{root / sh.path}: shard {k} of split {split} is not where or as large as zarr puts it")
+        if len(self.info.shards) != -(-self.count // self.shard_size):
+            raise ShardError(f"{root / split}: the manifest lists {len(self.info.shards)} shards, zarr's layout has another number")
         try:
-            group = zarr.open_group(store=str(root), mode="r")
+            group = zarr.open_group(store=str(root), mode="r", zarr_format=3)
             self.images = group[f"{split}/{IMAGES}"]
             self.labels = group[f"{split}/{LABELS}"]
-        except (KeyError, FileNotFoundError, ValueError) as e:
+        except Exception as e:  # zarr raises many types for what it cannot open
             raise ShardError(f"{root / split}: not a readable zarr split ({type(e).__name__}: {e})") from None
-        if self.images.shape != (self.count, *manifest.shape) or self.labels.shape != (self.count,):
-            raise ShardError(f"{root / split / IMAGES}: shape {self.images.shape}, the manifest says {(self.count, *manifest.shape)}")
+
+    def _listed(self, rel: str):
+        if rel not in self.listed:
+            raise ShardError(f"{self.root / rel}: not listed in the manifest")
+        return self.listed[rel]
+
+    def _metadata(self, rel: str) -> str:
+        f = self._listed(rel)
+        if f.bytes > MAX_BYTES:
+            raise ShardError(f"{self.root / rel}: {f.bytes} bytes of metadata, more than {MAX_BYTES}")
+        try:
+            return read_file(self.root, rel, f.bytes, f.sha256).decode("utf-8")
+        except UnicodeDecodeError:
+            raise ShardError(f"{self.root / rel}: not UTF-8") from None
+
+    def most_samples(self, shard: ShardInfo) -> int:
+        # zstd can shrink data a lot, but not without bound: a shard that claims to decode to
+        # more than MAX_RATIO times its size is refused rather than allocated.
+        return MAX_RATIO * shard.bytes // self.sample_bytes
 
     def _slice(self, a: int, b: int) -> Batch:
         try:
@@ -106,14 +144,12 @@ class ZarrSplitReader(SplitReader):
             raise ShardError(f"{self.root / self.split}: samples {a}..{b - 1} cannot be read ({type(e).__name__}: {e})") from None
         return Batch(images, labels, np.arange(a, b, dtype=np.int64))
 
-    def read_shard(self, shard: ShardInfo) -> Batch:
+    def load_shard(self, shard: ShardInfo) -> Batch:
+        k = shard.first // self.shard_size
+        check_file(self.root, shard.path, shard.bytes, shard.sha256)
+        label = self._listed(f"{self.split}/{LABELS}/c/{k}")
+        check_file(self.root, label.path, label.bytes, label.sha256)
         return self._slice(shard.first, shard.first + shard.count)
-
-    def head(self, n: int) -> Batch:  # zarr reads any range in one call
-        return self._slice(0, min(n, self.count))
-
-    def read(self) -> Batch:
-        return self._slice(0, self.count)
 
 
 STORAGE = Storage("zarr", "a zarr v3 store", ZarrSplitWriter, ZarrSplitReader)
