@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .authenticate import authenticate
 from .errors import ShardError
 from .formats import MANIFEST, open_dataset
 from .formats.base import check_file
@@ -39,8 +40,6 @@ def verify_dataset(root: str | os.PathLike, progress: ProgressFactory = no_progr
     root = Path(root)
     warnings: list[str] = []
     if key is not None:
-        from .authenticate import authenticate  # the key's code only when a key is given
-
         warnings = authenticate(ds, key, key_name)
     m = ds.manifest
     files = m.all_files()
