@@ -105,7 +105,7 @@ def cli():
 @MEMORY_LIMIT
 @setting("shuffle_buffer", type=click.IntRange(min=1))
 @setting("prefetch", type=click.IntRange(min=0))
-@setting("cache_dir", type=click.Path(file_okay=False), default=None)
+@setting("cache_dir", type=click.Path(file_okay=False))
 @setting("cache_limit", type=click.IntRange(min=1))
 @setting("train_split")
 @setting("test_split")
@@ -125,7 +125,7 @@ def train(ctx, out, epochs, batch_size, lr, recipe, augment, pad, mix_alpha, ada
     run_dir = run_dir or str(Path("runs") / dataset_name(out))
     given = Settings(
         data=out, train_split=train_split, test_split=test_split, stream=stream, memory_limit=memory_limit,
-        workers=workers, shuffle_buffer=shuffle_buffer, prefetch=prefetch, cache_dir=cache_dir or "", cache_limit=cache_limit, augment=DEFAULT_AUGMENT if augment is None else augment,
+        workers=workers, shuffle_buffer=shuffle_buffer, prefetch=prefetch, cache_dir=cache_dir, cache_limit=cache_limit, augment=DEFAULT_AUGMENT if augment is None else augment,
         pad=pad, mix_alpha=mix_alpha, width=width, adapt=adapt, recipe=recipe, epochs=epochs,
         batch_size=batch_size, lr=lr, device=device, seed=seed, compile=compile_, run_dir=run_dir,
         stop_after=stop_after, trace=trace,

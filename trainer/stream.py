@@ -98,10 +98,12 @@ def epoch_shards(plan: Plan) -> Iterator[tuple[ShardInfo, int | None] | None]:
 
 def read_shards(src, plan: Plan, handler) -> Iterator[Batch]:
     reader = plan.ds.split(plan.split)
-    for items in passes(src):
-        # Read-ahead stays within a pass: the epoch usually ends in a reader's first pass, and
-        # shards fetched for a pass nobody reads would be downloads for nothing.
-        for (shard, first), fetched in read_ahead(items, lambda item: reader.fetch(item[0]), plan.prefetch):
+    for p, items in enumerate(passes(src)):
+        # Read-ahead only within the first pass: the DataLoader asks a reader for more than the
+        # epoch takes, so a reader often starts a pass nobody reads; fetched on demand, that
+        # costs at most one shard, not --prefetch + 1 of them (from a URL without a cache,
+        # downloads for nothing). Readers with a short share, which do cycle, read on demand.
+        for (shard, first), fetched in read_ahead(items, lambda item: reader.fetch(item[0]), plan.prefetch if p == 0 else 0):
             try:
                 b = reader.read_shard(shard, fetched())
             except PipelineError as e:
