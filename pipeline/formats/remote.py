@@ -343,7 +343,8 @@ class RemoteDir(Location):
     def output_dir(self, overwrite: bool) -> Iterator[Path]:
         self._writable()
         self._existing(overwrite)  # before the work, not after it
-        with tempfile.TemporaryDirectory(prefix="ppencrypt-upload-") as staging:
+        # SIGTERM as an exception, so that the staging folder goes too, as a local partial does
+        with terminate_as_exit(), tempfile.TemporaryDirectory(prefix="ppencrypt-upload-") as staging:
             yield Path(staging)
             self.publish(tree_files(Path(staging)), (Path(staging) / MANIFEST).read_bytes(), overwrite)
 
