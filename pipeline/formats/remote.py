@@ -37,6 +37,7 @@ import re
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, TypeVar
 
@@ -68,12 +69,15 @@ class Damaged(Exception):
     """What arrived is not what the manifest records: a transfer worth another try."""
 
 
-class Unavailable(Exception):
+@dataclass(frozen=True)
+class Unavailable:
     """A 4xx answer: trying again would not help. ``kind``: missing, denied, bucket, refused."""
 
-    def __init__(self, kind: str, what: str):
-        super().__init__(what)
-        self.kind = kind
+    kind: str
+    what: str
+
+    def __str__(self) -> str:
+        return self.what
 
 
 def _chain(e: BaseException | None) -> Iterator[BaseException]:
@@ -201,7 +205,7 @@ class RemoteDir(Location):
             except PipelineError:
                 raise
             except Exception as e:  # the backends raise many types; classify sorts them
-                unavailable = e if isinstance(e, Unavailable) else classify(e)
+                unavailable = classify(e)
                 if unavailable is not None:
                     raise (missing if missing is not None and unavailable.kind == "missing" else self._refusal(rel, unavailable)) from None
                 last = _brief(e)
