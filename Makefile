@@ -35,7 +35,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[train,dev]'
+	$(BIN)/pip install --quiet -e '.[train,dev,s3,http]'
 	touch $@
 
 test: install
@@ -78,6 +78,7 @@ bench: install data
 	$(BIN)/python bench/input_pipeline.py
 	$(BIN)/python bench/train_cpu.py
 	$(BIN)/python bench/audit.py
+	$(BIN)/python bench/remote_stream.py
 
 # [P]'s Tables 2 and 3 (experiments/): tables into docs/results.md, runs under out/reproduce.
 reproduce: install $(if $(CIFAR10),,data)

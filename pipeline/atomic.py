@@ -122,9 +122,10 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
-def atomic_writer(path: str | os.PathLike, mode: int = 0o644) -> Iterator[BinaryIO]:
+def atomic_writer(path: str | os.PathLike, mode: int = 0o644, fsync: bool = True) -> Iterator[BinaryIO]:
     """A binary file object whose contents replace ``path`` when the block ends without an
-    error (fsynced first); on an error the temporary file is removed and ``path`` untouched."""
+    error (fsynced first, unless a torn file is harmless); on an error the temporary file is
+    removed and ``path`` untouched."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), mode & ~_umask())
@@ -132,7 +133,8 @@ def atomic_writer(path: str | os.PathLike, mode: int = 0o644) -> Iterator[Binary
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
-            os.fsync(f.fileno())
+            if fsync:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -140,6 +142,6 @@ def atomic_writer(path: str | os.PathLike, mode: int = 0o644) -> Iterator[Binary
         raise
 
 
-def write_file(path: str | os.PathLike, data: bytes, mode: int = 0o644) -> None:
-    with atomic_writer(path, mode) as f:
+def write_file(path: str | os.PathLike, data: bytes, mode: int = 0o644, fsync: bool = True) -> None:
+    with atomic_writer(path, mode, fsync) as f:
         f.write(data)

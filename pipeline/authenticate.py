@@ -34,7 +34,7 @@ def authenticate(ds: Dataset, key: MasterKey, key_name: str = "the key", accept_
     """Raise unless ``key`` is the dataset's and its manifest is the one ppencrypt wrote.
     Version 1 manifests carry no MAC: with ``accept_v1`` they pass with a warning (returned),
     without it they are refused."""
-    m, shown = ds.manifest, ds.root / MANIFEST
+    m, shown = ds.manifest, ds.loc.shown(MANIFEST)
     if m.cipher.key_id is None:
         raise ManifestError(
             f"{shown}: says the dataset is not encrypted (method {m.cipher.method}), so it has no MAC for the key to "

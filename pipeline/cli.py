@@ -24,6 +24,7 @@ from .parallel import default_workers
 from .preview import preview as make_preview
 from .progress import progress_bars
 from .query import encrypt_queries
+from .transfer import copy_dataset
 from .verify import verify_dataset
 
 
@@ -113,7 +114,7 @@ def keygen(path):
 @QUIET
 @click.pass_context
 def dataset(ctx, src, out, key_path, method, key_scope, storage, block_size, size, shard_size, workers, overwrite, skip_bad, salt, quiet):
-    """Encrypt the dataset in SRC into shards under OUT.
+    """Encrypt the dataset in SRC into shards under OUT (a folder, or a URL: s3://, gs://).
 
     SRC is an ImageFolder (class folders, or train/ test/ val/ of class folders), a CIFAR-10
     or CIFAR-100 python folder, or MNIST-style IDX files."""
@@ -150,6 +151,34 @@ def dataset(ctx, src, out, key_path, method, key_scope, storage, block_size, siz
         counts = ", ".join(f"{s.count} {name}" for name, s in m.splits.items())
         key = f", key {m.cipher.key_id} ({m.cipher.key_scope} scope)" if m.cipher.key_id else ""
         click.echo(f"{out}: {counts} images of {m.width}x{m.height}x{m.channels}, {m.cipher.method}{key}, {m.storage}")
+
+
+@cli.command()
+@click.argument("out", type=click.Path())
+@click.argument("url")
+@OVERWRITE
+@QUIET
+def push(out, url, overwrite, quiet):
+    """Copy dataset OUT to URL (s3://bucket/prefix, gs://...), every file checked against its
+    recorded hash, manifest.json last."""
+    _copied(copy_dataset(out, url, overwrite, progress_bars(quiet)), url, quiet)
+
+
+@cli.command()
+@click.argument("url")
+@click.argument("out", type=click.Path())
+@OVERWRITE
+@QUIET
+def pull(url, out, overwrite, quiet):
+    """Copy the dataset at URL (s3://, gs://, https://) into folder OUT, every file checked
+    against its recorded hash; OUT appears whole."""
+    _copied(copy_dataset(url, out, overwrite, progress_bars(quiet)), out, quiet)
+
+
+def _copied(ds, to: str, quiet: bool) -> None:
+    if not quiet:
+        files = ds.manifest.all_files()
+        click.echo(f"{to}: {len(files) + 1} files, {sum(f.bytes for f in files)} bytes copied from {ds.loc.shown()}")
 
 
 @cli.command()

@@ -12,7 +12,7 @@ from .atomic import atomic_dir, is_within
 from .authenticate import authenticate
 from .ciphers import ImageCipher, make_cipher
 from .errors import KeyFileError, OutputError
-from .formats import Dataset, open_dataset
+from .formats import Dataset, Location, open_dataset, open_location
 from .formats.wds import sample_key
 from .keys import MasterKey
 from .keyuse import KeyUse
@@ -41,9 +41,9 @@ def is_decrypted(root: Path) -> bool:
         return False
 
 
-def refuse_plain_inside(path: str | os.PathLike, root: str | os.PathLike) -> None:
+def refuse_plain_inside(path: str | os.PathLike, root: str | os.PathLike | Location) -> None:
     """Decrypted pixels must never land in the folder that goes to the untrusted server."""
-    if is_within(path, root):
+    if open_location(root).holds(path):
         raise OutputError(f"{path}: inside the encrypted dataset {root}; write decrypted images elsewhere")
 
 
@@ -83,7 +83,7 @@ def decrypt_dataset(
     ds = open_dataset(root)
     m = ds.manifest
     cipher, warnings = keyed_cipher(ds, key, key_name)  # before anything is written
-    refuse_plain_inside(dest, root)
+    refuse_plain_inside(dest, ds.loc)
     folders = class_folders(m.classes)
     use = KeyUse.of(m.cipher)
     written = 0

@@ -4,6 +4,10 @@
 
 Samples are numbered in source order after dropping skipped files, so the index — and with
 it the image-scope key and the shard layout — is the same for any worker count.
+
+OUT is a folder, built beside its final place and renamed into it, or a URL (s3://, gs://):
+built in a local temporary folder, then uploaded, every shard first and manifest.json last
+(formats/remote.py).
 """
 
 from __future__ import annotations
@@ -14,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_dir, is_within
+from .atomic import is_within
 from .authenticate import sign
 from .ciphers import ImageCipher, make_cipher
 from .errors import CipherError, KeyFileError, OutputError, SourceError
-from .formats import STORAGES, Manifest, SplitInfo, is_dataset, other_files, split_writer
+from .formats import STORAGES, Manifest, SplitInfo, open_location, other_files, split_writer
 from .formats.manifest import CipherInfo
 from .keys import MasterKey
 from .keyuse import KeyUse
@@ -76,8 +80,10 @@ def encrypt_dataset(
     if opts.shard_size < 1:
         raise CipherError("--shard-size must be at least 1")
     cipher, use = prepare(opts.method, opts.params, key, opts.scope, opts.salt)
-    _check_paths(Path(src), Path(out))
-    with WorkerPool(opts.workers) as pool, atomic_dir(out, overwrite, is_dataset, "a ppencrypt dataset") as tmp:
+    target = open_location(out)  # a folder, or a URL: built locally, then uploaded, manifest last
+    if target.local:
+        _check_paths(Path(src), target.root)
+    with WorkerPool(opts.workers) as pool, target.output_dir(overwrite) as tmp:
         source = open_source(src, opts.size, pool, opts.skip_bad, progress)
         cipher.check(source.shape, use.scope)
         skipped = list(source.skipped)

@@ -37,7 +37,7 @@ def preview(
     ds = open_dataset(root)
     m = ds.manifest
     cipher, warnings = keyed_cipher(ds, key, key_name) if key is not None else (None, [])
-    refuse_plain_inside(output, root)  # even without the key: an unlisted file breaks verify
+    refuse_plain_inside(output, ds.loc)  # even without the key: an unlisted file breaks verify
     split = split or ds.splits[0]
     batch = ds.split(split).head(n)
     tiles = batch.images

@@ -9,16 +9,13 @@ first, which makes every other check an authenticity check too.
 from __future__ import annotations
 
 import os
-import stat
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from .authenticate import authenticate
 from .errors import ShardError
 from .formats import MANIFEST, open_dataset
-from .formats.base import check_file
 from .keys import MasterKey
 from .progress import ProgressFactory, no_progress
 
@@ -35,34 +32,38 @@ class VerifyReport:
 def verify_dataset(root: str | os.PathLike, progress: ProgressFactory = no_progress, key: MasterKey | None = None,
                    key_name: str = "the key") -> VerifyReport:  # fmt: skip
     """Raise naming the first file that is missing, altered, unlisted or miscounted (and, with
-    ``key``, a manifest that is not the one ppencrypt wrote with it)."""
+    ``key``, a manifest that is not the one ppencrypt wrote with it). ``root``: a folder or a URL."""
     ds = open_dataset(root)
-    root = Path(root)
+    loc = ds.loc
     warnings: list[str] = []
     if key is not None:
         warnings = authenticate(ds, key, key_name)
     m = ds.manifest
     files = m.all_files()
-    with progress(len(files), "checksums") as bar:
+    # Over a URL a shard is downloaded once: the reader below checks its hash as it arrives,
+    # as every reader of a URL does. Locally every file is hashed first, whatever reads it.
+    shards = set() if loc.local else {sh.path for s in m.splits.values() for sh in s.shards}
+    with progress(len(files) - len(shards), "checksums") as bar:
         for f in files:
-            check_file(root, f.path, f.bytes, f.sha256)
-            bar.update()
+            if f.path not in shards:
+                loc.check(f.path, f.bytes, f.sha256)
+                bar.update()
     listed = {f.path for f in files} | {MANIFEST}
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in sorted(filenames) + sorted(d for d in dirnames if os.path.islink(os.path.join(dirpath, d))):
-            rel = (Path(dirpath) / name).relative_to(root).as_posix()
-            if rel not in listed:
-                raise ShardError(f"{root / rel}: not listed in the manifest")
-            if not stat.S_ISREG(os.lstat(root / rel).st_mode):
-                raise ShardError(f"{root / rel}: not a regular file")
+    found = loc.listing()
+    if found is None:
+        warnings.append(f"{loc.shown()}: {str(loc.root).split(':', 1)[0]} cannot list a folder, so files the manifest does not list were not looked for")
+    for rel, regular in found or []:
+        if rel not in listed:
+            raise ShardError(f"{loc.shown(rel)}: not listed in the manifest")
+        if not regular:
+            raise ShardError(f"{loc.shown(rel)}: not a regular file")
     samples = 0
     for split, info in m.splits.items():
         per_class = np.zeros(len(m.classes), np.int64)
         for batch in ds.split(split).chunks():  # each shard's count and labels checked on read
             per_class += np.bincount(batch.labels, minlength=len(m.classes))
         if per_class.tolist() != info.per_class:
-            raise ShardError(f"{root / split}: per-class counts differ from the manifest")
+            raise ShardError(f"{loc.shown(split)}: per-class counts differ from the manifest")
         samples += info.count
     total = sum(f.bytes for f in files)
     return VerifyReport(len(files), samples, total, key is not None and m.version >= 2, warnings)

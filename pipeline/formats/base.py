@@ -6,22 +6,28 @@ manifest's ``storage`` field picks it on read. The writer receives encrypted bat
 order and returns the shards it wrote; the reader hands back :class:`Batch` es shard by shard.
 Everything above this layer (encrypt, decrypt, verify, the trainer's loaders, the audit) uses
 only these methods, so a new storage changes none of it.
+
+Writers write into a local folder (a URL's is uploaded afterwards, location.py). Readers read
+through ``self.loc`` (location.py), so the same reader serves a local folder and a URL; a
+reader that opens ``self.root`` itself works on local folders only. A reader splits reading a
+shard in two: ``fetch`` (the I/O: the verified bytes, in a thread while the previous shard is
+decoded) and ``decode``; one that only implements ``load_shard`` is read without read-ahead.
 """
 
 from __future__ import annotations
 
-import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
 from ..errors import ShardError
 from .batch import Batch, collect
-from .files import FileProblem, hash_regular, inside, open_regular, read_regular
+from .location import Location, open_location
 from .manifest import Manifest, ShardInfo
+from .prefetch import read_ahead
 
 
 class SplitWriter(ABC):
@@ -45,8 +51,10 @@ class SplitReader(ABC):
     anything is allocated, every file against its recorded size and hash before it is parsed,
     and every label against the classes before it is handed out."""
 
-    def __init__(self, root: Path, manifest: Manifest, split: str):
-        self.root, self.manifest, self.split = root, manifest, split
+    def __init__(self, root: Path | Location, manifest: Manifest, split: str):
+        self.loc = open_location(root)
+        self.root = self.loc.root  # the folder (a URL string for a remote dataset)
+        self.manifest, self.split = manifest, split
         self.info = manifest.splits[split]
         self.count = self.info.count
         self.sample_bytes = manifest.height * manifest.width * manifest.channels
@@ -56,19 +64,28 @@ class SplitReader(ABC):
         return self.info.shards
 
     def shard_paths(self) -> list[str]:
-        """The shard files, for tools that read them without us (stock webdataset, zarr)."""
-        return [str(self.root / s.path) for s in self.info.shards]
+        """The shard files (or URLs), for tools that read them without us (stock webdataset, zarr)."""
+        return [self.loc.shown(s.path) for s in self.info.shards]
 
     @abstractmethod
     def most_samples(self, shard: ShardInfo) -> int:
         """The most samples a shard of ``shard.bytes`` bytes can hold in this storage."""
 
-    @abstractmethod
-    def load_shard(self, shard: ShardInfo) -> Batch:
-        """The samples of one shard, its file checked against its recorded size and hash."""
+    def fetch(self, shard: ShardInfo) -> Any:
+        """The shard's files, checked against their recorded sizes and hashes (I/O only: may
+        run in a thread). None: this storage reads in ``load_shard``."""
+        return None
 
-    def shown(self, shard: ShardInfo) -> Path:
-        return self.root / shard.path
+    def decode(self, shard: ShardInfo, fetched: Any) -> Batch:
+        """The samples of one shard from what ``fetch`` returned."""
+        raise NotImplementedError(f"{type(self).__name__} implements load_shard, or fetch and decode")
+
+    def load_shard(self, shard: ShardInfo) -> Batch:
+        """The samples of one shard, its files checked against their recorded sizes and hashes."""
+        return self.decode(shard, self.fetch(shard))
+
+    def shown(self, shard: ShardInfo) -> str:
+        return self.loc.shown(shard.path)
 
     def check_claim(self, shard: ShardInfo) -> None:
         if shard.count > self.most_samples(shard):
@@ -79,19 +96,12 @@ class SplitReader(ABC):
         size, big enough for the samples claimed (an fstat each, nothing read)."""
         for shard in self.info.shards:
             self.check_claim(shard)
-            try:
-                fd, st = open_regular(inside(self.root, shard.path))
-            except FileNotFoundError:
-                raise ShardError(f"{self.shown(shard)}: missing") from None
-            except FileProblem as e:
-                raise ShardError(f"{self.shown(shard)}: {e}") from None
-            os.close(fd)
-            if st.st_size != shard.bytes:
-                raise ShardError(f"{self.shown(shard)}: {st.st_size} bytes, the manifest says {shard.bytes}")
+            self.loc.preflight(shard.path, shard.bytes)
 
-    def read_shard(self, shard: ShardInfo) -> Batch:
+    def read_shard(self, shard: ShardInfo, fetched: Any = None) -> Batch:
+        """One shard, checked; ``fetched``: what ``fetch`` returned for it, if it ran already."""
         self.check_claim(shard)
-        batch = self.load_shard(shard)
+        batch = self.load_shard(shard) if fetched is None else self.decode(shard, fetched)
         if len(batch) != shard.count:
             raise ShardError(f"{self.shown(shard)}: {len(batch)} samples, the manifest says {shard.count}")
         classes = len(self.manifest.classes)
@@ -100,9 +110,9 @@ class SplitReader(ABC):
         return batch
 
     def chunks(self) -> Iterator[Batch]:
-        """The split shard by shard."""
-        for shard in self.info.shards:
-            yield self.read_shard(shard)
+        """The split shard by shard (a URL's fetched a few ahead, Location.parallel)."""
+        for shard, fetched in read_ahead(self.info.shards, self.fetch, self.loc.parallel):
+            yield self.read_shard(shard, fetched())
 
     def head(self, n: int) -> Batch:
         """The first ``n`` samples (fewer if the split is shorter), reading only the shards needed."""
@@ -119,31 +129,6 @@ class SplitReader(ABC):
         """The whole split in one preallocated batch."""
         self.preflight()
         return collect(self.chunks(), self.count, self.manifest.shape)
-
-
-def read_file(root: Path, rel: str, size: int, sha256: str) -> bytes:
-    """A file of the dataset, whole, as the manifest records it (files.read_regular)."""
-    path = root / rel
-    try:
-        return read_regular(inside(root, rel), size=size, sha256=sha256)
-    except FileNotFoundError:
-        raise ShardError(f"{path}: missing") from None
-    except FileProblem as e:
-        raise ShardError(f"{path}: {e}") from None
-
-
-def check_file(root: Path, rel: str, size: int, sha256: str) -> None:
-    """A file of the dataset that another library will open (zarr): regular, inside the
-    dataset, of the recorded size and hash — checked before that library reads a byte."""
-    path = root / rel
-    try:
-        digest = hash_regular(inside(root, rel), size)
-    except FileNotFoundError:
-        raise ShardError(f"{path}: missing") from None
-    except FileProblem as e:
-        raise ShardError(f"{path}: {e}") from None
-    if digest != sha256:
-        raise ShardError(f"{path}: checksum mismatch (the file was altered or damaged)")
 
 
 @dataclass(frozen=True)

@@ -335,7 +335,15 @@ def is_dataset(root: Path) -> bool:
     """Whether ``root`` holds a ppencrypt dataset's manifest (any version): what --overwrite
     may replace. A folder that merely holds a file named manifest.json is not one."""
     try:
-        doc = json.loads(read_small(root / MANIFEST, ""))
-    except (ManifestError, ValueError, RecursionError):
+        return names_a_dataset(read_small(root / MANIFEST, ""))
+    except ManifestError:
+        return False
+
+
+def names_a_dataset(text: str) -> bool:
+    """Whether a manifest.json's text is a ppencrypt dataset's (any version)."""
+    try:
+        doc = json.loads(text)
+    except (ValueError, RecursionError):
         return False
     return isinstance(doc, dict) and doc.get("format") == FORMAT

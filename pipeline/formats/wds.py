@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+
 import numpy as np
 
 from ..errors import ShardError
-from .base import SplitReader, SplitWriter, Storage, read_file
+from .base import SplitReader, SplitWriter, Storage
 from .batch import Batch
 from .manifest import ShardInfo
 from .tar import BLOCK, TarStream, iter_members
@@ -117,9 +118,11 @@ class WdsSplitReader(SplitReader):
     def most_samples(self, shard: ShardInfo) -> int:
         return shard.bytes // sample_bytes_at_least(self.manifest.shape)
 
-    def load_shard(self, shard: ShardInfo) -> Batch:
-        data = read_file(self.root, shard.path, shard.bytes, shard.sha256)
-        return parse_shard(data, shard, self.manifest.shape, str(self.root / shard.path))
+    def fetch(self, shard: ShardInfo) -> bytes:
+        return self.loc.read(shard.path, shard.bytes, shard.sha256)
+
+    def decode(self, shard: ShardInfo, fetched: bytes) -> Batch:
+        return parse_shard(fetched, shard, self.manifest.shape, self.shown(shard))
 
 
 STORAGE = Storage("wds", "WebDataset tar shards", WdsSplitWriter, WdsSplitReader)

@@ -12,11 +12,14 @@ from pathlib import Path
 import numpy as np
 import zarr
 from zarr.codecs import ZstdCodec
+from zarr.core.buffer.cpu import Buffer
+from zarr.storage import MemoryStore
 
 from ..errors import ShardError
-from .base import SplitReader, SplitWriter, Storage, check_file, read_file
+from .base import SplitReader, SplitWriter, Storage
 from .batch import Batch
 from .checksum import sha256_file
+from .location import Location
 from .manifest import MAX_BYTES, Manifest, ShardInfo
 from .zarrmeta import check_array, check_group
 
@@ -90,46 +93,51 @@ class ZarrSplitWriter(SplitWriter):
 
 class ZarrSplitReader(SplitReader):
     """Opens a split only after its metadata files match the manifest and hold exactly the
-    structure our writer makes (zarrmeta.py); each shard and label chunk is checked against
-    its recorded size and hash before zarr reads it."""
+    structure our writer makes (zarrmeta.py). zarr never reads a file itself: it decodes from
+    a store in memory that holds only bytes checked against the manifest — the metadata, and
+    per shard its image shard and label chunk, fetched through the location (a local folder
+    or a URL alike) and dropped once the shard is decoded."""
 
-    def __init__(self, root: Path, manifest: Manifest, split: str):
+    def __init__(self, root: Path | Location, manifest: Manifest, split: str):
         super().__init__(root, manifest, split)
         self.listed = {f.path: f for f in manifest.files}
         shape = [self.count, *manifest.shape]
-        check_group(self._metadata("zarr.json"), str(root / "zarr.json"))
-        check_group(self._metadata(f"{split}/zarr.json"), str(root / split / "zarr.json"))
-        images = f"{split}/{IMAGES}/zarr.json"
-        self.shard_size = check_array(self._metadata(images), str(root / images), "uint8", shape)
-        labels = f"{split}/{LABELS}/zarr.json"
-        if check_array(self._metadata(labels), str(root / labels), "int64", shape[:1]) != self.shard_size:
-            raise ShardError(f"{root / labels}: label chunks do not match the image shards")
+        images, labels = f"{split}/{IMAGES}/zarr.json", f"{split}/{LABELS}/zarr.json"
+        docs = {rel: self._metadata(rel) for rel in ("zarr.json", f"{split}/zarr.json", images, labels)}
+        check_group(docs["zarr.json"].decode("utf-8"), self.loc.shown("zarr.json"))
+        check_group(docs[f"{split}/zarr.json"].decode("utf-8"), self.loc.shown(f"{split}/zarr.json"))
+        self.shard_size = check_array(docs[images].decode("utf-8"), self.loc.shown(images), "uint8", shape)
+        if check_array(docs[labels].decode("utf-8"), self.loc.shown(labels), "int64", shape[:1]) != self.shard_size:
+            raise ShardError(f"{self.loc.shown(labels)}: label chunks do not match the image shards")
         for k, sh in enumerate(self.info.shards):
             first = k * self.shard_size
             if sh.path != shard_path(split, k, 4) or sh.first != first or sh.count != min(self.shard_size, self.count - first):
-                raise ShardError(f"{root / sh.path}: shard {k} of split {split} is not where or as large as zarr puts it")
+                raise ShardError(f"{self.shown(sh)}: shard {k} of split {split} is not where or as large as zarr puts it")
         if len(self.info.shards) != -(-self.count // self.shard_size):
-            raise ShardError(f"{root / split}: the manifest lists {len(self.info.shards)} shards, zarr's layout has another number")
+            raise ShardError(f"{self.loc.shown(split)}: the manifest lists {len(self.info.shards)} shards, zarr's layout has another number")
+        self.verified = {rel: Buffer.from_bytes(data) for rel, data in docs.items()}  # zarr's whole view of the store
         try:
-            group = zarr.open_group(store=str(root), mode="r", zarr_format=3)
+            group = zarr.open_group(store=MemoryStore(self.verified, read_only=True), mode="r", zarr_format=3)
             self.images = group[f"{split}/{IMAGES}"]
             self.labels = group[f"{split}/{LABELS}"]
         except Exception as e:  # zarr raises many types for what it cannot open
-            raise ShardError(f"{root / split}: not a readable zarr split ({type(e).__name__}: {e})") from None
+            raise ShardError(f"{self.loc.shown(split)}: not a readable zarr split ({type(e).__name__}: {e})") from None
 
     def _listed(self, rel: str):
         if rel not in self.listed:
-            raise ShardError(f"{self.root / rel}: not listed in the manifest")
+            raise ShardError(f"{self.loc.shown(rel)}: not listed in the manifest")
         return self.listed[rel]
 
-    def _metadata(self, rel: str) -> str:
+    def _metadata(self, rel: str) -> bytes:
         f = self._listed(rel)
         if f.bytes > MAX_BYTES:
-            raise ShardError(f"{self.root / rel}: {f.bytes} bytes of metadata, more than {MAX_BYTES}")
+            raise ShardError(f"{self.loc.shown(rel)}: {f.bytes} bytes of metadata, more than {MAX_BYTES}")
+        data = self.loc.read(rel, f.bytes, f.sha256)
         try:
-            return read_file(self.root, rel, f.bytes, f.sha256).decode("utf-8")
+            data.decode("utf-8")
         except UnicodeDecodeError:
-            raise ShardError(f"{self.root / rel}: not UTF-8") from None
+            raise ShardError(f"{self.loc.shown(rel)}: not UTF-8") from None
+        return data
 
     def most_samples(self, shard: ShardInfo) -> int:
         # zstd can shrink data a lot, but not without bound: a shard that claims to decode to
@@ -141,15 +149,21 @@ class ZarrSplitReader(SplitReader):
             images = np.asarray(self.images[a:b], dtype=np.uint8)
             labels = np.asarray(self.labels[a:b], dtype=np.int64)
         except Exception as e:  # zarr and numcodecs raise many types for damaged chunks
-            raise ShardError(f"{self.root / self.split}: samples {a}..{b - 1} cannot be read ({type(e).__name__}: {e})") from None
+            raise ShardError(f"{self.loc.shown(self.split)}: samples {a}..{b - 1} cannot be read ({type(e).__name__}: {e})") from None
         return Batch(images, labels, np.arange(a, b, dtype=np.int64))
 
-    def load_shard(self, shard: ShardInfo) -> Batch:
-        k = shard.first // self.shard_size
-        check_file(self.root, shard.path, shard.bytes, shard.sha256)
-        label = self._listed(f"{self.split}/{LABELS}/c/{k}")
-        check_file(self.root, label.path, label.bytes, label.sha256)
-        return self._slice(shard.first, shard.first + shard.count)
+    def fetch(self, shard: ShardInfo) -> dict[str, bytes]:
+        """The image shard and its label chunk, checked against the manifest."""
+        label = self._listed(f"{self.split}/{LABELS}/c/{shard.first // self.shard_size}")
+        return {f.path: self.loc.read(f.path, f.bytes, f.sha256) for f in (shard, label)}
+
+    def decode(self, shard: ShardInfo, fetched: dict[str, bytes]) -> Batch:
+        self.verified.update((rel, Buffer.from_bytes(data)) for rel, data in fetched.items())
+        try:
+            return self._slice(shard.first, shard.first + shard.count)
+        finally:
+            for rel in fetched:
+                del self.verified[rel]
 
 
 STORAGE = Storage("zarr", "a zarr v3 store", ZarrSplitWriter, ZarrSplitReader)
