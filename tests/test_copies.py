@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import encrypt as encrypt_cli, ppencrypt, tree_bytes
+from conftest import SALT, encrypt as encrypt_cli, ppencrypt, tree_bytes
 from pipeline.copies import FILL, draws, shift_flip
-from pipeline.decrypt import cipher_for
-from pipeline.encrypt import key_ring
+from pipeline.decrypt import keyed_cipher
 from pipeline.formats import open_dataset
 from pipeline.keys import load_key
+from pipeline.keyuse import KeyUse
 from pipeline.formats.manifest import Manifest
 from test_trainer_cli import run
 from trainer.augment import BatchAugment
@@ -26,13 +26,18 @@ def encrypt(src, out, key_file, *extra, workers: int = 1):
     return out
 
 
+def decrypt_split(ds, key, split: str):
+    """A split of ``ds`` as stored, and decrypted (after the manifest's MAC is checked)."""
+    cipher, _ = keyed_cipher(ds, key)
+    b = ds.split(split).read()
+    return b, cipher.decrypt(b.images, KeyUse.of(ds.manifest.cipher).ring(cipher, key, split), b.indices)
+
+
 def decrypt_all(out, key_file) -> dict[str, np.ndarray]:
     """Every split of ``out`` decrypted, in sample order, and the train labels."""
-    ds, key = open_dataset(out), load_key(key_file)
-    cipher, got = cipher_for(ds.manifest, key, "the key"), {}
+    ds, key, got = open_dataset(out), load_key(key_file), {}
     for split in ds.splits:
-        b = ds.split(split).read()
-        got[split] = cipher.decrypt(b.images, key_ring(cipher, key, ds.manifest.cipher.key_scope, split), b.indices)
+        b, got[split] = decrypt_split(ds, key, split)
         got[f"{split}_labels"] = b.labels
     return got
 
@@ -56,8 +61,9 @@ def test_copies_are_encrypted_augmented_train_images_recorded_in_the_manifest(tm
 
 def test_copies_are_byte_identical_for_any_worker_count(tmp_path, folder_dir, key_file):
     """An ImageFolder decodes in worker processes: the draws follow the image's position."""
-    one = encrypt(folder_dir, tmp_path / "one", key_file, "--copies", 2, "--key-scope", "image", workers=1)
-    two = encrypt(folder_dir, tmp_path / "two", key_file, "--copies", 2, "--key-scope", "image", workers=3)
+    salt = ("--salt", SALT.hex())  # an image-scope dataset gets a fresh one otherwise
+    one = encrypt(folder_dir, tmp_path / "one", key_file, "--copies", 2, "--key-scope", "image", *salt, workers=1)
+    two = encrypt(folder_dir, tmp_path / "two", key_file, "--copies", 2, "--key-scope", "image", *salt, workers=3)
     assert tree_bytes(one) == tree_bytes(two)
 
 
@@ -111,3 +117,49 @@ def test_pptrain_takes_no_augmentation_of_its_own_and_counts_epochs_over_the_ori
     assert ppencrypt("dataset", shapes_src, one, "--key", session_key, "--copies", 1, "--workers", 1, "--quiet").exit_code == 0
     run(one, "--width", 4, "--batch-size", 16, "--epochs", 1, "--run-dir", tmp_path / "o", "--quiet")
     assert json.loads((tmp_path / "o" / "config.json").read_text())["resolved"]["augment"] == []
+
+
+@pytest.mark.parametrize("change, says", [
+    (lambda a: a.update(copies=0), "copies 0 does not divide"),
+    (lambda a: a.update(copies=4), "copies 4 does not divide"),  # 45 train images are not 4 copies of anything
+    (lambda a: a.update(copies=10**30), "does not divide"),
+    (lambda a: a.update(copies=True), "has the wrong type"),
+    (lambda a: a.update(copies="3"), "has the wrong type"),
+    (lambda a: a.update(pad=32), "pad 32 must be in 0..31"),
+    (lambda a: a.update(seed=-1), "seed must be"),
+    (lambda a: a.update(fill=256), "fill a uint8"),
+    (lambda a: a.update(ops=["crop", "blur"]), "ops must be"),
+    (lambda a: a.update(split="test\x1b[31m"), "control character"),
+    (lambda a: a.update(split="val"), "is not one of the dataset's"),
+    (lambda a: a.pop("copies"), "missing field 'copies'"),
+])  # fmt: skip
+def test_a_hostile_augment_section_is_a_one_line_error_for_every_reader(tmp_path, cifar10_dir, key_file, change, says):
+    """The server may write any byte of the manifest: pptrain divides the split by ``copies``
+    and drops its own augmentation on the strength of the section, so it is checked on read."""
+    from test_hostile import doc, one_line_error, save, train
+
+    out = encrypt(cifar10_dir, tmp_path / "out", key_file, "--copies", 3)
+    d = doc(out)
+    change(d["augment"])
+    save(out, d)
+    for cmd, r in {"inspect": ppencrypt("inspect", out), "verify": ppencrypt("verify", out, "--key", key_file),
+                   "pptrain": train(out, tmp_path / "run")}.items():  # fmt: skip
+        line = one_line_error(r)
+        assert "manifest.json: augment" in line and says in line and "\x1b" not in line, (cmd, line)
+
+
+@pytest.mark.parametrize("change", [
+    lambda d: d["augment"].update(copies=5),  # well-formed (45 = 5 x 9), but not what the client wrote
+    lambda d: d["augment"].update(seed=8),
+    lambda d: d.pop("augment"),  # the copies passed off as 45 distinct images
+], ids=["copies", "seed", "dropped"])  # fmt: skip
+def test_the_mac_covers_the_augment_section(tmp_path, cifar10_dir, key_file, change):
+    from test_hostile import doc, one_line_error, save
+
+    out = encrypt(cifar10_dir, tmp_path / "out", key_file, "--copies", 3)
+    assert ppencrypt("verify", out, "--key", key_file).exit_code == 0
+    d = doc(out)
+    change(d)
+    save(out, d)
+    line = one_line_error(ppencrypt("verify", out, "--key", key_file))
+    assert "manifest.json: " in line and "MAC" in line, line

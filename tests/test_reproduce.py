@@ -106,16 +106,13 @@ def crops_and_flips(image: np.ndarray, pad: int, fill: int) -> list[np.ndarray]:
 def test_the_client_augments_plain_images_by_crop_and_flip(smoke):
     """The client rows' data: ppencrypt dataset --copies, decrypted, is the plain train split
     shifted (border 128) and flipped, image by image."""
-    from pipeline.decrypt import cipher_for
-    from pipeline.encrypt import key_ring
+    from test_copies import decrypt_split
 
     work = smoke["work"]
     plain = open_dataset(str(work / "data" / "plain")).split("train").read()
     ds, key = open_dataset(str(work / "data" / "np-dataset-client")), load_key(smoke["key"])
     assert ds.manifest.augment.copies == 1 and "--copies 1 --pad 4 --augment-seed 0" in smoke["record"]["steps"]["data:np-dataset-client"]["command"]
-    enc = ds.split("train").read()
-    cipher = cipher_for(ds.manifest, key)
-    augmented = cipher.decrypt(enc.images, key_ring(cipher, key, "dataset", "train"), enc.indices)
+    enc, augmented = decrypt_split(ds, key, "train")
     assert np.array_equal(enc.labels, plain.labels) and len(augmented) == len(plain.images)
     moved = 0
     for x, a in zip(plain.images, augmented):

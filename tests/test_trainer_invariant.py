@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import SALT
 from pipeline.ciphers import make_cipher
 from pipeline.ciphers.base import PixelGroup
 from pipeline.derive import KeyRing
@@ -55,7 +56,7 @@ def test_invariant_statistic_of_real_ciphertext_under_image_keys_is_the_plaintex
     images = (cifar10[0] if channels == 3 else fmnist[0])[:8]
     cipher = make_cipher(method)
     group = cipher.pixel_group(channels).kind
-    ring = KeyRing(master_key.secret, method, "image", "train")
+    ring = KeyRing(master_key.secret, method, "image", "train", SALT)
     enc = cipher.encrypt(images, ring, np.arange(len(images)))
     assert not np.array_equal(enc, images)
     plain_stat = invariant_statistic(normalise(torch.from_numpy(images)), group)
@@ -101,7 +102,7 @@ def test_under_image_keys_the_model_sees_what_fr_basic_shows(cifar10, fmnist, ma
 
     images = (cifar10[0] if channels == 3 else fmnist[0])[:8]
     cipher = make_cipher(method)
-    enc = cipher.encrypt(images, KeyRing(master_key.secret, method, "image", "train"), np.arange(len(images)))
+    enc = cipher.encrypt(images, KeyRing(master_key.secret, method, "image", "train", SALT), np.arange(len(images)))
     folded = FeatureReconstructionBasic().run(enc, None).images.astype(np.float64)  # N x H x W x C
     expected = np.sort(127.5 - folded, axis=-1) / 127.5  # sorting is a no-op for one channel
     stat = invariant_statistic(normalise(torch.from_numpy(enc)), cipher.pixel_group(channels).kind)

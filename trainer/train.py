@@ -24,12 +24,12 @@ from typing import Callable
 
 import torch
 
-from pipeline.formats import Dataset, open_dataset
+from pipeline.formats import Dataset, ShardCache, dataset_name, open_dataset
 
 from . import checkpoint, distributed
 from .augment import BatchAugment, block_method_warning, parse_augment
 from .batchnorm import calibrate
-from .data import fits_in_memory, make_loader
+from .data import MIB, fits_in_memory, make_loader
 from .device import memory_format, pick_device
 from .distributed import Dist
 from .errors import OptionError, RunDirError
@@ -149,7 +149,7 @@ def prepare(given: Settings, explicit: set[str], resume: bool, d: Dist) -> Plan:
     continue from, and the choices that depend on the dataset — each made once, here."""
     run = RunDir(Path(given.run_dir))
     state = None
-    ds = open_dataset(given.data)
+    ds = open_dataset(given.data, cache=shard_cache(given))
     if resume:
         record = run.read_record()
         if record.version < VERSION:
@@ -178,6 +178,11 @@ def prepare(given: Settings, explicit: set[str], resume: bool, d: Dist) -> Plan:
     stem = stem_for(m.height, m.width) if s.stem == "auto" else s.stem
     augment_from = 1 if s.augment_from is None else s.augment_from
     return Plan(asked, s, run, ds, state, augment, augment_from, adapt, block, group, stem, copies)
+
+
+def shard_cache(s: Settings) -> ShardCache | None:
+    """--cache-dir: where a URL dataset's verified files are kept between epochs and runs."""
+    return ShardCache(s.cache_dir, s.cache_limit * MIB) if s.cache_dir else None
 
 
 def train(given: Settings, explicit: set[str] = frozenset(), resume: bool = False, quiet: bool = False,
@@ -230,7 +235,7 @@ def _train(given, explicit, resume, quiet, log, d: Dist, device: torch.device) -
         if d.main:
             checkpoint.save(run.checkpoint, epoch + 1, model, optimizer, history)
             write_metrics(run.metrics, history)
-            plot_curves(run.curves, history, f"{Path(s.data).name}: {m.cipher.method}, width {s.width}")
+            plot_curves(run.curves, history, f"{dataset_name(s.data)}: {m.cipher.method}, width {s.width}")
             if not quiet:
                 log(epoch_line(rec, s.epochs))
         d.barrier()
@@ -249,7 +254,7 @@ def build_loaders(plan: Plan, d: Dist, device: torch.device, warn) -> tuple[Load
     splits = [s.train_split] + ([s.test_split] if has_test else [])
     stream = s.stream or not fits_in_memory(ds, splits, s.memory_limit)
     per_rank = s.batch_size // d.world
-    args = dict(d=d, device=device, seed=s.seed, stream=stream, workers=s.workers, buffer=s.shuffle_buffer)
+    args = dict(d=d, device=device, seed=s.seed, stream=stream, workers=s.workers, buffer=s.shuffle_buffer, prefetch=s.prefetch)
     train_loader = make_loader(ds, s.train_split, per_rank, train=True, copies=plan.copies, **args)
     test_loader = make_loader(ds, s.test_split, per_rank, train=False, **args) if has_test else None
     return train_loader, test_loader, stream
