@@ -5,6 +5,7 @@
 
 Modules, one concept each: attacks (what an attacker sees; the registry; identity, fr-basic),
 candidates (the pixel cipher's 48 / 2^C encodings of a pixel), greedy (fr-advanced, fr-shared),
+jigsaw (block puzzles reassembled per image), variants (the global transforms a viewer settles),
 known, known_pixel, known_block (known-plaintext key recovery), metrics (PSNR, SSIM), keyspace,
 report (table, report.json, report.png), audit (reading the data, running, scoring).
 docs/privacy.md has the results.

@@ -23,6 +23,7 @@ from ..ciphers import ImageCipher, make_cipher
 from ..errors import PipelineError
 from ..registry import Registry
 from .candidates import PixelCandidates, pixel_candidates
+from .variants import Variants
 
 ATTACKS: Registry[Attack] = Registry("attack", PipelineError)
 register = ATTACKS.register
@@ -61,10 +62,12 @@ class KnownPairs:
 class Outcome:
     images: np.ndarray  # N x H x W x C uint8 reconstructions, in the order of the ciphertexts
     stats: dict = field(default_factory=dict)  # what the attack found, as counts and fractions
-    # Ciphertext-only attacks on a shared key recover the images only up to one global colour
-    # order and negation, which no statistic of the ciphertexts can settle but a viewer settles
-    # by eye among the few variants. When set, the audit scores the variant a viewer would pick.
-    variants: PixelCandidates | None = None
+    # Some ciphertext-only attacks recover the images only up to one global transform (a colour
+    # order and negation for the set under a shared key; a rotation, negation and colour order
+    # per image for the jigsaw), which no statistic of the ciphertexts can settle but a viewer
+    # settles by eye among the few variants. When set, the audit scores the variant a viewer
+    # would pick (variants.py).
+    variants: Variants | None = None
 
 
 class Attack:
@@ -82,7 +85,7 @@ class Attack:
 
 def attacks() -> list[Attack]:
     """One instance of every registered attack, in registry order."""
-    from . import greedy, known  # noqa: F401  (registering the others)
+    from . import greedy, jigsaw, known  # noqa: F401  (registering the others)
 
     return [cls() for cls in ATTACKS.classes()]
 

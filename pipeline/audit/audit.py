@@ -21,12 +21,12 @@ from ..errors import SourceError
 from ..formats import Batch, Manifest, open_dataset
 from ..sources import open_source, read_head
 from .attacks import Attack, KnownPairs, Outcome, Target, attacks
-from .candidates import PixelCandidates
 from .keyspace import key_space
 from .metrics import Scores, psnr
 from .report import AttackRow, AuditReport
+from .variants import Variants
 
-VIEWER_IMAGES = 16  # images a viewer looks at to pick among the global variants (fr-shared)
+VIEWER_IMAGES = 16  # images a viewer looks at to pick one global variant for a whole set (fr-shared)
 
 
 @dataclass
@@ -70,13 +70,19 @@ def read_samples(out: str, opts: AuditOptions) -> tuple[Manifest, Batch]:
     return m, reader.head(opts.known + opts.count)
 
 
-def pick_variant(images: np.ndarray, plain: np.ndarray, variants: PixelCandidates) -> tuple[np.ndarray, str]:
-    """The global colour order / negation a viewer would pick, judged on a few images, applied
-    to all of them (one choice for the whole set)."""
+def pick_variant(images: np.ndarray, plain: np.ndarray, variants: Variants) -> tuple[np.ndarray, str]:
+    """The global variant a viewer would pick: for a set-wide one (fr-shared), judged on a few
+    images and applied to all of them; for one per image (jigsaw), on each image itself."""
+    if variants.per_image:
+        scores = np.stack([psnr(variants.apply(images, t), plain) for t in range(len(variants))])  # T, N
+        best = scores.argmax(0)
+        chosen = np.empty_like(images)
+        for t in np.unique(best):
+            chosen[best == t] = variants.apply(images[best == t], int(t))
+        return chosen, f"per image, one global variant of {len(variants)} picked as a viewer would, by eye"
     look = slice(0, VIEWER_IMAGES)
-    best = max(range(len(variants)), key=lambda t: psnr(images[look][..., variants.inv_src[t]] ^ variants.inv_xor[t], plain[look]).mean())
-    chosen = images[..., variants.inv_src[best]] ^ variants.inv_xor[best]
-    return chosen, f"one global variant of {len(variants)} picked as a viewer would, by eye on {min(len(images), VIEWER_IMAGES)} images"
+    best = max(range(len(variants)), key=lambda t: psnr(variants.apply(images[look], t), plain[look]).mean())
+    return variants.apply(images, best), f"one global variant of {len(variants)} picked as a viewer would, by eye on {min(len(images), VIEWER_IMAGES)} images"
 
 
 def run_attack(attack: Attack, ciphertexts: np.ndarray, plain: np.ndarray, target: Target, pairs: KnownPairs, shown: int) -> AttackRow:
