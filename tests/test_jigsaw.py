@@ -129,3 +129,4 @@ def test_audit_reports_the_jigsaw_row(tmp_path, cifar10_dir, key_file):
     assert rows["jigsaw"]["stats"] == {"pieces": 16, "candidates": 96}
     assert rows["jigsaw"]["ssim"]["mean"] > rows["identity"]["ssim"]["mean"] + 0.05
     assert "per image" in rows["jigsaw"]["note"]
+    assert rows["learned"]["not_applicable"] == "a learned attack: pass --learned"

@@ -1,11 +1,12 @@
 """The attacks the audit runs, and the registry that lists them.
 
 An attack sees what an attacker would see: the ciphertexts, the manifest (method, parameters,
-key scope, image shape — the server holds all of it), and, for known-plaintext attacks only,
-the k plain/encrypted pairs it is assumed to know. It never sees the key or the plain images it
-is scored on; the audit (audit.py) holds those and passes pairs only to attacks that declare
-``needs_pairs``. An attack returns its reconstructions and statistics that describe what it
-found (counts, never key material).
+key scope, image shape — the server holds all of it), for known-plaintext attacks only the k
+plain/encrypted pairs it is assumed to know, and for learned attacks only (``--learned``) the
+attacker's own public images, which it may encrypt under keys of its own. It never sees the key
+or the plain images it is scored on; the audit (audit.py) holds those and passes pairs only to
+attacks that declare ``needs_pairs``. An attack returns its reconstructions and statistics that
+describe what it found (counts, never key material).
 
 Adding an attack: subclass :class:`Attack`, decorate it with :func:`register`; the audit, the
 table and report.png pick it up in registry order.
@@ -74,6 +75,9 @@ class Attack:
     name: ClassVar[str]
     summary: ClassVar[str]
     needs_pairs: ClassVar[bool] = False
+    # A learned attack: run only with ``--learned``, and given the attacker's own public images
+    # and training budget (public.Learner) as ``run(..., learner=...)``.
+    needs_learner: ClassVar[bool] = False
 
     def not_applicable(self, target: Target) -> str | None:
         """Why this attack does not apply to ``target`` (shown in the table), or None."""
@@ -85,7 +89,7 @@ class Attack:
 
 def attacks() -> list[Attack]:
     """One instance of every registered attack, in registry order."""
-    from . import greedy, jigsaw, known  # noqa: F401  (registering the others)
+    from . import greedy, jigsaw, known, learned  # noqa: F401  (registering the others; learned imports torch only when run)
 
     return [cls() for cls in ATTACKS.classes()]
 
