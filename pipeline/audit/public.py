@@ -10,7 +10,7 @@ side). Their labels train the recognition classifier when their class names are 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -51,6 +51,7 @@ class Learner:
     public: PublicImages
     budget: Budget
     progress: ProgressFactory = no_progress
+    cache: dict = field(default_factory=dict)  # models trained once per audit, shared by the attacks
 
 
 def _open(path: str, m: Manifest):
