@@ -119,21 +119,46 @@ def dissimilarity(pred_a, out_a, pred_b, out_b) -> np.ndarray:
     return ((pred_a - out_b) ** 2).sum(-1) + ((pred_b - out_a) ** 2).sum(-1)
 
 
+class Pieces:
+    """One image's pieces under every candidate, with what the costs need, computed once for all
+    the seeds tried."""
+
+    def __init__(self, pieces: np.ndarray):
+        self.pieces = pieces  # (nb, T, B, B, C) float32
+        nb, t = pieces.shape[:2]
+        outer, inner = side_lines(pieces)  # nb, T, 4, V
+        pred = predicted(outer, inner)
+        self.outer, self.pred = outer, pred
+        # Facing side a of a placed piece with side b of every candidate costs
+        # ||pred_a − out_b||² + ||pred_b − out_a||² = |a|² + |b|² − 2·[out_b | pred_b]·[pred_a | out_a],
+        # with |x|² = |out_x|² + |pred_x|²: one matrix-vector product per placed neighbour.
+        flat = lambda x: np.ascontiguousarray(x.reshape(nb * t, -1))  # noqa: E731
+        self.rows = [flat(np.concatenate([outer[:, :, s], pred[:, :, s]], -1)) for s in range(SIDES)]
+        self.facing = [flat(np.concatenate([pred[:, :, s], outer[:, :, s]], -1)) for s in range(SIDES)]
+        self.norms = [flat((outer[:, :, s] ** 2).sum(-1) + (pred[:, :, s] ** 2).sum(-1))[:, 0] for s in range(SIDES)]
+
+    def facing_cost(self, piece: int, cand: int, side: int) -> np.ndarray:
+        """(nb · T,) the cost of every piece under every candidate beyond ``side`` of the placed one."""
+        t = self.pieces.shape[1]
+        opp, k = OPPOSITE[side], piece * t + cand
+        cost = self.rows[opp] @ self.facing[side][k]
+        cost *= -2
+        cost += self.norms[opp]
+        cost += self.norms[side][k]
+        return cost
+
+
 class Puzzle:
     """One image's greedy assembly on a canvas twice the grid's size, so the seed may end up
     anywhere in the final (R × K) frame."""
 
-    def __init__(self, pieces: np.ndarray, grid: tuple[int, int]):
-        self.pieces = pieces  # (nb, T, B, B, C) float32: every piece under every candidate
-        nb, t = pieces.shape[:2]
+    def __init__(self, pieces: Pieces, grid: tuple[int, int]):
+        self.data = pieces
+        self.pieces = pieces.pieces
+        nb, t = self.pieces.shape[:2]
         self.rows, self.cols = grid
-        outer, inner = side_lines(pieces)  # nb, T, 4, V
-        self.outer, self.pred = outer, predicted(outer, inner)
-        # the costs below expand ||p - o||² = |p|² - 2 p·o + |o|²: one matrix-vector product per side
-        self.sides = [(np.ascontiguousarray(outer[:, :, s]), np.ascontiguousarray(self.pred[:, :, s])) for s in range(SIDES)]
-        self.norms = (outer**2).sum(-1) + (self.pred**2).sum(-1)  # nb, T, 4
         self.shape = (2 * self.rows - 1, 2 * self.cols - 1)
-        self.cost = np.zeros((*self.shape, nb, t), np.float32)  # summed over the slot's placed neighbours
+        self.cost = np.zeros((*self.shape, nb * t), np.float32)  # summed over the slot's placed neighbours
         self.count = np.zeros(self.shape, np.int64)
         # per slot and free piece: its best candidate's mean cost (inf: used, or no neighbour yet)
         self.best = np.full((*self.shape, nb), np.inf, np.float32)
@@ -155,17 +180,18 @@ class Puzzle:
         self.used[piece] = True
         self.best[..., piece] = np.inf
         self.box = (i, j, i, j) if self.box is None else (min(self.box[0], i), min(self.box[1], j), max(self.box[2], i), max(self.box[3], j))
+        nb = len(self.used)
         for side, (di, dj) in enumerate(STEP):
             ni, nj = i + di, j + dj
             if not (0 <= ni < self.shape[0] and 0 <= nj < self.shape[1]) or self.slot[ni, nj, 0] >= 0:
                 continue
-            opp = OPPOSITE[side]
-            out_b, pred_b = self.sides[opp]
-            cross = out_b @ self.pred[piece, cand, side] + pred_b @ self.outer[piece, cand, side]
-            self.cost[ni, nj] += self.norms[piece, cand, side] + self.norms[:, :, opp] - 2 * cross
+            self.cost[ni, nj] += self.data.facing_cost(piece, cand, side)
             self.count[ni, nj] += 1
-            self.best_cand[ni, nj] = self.cost[ni, nj].argmin(-1)
-            self.best[ni, nj] = np.where(self.used, np.inf, self.cost[ni, nj].min(-1) / self.count[ni, nj])
+            per_piece = self.cost[ni, nj].reshape(nb, -1)
+            self.best_cand[ni, nj] = per_piece.argmin(1)
+            best = per_piece[np.arange(nb), self.best_cand[ni, nj]] / self.count[ni, nj]
+            best[self.used] = np.inf
+            self.best[ni, nj] = best
 
     def step(self) -> None:
         ii, jj = np.nonzero((self.count > 0) & (self.slot[..., 0] < 0))
@@ -191,7 +217,7 @@ class Puzzle:
         top, left, bottom, right = self.box
         grid = self.slot[top : bottom + 1, left : right + 1]
         p, t = grid[..., 0], grid[..., 1]
-        o, q = self.outer[p, t], self.pred[p, t]  # rows, cols, 4, V
+        o, q = self.data.outer[p, t], self.data.pred[p, t]  # rows, cols, 4, V
         total = dissimilarity(q[:, :-1, 1], o[:, :-1, 1], q[:, 1:, 3], o[:, 1:, 3]).sum()
         total += dissimilarity(q[:-1, :, 2], o[:-1, :, 2], q[1:, :, 0], o[1:, :, 0]).sum()
         image = np.concatenate([np.concatenate(list(self.pieces[p[r], t[r]]), axis=1) for r in range(len(p))], axis=0)
@@ -203,7 +229,8 @@ class Puzzle:
 def assemble(pieces: np.ndarray, grid: tuple[int, int], seeds: int = SEEDS) -> np.ndarray:
     """The best of the greedy assemblies grown from the ``seeds`` most textured pieces."""
     texture = pieces[:, 0].reshape(len(pieces), -1).std(-1)
-    tries = [Puzzle(pieces, grid).assemble(int(s)) for s in np.argsort(-texture, kind="stable")[:seeds]]
+    data = Pieces(pieces)
+    tries = [Puzzle(data, grid).assemble(int(s)) for s in np.argsort(-texture, kind="stable")[:seeds]]
     return min(tries, key=lambda tried: tried[1])[0]
 
 
