@@ -47,7 +47,7 @@ class AuditOptions:
     public: str | None = None  # the learned attacker's images; None: SRC's other splits
     public_count: int = 5000  # public images it trains on
     train_steps: int = 1000  # optimiser steps per learned model
-    train_seconds: float = 90.0  # wall-clock limit per learned model
+    train_seconds: float = 180.0  # wall-clock limit per learned model: a safeguard, not the budget
     seed: int = 0  # the attacker's keys, initial weights and batches
 
 
