@@ -3,15 +3,16 @@
 
     python bench/audit.py [--n 1000] [--method pe] [--scope dataset] [--learned]
 
-Data: the 20 vendored real CIFAR-10 test images, tiled into 1,000 + k distinct images by
-horizontal rolls (tests/conftest.py ``tile_real``), written as a cifar-10-batches-py folder and
+Data: the 20 vendored real CIFAR-10 test images, tiled into 1,000 + k images by horizontal
+rolls (tests/conftest.py ``tile_real``; a 32 px roll is the image again, so 640 of them differ), written as a cifar-10-batches-py folder and
 encrypted with ``ppencrypt dataset``. Timed: the whole ``ppencrypt audit`` command as a
 subprocess (interpreter start-up, reading both datasets, every attack, PSNR and SSIM, the
 table, report.json and report.png), then the per-attack breakdown from its report.json.
 
-``--learned`` adds the learned attacks and the recognition score with their default budgets;
-the attacker's public images are then the folder's training split (500 more rolls of the same
-20 images, so the scores mean nothing here: this measures time only).
+``--learned`` adds the learned attacks with their default budgets; the attacker's public images
+are 400 made from the 20 vendored CIFAR-100 images (common.public_cifar), whose classes are not
+CIFAR-10's, so there is no recognition score (bench/privacy_table.py has its time on
+Fashion-MNIST).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, machine
+from common import ROOT, machine, public_cifar
 
 sys.path.insert(0, str(ROOT / "tests"))
 from conftest import load_vendored, tile_real, write_cifar10  # noqa: E402
@@ -45,14 +46,15 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        images, labels = tile_real(*load_vendored("cifar10"), args.n + 1 + 500)
+        images, labels = tile_real(*load_vendored("cifar10"), args.n + 1 + 100)
         src = write_cifar10(work / "cifar-10-batches-py", images, labels, n_test=args.n + 1)
         key = work / "bench.key"
         generate_key_file(key)
         out = work / "enc"
         ppencrypt("dataset", src, out, "--key", key, "--method", args.method, "--key-scope", args.scope, "--quiet")
         start = time.perf_counter()
-        run = ppencrypt("audit", out, "--plain", src, "-n", args.n, "-o", work / "report", *(["--learned"] if args.learned else []))
+        learned = ["--learned", "--public", public_cifar(work / "cifar-100-python")] if args.learned else []
+        run = ppencrypt("audit", out, "--plain", src, "-n", args.n, "-o", work / "report", *learned)
         wall = time.perf_counter() - start
         report = json.loads((work / "report.json").read_text())
     print(f"machine: {machine()}")

@@ -33,10 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
-from common import FMNIST, ROOT, machine
+from common import FMNIST, ROOT, machine, public_cifar
 
 sys.path.insert(0, str(ROOT / "tests"))
-from conftest import load_vendored, tile_real, write_cifar10, write_cifar100  # noqa: E402
+from conftest import load_vendored, write_cifar10  # noqa: E402
 
 from pipeline.audit.attacks import KnownPairs, Target  # noqa: E402
 from pipeline.audit.audit import AuditOptions, load_plain, read_samples  # noqa: E402
@@ -47,7 +47,6 @@ CONFIGS = [("pe", "dataset"), ("pe", "image"), ("np", "dataset"), ("np", "image"
            ("le", "dataset"), ("le", "image"), ("ele", "dataset"), ("ele", "image"), ("etc", "dataset"), ("etc", "image")]  # fmt: skip
 ATTACKS = ["identity", "fr-basic", "fr-advanced", "fr-shared", "jigsaw", "known-plaintext"]
 LEARNED = ["learned", "learned-shared"]  # with --learned
-PUBLIC_CIFAR = 400  # the CIFAR-100 images the learned attacker trains on, made from the vendored 20
 MAX_K = 8
 START, END = "<!-- privacy-table:start -->", "<!-- privacy-table:end -->"
 
@@ -121,14 +120,6 @@ def table(title: str, src: Path, n: int, work: Path, key: Path, learned: list[st
                  f"{'SRC' if pub['source'] == str(src) else 'another folder'}), at most {doc['learned']['train_steps']} steps "
                  f"or {doc['learned']['train_seconds']:g} s per model (‡: stopped by the clock), seed {doc['learned']['seed']}.\n")  # fmt: skip
     return text
-
-
-def public_cifar(root: Path) -> Path:
-    """The CIFAR-10 rows' learned attacker's images: the 20 vendored CIFAR-100 test images,
-    rolled (tile_real) and every other one mirrored."""
-    images, labels = tile_real(*load_vendored("cifar100"), PUBLIC_CIFAR)
-    images[1::2] = images[1::2, :, ::-1]
-    return write_cifar100(root, images, labels, n_test=20)
 
 
 def main() -> None:
