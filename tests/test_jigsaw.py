@@ -8,16 +8,15 @@ import numpy as np
 import pytest
 from conftest import encrypt, ppencrypt
 
+from pipeline.audit.attacker import attacker_encrypt
 from pipeline.audit.attacks import Target, attacks
 from pipeline.audit.audit import pick_variant
 from pipeline.audit.jigsaw import etc_candidates, placement_only, solve
 from pipeline.audit.metrics import Scores
 from pipeline.audit.variants import WholeImageVariants
-from pipeline.ciphers import make_cipher
 from pipeline.ciphers.block import block_layout
-from pipeline.derive import KeyRing
 
-MASTER = bytes(range(32))
+TARGET = 7  # the seed of the target's key (through the attacker's own key derivation: one place to change)
 
 
 @pytest.fixture
@@ -42,9 +41,7 @@ def scramble(images, b, seed=0):
 
 
 def jigsaw(images, method, scope, b):
-    cipher = make_cipher(method, {"block_size": b})
-    ring = KeyRing(MASTER, method, scope, "test" if scope == "image" else None)
-    encrypted = cipher.encrypt(images, ring, np.arange(len(images)))
+    encrypted = attacker_encrypt(method, {"block_size": b}, scope, images, TARGET, "the target's key")
     attack = {a.name: a for a in attacks()}["jigsaw"]
     target = Target(method, {"block_size": b}, scope, images.shape[1:])
     assert attack.not_applicable(target) is None
@@ -91,8 +88,7 @@ def test_etc_on_grayscale_and_ele(fashion):
 
 
 def test_etc_candidates_contain_every_block_decryption(cifar):
-    cipher = make_cipher("etc", {"block_size": 4})
-    encrypted = cipher.encrypt(cifar[:2], KeyRing(MASTER, "etc", "image", "test"), np.arange(2))
+    encrypted = attacker_encrypt("etc", {"block_size": 4}, "image", cifar[:2], TARGET, "the target's key")
     layout = block_layout(32, 32, 3, 4)
     cand = etc_candidates(4, 3)
     assert len(cand) == 96
