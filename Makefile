@@ -6,12 +6,12 @@ BIN := $(VENV)/bin
 FMNIST := /usr/share/datasets/fashion-mnist
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-# make encrypt SRC=... OUT=... KEY=... [METHOD=pe] [SCOPE=dataset] [FORMAT=wds] [SIZE=] [WORKERS=]
+# make encrypt SRC=... OUT=... KEY=... [METHOD=pe] [SCOPE=image] [FORMAT=wds] [SIZE=] [WORKERS=]
 SRC ?=
 OUT ?=
 KEY ?= keys/default.key
 METHOD ?= pe
-SCOPE ?= dataset
+SCOPE ?= image
 FORMAT ?= wds
 SIZE ?=
 WORKERS ?=
@@ -35,7 +35,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[train,dev]'
+	$(BIN)/pip install --quiet -e '.[train,dev,s3,http]'
 	touch $@
 
 test: install
@@ -58,7 +58,7 @@ demo: install data
 
 encrypt: install
 	@if [ -z "$(SRC)" ] || [ -z "$(OUT)" ]; then \
-	  echo "usage: make encrypt SRC=dir OUT=dir KEY=keyfile [METHOD=pe] [SCOPE=dataset] [FORMAT=wds] [SIZE=n] [WORKERS=n]" >&2; exit 2; fi
+	  echo "usage: make encrypt SRC=dir OUT=dir KEY=keyfile [METHOD=pe] [SCOPE=image] [FORMAT=wds] [SIZE=n] [WORKERS=n]" >&2; exit 2; fi
 	$(BIN)/ppencrypt dataset $(SRC) $(OUT) --key $(KEY) --method $(METHOD) --key-scope $(SCOPE) --format $(FORMAT) \
 	  $(if $(SIZE),--size $(SIZE)) $(if $(WORKERS),--workers $(WORKERS))
 
@@ -78,6 +78,7 @@ bench: install data
 	$(BIN)/python bench/input_pipeline.py
 	$(BIN)/python bench/train_cpu.py
 	$(BIN)/python bench/audit.py
+	$(BIN)/python bench/remote_stream.py
 
 # [P]'s Tables 2 and 3 (experiments/): tables into docs/results.md, runs under out/reproduce.
 reproduce: install $(if $(CIFAR10),,data)

@@ -43,7 +43,7 @@ def main() -> None:
     for method in ("pe", "np"):
         c = make_cipher(method)
         for scope in ("dataset", "image"):
-            r = KeyRing(MASTER, method, scope, "train" if scope == "image" else None)
+            r = KeyRing(MASTER, method, scope, "train" if scope == "image" else None, bytes(16) if scope == "image" else None)
             n = len(x) if scope == "dataset" else min(len(x), 10_000)  # image scope: per-image key setup dominates
             part, part_idx = x[:n], idx[:n]
             secs = best_of(lambda: c.encrypt(part, r, part_idx), 3) * len(x) / n

@@ -24,7 +24,7 @@ def encrypted_fmnist(storage: str = "wds") -> Path:
     out = ROOT / "out" / f"bench-fm-{storage}"
     if not (out / "manifest.json").exists():
         out.parent.mkdir(parents=True, exist_ok=True)
-        encrypt_dataset(str(FMNIST), str(out), MasterKey(bytes(32)), EncryptOptions(storage=storage), overwrite=True)
+        encrypt_dataset(str(FMNIST), str(out), MasterKey(bytes(32)), EncryptOptions(storage=storage, scope="dataset"), overwrite=True)
     return out
 
 

@@ -1,21 +1,27 @@
-"""Outputs appear whole or not at all.
+"""Outputs appear whole or not at all, and nobody else's file is written or deleted.
 
 A job builds OUT in a hidden sibling ``.OUT.partial-<pid>-<random>`` and renames it into place
 at the end. An error, Ctrl-C or SIGTERM removes the partial; a SIGKILL cannot be caught, so
 the next run removes partials whose process is gone. ``--overwrite`` swaps the old OUT out
-only after the new one is complete.
+only after the new one is complete, and only when OUT is one of ours (``is_ours``).
+
+A single file (a query PNG, a preview, a manifest, a checkpoint) is written to a temporary
+sibling created with O_EXCL | O_NOFOLLOW under an unpredictable name and renamed over the
+target: a symbolic link planted at the temporary name cannot redirect the write, and one
+planted at the target is replaced, not followed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import tempfile
 import threading
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Callable, Iterator
 
 from .errors import OutputError
 
@@ -64,23 +70,24 @@ def is_within(path: str | os.PathLike, root: str | os.PathLike) -> bool:
     return p == r or r in p.parents
 
 
-def check_target(out: Path, overwrite: bool, marker: str) -> None:
-    """``marker`` is the file that shows a directory is one of our outputs: ``--overwrite``
-    replaces only such a directory (or an empty one), never, say, a home folder."""
+def check_target(out: Path, overwrite: bool, is_ours: Callable[[Path], bool], what: str) -> None:
+    """``is_ours`` tells whether a directory is one of our outputs (``what`` says which kind):
+    ``--overwrite`` replaces only such a directory (or an empty one), never, say, a home folder
+    or a browser extension that happens to hold a manifest.json."""
     if out.is_symlink() or (out.exists() and not out.is_dir()):
         raise OutputError(f"{out}: exists and is not a directory; refusing to replace it")
     if not out.exists():
         return
     if not overwrite:
         raise OutputError(f"{out}: already exists (pass --overwrite to replace it)")
-    if not (out / marker).is_file() and any(out.iterdir()):
-        raise OutputError(f"{out}: exists and was not written by ppencrypt (no {marker}); refusing to replace it")
+    if any(out.iterdir()) and not is_ours(out):
+        raise OutputError(f"{out}: exists and is not {what}; refusing to replace it")
 
 
 @contextlib.contextmanager
-def atomic_dir(out: str | os.PathLike, overwrite: bool = False, marker: str = "manifest.json") -> Iterator[Path]:
+def atomic_dir(out: str | os.PathLike, overwrite: bool, is_ours: Callable[[Path], bool], what: str) -> Iterator[Path]:
     out = Path(out)
-    check_target(out, overwrite, marker)
+    check_target(out, overwrite, is_ours, what)
     with terminate_as_exit():
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -92,7 +99,7 @@ def atomic_dir(out: str | os.PathLike, overwrite: bool = False, marker: str = "m
             yield tmp
             os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; give OUT the usual mode
             if out.exists():
-                check_target(out, overwrite, marker)
+                check_target(out, overwrite, is_ours, what)
                 old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-{os.getpid()}-", dir=out.parent))
                 os.rename(out, old / "x")
                 try:
@@ -112,3 +119,29 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+@contextlib.contextmanager
+def atomic_writer(path: str | os.PathLike, mode: int = 0o644, fsync: bool = True) -> Iterator[BinaryIO]:
+    """A binary file object whose contents replace ``path`` when the block ends without an
+    error (fsynced first, unless a torn file is harmless); on an error the temporary file is
+    removed and ``path`` untouched."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), mode & ~_umask())
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            if fsync:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_file(path: str | os.PathLike, data: bytes, mode: int = 0o644, fsync: bool = True) -> None:
+    with atomic_writer(path, mode, fsync) as f:
+        f.write(data)

@@ -8,6 +8,7 @@ import sys
 from typing import Callable
 
 import click
+from click.core import ParameterSource
 
 from . import __version__
 from .audit import AuditOptions, run_audit, table, write_report
@@ -24,6 +25,7 @@ from .parallel import default_workers
 from .preview import preview as make_preview
 from .progress import progress_bars
 from .query import encrypt_queries
+from .transfer import copy_dataset
 from .verify import verify_dataset
 
 
@@ -52,6 +54,18 @@ class Group(click.Group):
 
 def _key(path: str | None):
     return None if path is None else load_key(path)
+
+
+def _warn(warnings: list[str]) -> None:
+    for w in warnings:
+        click.echo(f"warning: {w}", err=True)
+
+
+DATASET_SCOPE_WARNING = (
+    "--key-scope dataset shares one mask between every image of every dataset made with this key; "
+    "`ppencrypt audit` recovers such images exactly from the ciphertexts alone (fr-shared) or from one known "
+    "image (known-plaintext): docs/privacy.md. The default, --key-scope image, resists both."
+)
 
 
 def _methods_help() -> str:
@@ -84,8 +98,10 @@ def keygen(path):
 @click.argument("out", type=click.Path())
 @KEY
 @click.option("--method", type=LiveChoice(method_names), default="pe", show_default=True, help=_methods_help())
-@click.option("--key-scope", type=click.Choice(SCOPES), default="dataset", show_default=True,
-              help="dataset: one mask shared by every image (the paper); image: a mask per image.")
+@click.option("--key-scope", type=click.Choice(SCOPES), default="image", show_default=True,
+              help="image: a different mask for every image, and a fresh salt per dataset (private by default); "
+                   "dataset: one mask shared by every image of every dataset made with the key ([P]'s model; "
+                   "`ppencrypt audit` recovers such data from the ciphertexts alone).")
 @click.option("--format", "storage", type=LiveChoice(lambda: list(STORAGES)), default="wds", show_default=True,
               help="; ".join(f"{s.name}: {s.summary}" for s in STORAGES.values()) + ".")
 @click.option("--block-size", type=click.IntRange(min=1), help="Block side for the block-wise methods (le, ele, etc). [default: 4]")
@@ -95,20 +111,38 @@ def keygen(path):
               help="Decoding processes; the output is identical for any number.")
 @OVERWRITE
 @click.option("--skip-bad", is_flag=True, help="Skip undecodable files (named on stderr) instead of stopping.")
+@click.option("--salt", metavar="HEX", help="Image scope: reuse the salt of an earlier run (32 hex digits, from its manifest) to "
+              "reproduce that dataset byte for byte from the same files. Never for other data: the salt keeps masks apart.")
 @QUIET
-def dataset(src, out, key_path, method, key_scope, storage, block_size, size, shard_size, workers, overwrite, skip_bad, quiet):
-    """Encrypt the dataset in SRC into shards under OUT.
+@click.pass_context
+def dataset(ctx, src, out, key_path, method, key_scope, storage, block_size, size, shard_size, workers, overwrite, skip_bad, salt, quiet):
+    """Encrypt the dataset in SRC into shards under OUT (a folder, or a URL: s3://, gs://).
 
     SRC is an ImageFolder (class folders, or train/ test/ val/ of class folders), a CIFAR-10
     or CIFAR-100 python folder, or MNIST-style IDX files."""
     params = {}
-    if key_scope == "image" and not cipher_class(method).needs_key:
+    keyless = not cipher_class(method).needs_key
+    if keyless and ctx.get_parameter_source("key_scope") == ParameterSource.COMMANDLINE and key_scope == "image":
         raise click.BadParameter(f"method {method!r} uses no key, so there is no key per image", param_hint="--key-scope")
+    if keyless and salt is not None:
+        raise click.BadParameter(f"method {method!r} uses no key, so no salt", param_hint="--salt")
     if block_size is not None:
         if "block_size" not in cipher_class(method).defaults:
             raise click.BadParameter(f"method {method!r} is pixel-based and takes no block size", param_hint="--block-size")
         params["block_size"] = block_size
-    opts = EncryptOptions(method, params, key_scope, storage, size, shard_size, workers, skip_bad)
+    salt_bytes = None
+    if salt is not None:
+        if key_scope != "image":
+            raise click.BadParameter("a dataset-scope key uses no salt", param_hint="--salt")
+        try:
+            salt_bytes = bytes.fromhex(salt)
+        except ValueError:
+            salt_bytes = b""
+        if len(salt_bytes) != 16:
+            raise click.BadParameter("expected 32 hexadecimal digits (a manifest's cipher.salt)", param_hint="--salt")
+    if key_scope == "dataset" and cipher_class(method).needs_key:
+        click.echo(f"warning: {DATASET_SCOPE_WARNING}", err=True)
+    opts = EncryptOptions(method, params, key_scope, storage, size, shard_size, workers, skip_bad, salt_bytes)
     result = encrypt_dataset(src, out, _key(key_path), opts, overwrite, progress_bars(quiet))
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
@@ -123,25 +157,58 @@ def dataset(src, out, key_path, method, key_scope, storage, block_size, size, sh
 
 @cli.command()
 @click.argument("out", type=click.Path())
+@click.argument("url")
+@OVERWRITE
+@QUIET
+def push(out, url, overwrite, quiet):
+    """Copy dataset OUT to URL (s3://bucket/prefix, gs://...), every file checked against its
+    recorded hash, manifest.json last."""
+    _copied(copy_dataset(out, url, overwrite, progress_bars(quiet)), url, quiet)
+
+
+@cli.command()
+@click.argument("url")
+@click.argument("out", type=click.Path())
+@OVERWRITE
+@QUIET
+def pull(url, out, overwrite, quiet):
+    """Copy the dataset at URL (s3://, gs://, https://) into folder OUT, every file checked
+    against its recorded hash; OUT appears whole."""
+    _copied(copy_dataset(url, out, overwrite, progress_bars(quiet)), out, quiet)
+
+
+def _copied(ds, to: str, quiet: bool) -> None:
+    if not quiet:
+        files = ds.manifest.all_files()
+        click.echo(f"{to}: {len(files) + 1} files, {sum(f.bytes for f in files)} bytes copied from {ds.loc.shown()}")
+
+
+@cli.command()
+@click.argument("out", type=click.Path())
 @click.argument("dest", type=click.Path())
 @KEY
 @OVERWRITE
 @QUIET
 def decrypt(out, dest, key_path, overwrite, quiet):
-    """Decrypt dataset OUT into DEST/<split>/<class>/<sample key>.png."""
-    n = decrypt_dataset(out, dest, _key(key_path), key_path, overwrite, progress_bars(quiet))
+    """Decrypt dataset OUT into DEST/<split>/<class>/<sample key>.png, after checking the key
+    and the manifest's MAC."""
+    n, warnings = decrypt_dataset(out, dest, _key(key_path), key_path, overwrite, progress_bars(quiet))
+    _warn(warnings)
     if not quiet:
         click.echo(f"{dest}: {n} images decrypted")
 
 
 @cli.command()
 @click.argument("out", type=click.Path())
+@click.option("--key", "key_path", metavar="KEYFILE", help="Also check the manifest's MAC: that it is the one ppencrypt wrote with this key.")
 @QUIET
-def verify(out, quiet):
-    """Recompute the checksums and counts of dataset OUT."""
-    report = verify_dataset(out, progress_bars(quiet))
+def verify(out, key_path, quiet):
+    """Recompute the checksums and counts of dataset OUT; with --key, authenticate it."""
+    report = verify_dataset(out, progress_bars(quiet), _key(key_path), key_path)
+    _warn(report.warnings)
     if not quiet:
-        click.echo(f"{out}: OK ({report.files} files, {report.samples} samples, {report.bytes} bytes)")
+        how = "authenticated with the key" if report.authenticated else "integrity only: pass --key to authenticate the manifest"
+        click.echo(f"{out}: OK ({report.files} files, {report.samples} samples, {report.bytes} bytes; {how})")
 
 
 @cli.command()
@@ -159,7 +226,8 @@ def inspect(out):
 @click.option("--split", help="Split to show (default: the first).")
 def preview(out, output, key_path, count, split):
     """Write a picture of encrypted samples; with --key, their decryptions beside them."""
-    shown = make_preview(out, output, _key(key_path), count, split, key_path)
+    shown, warnings = make_preview(out, output, _key(key_path), count, split, key_path)
+    _warn(warnings)
     click.echo(f"{output}: {shown} samples" + (" (encrypted | decrypted)" if key_path else ""))
 
 
@@ -169,9 +237,13 @@ def preview(out, output, key_path, count, split):
 @click.option("--like", required=True, type=click.Path(), help="Dataset whose encryption to copy.")
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for the encrypted PNGs.")
 @OVERWRITE
-def image(images, key_path, like, out_dir, overwrite):
-    """Encrypt query IMAGES as dataset LIKE was, into numbered PNGs in a folder."""
-    for q in encrypt_queries(list(images), like, out_dir, _key(key_path), key_path, overwrite):
+@click.option("--trust-manifest", is_flag=True, help="Accept a version 1 manifest, which has no MAC to check (re-encrypting is safer).")
+def image(images, key_path, like, out_dir, overwrite, trust_manifest):
+    """Encrypt query IMAGES as dataset LIKE was (its manifest authenticated by the key), into
+    numbered PNGs in a folder."""
+    queries, warnings = encrypt_queries(list(images), like, out_dir, _key(key_path), key_path, overwrite, trust_manifest)
+    _warn(warnings)
+    for q in queries:
         click.echo(f"{q.source}\t{q.output}")
 
 

@@ -9,40 +9,66 @@ from pathlib import Path
 from PIL import Image
 
 from .atomic import atomic_dir, is_within
+from .authenticate import authenticate
 from .ciphers import ImageCipher, make_cipher
-from .encrypt import key_ring
 from .errors import KeyFileError, OutputError
-from .formats import Manifest, open_dataset
+from .formats import Dataset, Location, open_dataset, open_location
 from .formats.wds import sample_key
 from .keys import MasterKey
+from .keyuse import KeyUse
 from .progress import ProgressFactory, no_progress
 
 
-def cipher_for(manifest: Manifest, key: MasterKey | None, key_name: str = "the key") -> ImageCipher:
-    """The dataset's cipher, after checking that ``key`` is the one it was made with."""
-    cipher = make_cipher(manifest.cipher.method, manifest.cipher.params)
-    if not cipher.needs_key:
-        return cipher
-    if key is None:
-        raise KeyFileError(f"this dataset is encrypted ({manifest.cipher.method}): pass --key")
-    if key.key_id != manifest.cipher.key_id:
-        raise KeyFileError(f"{key_name}: key id {key.key_id} is not the dataset's ({manifest.cipher.key_id}); wrong key")
-    return cipher
+def keyed_cipher(ds: Dataset, key: MasterKey | None, key_name: str = "the key", accept_v1: bool = True) -> tuple[ImageCipher, list[str]]:
+    """The dataset's cipher, after checking that ``key`` is the one it was made with and that
+    the manifest is the one ppencrypt wrote (authenticate.py); warnings for the user."""
+    cipher = make_cipher(ds.manifest.cipher.method, ds.manifest.cipher.params)
+    if key is not None:
+        return cipher, authenticate(ds, key, key_name, accept_v1)
+    if cipher.needs_key:
+        raise KeyFileError(f"this dataset is encrypted ({ds.manifest.cipher.method}): pass --key")
+    return cipher, []
 
 
 MARKER = ".ppencrypt-decrypted"  # lets --overwrite recognise a folder this command wrote
+MARKER_TEXT = "decrypted from a ppencrypt dataset"
 
 
-def refuse_plain_inside(path: str | os.PathLike, root: str | os.PathLike) -> None:
+def is_decrypted(root: Path) -> bool:
+    try:
+        return (root / MARKER).read_text(encoding="utf-8").startswith(MARKER_TEXT)
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def refuse_plain_inside(path: str | os.PathLike, root: str | os.PathLike | Location) -> None:
     """Decrypted pixels must never land in the folder that goes to the untrusted server."""
-    if is_within(path, root):
+    if open_location(root).holds(path):
         raise OutputError(f"{path}: inside the encrypted dataset {root}; write decrypted images elsewhere")
 
 
 def safe_folder_name(name: str) -> str:
     """A class name as one path component ('T-shirt/top' -> 'T-shirt_top')."""
-    cleaned = re.sub(r"[/\\\x00-\x1f]", "_", name).strip()
+    cleaned = re.sub(r"[/\\\x00-\x1f\x7f]", "_", name).strip()
     return cleaned if cleaned not in ("", ".", "..") else f"_{cleaned}_"
+
+
+def class_folders(classes: list[str]) -> list[str]:
+    """One distinct folder name per class: names that clean to the same folder ('a/b' and
+    'a_b') get their class index appended, so no class writes into another's folder."""
+    names = [safe_folder_name(c) for c in classes]
+    seen: dict[str, int] = {}
+    for n in names:
+        seen[n.lower()] = seen.get(n.lower(), 0) + 1  # case-insensitive file systems too
+    return [f"{n}_{i}" if seen[n.lower()] > 1 else n for i, n in enumerate(names)]
+
+
+def target(dest: Path, *parts: str) -> Path:
+    """``dest / parts``, refusing anything that would resolve outside ``dest``."""
+    path = dest.joinpath(*parts)
+    if not is_within(path, dest):
+        raise OutputError(f"{path}: would be written outside {dest}; refusing")
+    return path
 
 
 def to_pil(image) -> Image.Image:
@@ -52,25 +78,27 @@ def to_pil(image) -> Image.Image:
 def decrypt_dataset(
     root: str | os.PathLike, dest: str | os.PathLike, key: MasterKey | None, key_name: str = "the key",
     overwrite: bool = False, progress: ProgressFactory = no_progress,
-) -> int:  # fmt: skip
+) -> tuple[int, list[str]]:  # fmt: skip
+    """Writes DEST/<split>/<class>/<sample key>.png; returns the count and warnings."""
     ds = open_dataset(root)
     m = ds.manifest
-    cipher = cipher_for(m, key, key_name)  # before anything is written
-    refuse_plain_inside(dest, root)
-    folders = [safe_folder_name(c) for c in m.classes]
+    cipher, warnings = keyed_cipher(ds, key, key_name)  # before anything is written
+    refuse_plain_inside(dest, ds.loc)
+    folders = class_folders(m.classes)
+    use = KeyUse.of(m.cipher)
     written = 0
-    with atomic_dir(dest, overwrite, MARKER) as tmp:
-        (Path(tmp) / MARKER).write_text(f"decrypted from a ppencrypt dataset by {m.tool}\n")
+    with atomic_dir(dest, overwrite, is_decrypted, "a folder ppencrypt decrypt wrote") as tmp:
+        (Path(tmp) / MARKER).write_text(f"{MARKER_TEXT} by {m.tool}\n")
         for split in ds.splits:
-            ring = key_ring(cipher, key, m.cipher.key_scope, split)
+            ring = use.ring(cipher, key, split)
             for i, folder in enumerate(folders):
                 if m.splits[split].per_class[i]:
-                    (Path(tmp) / split / folder).mkdir(parents=True, exist_ok=True)
+                    target(Path(tmp), split, folder).mkdir(parents=True, exist_ok=True)
             with progress(m.splits[split].count, f"decrypt {split}") as bar:
                 for batch in ds.split(split).chunks():
                     plain = cipher.decrypt(batch.images, ring, batch.indices)
                     for image, label, index in zip(plain, batch.labels, batch.indices):
-                        to_pil(image).save(Path(tmp) / split / folders[label] / f"{sample_key(int(index))}.png")
+                        to_pil(image).save(target(Path(tmp), split, folders[label], f"{sample_key(int(index))}.png"))
                     written += len(batch)
                     bar.update(len(batch))
-    return written
+    return written, warnings

@@ -2,13 +2,23 @@
 
 Construction (docs/cipher.md has the full text and known-answer vectors):
 
-    subkey = HKDF-SHA256(ikm=master key, salt="ppencrypt/v1", info=label, L=32)   (RFC 5869)
-    stream = ChaCha20(key=subkey, counter=0, nonce=12-byte nonce)                  (RFC 8439)
+    subkey = HKDF-SHA256(ikm=master key, salt=<kdf>, info=label, L=32)   (RFC 5869)
+    stream = ChaCha20(key=subkey, counter=0, nonce=12-byte nonce)         (RFC 8439)
 
-``label`` is ``ppencrypt/v1|method=<m>|purpose=<p>|scope=<s>`` and, for per-image keys,
-``|split=<name>``. The nonce is all zeros for a dataset-scope key and the image's index
-(64-bit little-endian, zero-padded to 12 bytes) for an image-scope key, so every image of a
-split gets an independent stream without a second HKDF call.
+``kdf`` is ``ppencrypt/v2`` for datasets written now and ``ppencrypt/v1`` for manifest
+version 1. A v2 label names everything that must give another mask:
+
+    ppencrypt/v2|method=<m>|purpose=<p>|scope=<s>|shape=<H>x<W>x<C>[|<param>=<value>...]
+        [|salt=<32 hex>|split=<name>]     image scope, dataset images
+        [|salt=<32 hex>|query]            image scope, query images
+
+so two datasets (a fresh salt each), two image shapes, two block sizes, or queries and dataset
+images never share a mask. A dataset-scope label has no salt on purpose: [P]'s model shares one
+mask between the training, test and query images of every dataset made with the key.
+
+The nonce is all zeros for a dataset-scope key and the image's index (64-bit little-endian,
+zero-padded to 12 bytes) for an image-scope key, so every image of a split gets an independent
+stream without a second HKDF call.
 
 numpy's generators never produce key material; they are not cryptographic.
 """
@@ -17,17 +27,23 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-SALT = b"ppencrypt/v1"
+from .formats.manifest import KEY_SCOPES
+
+KDF_V1, KDF_V2 = "ppencrypt/v1", "ppencrypt/v2"
+KDFS = (KDF_V1, KDF_V2)
+SALT = KDF_V1.encode()  # the HKDF salt of v1 and of the key id
 NONCE_BYTES = 12
 ZERO_NONCE = bytes(NONCE_BYTES)
-SCOPES = ("dataset", "image")
+SCOPES = KEY_SCOPES
+DATASET_SALT_BYTES = 16  # 128 bits, fresh per dataset (image scope)
+MAC_LABEL = b"ppencrypt/v2|manifest-mac"
 
 
 def hkdf_sha256(ikm: bytes, info: bytes, length: int = 32, salt: bytes = SALT) -> bytes:
@@ -79,27 +95,58 @@ class Keystream:
 
 @dataclass(frozen=True)
 class KeyRing:
-    """The subkeys of one (master key, method, scope, split): one per purpose, cached."""
+    """The subkeys of one (master key, method, scope, split or query, dataset salt, kdf) for
+    images of one shape under one set of parameters: :meth:`bind` fixes those two, and the
+    cipher binds them from the images it is given, so a label can never name another shape."""
 
     master: bytes = field(repr=False)
     method: str
     scope: str
-    split: str | None = None
+    split: str | None = None  # image scope, dataset images
+    salt: bytes | None = None  # image scope, v2: the dataset's salt
+    kdf: str = KDF_V2
+    query: bool = False  # image scope: a query image (its nonce is a keyed hash of its pixels)
+    shape: tuple[int, int, int] | None = None
+    params: tuple[tuple[str, object], ...] = ()
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self):
         if self.scope not in SCOPES:
             raise ValueError(f"unknown key scope {self.scope!r}")
+        if self.kdf not in KDFS:
+            raise ValueError(f"unknown key derivation {self.kdf!r}")
+        if self.kdf == KDF_V2 and self.scope == "image":
+            if self.salt is None or len(self.salt) != DATASET_SALT_BYTES:
+                raise ValueError("a v2 image-scope key needs the dataset's 16-byte salt")
+            if self.query == (self.split is not None):
+                raise ValueError("an image-scope key is for one split's images or for queries")
+
+    def bind(self, shape: tuple[int, int, int], params: dict) -> KeyRing:
+        """This ring for H x W x C images and the method's parameters."""
+        shape = tuple(int(s) for s in shape)
+        params = tuple(sorted(params.items()))
+        if (shape, params) == (self.shape, self.params):
+            return self
+        return replace(self, shape=shape, params=params, _cache={})
 
     def label(self, purpose: str) -> str:
-        label = f"ppencrypt/v1|method={self.method}|purpose={purpose}|scope={self.scope}"
+        if self.kdf == KDF_V1:
+            label = f"{KDF_V1}|method={self.method}|purpose={purpose}|scope={self.scope}"
+            if self.scope == "image":
+                label += f"|split={'query' if self.query else self.split}"
+            return label
+        if self.shape is None:
+            raise ValueError("a v2 key ring must be bound to an image shape (KeyRing.bind)")
+        h, w, c = self.shape
+        label = f"{KDF_V2}|method={self.method}|purpose={purpose}|scope={self.scope}|shape={h}x{w}x{c}"
+        label += "".join(f"|{k}={v}" for k, v in self.params)
         if self.scope == "image":
-            label += f"|split={self.split}"
+            label += f"|salt={self.salt.hex()}" + ("|query" if self.query else f"|split={self.split}")
         return label
 
     def subkey(self, purpose: str) -> bytes:
         if purpose not in self._cache:
-            self._cache[purpose] = hkdf_sha256(self.master, self.label(purpose).encode())
+            self._cache[purpose] = hkdf_sha256(self.master, self.label(purpose).encode(), salt=self.kdf.encode())
         return self._cache[purpose]
 
     def stream(self, purpose: str, index: int | bytes | None = None) -> Keystream:
@@ -116,3 +163,8 @@ class KeyRing:
         different queries never share a mask and the same query always gets the same one."""
         digest = hmac.new(self.subkey("query-nonce"), data, hashlib.sha256).digest()
         return digest[:NONCE_BYTES]
+
+
+def mac_key(master: bytes) -> bytes:
+    """The subkey that authenticates manifests (HMAC-SHA256), under a label of its own."""
+    return hkdf_sha256(master, MAC_LABEL, salt=KDF_V2.encode())

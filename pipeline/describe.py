@@ -22,7 +22,9 @@ def summary(ds: Dataset) -> str:
         f"method    {c.method}" + (f" {c.params}" if c.params else "") + ("" if c.key_id else " (not encrypted)"),
     ]
     if c.key_id:
-        lines += [f"key id    {c.key_id}", f"key scope {c.key_scope}"]
+        lines += [f"key id    {c.key_id}", f"key scope {c.key_scope}" + (f", salt {c.salt}" if c.salt else "")]
+        lines.append("mac       " + ("none (manifest version 1: cannot be authenticated)" if m.mac is None else
+                                    "present: `ppencrypt verify OUT --key K` checks it (inspect holds no key)"))  # fmt: skip
     lines += [
         f"images    {m.height}x{m.width}x{m.channels} uint8" + (f" (resized to {m.resize})" if m.resize else ""),
         f"source    {m.layout}" + (f", {m.skipped} bad files skipped" if m.skipped else ""),

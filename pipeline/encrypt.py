@@ -4,6 +4,10 @@
 
 Samples are numbered in source order after dropping skipped files, so the index — and with
 it the image-scope key and the shard layout — is the same for any worker count.
+
+OUT is a folder, built beside its final place and renamed into it, or a URL (s3://, gs://):
+built in a local temporary folder, then uploaded, every shard first and manifest.json last
+(formats/remote.py).
 """
 
 from __future__ import annotations
@@ -14,13 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_dir, is_within
+from .atomic import is_within
+from .authenticate import sign
 from .ciphers import ImageCipher, make_cipher
-from .derive import KeyRing
 from .errors import CipherError, KeyFileError, OutputError, SourceError
-from .formats import STORAGES, Manifest, SplitInfo, other_files, split_writer
+from .formats import STORAGES, Manifest, SplitInfo, open_location, other_files, split_writer
 from .formats.manifest import CipherInfo
 from .keys import MasterKey
+from .keyuse import KeyUse
 from .parallel import WorkerPool, default_workers
 from .progress import ProgressFactory, no_progress
 from .sources import open_source, run_task
@@ -30,12 +35,13 @@ from .sources import open_source, run_task
 class EncryptOptions:
     method: str = "pe"
     params: dict = field(default_factory=dict)
-    scope: str = "dataset"  # dataset | image
+    scope: str = "image"  # image (a mask per image: private by default) | dataset ([P]'s shared mask)
     storage: str = "wds"  # wds | zarr
     size: int | None = None  # --size: resize + centre-crop to size x size
     shard_size: int = 10_000  # samples per shard
     workers: int = field(default_factory=default_workers)
     skip_bad: bool = False
+    salt: bytes | None = None  # image scope: reuse a dataset's salt to reproduce it byte for byte (never for new data)
 
 
 @dataclass
@@ -45,19 +51,6 @@ class EncryptResult:
     warnings: list[str]
 
 
-def key_ring(cipher: ImageCipher, key: MasterKey | None, scope: str | None, split: str) -> KeyRing | None:
-    if not cipher.needs_key:
-        return None
-    return KeyRing(key.secret, cipher.name, scope, split if scope == "image" else None)
-
-
-def derivation_labels(cipher: ImageCipher, key, scope, splits, channels) -> list[str]:
-    if not cipher.needs_key:
-        return []
-    rings = {key_ring(cipher, key, scope, s) for s in splits}
-    return [r.label(p) for r in sorted(rings, key=lambda r: r.split or "") for p in cipher.purposes(channels)]
-
-
 def _check_paths(src: Path, out: Path) -> None:
     if is_within(out, src):
         raise OutputError(f"{out}: the output must not be inside the source {src}")
@@ -65,11 +58,13 @@ def _check_paths(src: Path, out: Path) -> None:
         raise OutputError(f"{out}: the output must not contain the source {src}")
 
 
-def prepare(method: str, params: dict, key: MasterKey | None, scope: str) -> tuple[ImageCipher, str | None]:
+def prepare(method: str, params: dict, key: MasterKey | None, scope: str, salt: bytes | None) -> tuple[ImageCipher, KeyUse]:
     cipher = make_cipher(method, params)
     if cipher.needs_key and key is None:
         raise KeyFileError(f"method {method!r} encrypts with a key: pass --key")
-    return cipher, (scope if cipher.needs_key else None)
+    if salt is not None and (scope != "image" or not cipher.needs_key):
+        raise CipherError("--salt belongs to image-scope keys: a dataset-scope key uses no salt")
+    return cipher, KeyUse.new(scope if cipher.needs_key else None, salt)
 
 
 def encrypt_dataset(
@@ -84,15 +79,17 @@ def encrypt_dataset(
         raise CipherError(f"unknown format {opts.storage!r}")
     if opts.shard_size < 1:
         raise CipherError("--shard-size must be at least 1")
-    cipher, scope = prepare(opts.method, opts.params, key, opts.scope)
-    _check_paths(Path(src), Path(out))
-    with WorkerPool(opts.workers) as pool, atomic_dir(out, overwrite) as tmp:
+    cipher, use = prepare(opts.method, opts.params, key, opts.scope, opts.salt)
+    target = open_location(out)  # a folder, or a URL: built locally, then uploaded, manifest last
+    if target.local:
+        _check_paths(Path(src), target.root)
+    with WorkerPool(opts.workers) as pool, target.output_dir(overwrite) as tmp:
         source = open_source(src, opts.size, pool, opts.skip_bad, progress)
-        cipher.check(source.shape, scope)
+        cipher.check(source.shape, use.scope)
         skipped = list(source.skipped)
         splits: dict[str, SplitInfo] = {}
         for name, loader in source.splits.items():
-            ring = key_ring(cipher, key, scope, name)
+            ring = use.ring(cipher, key, name)
             writer = split_writer(opts.storage, tmp, name, source.shape, opts.shard_size)
             per_class = np.zeros(len(source.classes), np.int64)
             count = 0
@@ -121,8 +118,9 @@ def encrypt_dataset(
         listed = {sh.path for s in splits.values() for sh in s.shards}
         manifest = Manifest(
             storage=opts.storage,
-            cipher=CipherInfo(cipher.name, cipher.params, key.key_id if cipher.needs_key else None, scope,
-                              derivation_labels(cipher, key, scope, splits, source.shape[2]), **cipher.facts(source.shape[2])),  # fmt: skip
+            cipher=CipherInfo(cipher.name, cipher.params, key.key_id if cipher.needs_key else None, use.scope,
+                              use.labels(cipher, key, splits, source.shape), **cipher.facts(source.shape[2]),
+                              kdf=use.kdf, salt=use.salt_hex),  # fmt: skip
             height=source.shape[0],
             width=source.shape[1],
             channels=source.shape[2],
@@ -133,5 +131,7 @@ def encrypt_dataset(
             splits=splits,
             files=other_files(tmp, listed),
         )
+        if cipher.needs_key:
+            manifest.mac = sign(manifest, key)  # last: it covers every field above
         manifest.write(tmp)
     return EncryptResult(manifest, skipped, source.warnings)

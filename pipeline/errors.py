@@ -37,6 +37,11 @@ class ManifestError(PipelineError):
     """manifest.json is missing, malformed, or of an unknown version."""
 
 
+class StorageError(PipelineError):
+    """A dataset's storage cannot be used: a URL's backend is not installed, its bucket is
+    missing, access is denied, or the server keeps failing."""
+
+
 class ShardError(PipelineError):
     """A shard fails its checksum, its count, or cannot be parsed."""
 

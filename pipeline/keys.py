@@ -6,6 +6,7 @@ refuse to use a key that group or others can read.
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import stat
@@ -16,6 +17,7 @@ from .derive import hkdf_sha256
 from .errors import KeyFileError
 
 KEY_BYTES = 32
+MAX_KEY_FILE = 256  # bytes: a key file is one short line
 HEADER = "ppencrypt-key-v1"
 KEY_ID_LABEL = b"ppencrypt/v1|key-id"
 
@@ -67,27 +69,39 @@ def generate_key_file(path: str | os.PathLike) -> MasterKey:
 
 
 def load_key(path: str | os.PathLike) -> MasterKey:
+    """The key in ``path``. The file is opened once, without following a symbolic link, and the
+    open file is checked (fstat): a regular file, owned by this user, readable by nobody else.
+    Checking the path and then opening it again would let someone swap the file in between."""
     path = Path(path)
     try:
-        st = path.stat()
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise KeyFileError(f"{path}: no such key file (create one with: ppencrypt keygen {path})") from None
     except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise KeyFileError(f"{path}: is a symbolic link; refusing to follow it (point --key at the key file itself)") from None
         raise KeyFileError(f"{path}: cannot read key file ({e.strerror})") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise KeyFileError(f"{path}: not a regular file")
-    mode = stat.S_IMODE(st.st_mode)
-    if mode & 0o077:
-        raise KeyFileError(
-            f"{path}: permissions {mode:04o} are too open: a key must be readable by its owner only; "
-            f"fix with: chmod 600 {path}"
-        )
     try:
-        text = path.read_text(encoding="ascii")
-    except (OSError, UnicodeDecodeError):
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise KeyFileError(f"{path}: not a regular file")
+        if hasattr(os, "getuid") and st.st_uid != os.getuid():
+            raise KeyFileError(f"{path}: owned by another user (uid {st.st_uid}); a key must be its user's own")
+        mode = stat.S_IMODE(st.st_mode)
+        if mode & 0o077:
+            raise KeyFileError(
+                f"{path}: permissions {mode:04o} are too open: a key must be readable by its owner only; "
+                f"fix with: chmod 600 {path}"
+            )
+        data = os.read(fd, MAX_KEY_FILE + 1)
+    finally:
+        os.close(fd)
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError:
         raise KeyFileError(f"{path}: not a ppencrypt key file") from None
     parts = text.split()
-    if len(parts) != 2 or parts[0] != HEADER or len(parts[1]) != 2 * KEY_BYTES:
+    if len(data) > MAX_KEY_FILE or len(parts) != 2 or parts[0] != HEADER or len(parts[1]) != 2 * KEY_BYTES:
         raise KeyFileError(f"{path}: not a ppencrypt key file (expected '{HEADER} <64 hex digits>')")
     try:
         secret = bytes.fromhex(parts[1])

@@ -1,9 +1,15 @@
 """``ppencrypt image``: encrypt query images exactly as a dataset was, for inference.
 
-The dataset's manifest fixes method, parameters, size rule and channels; its key id must
-match. Under a dataset-scope key a query gets the dataset's mask. Under an image-scope key
-each query gets its own mask, chosen by a keyed hash of its pixels (docs/cipher.md): two
-different queries never share a mask, and the same query always encrypts the same way.
+The dataset's manifest fixes method, parameters, size rule and channels — and since the query
+goes to the server, the manifest must first be authenticated by the key (authenticate.py): a
+server that rewrote it to say ``plain`` or a weaker scope would otherwise get the query in the
+clear or under a reused mask. A version 1 manifest carries no MAC and is refused unless the
+user trusts it explicitly (``--trust-manifest``).
+
+Under a dataset-scope key a query gets the dataset's mask. Under an image-scope key each query
+gets its own mask, from a derivation label of its own (``|query`` instead of ``|split=…``, so
+no dataset image can share it) and a nonce that is a keyed hash of its pixels (docs/cipher.md):
+two different queries never share a mask, and the same query always encrypts the same way.
 Outputs are named by position (000000.png, ...), never after the source file.
 """
 
@@ -15,14 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .decrypt import cipher_for, to_pil
-from .derive import KeyRing
+from .atomic import atomic_writer
+from .decrypt import keyed_cipher, to_pil
 from .errors import OutputError, SourceError
-from .formats import read_manifest
+from .formats import open_dataset
 from .imageio import load_image
 from .keys import MasterKey
-
-QUERY_SPLIT = "query"
+from .keyuse import KeyUse
 
 
 @dataclass
@@ -33,10 +38,13 @@ class Query:
 
 def encrypt_queries(
     images: list[str], like: str | os.PathLike, out_dir: str | os.PathLike, key: MasterKey | None,
-    key_name: str = "the key", overwrite: bool = False,
-) -> list[Query]:  # fmt: skip
-    m = read_manifest(like)
-    cipher = cipher_for(m, key, key_name)
+    key_name: str = "the key", overwrite: bool = False, trust_manifest: bool = False,
+) -> tuple[list[Query], list[str]]:  # fmt: skip
+    ds = open_dataset(like)
+    m = ds.manifest
+    # With a key, a manifest that says "plain" is refused (authenticate.py); without one, a plain
+    # dataset's queries are written as they are, the baseline's inputs.
+    cipher, warnings = keyed_cipher(ds, key, key_name, accept_v1=trust_manifest)
     plain = []
     for path in images:  # decode everything first: a bad file stops us before any write
         arr = load_image(path, path, m.channels, m.resize)
@@ -48,23 +56,20 @@ def encrypt_queries(
         plain.append(arr)
     out_dir = Path(out_dir)
     targets = [out_dir / f"{i:06d}.png" for i in range(len(images))]
-    clash = next((t for t in targets if t.exists()), None)
+    clash = next((t for t in targets if t.exists() or t.is_symlink()), None)
     if clash is not None and not overwrite:
         raise OutputError(f"{clash}: already exists (pass --overwrite to replace it)")
     out_dir.mkdir(parents=True, exist_ok=True)
     batch = np.stack(plain)
-    if cipher.needs_key and m.cipher.key_scope == "image":
-        ring = KeyRing(key.secret, cipher.name, "image", QUERY_SPLIT)
-        nonces = [ring.content_nonce(a.tobytes()) for a in plain]
-        encrypted = cipher.encrypt(batch, ring, nonces)
-    elif cipher.needs_key:
-        encrypted = cipher.encrypt(batch, KeyRing(key.secret, cipher.name, "dataset"), None)
+    use = KeyUse.of(m.cipher)
+    if use.scope == "image":
+        ring = use.ring(cipher, key, query=True).bind(m.shape, cipher.params)
+        encrypted = cipher.encrypt(batch, ring, [ring.content_nonce(a.tobytes()) for a in plain])
     else:
-        encrypted = cipher.encrypt(batch, None, None)
+        encrypted = cipher.encrypt(batch, use.ring(cipher, key), None)
     done = []
     for src, target, image in zip(images, targets, encrypted):
-        tmp = target.with_name(f".{target.name}.tmp")
-        to_pil(image).save(tmp, format="PNG")
-        os.replace(tmp, target)
+        with atomic_writer(target) as f:
+            to_pil(image).save(f, format="PNG")
         done.append(Query(src, target))
-    return done
+    return done, warnings

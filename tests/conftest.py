@@ -208,9 +208,9 @@ def encrypt(src, out, key=None, *extra, workers: int = 1, shard_size: int = 4):
 
 @pytest.fixture
 def encrypted(tmp_path, cifar10_dir, key_file):
-    """The CIFAR-10 fixture encrypted with pe: dataset scope, wds, 4 samples per shard."""
+    """The CIFAR-10 fixture encrypted with pe: dataset scope (asked for: the default is image), wds, 4 samples per shard."""
     out = tmp_path / "out"
-    encrypt(cifar10_dir, out, key_file)
+    encrypt(cifar10_dir, out, key_file, "--key-scope", "dataset")
     return out
 
 
@@ -237,3 +237,6 @@ def ppencrypt_process(*args, **popen):
 
     cmd = [sys.executable, "-m", "pipeline.cli", *map(str, args)]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+
+
+SALT = bytes(range(16))  # a dataset salt for tests that build image-scope key rings by hand

@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import encrypt, load_vendored, ppencrypt, tree_bytes, write_cifar10, write_imagefolder
+from conftest import SALT, encrypt, load_vendored, ppencrypt, tree_bytes, write_cifar10, write_imagefolder
 from PIL import Image
 
 from pipeline.audit.attacks import KnownPairs, Target, attacks
@@ -22,7 +22,7 @@ MASTER = bytes(range(32))
 
 def encrypt_arrays(images, method, scope):
     cipher = make_cipher(method)
-    ring = KeyRing(MASTER, method, scope, "test" if scope == "image" else None)
+    ring = KeyRing(MASTER, method, scope, "test" if scope == "image" else None, SALT if scope == "image" else None)
     return cipher.encrypt(images, ring, np.arange(len(images)))
 
 

@@ -115,7 +115,7 @@ def test_on_plain_images_recognition_is_the_classifiers_accuracy(tmp_path, fm_ti
 
 def test_the_audit_is_deterministic_under_a_seed(tmp_path, fm_tiled, key_file):
     out = tmp_path / "np"
-    encrypt(fm_tiled, out, key_file, "--method", "np")
+    encrypt(fm_tiled, out, key_file, "--method", "np", "--key-scope", "dataset")
     docs = [audit_json(out, fm_tiled, tmp_path, "--seed", 3)[2] for _ in range(2)]
     for name in ("learned", "learned-shared"):
         assert docs[0][name]["psnr"] == docs[1][name]["psnr"] and docs[0][name]["recognition_accuracy"] == docs[1][name]["recognition_accuracy"]

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import SALT
 from pipeline.ciphers import PERMUTATIONS, make_cipher
 from pipeline.derive import KeyRing
 from trainer.augment import CENTRE, BatchAugment, Draw, normalise, parse_augment
@@ -89,7 +90,7 @@ def keys_of(method, ring, shape, indices):
 def test_augmenting_ciphertext_is_encrypting_under_the_moved_mask(request, master_key, data, method, scope):
     plain, _ = request.getfixturevalue(data)
     n, h, w, c = plain.shape
-    ring = KeyRing(master_key.secret, method, scope, "train" if scope == "image" else None)
+    ring = KeyRing(master_key.secret, method, scope, "train" if scope == "image" else None, SALT if scope == "image" else None)
     indices = np.arange(n)
     cipher, flips, codes = keys_of(method, ring, plain.shape[1:], indices)
     encrypted = cipher.encrypt(plain, ring, indices)

@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import encrypt, ppencrypt
+from conftest import SALT, encrypt, ppencrypt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,7 +17,7 @@ BLOCKWISE = ["le", "ele", "etc"]
 
 
 def ring(method, scope="dataset"):
-    return KeyRing(MASTER, method, scope, "train" if scope == "image" else None)
+    return KeyRing(MASTER, method, scope, "train" if scope == "image" else None, SALT if scope == "image" else None)
 
 
 def changed_blocks(a, b, block):
@@ -79,10 +79,10 @@ def test_image_scope_gives_every_image_its_own_key(cifar10, method):
 
 def test_block_size_is_recorded_and_used(tmp_path, cifar10_dir, key_file):
     out = tmp_path / "out"
-    encrypt(cifar10_dir, out, key_file, "--method", "etc", "--block-size", "8")
+    encrypt(cifar10_dir, out, key_file, "--method", "etc", "--block-size", "8", "--key-scope", "dataset")
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["cipher"]["method"] == "etc" and manifest["cipher"]["params"] == {"block_size": 8}
-    assert "ppencrypt/v1|method=etc|purpose=block-positions|scope=dataset" in manifest["cipher"]["derivations"]
+    assert "ppencrypt/v2|method=etc|purpose=block-positions|scope=dataset|shape=32x32x3|block_size=8" in manifest["cipher"]["derivations"]
     assert ppencrypt("verify", out).exit_code == 0
 
 

@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import encrypt, write_cifar10
+from conftest import SALT, encrypt, write_cifar10
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,7 +19,7 @@ KEYED = [m for m in method_names() if make_cipher(m).needs_key]
 
 
 def ring(method: str, scope: str = "dataset", split: str = "train") -> KeyRing:
-    return KeyRing(MASTER, method, scope, split if scope == "image" else None)
+    return KeyRing(MASTER, method, scope, split if scope == "image" else None, SALT if scope == "image" else None)
 
 
 def pe_key(shape) -> PixelKey:

@@ -224,7 +224,7 @@ def test_overwrite_refuses_a_folder_that_is_not_a_dataset(tmp_path, cifar10_dir,
     (out / "letter.txt").write_text("precious")
     r = ppencrypt("dataset", cifar10_dir, out, "--key", key_file, "--overwrite")
     assert r.exit_code == 1
-    assert f"{out}: exists and was not written by ppencrypt (no manifest.json)" in r.output
+    assert f"{out}: exists and is not a ppencrypt dataset; refusing to replace it" in r.output
     assert (out / "letter.txt").read_text() == "precious" and leftovers(out) == ["documents"]
 
 

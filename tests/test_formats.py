@@ -29,9 +29,9 @@ def storage(request):
 
 
 def make(tmp_path, cifar10_dir, key_file, storage):
-    """The CIFAR-10 fixture (15 train, 5 test) encrypted with pe, 4 samples per shard."""
+    """The CIFAR-10 fixture (15 train, 5 test) encrypted with pe (dataset scope), 4 samples per shard."""
     out = tmp_path / "out"
-    encrypt(cifar10_dir, out, key_file, "--format", storage)
+    encrypt(cifar10_dir, out, key_file, "--format", storage, "--key-scope", "dataset")
     return out
 
 
@@ -149,10 +149,13 @@ def test_manifest_round_trips(made):
 
 def test_manifest_top_level_fields(made, storage):
     doc = manifest_doc(made)
-    assert (doc["format"], doc["version"], doc["storage"]) == ("ppencrypt-dataset", 1, storage)
+    assert (doc["format"], doc["version"], doc["storage"]) == ("ppencrypt-dataset", 2, storage)
     assert doc["image"] == {"height": 32, "width": 32, "channels": 3, "dtype": "uint8", "resize": None}
     assert doc["source"] == {"layout": "cifar10", "skipped_bad_files": 0}
-    assert doc["cipher"]["derivations"] == [f"ppencrypt/v1|method=pe|purpose={p}|scope=dataset" for p in ("np-bits-c0", "np-bits-c1", "np-bits-c2", "colour-codes")]
+    assert doc["cipher"]["derivations"] == [
+        f"ppencrypt/v2|method=pe|purpose={p}|scope=dataset|shape=32x32x3" for p in ("np-bits-c0", "np-bits-c1", "np-bits-c2", "colour-codes")
+    ]
+    assert (doc["cipher"]["kdf"], doc["cipher"]["salt"]) == ("ppencrypt/v2", None) and len(doc["mac"]) == 64
 
 
 def edit(doc: dict, path: str, value):
@@ -169,12 +172,12 @@ def edit(doc: dict, path: str, value):
 @pytest.mark.parametrize(
     "path, value, message",
     [
-        ("version", 2, "manifest version 2 is newer than this tool's (1)"),
+        ("version", 3, "manifest version 3 is newer than this tool's (2)"),
         ("version", 0, "manifest version 0 is older"),
         ("format", "something", "not a ppencrypt dataset manifest"),
         ("storage", "hdf5", "unknown storage 'hdf5'"),
         ("image.height", True, "field 'height' has the wrong type"),
-        ("image.width", 0, "is empty"),
+        ("image.width", 0, "is not one ppencrypt writes"),
         ("classes", KeyError, "missing field 'classes'"),
         ("splits.train.count", 99, "counts do not add up"),
         ("splits.train.per_class", [15], "per_class has 1 entries"),
@@ -226,25 +229,70 @@ def damage_byte(at: int):
     [
         (damage_byte(3), "corrupt tar header at byte 0"),
         (damage_byte(124 + 5), "not a tar archive (bad header at byte 0)"),
-        (lambda d: d[:3000], "truncated"),
-        (lambda d: d[:1024], "truncated (no end-of-archive marker)"),
+        (lambda d: d[:3000], "the manifest claims 4 samples, more than its 3000 bytes can hold"),
+        (lambda d: d[:1024], "the manifest claims 4 samples, more than its 1024 bytes can hold"),
         (lambda d: bytes(len(d)), "0 samples, the manifest says 4"),
         (lambda d: d[:2048] + bytes(len(d) - 2048), "1 samples, the manifest says 4"),
     ],
     ids=["name", "size", "cut-in-member", "cut-between-members", "zeroed", "cut-to-one-sample"],
 )
 def test_our_wds_reader_names_a_damaged_shard(wds, damage, message):
+    """The parser, given a damaged shard whose hash and size the manifest was made to match (as
+    a server that writes both could): the error names the shard and what is wrong."""
     shard = open_dataset(wds).manifest.splits["train"].shards[0]
     path = wds / shard.path
     path.write_bytes(damage(path.read_bytes()))
+    restamp(wds, shard.path)
+    shard = open_dataset(wds).manifest.splits["train"].shards[0]
     with pytest.raises(ShardError, match=re.escape(str(path)) + ".*" + re.escape(message)):
         open_dataset(wds).split("train").read_shard(shard)
+
+
+@pytest.mark.parametrize("cut, message", [(4500, "truncated (member 00000000.npy runs past the end)"),
+                                          (4096 + 1024, "truncated (no end-of-archive marker)")])  # fmt: skip
+def test_the_tar_parser_names_a_truncated_shard(wds, cut, message):
+    """A shard long enough for the one sample claimed, cut short inside or after it."""
+    from pipeline.formats.manifest import ShardInfo
+    from pipeline.formats.wds import parse_shard
+
+    data = (wds / "train" / "000000.tar").read_bytes()[:cut]
+    with pytest.raises(ShardError, match=re.escape(f"shard.tar: {message}")):
+        parse_shard(data, ShardInfo("train/000000.tar", "0" * 64, len(data), 1, 0), (32, 32, 3), "shard.tar")
+
+
+def restamp(root, rel: str) -> None:
+    """Make the manifest agree with the file at ``rel`` (size and hash), as a hostile server can."""
+    import hashlib
+
+    doc = manifest_doc(root)
+    data = (root / rel).read_bytes()
+    for entry in [sh for s in doc["splits"].values() for sh in s["shards"]] + doc["files"]:
+        if entry["path"] == rel:
+            entry["sha256"], entry["bytes"] = hashlib.sha256(data).hexdigest(), len(data)
+    (root / "manifest.json").write_text(json.dumps(doc))
+
+
+@pytest.mark.parametrize("storage", STORAGES)
+def test_a_shard_that_differs_from_the_manifest_is_refused_before_parsing(tmp_path, cifar10_dir, key_file, storage):
+    root = make(tmp_path, cifar10_dir, key_file, storage)
+    shard = open_dataset(root).manifest.splits["train"].shards[1]
+    path = root / shard.path
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 1
+    path.write_bytes(bytes(data))
+    with pytest.raises(ShardError, match=re.escape(f"{path}: checksum mismatch")):
+        open_dataset(root).split("train").read_shard(shard)
+    path.write_bytes(bytes(data) + b"x")
+    with pytest.raises(ShardError, match=re.escape(f"{path}: {len(data) + 1} bytes, the manifest says {len(data)}")):
+        open_dataset(root).split("train").read_shard(shard)
 
 
 def test_our_zarr_reader_names_a_damaged_shard(zarr_store):
     shard = open_dataset(zarr_store).manifest.splits["train"].shards[1]
     path = zarr_store / shard.path
     path.write_bytes(path.read_bytes()[:-40])
+    restamp(zarr_store, shard.path)
+    shard = open_dataset(zarr_store).manifest.splits["train"].shards[1]
     with pytest.raises(ShardError, match=re.escape(str(zarr_store / "train")) + ": samples 4..7 cannot be read"):
         open_dataset(zarr_store).split("train").read_shard(shard)
 
@@ -253,8 +301,9 @@ def test_image_scope_samples_are_keyed_by_their_index_in_the_split(tmp_path, cif
     out = tmp_path / "out"
     encrypt(cifar10_dir, out, key_file, "--key-scope", "image", "--format", "zarr")
     secret = load_key(key_file).secret
+    salt = bytes.fromhex(open_dataset(out).manifest.cipher.salt)
     for split, part in (("train", slice(5, None)), ("test", slice(None, 5))):
         plain = cifar10[0][part]
-        ring = KeyRing(secret, "pe", "image", split)
+        ring = KeyRing(secret, "pe", "image", split, salt)
         expected = make_cipher("pe").encrypt(plain, ring, np.arange(len(plain)))
         assert np.array_equal(open_dataset(out).split(split).read().images, expected)

@@ -1,9 +1,11 @@
-"""Known-answer vectors: the RFCs' own vectors for the primitives, then ours (docs/cipher.md).
+"""Known-answer vectors: the RFCs' own vectors for the primitives, then ours (docs/cipher.md),
+for the key derivation datasets are written with (ppencrypt/v2) and for the one version 1
+datasets were (ppencrypt/v1), which must keep decrypting.
 
 Our vectors are literal hex. Each is checked twice: against the pipeline, and against a
 from-scratch computation in this file that uses only ``cryptography`` and the documented
-rules (bits least significant first; colour codes b % 6 for bytes b < 252; NP then shuffle),
-so a change in either the code or the spec shows up here.
+rules (labels; bits least significant first; colour codes b % 6 for bytes b < 252; NP then
+shuffle), so a change in either the code or the spec shows up here.
 """
 
 import numpy as np
@@ -13,7 +15,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from pipeline.ciphers import make_cipher
-from pipeline.derive import KeyRing, Keystream, hkdf_sha256
+from pipeline.derive import KDF_V1, KDF_V2, KeyRing, Keystream, hkdf_sha256, mac_key
 from pipeline.keys import MasterKey
 
 # RFC 5869, appendix A.1 (test case 1)
@@ -55,13 +57,34 @@ KAT_STREAMS = {  # first 16 bytes, dataset scope (nonce 0)
 }
 KAT_IMAGE = np.arange(18, dtype=np.uint8).reshape(2, 3, 3)  # 2 x 3 pixels, RGB, values 0..17
 KAT_GRAY = np.array([0, 40, 80, 120, 160, 200], np.uint8).reshape(2, 3, 1)
-# (method, scope, split, index, image): ciphertext
+# ppencrypt v1 (version 1 manifests), (method, scope, split, index, image): ciphertext
 KAT_CIPHERTEXTS = [
     ("pe", "dataset", None, 0, KAT_IMAGE, "fe000203fa04f8f7060af60b0ef30d0feeef"),
     ("pe", "image", "train", 0, KAT_IMAGE, "0001fd0503fbf908f8f4f5f60d0ef30fefee"),
     ("pe", "image", "train", 1, KAT_IMAGE, "0100fdfcfa0407f908f5f6f4f1f2f3f01011"),
     ("np", "dataset", None, 0, KAT_IMAGE, "0001fdfcfbfaf9f808f6f50bf3f2f1f0efee"),
     ("pe", "dataset", None, 0, KAT_GRAY, "002850875fc8"),
+]
+
+# ppencrypt v2: the same master key, dataset salt bytes(range(16)); labels name the shape.
+KAT2_SALT = bytes(range(16))
+KAT2_SUBKEYS = {
+    "ppencrypt/v2|method=pe|purpose=np-bits-c0|scope=dataset|shape=2x3x3": "b6e1ac68f902bc23d48af63351ae6ef5a5dd2c92b322210c6422dd0a2e318f4f",
+    "ppencrypt/v2|method=pe|purpose=colour-codes|scope=dataset|shape=2x3x3": "1c3acbe734ed089192be8fc94900e9a1c750e5b16a909daaafb7321ccc71b1da",
+    "ppencrypt/v2|method=pe|purpose=np-bits-c0|scope=image|shape=2x3x3|salt=000102030405060708090a0b0c0d0e0f|split=train":
+        "cad49f75b7562d629934caa8a6bfbdb46f5a9ce61c98ed96aa0c5698c23461d4",
+    "ppencrypt/v2|method=pe|purpose=query-nonce|scope=image|shape=2x3x3|salt=000102030405060708090a0b0c0d0e0f|query":
+        "263d45fce44f4e630ac93757fba94644c6eda1194421a5b465ab7d38978fef17",
+    "ppencrypt/v2|method=le|purpose=block-permutation|scope=dataset|shape=4x4x3|block_size=4":
+        "af81f6ea8e965a6b585bb16725df2a612b8cde640d2f0823f603994df3b6c0b2",
+}  # fmt: skip
+KAT2_MAC_KEY = "fd5b3c040975a3ab1bcc6e3018adc64d1eaa4ecbd3a4ba888b50b0a1d84b6d3d"
+KAT2_CIPHERTEXTS = [
+    ("pe", "dataset", None, 0, KAT_IMAGE, "fe020003fa0408f8f909f40af3f20eeff011"),
+    ("pe", "image", "train", 0, KAT_IMAGE, "ff02fe040503f9f7070b090a0c0e0d11eff0"),
+    ("pe", "image", "train", 1, KAT_IMAGE, "fefdff03fa04f7f9f80bf60a0ef30def0fee"),
+    ("np", "dataset", None, 0, KAT_IMAGE, "ff0102030405f9f8f709f5f40cf2f1f0efee"),
+    ("pe", "dataset", None, 0, KAT_GRAY, "ffd75078a037"),
 ]
 
 PERMS = [(0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)]  # RGB RBG GRB GBR BRG BGR
@@ -71,23 +94,31 @@ def ref_hkdf(ikm: bytes, info: bytes, length: int, salt: bytes = b"ppencrypt/v1"
     return HKDF(algorithm=hashes.SHA256(), length=length, salt=salt, info=info).derive(ikm)
 
 
-def ref_stream(label: str, n: int, nonce: bytes = bytes(12)) -> bytes:
-    key = ref_hkdf(MASTER, label.encode(), 32)
+def ref_stream(label: str, n: int, nonce: bytes = bytes(12), kdf: str = "ppencrypt/v1") -> bytes:
+    key = ref_hkdf(MASTER, label.encode(), 32, salt=kdf.encode())
     return Cipher(algorithms.ChaCha20(key, bytes(4) + nonce), mode=None).encryptor().update(bytes(n))
 
 
-def ref_encrypt(image: np.ndarray, method: str, scope: str, nonce: bytes = bytes(12)) -> np.ndarray:
+def ref_label(kdf: str, method: str, scope: str, shape, split: str | None) -> str:
+    """The documented label, with ``{}`` for the purpose."""
+    if kdf == "ppencrypt/v1":
+        return f"ppencrypt/v1|method={method}|purpose={{}}|scope={scope}" + (f"|split={split}" if split else "")
+    h, w, c = shape
+    label = f"ppencrypt/v2|method={method}|purpose={{}}|scope={scope}|shape={h}x{w}x{c}"
+    return label + (f"|salt={KAT2_SALT.hex()}|split={split}" if split else "")
+
+
+def ref_encrypt(image: np.ndarray, method: str, label: str, nonce: bytes = bytes(12), kdf: str = "ppencrypt/v1") -> np.ndarray:
     """The spec, one pixel at a time: per-component NP bits, then (pe, RGB) the permutation."""
     h, w, c = image.shape
     n = h * w
-    label = f"ppencrypt/v1|method={method}|purpose={{}}|" + scope
     flips = []
     for ch in range(c):
-        s = ref_stream(label.format(f"np-bits-c{ch}"), (n + 7) // 8, nonce)
+        s = ref_stream(label.format(f"np-bits-c{ch}"), (n + 7) // 8, nonce, kdf)
         flips.append([(s[p // 8] >> (p % 8)) & 1 for p in range(n)])
     codes = [0] * n
     if method == "pe" and c == 3:
-        codes = [b % 6 for b in ref_stream(label.format("colour-codes"), 4 * n, nonce) if b < 252][:n]
+        codes = [b % 6 for b in ref_stream(label.format("colour-codes"), 4 * n, nonce, kdf) if b < 252][:n]
     out = np.empty_like(image)
     for p in range(n):
         y, x = divmod(p, w)
@@ -118,34 +149,72 @@ def test_key_id():
     assert ref_hkdf(MASTER, b"ppencrypt/v1|key-id", 16).hex() == KAT_KEY_ID
 
 
+def v1_ring(method, scope, split=None) -> KeyRing:
+    return KeyRing(MASTER, method, scope, split, kdf=KDF_V1)
+
+
 @pytest.mark.parametrize("label", sorted(KAT_SUBKEYS))
-def test_subkeys(label):
+def test_v1_subkeys(label):
     scope = label.split("|scope=")[1].split("|")[0]
     split = label.split("|split=")[1] if "|split=" in label else None
     purpose = label.split("|purpose=")[1].split("|")[0]
-    ring = KeyRing(MASTER, "pe", scope, split)
+    ring = v1_ring("pe", scope, split)
     assert ring.label(purpose) == label
     assert ring.subkey(purpose).hex() == KAT_SUBKEYS[label]
     assert ref_hkdf(MASTER, label.encode(), 32).hex() == KAT_SUBKEYS[label]
 
 
 @pytest.mark.parametrize("method, purpose", sorted(KAT_STREAMS))
-def test_streams(method, purpose):
-    label = KeyRing(MASTER, method, "dataset").label(purpose)
-    assert KeyRing(MASTER, method, "dataset").stream(purpose).read(16).hex() == KAT_STREAMS[method, purpose]
+def test_v1_streams(method, purpose):
+    label = v1_ring(method, "dataset").label(purpose)
+    assert v1_ring(method, "dataset").stream(purpose).read(16).hex() == KAT_STREAMS[method, purpose]
     assert ref_stream(label, 16).hex() == KAT_STREAMS[method, purpose]
 
 
 @pytest.mark.parametrize("method, scope, split, index, image, expected", KAT_CIPHERTEXTS)
-def test_ciphertexts(method, scope, split, index, image, expected):
-    encrypted = make_cipher(method).encrypt(image[None], KeyRing(MASTER, method, scope, split), np.array([index]))
+def test_v1_ciphertexts(method, scope, split, index, image, expected):
+    encrypted = make_cipher(method).encrypt(image[None], v1_ring(method, scope, split), np.array([index]))
     assert encrypted[0].tobytes().hex() == expected
-    suffix = "scope=dataset" if scope == "dataset" else f"scope=image|split={split}"
     nonce = bytes(12) if scope == "dataset" else index.to_bytes(8, "little") + bytes(4)
-    assert ref_encrypt(image, method, suffix, nonce).tobytes().hex() == expected
+    assert ref_encrypt(image, method, ref_label(KDF_V1, method, scope, image.shape, split), nonce).tobytes().hex() == expected
+
+
+def v2_ring(label: str) -> tuple[KeyRing, str]:
+    """The ring a documented v2 label belongs to, and its purpose."""
+    fields = dict(part.split("=", 1) for part in label.split("|")[1:] if "=" in part)
+    h, w, c = map(int, fields["shape"].split("x"))
+    image = fields["scope"] == "image"
+    ring = KeyRing(MASTER, fields["method"], fields["scope"], fields.get("split"), KAT2_SALT if image else None,
+                   query=label.endswith("|query"))  # fmt: skip
+    params = {"block_size": int(fields["block_size"])} if "block_size" in fields else {}
+    return ring.bind((h, w, c), params), fields["purpose"]
+
+
+@pytest.mark.parametrize("label", sorted(KAT2_SUBKEYS))
+def test_v2_subkeys(label):
+    ring, purpose = v2_ring(label)
+    assert ring.label(purpose) == label
+    assert ring.subkey(purpose).hex() == KAT2_SUBKEYS[label]
+    assert ref_hkdf(MASTER, label.encode(), 32, salt=b"ppencrypt/v2").hex() == KAT2_SUBKEYS[label]
+
+
+def test_v2_mac_key():
+    assert mac_key(MASTER).hex() == KAT2_MAC_KEY == ref_hkdf(MASTER, b"ppencrypt/v2|manifest-mac", 32, salt=b"ppencrypt/v2").hex()
+
+
+@pytest.mark.parametrize("method, scope, split, index, image, expected", KAT2_CIPHERTEXTS)
+def test_v2_ciphertexts(method, scope, split, index, image, expected):
+    ring = KeyRing(MASTER, method, scope, split, KAT2_SALT if scope == "image" else None)
+    encrypted = make_cipher(method).encrypt(image[None], ring, np.array([index]))
+    assert encrypted[0].tobytes().hex() == expected
+    nonce = bytes(12) if scope == "dataset" else index.to_bytes(8, "little") + bytes(4)
+    label = ref_label(KDF_V2, method, scope, image.shape, split)
+    assert ref_encrypt(image, method, label, nonce, KDF_V2).tobytes().hex() == expected
 
 
 def test_documented_pixels():
     """The ciphertext table of docs/cipher.md, as pixel tuples."""
     assert bytes.fromhex(KAT_CIPHERTEXTS[0][-1]) == bytes([254, 0, 2, 3, 250, 4, 248, 247, 6, 10, 246, 11, 14, 243, 13, 15, 238, 239])
     assert list(bytes.fromhex(KAT_CIPHERTEXTS[-1][-1])) == [0, 40, 80, 135, 95, 200]
+    assert bytes.fromhex(KAT2_CIPHERTEXTS[0][-1]) == bytes([254, 2, 0, 3, 250, 4, 8, 248, 249, 9, 244, 10, 243, 242, 14, 239, 240, 17])
+    assert list(bytes.fromhex(KAT2_CIPHERTEXTS[-1][-1])) == [255, 215, 80, 120, 160, 55]

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import CIFAR10_NAMES, load_vendored, ppencrypt, read_pngs
+from conftest import CIFAR10_NAMES, SALT, load_vendored, ppencrypt, read_pngs
 from pipeline.ciphers import METHODS, GatherXor, PixelGroup
 from pipeline.ciphers.block import BlockCipher, block_layout
 from pipeline.ciphers.pixel import GatherXorCipher
@@ -77,12 +77,13 @@ def toy_methods():
 
 def test_a_toy_pixel_method_goes_through_every_command(toy_methods, cifar10_dir, cifar10, key_file, tmp_path):
     out = tmp_path / "out"
-    r = ppencrypt("dataset", cifar10_dir, out, "--key", key_file, "--method", "mono-np", "--quiet", "--workers", 1, "--shard-size", 8)
+    r = ppencrypt("dataset", cifar10_dir, out, "--key", key_file, "--method", "mono-np", "--key-scope", "dataset", "--quiet",
+                  "--workers", 1, "--shard-size", 8)  # fmt: skip
     assert r.exit_code == 0, r.output
     cipher = json.loads((out / "manifest.json").read_text())["cipher"]
     assert {k: cipher[k] for k in ("method", "family", "adapt", "block", "pixel_group")} == {
         "method": "mono-np", "family": "pixel", "adapt": "pixel", "block": None, "pixel_group": "other"}  # fmt: skip
-    assert cipher["derivations"] == ["ppencrypt/v1|method=mono-np|purpose=pixel-bits|scope=dataset"]
+    assert cipher["derivations"] == ["ppencrypt/v2|method=mono-np|purpose=pixel-bits|scope=dataset|shape=32x32x3"]
     # Every pixel is its plain value or its negative, whole.
     enc = open_dataset(out).split("train").read()
     images, labels = cifar10
@@ -140,7 +141,7 @@ def test_the_pixel_group_is_what_the_cipher_does(method, channels, kind, size, c
     assert group.kind == kind and len(group) == size
     pixel = np.array([10, 70, 200][:channels], np.uint8)  # distinct components: every map gives another image
     images = np.broadcast_to(pixel, (3000, 1, 1, channels)).copy()
-    ring = KeyRing(master_key.secret, method, "image", "train") if cipher.needs_key else None
+    ring = KeyRing(master_key.secret, method, "image", "train", SALT) if cipher.needs_key else None
     seen = {tuple(p) for p in cipher.encrypt(images, ring, np.arange(3000)).reshape(-1, channels).tolist()}
     predicted = {tuple(int(pixel[p] ^ (255 * f[p])) for p in perm) for perm, f in zip(group.perms, group.flips)}
     assert seen == predicted
@@ -200,7 +201,10 @@ class NpySplitWriter(SplitWriter):
 
 
 class NpySplitReader(SplitReader):
-    def read_shard(self, shard):
+    def most_samples(self, shard):
+        return shard.bytes // self.sample_bytes
+
+    def load_shard(self, shard):
         try:
             images = np.load(self.root / shard.path)
             labels = np.load(self.root / f"{shard.path}.labels.npy")

@@ -11,7 +11,8 @@ VENDORED = {"cifar10": sorted((DATA / "cifar10").glob("*.png")), "fmnist": sorte
 
 
 def query(out, dest, key_file, *images, expect: int = 0):
-    r = ppencrypt("image", *images, "--like", out, "--key", key_file, "-o", dest)
+    key = ("--key", key_file) if key_file is not None else ()  # a plain dataset's queries take none
+    r = ppencrypt("image", *images, "--like", out, *key, "-o", dest)
     assert r.exit_code == expect, r.output
     return r
 
@@ -24,9 +25,10 @@ def encrypted_queries(dest) -> list[np.ndarray]:
 @pytest.mark.parametrize("data", ["cifar10", "fmnist"])
 def test_dataset_scope_query_equals_the_datasets_encryption(request, tmp_path, key_file, data, method):
     out = tmp_path / "out"
-    encrypt(request.getfixturevalue(f"{data}_dir"), out, key_file, "--method", method)
+    scope = ("--key-scope", "dataset") if method != "plain" else ()
+    encrypt(request.getfixturevalue(f"{data}_dir"), out, key_file, "--method", method, *scope)
     picks = [0, 3, 7]
-    r = query(out, tmp_path / "q", key_file, *(VENDORED[data][5 + i] for i in picks))
+    r = query(out, tmp_path / "q", key_file if method != "plain" else None, *(VENDORED[data][5 + i] for i in picks))
     assert r.stdout.splitlines() == [f"{VENDORED[data][5 + i]}\t{tmp_path / 'q' / f'{k:06d}.png'}" for k, i in enumerate(picks)]
     stored = open_dataset(out).split("train").read().images
     got = encrypted_queries(tmp_path / "q")
@@ -73,7 +75,7 @@ def test_wrong_size_query_refused_naming_the_file(tmp_path, cifar10_dir, key_fil
 
 def test_query_is_resized_like_the_dataset(tmp_path, cifar10_dir, key_file):
     out = tmp_path / "out"
-    encrypt(cifar10_dir, out, key_file, "--size", 24)
+    encrypt(cifar10_dir, out, key_file, "--size", 24, "--key-scope", "dataset")
     query(out, tmp_path / "q", key_file, VENDORED["fmnist"][0], VENDORED["cifar10"][6])
     got = encrypted_queries(tmp_path / "q")
     assert [g.shape for g in got] == [(24, 24, 3), (24, 24, 3)]

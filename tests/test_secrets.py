@@ -6,20 +6,23 @@ import json
 import pytest
 from conftest import encrypt, ppencrypt, tree_bytes, write_imagefolder
 
-from pipeline.derive import KeyRing
+from pipeline.derive import KeyRing, mac_key
 from pipeline.keys import load_key
 
 SECRET_NAME = "patient_jane_doe_1987"
 SECRET_DIR = "hospital_xq_records"
 
 
-def key_material(key_file) -> list[bytes]:
+def key_material(key_file, salts_used=(), shapes=((32, 32, 3), (28, 28, 1))) -> list[bytes]:
     """The key's raw bytes, its hex both cases, and every subkey a job may derive."""
     secret = load_key(key_file).secret
+    salts = [bytes.fromhex(s) for s in salts_used]
     rings = [KeyRing(secret, m, "dataset") for m in ("pe", "np")]
-    rings += [KeyRing(secret, m, "image", s) for m in ("pe", "np") for s in ("train", "test", "query")]
+    rings += [KeyRing(secret, m, "image", s, salt) for m in ("pe", "np") for s in ("train", "test") for salt in salts]
+    rings += [KeyRing(secret, m, "image", None, salt, query=True) for m in ("pe", "np") for salt in salts]
     purposes = ("np-bits-c0", "np-bits-c1", "np-bits-c2", "colour-codes", "query-nonce")
-    subkeys = [r.subkey(p) for r in rings for p in purposes]
+    subkeys = [r.bind(shape, {}).subkey(p) for r in rings for shape in shapes for p in purposes]
+    subkeys.append(mac_key(secret))
     return [secret, secret.hex().encode(), secret.hex().upper().encode(), *subkeys, *(k.hex().encode() for k in subkeys)]
 
 
@@ -44,8 +47,9 @@ def src(tmp_path, cifar10):
 @pytest.mark.parametrize("scope", ["dataset", "image"])
 def test_no_secret_in_any_output(tmp_path, src, key_file, storage, scope):
     out, dest, picture, queries = (tmp_path / n for n in ("out", "dest", "preview.png", "queries"))
-    forbidden = key_material(key_file) + [SECRET_NAME.encode(), SECRET_DIR.encode()]
     outputs = [encrypt(src, out, key_file, "--format", storage, "--key-scope", scope)]
+    salt = json.loads((out / "manifest.json").read_text())["cipher"]["salt"]
+    forbidden = key_material(key_file, [salt] if salt else []) + [SECRET_NAME.encode(), SECRET_DIR.encode()]
     query = next(src.rglob(f"{SECRET_NAME}.png"))
     for args in (
         ("decrypt", out, dest, "--key", key_file, "--quiet"),

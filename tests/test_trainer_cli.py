@@ -208,7 +208,7 @@ def test_resume_refusals(shapes_pe, shapes_src, session_key, tmp_path):
                         "continue it (start a new --run-dir instead)\n")  # fmt: skip
     other_key = tmp_path / "other.key"
     CliRunner().invoke(ppencrypt, ["keygen", str(other_key)])
-    other = encrypt(shapes_src, tmp_path / "other", other_key, shard_size=32)
+    other = encrypt(shapes_src, tmp_path / "other", other_key, shard_size=32, scope="dataset")
     r = run(other, "--resume", "--run-dir", r_dir, code=1)
     assert r.output.startswith(f"Error: {other}: its key id is {load_key(other_key).key_id}, but run {r_dir} was trained on ")
     (r_dir / "checkpoint.pt").unlink()

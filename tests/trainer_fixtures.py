@@ -64,4 +64,4 @@ def session_key(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def shapes_pe(shapes_src, session_key, tmp_path_factory) -> Path:
     """The three-shapes dataset, pe with a dataset-scope key, wds shards of 32 samples."""
-    return encrypt(shapes_src, tmp_path_factory.mktemp("shapes-pe") / "out", session_key, shard_size=32)
+    return encrypt(shapes_src, tmp_path_factory.mktemp("shapes-pe") / "out", session_key, shard_size=32, scope="dataset")

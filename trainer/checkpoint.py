@@ -8,10 +8,11 @@ checkpoint from elsewhere cannot run code.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
+
+from pipeline.atomic import atomic_writer
 
 from .errors import CheckpointError
 
@@ -28,12 +29,8 @@ def save(path: Path, epoch: int, model: torch.nn.Module, optimizer: torch.optim.
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "history": history,
     }
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_writer(path) as f:  # a crash leaves the previous checkpoint, never half of a new one
         torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)  # a crash leaves the previous checkpoint, never half of a new one
 
 
 def load(path: Path) -> dict:

@@ -15,6 +15,7 @@ import click
 from click.core import ParameterSource
 
 from pipeline.errors import PipelineError
+from pipeline.formats import dataset_name
 
 from .augment import COMMUTING
 from .errors import OptionError, TrainerError
@@ -103,6 +104,9 @@ def cli():
 @setting("stream")
 @MEMORY_LIMIT
 @setting("shuffle_buffer", type=click.IntRange(min=1))
+@setting("prefetch", type=click.IntRange(min=0))
+@setting("cache_dir", type=click.Path(file_okay=False))
+@setting("cache_limit", type=click.IntRange(min=1))
 @setting("train_split")
 @setting("test_split")
 @setting("stop_after", type=click.IntRange(min=1))
@@ -110,17 +114,18 @@ def cli():
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or per-epoch lines (the summary stays).")
 @click.pass_context
 def train(ctx, out, epochs, batch_size, lr, recipe, augment, pad, mix_alpha, adapt, no_adapt, width, device, seed, run_dir,
-          resume, compile_, workers, stream, memory_limit, shuffle_buffer, train_split, test_split, stop_after, trace, quiet):  # fmt: skip
-    """Train on dataset OUT (from `ppencrypt dataset`), evaluating on its test split each epoch."""
+          resume, compile_, workers, stream, memory_limit, shuffle_buffer, prefetch, cache_dir, cache_limit, train_split, test_split,
+          stop_after, trace, quiet):  # fmt: skip
+    """Train on dataset OUT (from `ppencrypt dataset`; a folder or a URL), evaluating on its test split each epoch."""
     from .train import train as run_training
 
     if no_adapt and adapt not in (None, "none"):
         raise click.BadParameter(f"--no-adapt contradicts --adapt {adapt}", ctx=ctx, param_hint="'--no-adapt'")
     adapt = "none" if no_adapt else adapt
-    run_dir = run_dir or str(Path("runs") / Path(out).resolve().name)
+    run_dir = run_dir or str(Path("runs") / dataset_name(out))
     given = Settings(
         data=out, train_split=train_split, test_split=test_split, stream=stream, memory_limit=memory_limit,
-        workers=workers, shuffle_buffer=shuffle_buffer, augment=DEFAULT_AUGMENT if augment is None else augment,
+        workers=workers, shuffle_buffer=shuffle_buffer, prefetch=prefetch, cache_dir=cache_dir, cache_limit=cache_limit, augment=DEFAULT_AUGMENT if augment is None else augment,
         pad=pad, mix_alpha=mix_alpha, width=width, adapt=adapt, recipe=recipe, epochs=epochs,
         batch_size=batch_size, lr=lr, device=device, seed=seed, compile=compile_, run_dir=run_dir,
         stop_after=stop_after, trace=trace,

@@ -1,5 +1,7 @@
 """Getting a split to the model: resident on the device when it fits under ``--memory-limit``
-(memory.py), else streamed shard by shard (stream.py). Both keep loader.py's promises."""
+(memory.py), else streamed shard by shard (stream.py). Both keep loader.py's promises, and
+both read a local folder and a URL alike (pipeline.formats): in memory, a URL's split is
+downloaded once, a few shards at a time; streamed, each reader fetches shards ahead."""
 
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ def fits_in_memory(ds: Dataset, splits: list[str], limit_mib: int) -> bool:
 
 
 def make_loader(ds: Dataset, split: str, batch: int, d: Dist, device: torch.device, seed: int, train: bool,
-                stream: bool, workers: int, buffer: int) -> Loader:  # fmt: skip
+                stream: bool, workers: int, buffer: int, prefetch: int = 2) -> Loader:  # fmt: skip
     if not stream:
         return MemoryLoader(ds, split, batch, d, device, seed, train)
-    return StreamLoader(ds, split, batch, d, device, seed, train, workers, buffer)
+    return StreamLoader(ds, split, batch, d, device, seed, train, workers, buffer, prefetch)

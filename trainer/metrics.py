@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pipeline.atomic import atomic_writer
+
 from .run import write_atomic
 
 FIELDS = ("epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "images_per_s", "seconds")
@@ -34,10 +36,9 @@ def plot_curves(path: Path, history: list[dict], title: str) -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(title)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=100)
+    with atomic_writer(path) as f:
+        fig.savefig(f, dpi=100, format="png")
     plt.close(fig)
-    tmp.replace(path)
 
 
 def _pct(v) -> str:

@@ -5,12 +5,12 @@ and which datasets a run may be resumed or evaluated on.
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
 
+from pipeline.atomic import write_file
 from pipeline.formats import Manifest
 
 from .errors import RunDirError
@@ -61,9 +61,8 @@ class RunDir:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    """Whole or not at all, and never through a link planted at a temporary name."""
+    write_file(path, text.encode("utf-8"))
 
 
 def resume_settings(run: RunDir, saved_settings: Settings, given: Settings, explicit: set[str]) -> Settings:

@@ -31,13 +31,17 @@ def adapt_name(value: str | bool | None) -> str | None:
 @dataclass(frozen=True)
 class Settings:
     # --- data
-    data: str = setting("", "Dataset directory written by `ppencrypt dataset`.")
+    data: str = setting("", "Dataset written by `ppencrypt dataset`: a folder, or a URL (s3://, gs://, https://).")
     train_split: str = setting("train", "Split to train on.")
     test_split: str = setting("test", "Evaluated every epoch, if the dataset has it.")
     stream: bool = setting(False, "Stream shards even when the data fits in memory.")
     memory_limit: int = setting(4096, "MiB of pixels (train + test) to hold on the device; more is streamed.")
     workers: int = setting(2, "Streaming loader processes per rank (0: in the training process).")
     shuffle_buffer: int = setting(20_000, "Samples mixed across shards when streaming.")
+    prefetch: int = setting(2, "Shards each streaming reader fetches ahead, in threads, while it decodes one (0: none).")
+    cache_dir: str = setting("", "For a URL dataset: keep its downloaded files here (named by their hash, checked on every "
+                                 "read), so later epochs and runs do not download them again. [no cache]")
+    cache_limit: int = setting(10_240, "MiB the --cache-dir may hold; the least recently used files go first.")
     # --- augmentation (augment.py), applied to ciphertext on the device
     augment: tuple[str, ...] = setting(DEFAULT_AUGMENT, "Augmentations in the encrypted domain.")
     pad: int = setting(4, "Largest shift of 'crop', in pixels.")
@@ -105,6 +109,6 @@ def help_of(name: str) -> str:
 
 
 # Options a --resume takes afresh from its own command line: they change where and how fast a
-# run goes, not its result. Every other option comes from config.json (the loader options
+# run goes, not its result (read-ahead keeps the order; the cache holds verified bytes). Every other option comes from config.json (the loader options
 # too: the streaming order depends on the worker count and on streaming at all).
-PER_INVOCATION = frozenset({"data", "run_dir", "device", "compile", "stop_after", "trace"})
+PER_INVOCATION = frozenset({"data", "run_dir", "device", "compile", "stop_after", "trace", "prefetch", "cache_dir", "cache_limit"})

@@ -4,7 +4,8 @@ A pipeline of small generator stages (webdataset's ``DataPipeline``), one per wo
 
     epoch_shards   the split's shards in an order seeded by (seed, epoch), this worker's share
     read_shards    each shard decoded whole by pipeline.formats (tar or zarr chunk), with the
-                   error handler passed in
+                   error handler passed in; --prefetch shards of the pass are fetched ahead
+                   in threads (downloaded and hash-checked, for a URL), in order
     shuffle_pool   a pool of --shuffle-buffer samples mixed across shards, vectorised
     pieces         uint8 tensors of at most a batch, sent to the training process, which cuts
                    exact batches across workers
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterator
 
 import numpy as np
@@ -34,7 +34,8 @@ import torch
 import webdataset as wds
 
 from pipeline.errors import PipelineError
-from pipeline.formats import Batch, Dataset, ShardInfo, open_dataset
+from pipeline.formats import Batch, Dataset, ShardInfo
+from pipeline.formats.prefetch import read_ahead
 
 from .distributed import Dist
 from .loader import Loaded, train_batches
@@ -45,7 +46,7 @@ from .seeding import SAMPLE_ORDER, SHARD_ORDER, epoch_rng
 class Plan:
     """What one reader (one worker of one rank) does in one epoch; picklable for workers."""
 
-    root: str
+    ds: Dataset  # location (local folder or URL, with its cache) and the manifest checked once
     split: str
     shards: tuple[ShardInfo, ...]
     batch: int  # per rank
@@ -55,6 +56,7 @@ class Plan:
     buffer: int  # samples in the shuffle pool
     reader: int  # g: rank x workers + worker
     readers: int  # G: world x workers
+    prefetch: int = 0  # shards fetched ahead of the one being decoded
 
     @property
     def by_shard(self) -> bool:
@@ -95,23 +97,36 @@ def epoch_shards(plan: Plan) -> Iterator[tuple[ShardInfo, int | None] | None]:
 
 
 def read_shards(src, plan: Plan, handler) -> Iterator[Batch]:
-    reader = open_dataset(plan.root).split(plan.split)
+    reader = plan.ds.split(plan.split)
+    for p, items in enumerate(passes(src)):
+        # Read-ahead only within the first pass: the DataLoader asks a reader for more than the
+        # epoch takes, so a reader often starts a pass nobody reads; fetched on demand, that
+        # costs at most one shard, not --prefetch + 1 of them (from a URL without a cache,
+        # downloads for nothing). Readers with a short share, which do cycle, read on demand.
+        for (shard, first), fetched in read_ahead(items, lambda item: reader.fetch(item[0]), plan.prefetch if p == 0 else 0):
+            try:
+                b = reader.read_shard(shard, fetched())
+            except PipelineError as e:
+                if handler(e):
+                    continue
+                raise
+            if first is not None:
+                keep = (first + np.arange(len(b))) % plan.readers == plan.reader
+                b = Batch(b.images[keep], b.labels[keep], b.indices[keep])
+            if len(b):
+                yield b
+        yield PASS_END
+
+
+def passes(src) -> Iterator[list]:
+    """The items of each pass, a list per PASS_END."""
+    items = []
     for item in src:
         if item is PASS_END:
-            yield PASS_END
-            continue
-        shard, first = item
-        try:
-            b = reader.read_shard(shard)
-        except PipelineError as e:
-            if handler(e):
-                continue
-            raise
-        if first is not None:
-            keep = (first + np.arange(len(b))) % plan.readers == plan.reader
-            b = Batch(b.images[keep], b.labels[keep], b.indices[keep])
-        if len(b):
-            yield b
+            yield items
+            items = []
+        else:
+            items.append(item)
 
 
 def shuffle_pool(src, plan: Plan) -> Iterator[Batch]:
@@ -192,9 +207,9 @@ class ReaderStream(torch.utils.data.IterableDataset):
 
 class StreamLoader:
     def __init__(self, ds: Dataset, split: str, batch: int, d: Dist, device: torch.device, seed: int, train: bool,
-                 workers: int, buffer: int, handler=wds.reraise_exception):  # fmt: skip
+                 workers: int, buffer: int, prefetch: int = 2, handler=wds.reraise_exception):  # fmt: skip
         info = ds.manifest.splits[split]
-        self.root, self.split, self.shards = str(Path(ds.root)), split, tuple(info.shards)
+        self.ds, self.split, self.shards, self.prefetch = ds, split, tuple(info.shards), prefetch
         self.count, self.batch, self.d, self.device, self.seed, self.train = info.count, batch, d, device, seed, train
         self.buffer, self.handler = buffer, handler
         # More readers than samples per rank would leave some with nothing to read.
@@ -210,7 +225,8 @@ class StreamLoader:
         n = max(self.workers, 1)
         readers = self.d.world * n
         return [
-            Plan(self.root, self.split, self.shards, self.batch, self.seed, epoch, self.train, self.buffer, self.d.rank * n + w, readers)
+            Plan(self.ds, self.split, self.shards, self.batch, self.seed, epoch, self.train, self.buffer, self.d.rank * n + w, readers,
+                 self.prefetch)
             for w in range(n)
         ]
 

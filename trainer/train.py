@@ -23,11 +23,11 @@ from typing import Callable
 
 import torch
 
-from pipeline.formats import Dataset, open_dataset
+from pipeline.formats import Dataset, ShardCache, dataset_name, open_dataset
 
 from . import checkpoint, distributed
 from .augment import BatchAugment, block_method_warning, parse_augment
-from .data import fits_in_memory, make_loader
+from .data import MIB, fits_in_memory, make_loader
 from .device import memory_format, pick_device
 from .distributed import Dist
 from .errors import OptionError, RunDirError
@@ -110,7 +110,7 @@ def prepare(given: Settings, explicit: set[str], resume: bool, d: Dist) -> Plan:
     continue from, and the choices that depend on the dataset — each made once, here."""
     run = RunDir(Path(given.run_dir))
     state = None
-    ds = open_dataset(given.data)
+    ds = open_dataset(given.data, cache=shard_cache(given))
     if resume:
         record = run.read_record()
         if not run.checkpoint.exists():
@@ -128,6 +128,11 @@ def prepare(given: Settings, explicit: set[str], resume: bool, d: Dist) -> Plan:
     augment = parse_augment(s.augment, m.shape, m.cipher.key_scope if m.cipher.key_id is not None else None)
     adapt, block = adaptation(s, ds)
     return Plan(asked, s, run, ds, state, augment, adapt, block)
+
+
+def shard_cache(s: Settings) -> ShardCache | None:
+    """--cache-dir: where a URL dataset's verified files are kept between epochs and runs."""
+    return ShardCache(s.cache_dir, s.cache_limit * MIB) if s.cache_dir else None
 
 
 def train(given: Settings, explicit: set[str] = frozenset(), resume: bool = False, quiet: bool = False,
@@ -178,7 +183,7 @@ def _train(given, explicit, resume, quiet, log, d: Dist, device: torch.device) -
         if d.main:
             checkpoint.save(run.checkpoint, epoch + 1, model, optimizer, history)
             write_metrics(run.metrics, history)
-            plot_curves(run.curves, history, f"{Path(s.data).name}: {m.cipher.method}, width {s.width}")
+            plot_curves(run.curves, history, f"{dataset_name(s.data)}: {m.cipher.method}, width {s.width}")
             if not quiet:
                 log(epoch_line(rec, s.epochs))
         d.barrier()
@@ -197,7 +202,7 @@ def build_loaders(plan: Plan, d: Dist, device: torch.device, warn) -> tuple[Load
     splits = [s.train_split] + ([s.test_split] if has_test else [])
     stream = s.stream or not fits_in_memory(ds, splits, s.memory_limit)
     per_rank = s.batch_size // d.world
-    args = dict(d=d, device=device, seed=s.seed, stream=stream, workers=s.workers, buffer=s.shuffle_buffer)
+    args = dict(d=d, device=device, seed=s.seed, stream=stream, workers=s.workers, buffer=s.shuffle_buffer, prefetch=s.prefetch)
     train_loader = make_loader(ds, s.train_split, per_rank, train=True, **args)
     test_loader = make_loader(ds, s.test_split, per_rank, train=False, **args) if has_test else None
     return train_loader, test_loader, stream

@@ -3,8 +3,9 @@ keys of its own, with the target's method, parameters and key scope.
 
 The attacker never holds the target's key. Its keys are derived from the audit's ``--seed``
 (so an audit is reproducible) through the same key derivation as ``ppencrypt dataset``; this is
-the one place the audit touches key derivation (pipeline.encrypt.key_ring / derive.KeyRing), so
-a change there is a change here only.
+the one place the audit touches key derivation (pipeline.keyuse.KeyUse), so a change there is
+a change here only. Under image scope the salt is derived from the seed too: the attacker's
+keys are fresh per image, and the audit is still reproducible.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import hashlib
 import numpy as np
 
 from ..ciphers import make_cipher
-from ..encrypt import key_ring
+from ..derive import DATASET_SALT_BYTES
 from ..keys import MasterKey
+from ..keyuse import KeyUse
 
 SPLIT = "public"  # the split name the attacker's own image-scope keys are derived for
 
@@ -32,5 +34,7 @@ def attacker_encrypt(method: str, params: dict, scope: str | None, images: np.nd
     cipher = make_cipher(method, params)
     if not cipher.needs_key:
         return images.copy()
-    ring = key_ring(cipher, attacker_key(seed, purpose), scope, SPLIT)
+    key = attacker_key(seed, purpose)
+    salt = hashlib.sha256(b"salt|" + key.secret).digest()[:DATASET_SALT_BYTES] if scope == "image" else None
+    ring = KeyUse.new(scope, salt).ring(cipher, key, SPLIT)
     return cipher.encrypt(images, ring, np.arange(len(images), dtype=np.int64))

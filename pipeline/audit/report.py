@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ..atomic import atomic_writer
 from ..decrypt import refuse_plain_inside, to_pil
 from ..preview import GAP, MIN_TILE, grid
 from .keyspace import KeySpace
@@ -170,9 +171,8 @@ def picture(report: AuditReport) -> Image.Image:
 
 
 def _replace(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
+    with atomic_writer(path) as f:
+        write(f)
 
 
 def report_paths(prefix: str | os.PathLike) -> tuple[Path, Path]:
@@ -187,6 +187,6 @@ def write_report(report: AuditReport, prefix: str | os.PathLike, dataset_root: s
     for path in (json_path, png_path):  # report.png holds plain pixels: never beside the shards
         refuse_plain_inside(path, dataset_root)
     text = json.dumps(report.to_dict(), indent=2, allow_nan=False) + "\n"
-    _replace(json_path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-    _replace(png_path, lambda tmp: picture(report).save(tmp, format="PNG"))
+    _replace(json_path, lambda f: f.write(text.encode("utf-8")))
+    _replace(png_path, lambda f: picture(report).save(f, format="PNG"))
     return json_path, png_path

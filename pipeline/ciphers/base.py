@@ -51,6 +51,10 @@ def make_cipher(name: str, params: dict | None = None) -> ImageCipher:
     unknown = set(params) - set(cls.defaults)
     if unknown:
         raise CipherError(f"method {name!r} takes no parameter {', '.join(sorted(unknown))}")
+    for key, value in params.items():  # a manifest's params may come from anywhere: their types must be the defaults'
+        kind = type(cls.defaults[key])
+        if not isinstance(value, kind) or isinstance(value, bool) != (kind is bool):
+            raise CipherError(f"method {name!r}: parameter {key} must be of type {kind.__name__}")
     return cls(**{**cls.defaults, **params})
 
 
@@ -151,8 +155,17 @@ class ImageCipher(ABC):
         if self.needs_key and scope not in self.scopes:
             raise CipherError(f"method {self.name!r} supports key scope {' or '.join(self.scopes)}, not {scope!r}")
 
-    @abstractmethod
-    def encrypt(self, images: np.ndarray, ring: KeyRing | None, indices: np.ndarray) -> np.ndarray: ...
+    def encrypt(self, images: np.ndarray, ring: KeyRing | None, indices) -> np.ndarray:
+        return self.apply(images, self._bound(ring, images.shape[1:]), indices, inverse=False)
+
+    def decrypt(self, images: np.ndarray, ring: KeyRing | None, indices) -> np.ndarray:
+        return self.apply(images, self._bound(ring, images.shape[1:]), indices, inverse=True)
+
+    def _bound(self, ring: KeyRing | None, shape) -> KeyRing | None:
+        """The ring for these images: their shape and this method's parameters are part of
+        every derivation label (derive.py), so a mask is never reused across either."""
+        return None if ring is None else ring.bind(shape, self.params)
 
     @abstractmethod
-    def decrypt(self, images: np.ndarray, ring: KeyRing | None, indices: np.ndarray) -> np.ndarray: ...
+    def apply(self, images: np.ndarray, ring: KeyRing | None, indices, inverse: bool) -> np.ndarray:
+        """Encrypt (or, with ``inverse``, decrypt) N x H x W x C ``images`` under a bound ring."""

@@ -81,21 +81,18 @@ class BlockCipher(GatherXorCipher):
         if indices is None:
             return self.image_transform(ring, shape, None)
         parts = [self.image_transform(ring, shape, i) for i in indices]
-        return GatherXor(np.stack([p.src for p in parts]), np.stack([p.xor for p in parts]))
+        moves = any(p.src is not None for p in parts)  # a method may only flip values (no gather)
+        src = np.stack([p.src if p.src is not None else np.arange(p.xor.size) for p in parts]) if moves else None
+        return GatherXor(src, np.stack([p.xor for p in parts]))
 
     def image_transform(self, ring, shape, index) -> GatherXor:
         """The transform of one image (``index`` None: the shared one), as flat gather + xor."""
         raise NotImplementedError
 
-    def encrypt(self, images, ring, indices):
+    def apply(self, images, ring, indices, inverse):
         if not self.nibbles:
-            return super().encrypt(images, ring, indices)
-        return merge_nibbles(super().encrypt(split_nibbles(images), ring, indices))
-
-    def decrypt(self, images, ring, indices):
-        if not self.nibbles:
-            return super().decrypt(images, ring, indices)
-        return merge_nibbles(super().decrypt(split_nibbles(images), ring, indices))
+            return super().apply(images, ring, indices, inverse)
+        return merge_nibbles(super().apply(split_nibbles(images), ring, indices, inverse))
 
 
 def learnable(layout: np.ndarray, perms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -73,11 +73,8 @@ class GatherXorCipher(ImageCipher):
             self._cache[key] = t.inverse() if inverse else t
         return self._cache[key]
 
-    def encrypt(self, images, ring, indices):
-        return self._transform(ring, images.shape[1:], indices, False).apply(images)
-
-    def decrypt(self, images, ring, indices):
-        return self._transform(ring, images.shape[1:], indices, True).apply(images)
+    def apply(self, images, ring, indices, inverse):
+        return self._transform(ring, images.shape[1:], indices, inverse).apply(images)
 
 
 class PixelCipher(GatherXorCipher):
@@ -102,6 +99,7 @@ class PixelCipher(GatherXorCipher):
 
     def pixel_key(self, ring: KeyRing, shape, index=None) -> PixelKey:
         """The key of one image (or the shared key when ``index`` is None)."""
+        ring = self._bound(ring, shape)
         h, w, c = shape
         flips = np.stack([ring.stream(NP_PURPOSE.format(ch), index).bits(h * w) for ch in range(c)], axis=-1)
         codes = ring.stream(CODES_PURPOSE, index).integers(h * w, 6) if self._shuffles(c) else None
@@ -143,8 +141,5 @@ class Plain(ImageCipher):
     def pixel_group(self, channels: int) -> PixelGroup:
         return PixelGroup.generated(channels, negates=False, permutes=False)
 
-    def encrypt(self, images, ring, indices):
-        return np.array(images, copy=True)
-
-    def decrypt(self, images, ring, indices):
+    def apply(self, images, ring, indices, inverse):
         return np.array(images, copy=True)

@@ -1,6 +1,6 @@
 """The format layer: the only way into an encrypted dataset, for ppencrypt and pptrain alike.
 
-    ds = open_dataset("out/fmnist")       # reads and checks manifest.json
+    ds = open_dataset("out/fmnist")       # reads and checks manifest.json; or a URL: s3://bucket/fmnist
     ds.manifest.classes, ds.manifest.shape
     batch = ds.split("train").read()      # Batch(images N x H x W x C uint8, labels, indices)
     for batch in ds.split("test").chunks(): ...   # shard by shard
@@ -12,22 +12,25 @@ them by the manifest's ``storage`` field.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ManifestError
 from . import wds, zarrstore
 from .base import SplitReader, SplitWriter, Storage
 from .batch import Batch
+from .cache import ShardCache
 from .checksum import sha256_file
-from .manifest import MANIFEST, FileInfo, Manifest, ShardInfo, SplitInfo, read_manifest
+from .location import Location, dataset_name, is_url, open_location
+from .manifest import MANIFEST, FileInfo, Manifest, ShardInfo, SplitInfo, is_dataset
 
 # The storages, by the name the manifest and --format use. A new storage: its module, one line.
 STORAGES: dict[str, Storage] = {s.name: s for s in (wds.STORAGE, zarrstore.STORAGE)}
 
 __all__ = [
-    "Batch", "Dataset", "FileInfo", "Manifest", "STORAGES", "ShardInfo", "SplitInfo", "SplitReader", "SplitWriter",
-    "Storage", "open_dataset", "other_files", "sha256_file", "split_writer",
+    "Batch", "Dataset", "FileInfo", "Location", "Manifest", "STORAGES", "ShardCache", "ShardInfo", "SplitInfo",
+    "SplitReader", "SplitWriter", "Storage", "dataset_name", "is_dataset", "is_url", "open_dataset", "open_location",
+    "other_files", "sha256_file", "split_writer",
 ]  # fmt: skip
 
 
@@ -50,8 +53,14 @@ def other_files(root: Path, listed: set[str]) -> list[FileInfo]:
 
 @dataclass
 class Dataset:
-    root: Path
+    loc: Location  # where it lives: a local folder or a URL
     manifest: Manifest
+    raw: bytes = field(default=b"", repr=False)  # manifest.json as read: what a copy writes
+
+    @property
+    def root(self) -> Path | str:
+        """The folder, or the URL (for messages and stock tools)."""
+        return self.loc.root
 
     @property
     def splits(self) -> list[str]:
@@ -60,12 +69,15 @@ class Dataset:
     def split(self, name: str) -> SplitReader:
         if name not in self.manifest.splits:
             raise ManifestError(f"{self.root}: no split {name!r} (it has {', '.join(self.splits)})")
-        return STORAGES[self.manifest.storage].reader(self.root, self.manifest, name)
+        return STORAGES[self.manifest.storage].reader(self.loc, self.manifest, name)
 
 
-def open_dataset(root: str | os.PathLike) -> Dataset:
-    root = Path(root)
-    m = read_manifest(root)
+def open_dataset(root: str | os.PathLike | Location, cache: ShardCache | None = None) -> Dataset:
+    """The dataset in a local folder or at a URL (s3://, gs://, https://, file://), its
+    manifest read and checked; ``cache`` keeps a URL's verified files on local disk."""
+    loc = open_location(root, cache)
+    text = loc.manifest_text()
+    m = Manifest.from_json(text, loc.shown(MANIFEST))
     if m.storage not in STORAGES:
-        raise ManifestError(f"{root / MANIFEST}: unknown storage {m.storage!r}")
-    return Dataset(root, m)
+        raise ManifestError(f"{loc.shown(MANIFEST)}: unknown storage {m.storage!r}")
+    return Dataset(loc, m, text.encode("utf-8"))

@@ -6,6 +6,12 @@ manifest's ``storage`` field picks it on read. The writer receives encrypted bat
 order and returns the shards it wrote; the reader hands back :class:`Batch` es shard by shard.
 Everything above this layer (encrypt, decrypt, verify, the trainer's loaders, the audit) uses
 only these methods, so a new storage changes none of it.
+
+Writers write into a local folder (a URL's is uploaded afterwards, location.py). Readers read
+through ``self.loc`` (location.py), so the same reader serves a local folder and a URL; a
+reader that opens ``self.root`` itself works on local folders only. A reader splits reading a
+shard in two: ``fetch`` (the I/O: the verified bytes, in a thread while the previous shard is
+decoded) and ``decode``; one that only implements ``load_shard`` is read without read-ahead.
 """
 
 from __future__ import annotations
@@ -13,12 +19,15 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
+from ..errors import ShardError
 from .batch import Batch, collect
+from .location import Location, open_location
 from .manifest import Manifest, ShardInfo
+from .prefetch import read_ahead
 
 
 class SplitWriter(ABC):
@@ -37,29 +46,73 @@ class SplitWriter(ABC):
 
 
 class SplitReader(ABC):
-    """Reads one split of a dataset whose manifest was already checked."""
+    """Reads one split of a dataset whose manifest was checked — but maybe written by the
+    server: every shard's claimed count is checked against the bytes that can hold it before
+    anything is allocated, every file against its recorded size and hash before it is parsed,
+    and every label against the classes before it is handed out."""
 
-    def __init__(self, root: Path, manifest: Manifest, split: str):
-        self.root, self.manifest, self.split = root, manifest, split
+    def __init__(self, root: Path | Location, manifest: Manifest, split: str):
+        self.loc = open_location(root)
+        self.root = self.loc.root  # the folder (a URL string for a remote dataset)
+        self.manifest, self.split = manifest, split
         self.info = manifest.splits[split]
         self.count = self.info.count
+        self.sample_bytes = manifest.height * manifest.width * manifest.channels
 
     @property
     def shards(self) -> list[ShardInfo]:
         return self.info.shards
 
     def shard_paths(self) -> list[str]:
-        """The shard files, for tools that read them without us (stock webdataset, zarr)."""
-        return [str(self.root / s.path) for s in self.info.shards]
+        """The shard files (or URLs), for tools that read them without us (stock webdataset, zarr)."""
+        return [self.loc.shown(s.path) for s in self.info.shards]
 
     @abstractmethod
-    def read_shard(self, shard: ShardInfo) -> Batch:
-        """The samples of one shard, checked against the manifest's count."""
+    def most_samples(self, shard: ShardInfo) -> int:
+        """The most samples a shard of ``shard.bytes`` bytes can hold in this storage."""
+
+    def fetch(self, shard: ShardInfo) -> Any:
+        """The shard's files, checked against their recorded sizes and hashes (I/O only: may
+        run in a thread). None: this storage reads in ``load_shard``."""
+        return None
+
+    def decode(self, shard: ShardInfo, fetched: Any) -> Batch:
+        """The samples of one shard from what ``fetch`` returned."""
+        raise NotImplementedError(f"{type(self).__name__} implements load_shard, or fetch and decode")
+
+    def load_shard(self, shard: ShardInfo) -> Batch:
+        """The samples of one shard, its files checked against their recorded sizes and hashes."""
+        return self.decode(shard, self.fetch(shard))
+
+    def shown(self, shard: ShardInfo) -> str:
+        return self.loc.shown(shard.path)
+
+    def check_claim(self, shard: ShardInfo) -> None:
+        if shard.count > self.most_samples(shard):
+            raise ShardError(f"{self.shown(shard)}: the manifest claims {shard.count} samples, more than its {shard.bytes} bytes can hold")
+
+    def preflight(self) -> None:
+        """Before a whole split is allocated: every shard is a regular file of its recorded
+        size, big enough for the samples claimed (an fstat each, nothing read)."""
+        for shard in self.info.shards:
+            self.check_claim(shard)
+            self.loc.preflight(shard.path, shard.bytes)
+
+    def read_shard(self, shard: ShardInfo, fetched: Any = None) -> Batch:
+        """One shard, checked; ``fetched``: what ``fetch`` returned for it, if it ran already."""
+        self.check_claim(shard)
+        batch = self.load_shard(shard) if fetched is None else self.decode(shard, fetched)
+        if len(batch) != shard.count:
+            raise ShardError(f"{self.shown(shard)}: {len(batch)} samples, the manifest says {shard.count}")
+        classes = len(self.manifest.classes)
+        if len(batch) and (batch.labels.min() < 0 or batch.labels.max() >= classes):
+            raise ShardError(f"{self.shown(shard)}: a label is outside 0..{classes - 1}")
+        return batch
 
     def chunks(self) -> Iterator[Batch]:
-        """The split shard by shard."""
-        for shard in self.info.shards:
-            yield self.read_shard(shard)
+        """The split shard by shard (a URL's fetched a few ahead, Location.parallel)."""
+        for shard, fetched in read_ahead(self.info.shards, self.fetch, self.loc.parallel):
+            yield self.read_shard(shard, fetched())
 
     def head(self, n: int) -> Batch:
         """The first ``n`` samples (fewer if the split is shorter), reading only the shards needed."""
@@ -74,6 +127,7 @@ class SplitReader(ABC):
 
     def read(self) -> Batch:
         """The whole split in one preallocated batch."""
+        self.preflight()
         return collect(self.chunks(), self.count, self.manifest.shape)
 
 

@@ -1,24 +1,40 @@
 """manifest.json: the contract between ppencrypt and pptrain, versioned and checked on read.
 
 It records what a server needs to train (shape, classes, counts, shards) and what the data
-owner needs to reproduce the encryption (method, parameters, key id, scope, derivation
+owner needs to reproduce the encryption (method, parameters, key id, scope, salt, derivation
 labels) — never the key, never a source path. docs/formats.md documents every field.
+
+The server may have written any byte of it, so reading validates before anything acts on it:
+types, names that could become paths or terminal escapes, sizes that would be allocated, and
+counts that must add up. Authenticity is another matter: version 2 carries an HMAC under a
+subkey of the data owner's key (authenticate.py checks it; this module only keeps the exact
+bytes it covers), so this module imports no key code and the server may read it.
 """
 
 from __future__ import annotations
 
 import json
-import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .. import __version__
+from ..atomic import write_file
 from ..errors import ManifestError
+from .files import FileProblem, read_regular
 
 MANIFEST = "manifest.json"
 FORMAT = "ppencrypt-dataset"
-VERSION = 1
-FAMILIES = ("pixel", "block", "none")  # as pipeline.ciphers.FAMILIES, which the server must not import
+VERSION = 2
+READS = (1, 2)  # version 1: no salt, no MAC, v1 derivation labels, maybe no cipher facts
+FAMILIES = ("pixel", "block", "none")  # as pipeline.ciphers states them; the server must not import those
+KEY_SCOPES = ("dataset", "image")  # derive.py's scopes (it imports them from here)
+KDFS = {1: ("ppencrypt/v1",), 2: ("ppencrypt/v2",)}  # the key derivations each manifest version may name
+MAX_SIDE = 1 << 14  # pixels: larger images are refused before anything is allocated for them
+MAX_BYTES = 1 << 20  # of manifest.json: reading a bigger one would be the server's memory bomb
+SPLIT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # never in a name we print or turn into a path
+HEX = re.compile(r"[0-9a-f]*")
 
 
 @dataclass
@@ -55,6 +71,8 @@ class CipherInfo:
     adapt: str = "pixel"
     block: int | None = None
     pixel_group: str | None = None
+    kdf: str = "ppencrypt/v1"  # the key derivation (pipeline/derive.py): ppencrypt/v2 since version 2
+    salt: str | None = None  # hex, 128 bits, fresh per dataset: image scope only (public)
 
     @property
     def pixelwise(self) -> bool:
@@ -79,6 +97,14 @@ def legacy_facts(method: str, params: dict, channels: int, shown: str) -> dict:
     return {"family": family, "adapt": adapt, "block": block, "pixel_group": group}
 
 
+def canonical(doc: dict) -> bytes:
+    """The bytes the MAC covers: the whole document but the ``mac`` field, as canonical JSON
+    (sorted keys, no spaces), so that any change to any field — known to this version or
+    not — changes them."""
+    body = {k: v for k, v in doc.items() if k != "mac"}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
 @dataclass
 class Manifest:
     storage: str
@@ -93,15 +119,18 @@ class Manifest:
     splits: dict[str, SplitInfo]
     files: list[FileInfo] = field(default_factory=list)  # every other file, for verify
     tool: str = f"ppencrypt {__version__}"
+    version: int = VERSION
+    mac: str | None = None  # hex HMAC-SHA256 of signed (authenticate.py); None: plain, or version 1
+    signed: bytes = field(default=b"", repr=False, compare=False)  # what the MAC covers, as read or written
 
     @property
     def shape(self) -> tuple[int, int, int]:
         return (self.height, self.width, self.channels)
 
-    def to_json(self) -> str:
+    def document(self) -> dict:
         doc = {
             "format": FORMAT,
-            "version": VERSION,
+            "version": self.version,
             "tool": self.tool,
             "storage": self.storage,
             "cipher": asdict(self.cipher),
@@ -111,76 +140,147 @@ class Manifest:
             "splits": {k: asdict(v) for k, v in self.splits.items()},
             "files": [asdict(f) for f in self.files],
         }
-        return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+        if self.version >= 2:
+            doc["mac"] = self.mac
+        return doc
 
-    def write(self, root: str | os.PathLike) -> None:
-        path = Path(root) / MANIFEST
-        tmp = path.with_name(MANIFEST + ".tmp")
-        tmp.write_text(self.to_json(), encoding="utf-8")
-        os.replace(tmp, path)
+    def unsigned(self) -> bytes:
+        """The bytes a MAC for this manifest must cover (authenticate.sign)."""
+        return canonical(self.document())
+
+    def to_json(self) -> str:
+        return json.dumps(self.document(), indent=2, ensure_ascii=False) + "\n"
+
+    def write(self, root: str | Path) -> None:
+        write_file(Path(root) / MANIFEST, self.to_json().encode("utf-8"))
 
     @classmethod
     def from_json(cls, text: str, shown: str) -> Manifest:
         try:
-            doc = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ManifestError(f"{shown}: not valid JSON ({e.msg} at line {e.lineno})") from None
+            doc = json.loads(text, parse_constant=_no_constants)
+        except (json.JSONDecodeError, RecursionError, ValueError) as e:
+            msg = f"{e.msg} at line {e.lineno}" if isinstance(e, json.JSONDecodeError) else "nested too deeply or not finite"
+            raise ManifestError(f"{shown}: not valid JSON ({msg})") from None
         r = _Reader(doc, shown)
         if r.get("format", str) != FORMAT:
             raise ManifestError(f"{shown}: not a ppencrypt dataset manifest")
         version = r.get("version", int)
-        if version != VERSION:
+        if version not in READS:
             newer = "newer than" if version > VERSION else "older than"
             raise ManifestError(f"{shown}: manifest version {version} is {newer} this tool's ({VERSION}); use a matching ppencrypt")
         storage = r.get("storage", str)  # a known one: checked by open_dataset, which picks its reader
         c = r.sub("cipher")
         img = r.sub("image")
         method, params = c.get("method", str), c.get("params", dict)
-        if "family" in c.doc:
+        if version >= 2 or "family" in c.doc:
             facts = {"family": c.get("family", str), "adapt": c.get("adapt", str), "block": c.get("block", (int, type(None))),
                      "pixel_group": c.get("pixel_group", (str, type(None)))}  # fmt: skip
         else:
             facts = legacy_facts(method, params, img.get("channels", int), shown)
+        if version >= 2:
+            facts.update(kdf=c.get("kdf", str), salt=c.get("salt", (str, type(None))))
         cipher = CipherInfo(
             method, params, c.get("key_id", (str, type(None))), c.get("key_scope", (str, type(None))), c.get("derivations", list), **facts
         )  # fmt: skip
         src = r.sub("source")
         splits = {}
         for name, s in r.get("splits", dict).items():
-            sr = _Reader(s, f"{shown}: split {name}")
-            shards = [ShardInfo(**_Reader(x, f"{shown}: split {name}").fields(ShardInfo)) for x in sr.get("shards", list)]
+            sr = _Reader(s, f"{shown}: split {_shown_name(name)}")
+            shards = [ShardInfo(**sr.item(x).fields(ShardInfo)) for x in sr.get("shards", list)]
             splits[name] = SplitInfo(sr.get("count", int), sr.get("per_class", list), shards)
         files = [FileInfo(**_Reader(x, f"{shown}: files").fields(FileInfo)) for x in r.get("files", list)]
         m = cls(
             storage, cipher, img.get("height", int), img.get("width", int), img.get("channels", int),
-            img.get("resize", (int, type(None))), [str(x) for x in r.get("classes", list)],
-            src.get("layout", str), src.get("skipped_bad_files", int), splits, files, r.get("tool", str),
+            img.get("resize", (int, type(None))), r.get("classes", list), src.get("layout", str),
+            src.get("skipped_bad_files", int), splits, files, r.get("tool", str), version,
+            r.get("mac", (str, type(None))) if version >= 2 else None, canonical(doc),
         )  # fmt: skip
         m._check(shown)
         return m
 
     def _check(self, shown: str) -> None:
-        if min(self.height, self.width, self.channels) < 1:
-            raise ManifestError(f"{shown}: image shape {self.shape} is empty")
-        if self.cipher.family not in FAMILIES:
-            raise ManifestError(f"{shown}: cipher: unknown family {self.cipher.family!r} (expected {', '.join(FAMILIES)})")
-        if (self.cipher.family == "block") != (self.cipher.block is not None) or (self.cipher.block is not None and self.cipher.block < 1):
+        """Everything a reader will rely on, before it relies on it."""
+        c = self.cipher
+        if not (1 <= self.height <= MAX_SIDE and 1 <= self.width <= MAX_SIDE) or self.channels not in (1, 3):
+            raise ManifestError(f"{shown}: image shape {self.shape} is not one ppencrypt writes (sides 1..{MAX_SIDE}, 1 or 3 channels)")
+        if self.resize is not None and self.resize < 1:
+            raise ManifestError(f"{shown}: image: resize {self.resize} is not a size")
+        if c.family not in FAMILIES:
+            raise ManifestError(f"{shown}: cipher: unknown family {_shown_name(c.family)} (expected {', '.join(FAMILIES)})")
+        if (c.family == "block") != (c.block is not None) or (c.block is not None and c.block < 1):
             raise ManifestError(f"{shown}: cipher: a block side belongs to block-wise methods, and is at least 1")
+        if c.salt is not None and (len(c.salt) != 32 or not HEX.fullmatch(c.salt)):
+            raise ManifestError(f"{shown}: cipher: salt must be 32 lowercase hex digits")
+        if c.kdf not in KDFS[self.version]:
+            raise ManifestError(f"{shown}: cipher: key derivation {_shown_name(c.kdf)} is not version {self.version}'s")
+        if c.key_id is None:
+            if c.key_scope is not None or c.salt is not None or c.family != "none":
+                raise ManifestError(f"{shown}: cipher: without a key id the method encrypts nothing (no scope, salt or family)")
+        else:
+            if len(c.key_id) != 32 or not HEX.fullmatch(c.key_id) or c.key_scope not in KEY_SCOPES:
+                raise ManifestError(f"{shown}: cipher: a key id is 32 lowercase hex digits, with a key scope of {' or '.join(KEY_SCOPES)}")
+            needs_salt = self.version >= 2 and c.key_scope == "image"
+            if needs_salt != (c.salt is not None):
+                raise ManifestError(f"{shown}: cipher: a salt belongs to image-scope keys of version 2, and they all have one")
+        if not all(isinstance(label, str) for label in c.derivations):
+            raise ManifestError(f"{shown}: cipher: derivations must be labels (strings)")
+        if self.mac is not None and (len(self.mac) != 64 or not HEX.fullmatch(self.mac)):
+            raise ManifestError(f"{shown}: mac must be 64 lowercase hex digits")
+        if not all(isinstance(n, str) and 0 < len(n) <= 256 for n in self.classes) or len(set(self.classes)) != len(self.classes):
+            raise ManifestError(f"{shown}: classes must be distinct names of 1 to 256 characters")
+        for name in self.classes:
+            if CONTROL.search(name):
+                raise ManifestError(f"{shown}: class name {_shown_name(name)} holds a control character")
+        if self.skipped < 0:
+            raise ManifestError(f"{shown}: source: skipped_bad_files is negative")
         for name, s in self.splits.items():
-            if sum(sh.count for sh in s.shards) != s.count or sum(s.per_class) != s.count:
-                raise ManifestError(f"{shown}: split {name}: counts do not add up")
-            if len(s.per_class) != len(self.classes):
-                raise ManifestError(f"{shown}: split {name}: per_class has {len(s.per_class)} entries for {len(self.classes)} classes")
+            _check_split(shown, name, s, len(self.classes))
         for f in self.all_files():
-            if f.path.startswith("/") or ".." in f.path.split("/"):
-                raise ManifestError(f"{shown}: file path {f.path!r} leaves the dataset")
+            _check_file(shown, f)
 
     def all_files(self) -> list[FileInfo]:
         return [sh for s in self.splits.values() for sh in s.shards] + list(self.files)
 
 
+def _check_split(shown: str, name: str, s: SplitInfo, classes: int) -> None:
+    if not SPLIT_NAME.fullmatch(name) or name in (".", ".."):
+        raise ManifestError(f"{shown}: split name {_shown_name(name)} is not a plain name (letters, digits, '.', '_', '-')")
+    if not s.shards:
+        raise ManifestError(f"{shown}: split {name}: no shards (ppencrypt leaves an empty split out)")
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in s.per_class):
+        raise ManifestError(f"{shown}: split {name}: per_class must be counts")
+    if sum(sh.count for sh in s.shards) != s.count or sum(s.per_class) != s.count:
+        raise ManifestError(f"{shown}: split {name}: counts do not add up")
+    if len(s.per_class) != classes:
+        raise ManifestError(f"{shown}: split {name}: per_class has {len(s.per_class)} entries for {classes} classes")
+    first = 0
+    for sh in s.shards:
+        if sh.count < 1 or sh.first != first:
+            raise ManifestError(f"{shown}: split {name}: shard {sh.path!r} does not continue the split (first {sh.first}, count {sh.count})")
+        first += sh.count
+
+
+def _check_file(shown: str, f: FileInfo) -> None:
+    parts = f.path.split("/")
+    if f.path.startswith("/") or "\\" in f.path or any(p in ("", ".", "..") for p in parts) or CONTROL.search(f.path) or len(f.path) > 512:
+        raise ManifestError(f"{shown}: file path {f.path!r} leaves the dataset or is not a plain relative path")
+    if len(f.sha256) != 64 or not HEX.fullmatch(f.sha256) or f.bytes < 0:
+        raise ManifestError(f"{shown}: file {f.path}: sha256 must be 64 lowercase hex digits and bytes a size")
+
+
+def _shown_name(name: str) -> str:
+    """A name from the manifest, safe to print: quoted, control characters escaped."""
+    return ascii(name) if CONTROL.search(name) or not name.isprintable() else repr(name)
+
+
+def _no_constants(name: str):
+    raise ValueError(name)  # NaN and Infinity are not JSON
+
+
 class _Reader:
     """Typed access to one JSON object, with errors that say which field is wrong."""
+
+    KINDS = {"path": str, "sha256": str, "bytes": int, "count": int, "first": int}
 
     def __init__(self, doc, where: str):
         if not isinstance(doc, dict):
@@ -191,27 +291,59 @@ class _Reader:
         if key not in self.doc:
             raise ManifestError(f"{self.where}: missing field {key!r}")
         value = self.doc[key]
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        if not isinstance(value, kind) or (isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,))):
             raise ManifestError(f"{self.where}: field {key!r} has the wrong type")
+        if isinstance(value, str) and (CONTROL.search(value) or len(value) > 4096):
+            raise ManifestError(f"{self.where}: field {key!r} holds a control character or is too long")
         return value
 
     def sub(self, key: str) -> _Reader:
         return _Reader(self.get(key, dict), f"{self.where}: {key}")
 
+    def item(self, doc) -> _Reader:
+        return _Reader(doc, self.where)
+
     def fields(self, cls) -> dict:
-        kinds = {"path": str, "sha256": str, "bytes": int, "count": int, "first": int}
-        return {k: self.get(k, kinds[k]) for k in cls.__dataclass_fields__}
+        return {k: self.get(k, self.KINDS[k]) for k in cls.__dataclass_fields__}
 
 
-def read_manifest(root: str | os.PathLike) -> Manifest:
+def read_manifest(root: str | Path) -> Manifest:
     root = Path(root)
     path = root / MANIFEST
     if not root.is_dir():
         raise ManifestError(f"{root}: no such dataset directory")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ManifestError(f"{root}: not a ppencrypt dataset (no {MANIFEST})") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ManifestError(f"{path}: cannot read ({e})") from None
+    text = read_small(path, f"{root}: not a ppencrypt dataset (no {MANIFEST})")
     return Manifest.from_json(text, str(path))
+
+
+def read_small(path: Path, missing: str) -> str:
+    """A metadata file the server wrote: a regular file (not a link to /dev/zero or a FIFO
+    that blocks), at most MAX_BYTES, UTF-8."""
+    try:
+        data = read_regular(path, limit=MAX_BYTES)
+    except FileNotFoundError:
+        raise ManifestError(missing) from None
+    except FileProblem as e:
+        raise ManifestError(f"{path}: {e}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ManifestError(f"{path}: cannot read ({e})") from None
+
+
+def is_dataset(root: Path) -> bool:
+    """Whether ``root`` holds a ppencrypt dataset's manifest (any version): what --overwrite
+    may replace. A folder that merely holds a file named manifest.json is not one."""
+    try:
+        return names_a_dataset(read_small(root / MANIFEST, ""))
+    except ManifestError:
+        return False
+
+
+def names_a_dataset(text: str) -> bool:
+    """Whether a manifest.json's text is a ppencrypt dataset's (any version)."""
+    try:
+        doc = json.loads(text)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(doc, dict) and doc.get("format") == FORMAT

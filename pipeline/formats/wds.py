@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+
 import numpy as np
 
 from ..errors import ShardError
 from .base import SplitReader, SplitWriter, Storage
 from .batch import Batch
 from .manifest import ShardInfo
-from .tar import TarStream, iter_members
+from .tar import BLOCK, TarStream, iter_members
 
 IMAGE_EXT = "npy"
 LABEL_EXT = "cls"
@@ -76,10 +77,18 @@ class WdsSplitWriter(SplitWriter):
         return self.shards
 
 
+def sample_bytes_at_least(shape: tuple[int, int, int]) -> int:
+    """A sample takes two tar headers and at least its pixels: the bound on how many samples a
+    shard of a given size can hold, checked before their memory is allocated."""
+    return 2 * BLOCK + shape[0] * shape[1] * shape[2]
+
+
 def parse_shard(data: bytes, shard: ShardInfo, shape: tuple[int, int, int], shown: str) -> Batch:
     """Decode one shard held in memory; checks the keys run from ``shard.first`` and the count."""
     header = npy_header(shape)
-    nbytes = int(np.prod(shape))
+    nbytes = shape[0] * shape[1] * shape[2]
+    if shard.count * sample_bytes_at_least(shape) > len(data):
+        raise ShardError(f"{shown}: {len(data)} bytes cannot hold the {shard.count} samples the manifest claims")
     images = np.empty((shard.count, *shape), np.uint8)
     flat = images.reshape(shard.count, -1)
     labels = np.empty(shard.count, np.int64)
@@ -106,13 +115,14 @@ def parse_shard(data: bytes, shard: ShardInfo, shape: tuple[int, int, int], show
 
 
 class WdsSplitReader(SplitReader):
-    def read_shard(self, shard: ShardInfo) -> Batch:
-        path = self.root / shard.path
-        try:
-            data = path.read_bytes()
-        except OSError as e:
-            raise ShardError(f"{path}: cannot read ({e.strerror})") from None
-        return parse_shard(data, shard, self.manifest.shape, str(path))
+    def most_samples(self, shard: ShardInfo) -> int:
+        return shard.bytes // sample_bytes_at_least(self.manifest.shape)
+
+    def fetch(self, shard: ShardInfo) -> bytes:
+        return self.loc.read(shard.path, shard.bytes, shard.sha256)
+
+    def decode(self, shard: ShardInfo, fetched: bytes) -> Batch:
+        return parse_shard(fetched, shard, self.manifest.shape, self.shown(shard))
 
 
 STORAGE = Storage("wds", "WebDataset tar shards", WdsSplitWriter, WdsSplitReader)

@@ -12,16 +12,21 @@ from pathlib import Path
 import numpy as np
 import zarr
 from zarr.codecs import ZstdCodec
+from zarr.core.buffer.cpu import Buffer
+from zarr.storage import MemoryStore
 
 from ..errors import ShardError
 from .base import SplitReader, SplitWriter, Storage
 from .batch import Batch
 from .checksum import sha256_file
-from .manifest import Manifest, ShardInfo
+from .location import Location
+from .manifest import MAX_BYTES, Manifest, ShardInfo
+from .zarrmeta import check_array, check_group
 
 IMAGES, LABELS = "images", "labels"
 INNER_MAX = 256  # samples per inner chunk: the unit of a random read inside a shard
 ZSTD_LEVEL = 0  # zstd's default; encrypted pixels compress little, so speed wins
+MAX_RATIO = 1024  # the most a shard may claim to decompress to, in multiples of its size
 
 
 def inner_chunk(shard_size: int) -> int:
@@ -87,33 +92,78 @@ class ZarrSplitWriter(SplitWriter):
 
 
 class ZarrSplitReader(SplitReader):
-    def __init__(self, root: Path, manifest: Manifest, split: str):
+    """Opens a split only after its metadata files match the manifest and hold exactly the
+    structure our writer makes (zarrmeta.py). zarr never reads a file itself: it decodes from
+    a store in memory that holds only bytes checked against the manifest — the metadata, and
+    per shard its image shard and label chunk, fetched through the location (a local folder
+    or a URL alike) and dropped once the shard is decoded."""
+
+    def __init__(self, root: Path | Location, manifest: Manifest, split: str):
         super().__init__(root, manifest, split)
+        self.listed = {f.path: f for f in manifest.files}
+        shape = [self.count, *manifest.shape]
+        images, labels = f"{split}/{IMAGES}/zarr.json", f"{split}/{LABELS}/zarr.json"
+        docs = {rel: self._metadata(rel) for rel in ("zarr.json", f"{split}/zarr.json", images, labels)}
+        check_group(docs["zarr.json"].decode("utf-8"), self.loc.shown("zarr.json"))
+        check_group(docs[f"{split}/zarr.json"].decode("utf-8"), self.loc.shown(f"{split}/zarr.json"))
+        self.shard_size = check_array(docs[images].decode("utf-8"), self.loc.shown(images), "uint8", shape)
+        if check_array(docs[labels].decode("utf-8"), self.loc.shown(labels), "int64", shape[:1]) != self.shard_size:
+            raise ShardError(f"{self.loc.shown(labels)}: label chunks do not match the image shards")
+        for k, sh in enumerate(self.info.shards):
+            first = k * self.shard_size
+            if sh.path != shard_path(split, k, 4) or sh.first != first or sh.count != min(self.shard_size, self.count - first):
+                raise ShardError(f"{self.shown(sh)}: shard {k} of split {split} is not where or as large as zarr puts it")
+        if len(self.info.shards) != -(-self.count // self.shard_size):
+            raise ShardError(f"{self.loc.shown(split)}: the manifest lists {len(self.info.shards)} shards, zarr's layout has another number")
+        self.verified = {rel: Buffer.from_bytes(data) for rel, data in docs.items()}  # zarr's whole view of the store
         try:
-            group = zarr.open_group(store=str(root), mode="r")
+            group = zarr.open_group(store=MemoryStore(self.verified, read_only=True), mode="r", zarr_format=3)
             self.images = group[f"{split}/{IMAGES}"]
             self.labels = group[f"{split}/{LABELS}"]
-        except (KeyError, FileNotFoundError, ValueError) as e:
-            raise ShardError(f"{root / split}: not a readable zarr split ({type(e).__name__}: {e})") from None
-        if self.images.shape != (self.count, *manifest.shape) or self.labels.shape != (self.count,):
-            raise ShardError(f"{root / split / IMAGES}: shape {self.images.shape}, the manifest says {(self.count, *manifest.shape)}")
+        except Exception as e:  # zarr raises many types for what it cannot open
+            raise ShardError(f"{self.loc.shown(split)}: not a readable zarr split ({type(e).__name__}: {e})") from None
+
+    def _listed(self, rel: str):
+        if rel not in self.listed:
+            raise ShardError(f"{self.loc.shown(rel)}: not listed in the manifest")
+        return self.listed[rel]
+
+    def _metadata(self, rel: str) -> bytes:
+        f = self._listed(rel)
+        if f.bytes > MAX_BYTES:
+            raise ShardError(f"{self.loc.shown(rel)}: {f.bytes} bytes of metadata, more than {MAX_BYTES}")
+        data = self.loc.read(rel, f.bytes, f.sha256)
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ShardError(f"{self.loc.shown(rel)}: not UTF-8") from None
+        return data
+
+    def most_samples(self, shard: ShardInfo) -> int:
+        # zstd can shrink data a lot, but not without bound: a shard that claims to decode to
+        # more than MAX_RATIO times its size is refused rather than allocated.
+        return MAX_RATIO * shard.bytes // self.sample_bytes
 
     def _slice(self, a: int, b: int) -> Batch:
         try:
             images = np.asarray(self.images[a:b], dtype=np.uint8)
             labels = np.asarray(self.labels[a:b], dtype=np.int64)
         except Exception as e:  # zarr and numcodecs raise many types for damaged chunks
-            raise ShardError(f"{self.root / self.split}: samples {a}..{b - 1} cannot be read ({type(e).__name__}: {e})") from None
+            raise ShardError(f"{self.loc.shown(self.split)}: samples {a}..{b - 1} cannot be read ({type(e).__name__}: {e})") from None
         return Batch(images, labels, np.arange(a, b, dtype=np.int64))
 
-    def read_shard(self, shard: ShardInfo) -> Batch:
-        return self._slice(shard.first, shard.first + shard.count)
+    def fetch(self, shard: ShardInfo) -> dict[str, bytes]:
+        """The image shard and its label chunk, checked against the manifest."""
+        label = self._listed(f"{self.split}/{LABELS}/c/{shard.first // self.shard_size}")
+        return {f.path: self.loc.read(f.path, f.bytes, f.sha256) for f in (shard, label)}
 
-    def head(self, n: int) -> Batch:  # zarr reads any range in one call
-        return self._slice(0, min(n, self.count))
-
-    def read(self) -> Batch:
-        return self._slice(0, self.count)
+    def decode(self, shard: ShardInfo, fetched: dict[str, bytes]) -> Batch:
+        self.verified.update((rel, Buffer.from_bytes(data)) for rel, data in fetched.items())
+        try:
+            return self._slice(shard.first, shard.first + shard.count)
+        finally:
+            for rel in fetched:
+                del self.verified[rel]
 
 
 STORAGE = Storage("zarr", "a zarr v3 store", ZarrSplitWriter, ZarrSplitReader)

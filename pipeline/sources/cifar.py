@@ -6,6 +6,8 @@ pickle can run arbitrary code, and a dataset folder is not a trusted program.
 
 from __future__ import annotations
 
+import math
+import os
 import pickle
 from pathlib import Path
 
@@ -31,19 +33,41 @@ _ALLOWED = {
 
 
 class _ArraysOnly(pickle.Unpickler):
+    """Builds numpy arrays and nothing else, and no array larger than the file: numpy's
+    ``_reconstruct`` allocates whatever shape the pickle names, so a few bytes could ask for
+    terabytes."""
+
+    def __init__(self, f, limit: int):
+        super().__init__(f, encoding="bytes")
+        self.limit = limit
+
     def find_class(self, module, name):
-        if (module, name) in _ALLOWED:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        if (module, name) not in _ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        found = super().find_class(module, name)
+        return self._bounded(found) if name == "_reconstruct" else found
+
+    def _bounded(self, reconstruct):
+        def checked(subtype, shape, dtype):
+            try:
+                nbytes = math.prod(shape) * np.dtype(dtype.decode() if isinstance(dtype, bytes) else dtype).itemsize
+            except (TypeError, ValueError):
+                raise pickle.UnpicklingError("an array with a malformed shape or type") from None
+            if nbytes > self.limit:
+                raise pickle.UnpicklingError(f"an array of {nbytes} bytes in a {self.limit}-byte file")
+            return reconstruct(subtype, shape, dtype)
+
+        return checked
 
 
 def _load(path: Path, display: str) -> dict:
     try:
         with open(path, "rb") as f:
-            obj = _ArraysOnly(f, encoding="bytes").load()
+            obj = _ArraysOnly(f, os.fstat(f.fileno()).st_size).load()
     except FileNotFoundError:
         raise SourceError(f"{display}: missing (a CIFAR layout needs {path.name})") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError, IndexError) as e:
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError, IndexError, KeyError,
+            MemoryError, RecursionError, OverflowError) as e:  # fmt: skip
         raise SourceError(f"{display}: not a readable CIFAR pickle ({e or type(e).__name__})") from None
     if not isinstance(obj, dict):
         raise SourceError(f"{display}: not a readable CIFAR pickle (expected a dict)")

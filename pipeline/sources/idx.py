@@ -8,6 +8,7 @@ like Fashion-MNIST gets its ten names and any other gets "0", "1", ...
 from __future__ import annotations
 
 import gzip
+import math
 import re
 import zlib
 from pathlib import Path
@@ -23,6 +24,7 @@ FASHION_CLASSES = [
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 ]  # fmt: skip
 UBYTE = 0x08
+MAX_DEFLATE_RATIO = 1032  # the most DEFLATE can compress: 258-byte matches in about 2 bits each
 
 
 def _split_of(prefix: str) -> str | None:
@@ -34,25 +36,34 @@ def _split_of(prefix: str) -> str | None:
     return None
 
 
-def _read(path: Path, display: str) -> bytes:
+def _parse(path: Path, display: str, ndims: tuple[int, ...]) -> np.ndarray:
+    """The array of an IDX file, read only as far as its header says: the declared size is
+    computed exactly (Python integers: four 32-bit dimensions can overflow int64) and checked
+    against what the file can hold before anything is allocated, and a gzip file is
+    decompressed no further than that size (a small .gz can expand to terabytes)."""
+    gz = path.suffix.lower() == ".gz"
     try:
-        raw = path.read_bytes()
-        return gzip.decompress(raw) if path.suffix.lower() == ".gz" else raw
+        stored = path.stat().st_size
+        with (gzip.open(path, "rb") if gz else open(path, "rb")) as f:
+            head = f.read(4)
+            if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] != UBYTE or head[3] not in ndims:
+                raise SourceError(f"{display}: not an unsigned-byte IDX file with {' or '.join(map(str, ndims))} dimensions")
+            nd = head[3]
+            raw_dims = f.read(4 * nd)
+            if len(raw_dims) != 4 * nd:
+                raise SourceError(f"{display}: truncated or corrupt (the header ends early)")
+            dims = tuple(int.from_bytes(raw_dims[4 * i : 4 * i + 4], "big") for i in range(nd))
+            size = math.prod(dims)
+            most = stored * MAX_DEFLATE_RATIO if gz else stored - 4 - 4 * nd
+            if size > most:
+                raise SourceError(f"{display}: the header says {dims} ({size} bytes), more than this {stored}-byte file can hold")
+            body = f.read(size + 1)
     except FileNotFoundError:
         raise SourceError(f"{display}: missing") from None
     except (EOFError, OSError, zlib.error) as e:
         raise SourceError(f"{display}: truncated or corrupt ({e})") from None
-
-
-def _parse(path: Path, display: str, ndims: tuple[int, ...]) -> np.ndarray:
-    data = _read(path, display)
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != UBYTE or data[3] not in ndims:
-        raise SourceError(f"{display}: not an unsigned-byte IDX file with {' or '.join(map(str, ndims))} dimensions")
-    nd = data[3]
-    dims = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(nd))
-    body = memoryview(data)[4 + 4 * nd :]
-    if len(body) != int(np.prod(dims)):
-        raise SourceError(f"{display}: truncated or corrupt (header says {dims}, {len(body)} bytes of data)")
+    if len(body) != size:
+        raise SourceError(f"{display}: truncated or corrupt (header says {dims}, {len(body) if len(body) <= size else 'more'} bytes of data)")
     return np.frombuffer(body, dtype=np.uint8).reshape(dims)
 
 

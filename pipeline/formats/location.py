@@ -1,0 +1,195 @@
+"""Where a dataset lives: a local folder, or a URL that fsspec reaches (remote.py).
+
+    loc = open_location("out/fm")                    # LocalDir
+    loc = open_location("s3://bucket/datasets/fm")   # RemoteDir (s3fs), likewise gs:// and https://
+    loc.read("train/000000.tar", size, sha256)       # the bytes the manifest records, or ShardError
+
+Every reader and writer of the format layer goes through a Location, so none of them knows
+where the bytes come from, and every file is checked the same way wherever it lies: against
+the manifest's size before a byte is read, and against its SHA-256 before it is parsed.
+``file://`` URLs are local folders (the local checks — no symbolic links, regular files — are
+stricter than fsspec's local backend).
+
+Writing keeps one promise for both: a reader never sees a manifest whose files are missing.
+A local OUT is built in a hidden sibling and renamed into place (atomic.py); a URL receives
+its files first and manifest.json last (remote.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import stat
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Callable, ContextManager, Iterable, Iterator
+from urllib.parse import unquote, urlsplit
+
+from ..atomic import atomic_dir, is_within
+from ..errors import ManifestError, ShardError
+from .files import FileProblem, hash_regular, inside, open_regular, read_regular
+from .manifest import MANIFEST, is_dataset, read_small
+
+SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
+
+# What a copy or an upload is made of: (relative path, a function that returns its bytes).
+Files = Iterable[tuple[str, Callable[[], bytes]]]
+
+
+def url_scheme(target: str | os.PathLike) -> str | None:
+    """The scheme of a URL (``s3``, ``https``, ``file``, ...), None for a plain path."""
+    m = SCHEME.match(target) if isinstance(target, str) else None
+    return m.group(1).lower() if m else None
+
+
+def is_url(target: str | os.PathLike) -> bool:
+    """A URL of a remote store (``file://`` URLs are local folders)."""
+    return url_scheme(target) not in (None, "file")
+
+
+def dataset_name(target: str | os.PathLike) -> str:
+    """The last component of a path or URL: ``runs/<name>`` is a run's default directory."""
+    if is_url(target):
+        return urlsplit(str(target)).path.rstrip("/").rsplit("/", 1)[-1] or urlsplit(str(target)).netloc
+    return Path(local_path(target)).resolve().name
+
+
+def local_path(target: str | os.PathLike) -> Path:
+    """A plain path, or the path of a ``file://`` URL."""
+    if url_scheme(target) == "file":
+        parts = urlsplit(str(target))
+        return Path(unquote(parts.netloc + parts.path) if parts.netloc not in ("", "localhost") else unquote(parts.path))
+    return Path(target)
+
+
+class Location(ABC):
+    """A dataset's folder: local (LocalDir) or at a URL (remote.RemoteDir)."""
+
+    local: bool
+    root: Path | str  # the folder, or the URL without a trailing slash
+    parallel: int = 0  # files a whole-split read fetches at once (threads)
+
+    @abstractmethod
+    def shown(self, rel: str = "") -> str:
+        """How messages name the file ``rel`` (the folder itself for "")."""
+
+    @abstractmethod
+    def manifest_text(self) -> str:
+        """manifest.json, at most MAX_BYTES, UTF-8; ManifestError when there is none."""
+
+    @abstractmethod
+    def read(self, rel: str, size: int, sha256: str) -> bytes:
+        """A file of the dataset, whole, exactly as the manifest records it (else ShardError)."""
+
+    @abstractmethod
+    def check(self, rel: str, size: int, sha256: str) -> None:
+        """The file is as the manifest records it (verify), without keeping its bytes."""
+
+    @abstractmethod
+    def preflight(self, rel: str, size: int) -> None:
+        """The file is there and of the recorded size, nothing read (before a split is allocated)."""
+
+    @abstractmethod
+    def listing(self) -> list[tuple[str, bool]] | None:
+        """Every file under the folder as (relative path, is a regular file), sorted; None
+        where the storage cannot list (plain HTTP)."""
+
+    @abstractmethod
+    def output_dir(self, overwrite: bool) -> ContextManager[Path]:
+        """A local folder to build a dataset in; when the block ends without an error, its
+        files appear here, manifest.json last. ``--overwrite`` replaces only a dataset."""
+
+    @abstractmethod
+    def publish(self, files: Files, manifest: bytes, overwrite: bool) -> None:
+        """Write ``files`` and then ``manifest`` here (a copy: push, pull)."""
+
+    def holds(self, path: str | os.PathLike) -> bool:
+        """Whether the local ``path`` lies inside this dataset (decrypted pixels must not)."""
+        return False
+
+
+class LocalDir(Location):
+    local = True
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"LocalDir({str(self.root)!r})"
+
+    def shown(self, rel: str = "") -> str:
+        return str(self.root / rel) if rel else str(self.root)
+
+    def manifest_text(self) -> str:
+        if not self.root.is_dir():
+            raise ManifestError(f"{self.root}: no such dataset directory")
+        return read_small(self.root / MANIFEST, f"{self.root}: not a ppencrypt dataset (no {MANIFEST})")
+
+    @contextlib.contextmanager
+    def _file(self, rel: str) -> Iterator[None]:
+        """FileProblem and a missing file as ShardError naming the file."""
+        try:
+            yield
+        except FileNotFoundError:
+            raise ShardError(f"{self.shown(rel)}: missing") from None
+        except FileProblem as e:
+            raise ShardError(f"{self.shown(rel)}: {e}") from None
+
+    def read(self, rel: str, size: int, sha256: str) -> bytes:
+        with self._file(rel):
+            return read_regular(inside(self.root, rel), size=size, sha256=sha256)
+
+    def check(self, rel: str, size: int, sha256: str) -> None:
+        with self._file(rel):
+            digest = hash_regular(inside(self.root, rel), size)
+        if digest != sha256:
+            raise ShardError(f"{self.shown(rel)}: checksum mismatch (the file was altered or damaged)")
+
+    def preflight(self, rel: str, size: int) -> None:
+        with self._file(rel):
+            fd, st = open_regular(inside(self.root, rel))
+            os.close(fd)
+        if st.st_size != size:
+            raise ShardError(f"{self.shown(rel)}: {st.st_size} bytes, the manifest says {size}")
+
+    def listing(self) -> list[tuple[str, bool]]:
+        found = []
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            dirnames.sort()
+            # a linked folder is not walked into; it is listed, as what it is: not a regular file
+            for name in sorted(filenames) + sorted(d for d in dirnames if os.path.islink(os.path.join(dirpath, d))):
+                path = Path(dirpath) / name
+                found.append((path.relative_to(self.root).as_posix(), stat.S_ISREG(os.lstat(path).st_mode)))
+        return found
+
+    def output_dir(self, overwrite: bool) -> ContextManager[Path]:
+        return atomic_dir(self.root, overwrite, is_dataset, "a ppencrypt dataset")
+
+    def publish(self, files: Files, manifest: bytes, overwrite: bool) -> None:
+        with self.output_dir(overwrite) as tmp:
+            for rel, get in files:
+                path = inside(tmp, rel)  # rel: a checked manifest path, so this stays in tmp
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(get())
+            (tmp / MANIFEST).write_bytes(manifest)
+
+    def holds(self, path: str | os.PathLike) -> bool:
+        return is_within(path, self.root)
+
+
+def open_location(target: str | os.PathLike | Location, cache=None) -> Location:
+    """The Location of a path or URL. ``cache`` (cache.ShardCache) keeps a URL's verified
+    files on local disk; a local folder needs none."""
+    if isinstance(target, Location):
+        return target
+    if not is_url(target):
+        return LocalDir(local_path(target))
+    from .remote import RemoteDir  # fsspec only for URLs
+
+    return RemoteDir(str(target), cache)
+
+
+def tree_files(root: Path) -> list[tuple[str, Callable[[], bytes]]]:
+    """Every file under ``root`` (a folder we just wrote) but the manifest, sorted, for an upload."""
+    return [(rel, (root / rel).read_bytes) for rel, _ in LocalDir(root).listing() if rel != MANIFEST]

@@ -1,0 +1,372 @@
+"""Datasets at URLs: s3:// (s3fs), gs:// (gcsfs), http:// and https:// (read only), through
+fsspec, the optional extras ``ppencrypt[s3]``, ``[gcs]``, ``[http]``.
+
+The server may have written every byte behind the URL, so a remote file is held to the same
+rules as a local one (files.py): its size is known before it is downloaded — the manifest's
+``bytes``, checked against the size the storage announces (an S3/GCS object's size, HTTP's
+Content-Length), and no more than that many bytes are ever read — and its SHA-256 is computed
+as it arrives and checked before a byte is parsed. A name from the manifest becomes a key
+under the URL, never a local path; only plain names (letters, digits, ``._-``) are used.
+
+Failures: a truncated or corrupted transfer, a 5xx answer, a reset connection or a timeout is
+tried again (TRIES in all, waiting BACKOFF seconds, doubled each time), then reported in one
+line naming the file; a 4xx answer (missing file or bucket, access denied) is reported at
+once. The backends retry some errors underneath (botocore, s3fs); these are on top.
+
+Credentials are the backends' business — AWS_* variables and ~/.aws for s3fs (and
+AWS_ENDPOINT_URL for an S3-compatible server), Google's application default credentials for
+gcsfs, fsspec's configuration files — never an option of ours, never in a message.
+
+Writing (``ppencrypt dataset SRC URL``, ``push``): the files are uploaded to their final keys
+and manifest.json last, the commit point. Before the first upload a marker object
+``.ppencrypt-upload`` is written; after the manifest it is removed. A prefix is written only
+when it is empty, holds a ppencrypt dataset (replaced with ``--overwrite``: its manifest is
+deleted first, so no reader ever sees it with files missing) or holds the marker of an
+interrupted upload (replaced without asking). On an error or a signal the files uploaded so
+far and the marker are deleted (best effort); a killed upload leaves files and the marker but
+never a manifest, and the next upload to the prefix replaces them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, TypeVar
+
+from ..atomic import terminate_as_exit
+from ..errors import ManifestError, OutputError, PipelineError, ShardError, StorageError
+from .location import Files, Location, tree_files, url_scheme
+from .manifest import MANIFEST, MAX_BYTES, names_a_dataset
+
+EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "http": "http", "https": "http"}
+READ_ONLY = ("http", "https")
+CREDENTIALS = {  # where each backend looks, for the message that says access was denied
+    "s3": "s3fs uses the AWS_* variables or ~/.aws",
+    "s3a": "s3fs uses the AWS_* variables or ~/.aws",
+    "gs": "gcsfs uses Google's application default credentials",
+    "gcs": "gcsfs uses Google's application default credentials",
+}
+TRIES = 4  # attempts per file before a transient failure is reported
+BACKOFF = 0.25  # seconds before the second attempt, doubled before each further one
+CHUNK = 8 << 20  # bytes requested at a time (S3/GCS: one ranged GET each)
+PARALLEL = 4  # files a whole-split read downloads at once
+MARKER = ".ppencrypt-upload"  # an upload in progress, or interrupted
+MARKER_TEXT = json.dumps({"format": "ppencrypt-upload", "note": "an upload to this prefix is in progress or was interrupted; "
+                          "`ppencrypt dataset` or `ppencrypt push` to this prefix replaces it"}).encode()  # fmt: skip
+NAME = re.compile(r"[A-Za-z0-9_.-]+")
+T = TypeVar("T")
+
+
+class Damaged(Exception):
+    """What arrived is not what the manifest records: a transfer worth another try."""
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """A 4xx answer: trying again would not help. ``kind``: missing, denied, bucket, refused."""
+
+    kind: str
+    what: str
+
+    def __str__(self) -> str:
+        return self.what
+
+
+def _chain(e: BaseException | None) -> Iterator[BaseException]:
+    """An exception and its causes (backends wrap aiohttp's and botocore's errors)."""
+    for _ in range(8):
+        if e is None:
+            return
+        yield e
+        e = e.__cause__ or e.__context__
+
+
+def _status(e: BaseException) -> int | None:
+    for x in _chain(e):
+        if isinstance(getattr(x, "status", None), int):  # aiohttp.ClientResponseError
+            return x.status
+        response = getattr(x, "response", None)  # botocore.exceptions.ClientError
+        if isinstance(response, dict) and isinstance(response.get("ResponseMetadata", {}).get("HTTPStatusCode"), int):
+            return response["ResponseMetadata"]["HTTPStatusCode"]
+    return None
+
+
+def _code(e: BaseException) -> str | None:
+    for x in _chain(e):
+        response = getattr(x, "response", None)
+        if isinstance(response, dict) and isinstance(response.get("Error"), dict):
+            return response["Error"].get("Code")
+    return None
+
+
+def classify(e: Exception) -> Unavailable | None:
+    """An error of a backend as a 4xx that no retry mends, or None: worth another try."""
+    status = _status(e)
+    if isinstance(e, PermissionError) or status in (401, 403):
+        return Unavailable("denied", "access denied")
+    if any(type(x).__name__ == "NoCredentialsError" for x in _chain(e)):  # botocore's
+        return Unavailable("denied", "no credentials found")
+    if status is not None and status >= 500:
+        return None
+    if _code(e) == "NoSuchBucket":
+        return Unavailable("bucket", "no such bucket")
+    if isinstance(e, FileNotFoundError) and status is None and isinstance(e.__cause__, Exception):
+        return classify(e.__cause__)  # fsspec's HTTP backend says "not found" for a refused connection too
+    if isinstance(e, FileNotFoundError) or status == 404:
+        return Unavailable("missing", "missing")
+    if status is not None and 400 <= status < 500:
+        return Unavailable("refused", f"refused by the server (HTTP {status})")
+    return None
+
+
+def _brief(e: Exception) -> str:
+    """A transient failure in a few words, on one line."""
+    status = _status(e)
+    if isinstance(e, Damaged):
+        return str(e)
+    if status is not None:
+        return f"server error (HTTP {status})"
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text[:200]}" if text else type(e).__name__
+
+
+class RemoteDir(Location):
+    local = False
+    parallel = PARALLEL
+
+    def __init__(self, url: str, cache=None):
+        self.url = self.root = url.rstrip("/")
+        self.protocol = url_scheme(url) or ""
+        self.cache = cache  # cache.ShardCache or None
+        self._fs, self._pid, self._sizes = None, None, None
+        self._locks: dict[str, threading.Lock] = {}  # per file, while it is fetched into the cache
+        self._locks_lock, self._locks_pid = threading.Lock(), os.getpid()
+
+    def __repr__(self) -> str:
+        return f"RemoteDir({self.url!r})"
+
+    def __getstate__(self) -> dict:  # to DataLoader workers: each process makes its own client
+        return {k: v for k, v in self.__dict__.items() if k not in ("_fs", "_pid", "_sizes", "_locks", "_locks_lock", "_locks_pid")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _fs=None, _pid=None, _sizes=None, _locks={}, _locks_lock=threading.Lock(), _locks_pid=os.getpid())
+
+    @property
+    def fs(self):
+        if self._fs is None or self._pid != os.getpid():  # a forked worker must not share the parent's client
+            self._fs, self._pid = self._connect(), os.getpid()
+        return self._fs
+
+    def _connect(self):
+        import fsspec
+
+        options: dict = {"skip_instance_cache": True}  # a fresh client sees the environment as it is now
+        if self.protocol in READ_ONLY:
+            import aiohttp
+
+            # a server that stops sending must not hang a training run
+            options["client_kwargs"] = {"timeout": aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=60)}
+        try:
+            return fsspec.filesystem(self.protocol, **options)
+        except ImportError:
+            extra = EXTRAS.get(self.protocol, self.protocol)
+            raise StorageError(f"{self.url}: {self.protocol}:// URLs need the '{extra}' extra: pip install 'ppencrypt[{extra}]'") from None
+        except ValueError:
+            raise StorageError(f"{self.url}: unknown URL scheme {self.protocol!r} (ppencrypt reads folders, s3://, gs://, http(s)://)") from None
+
+    def shown(self, rel: str = "") -> str:
+        return f"{self.url}/{rel}" if rel else self.url
+
+    def _url(self, rel: str) -> str:
+        parts = rel.split("/")
+        if not all(NAME.fullmatch(p) and p not in (".", "..") for p in parts):
+            raise ShardError(f"{self.shown(rel)}: not a name ppencrypt writes (letters, digits, '._-'); refused for a URL")
+        return self.shown(rel)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def _attempts(self, rel: str, action: Callable[[], T], missing: PipelineError | None = None) -> T:
+        """``action`` tried up to TRIES times while it fails transiently; a 4xx at once (a
+        missing file as ``missing``, when given)."""
+        last = ""
+        for attempt in range(TRIES):
+            if attempt:
+                time.sleep(BACKOFF * 2 ** (attempt - 1))
+            try:
+                return action()
+            except PipelineError:
+                raise
+            except Exception as e:  # the backends raise many types; classify sorts them
+                unavailable = classify(e)
+                if unavailable is not None:
+                    raise (missing if missing is not None and unavailable.kind == "missing" else self._refusal(rel, unavailable)) from None
+                last = _brief(e)
+        raise ShardError(f"{self.shown(rel)}: {last} ({TRIES} tries)")
+
+    def _refusal(self, rel: str, u: Unavailable) -> PipelineError:
+        if u.kind == "missing":
+            return ShardError(f"{self.shown(rel)}: missing")
+        if u.kind == "bucket":
+            return StorageError(f"{self.url}: no such bucket")
+        hint = f" ({CREDENTIALS[self.protocol]})" if u.kind == "denied" and self.protocol in CREDENTIALS else ""
+        return StorageError(f"{self.shown(rel)}: {u}{hint}")
+
+    @contextlib.contextmanager
+    def _open(self, rel: str):
+        """The file open for reading, and the size the storage announces (None if unknown)."""
+        url = self._url(rel)
+        if self.protocol in READ_ONLY:
+            # one streaming GET; Content-Length is its announced size (no Range: many servers ignore it)
+            with self.fs.open(url, "rb", block_size=0, headers={"Accept-Encoding": "identity"}) as f:
+                yield f, getattr(getattr(f, "r", None), "content_length", None)
+        else:
+            with self.fs.open(url, "rb", block_size=CHUNK, cache_type="none") as f:  # the object's size first (HEAD)
+                yield f, f.size
+
+    def _download(self, rel: str, expect: int | None, cap: int, h=None) -> bytes:
+        """At most ``cap`` + 1 bytes of the file (``expect``: its recorded size), hashed into
+        ``h`` as they arrive."""
+        with self._open(rel) as (f, announced):
+            if expect is not None and announced is not None and announced != expect:
+                raise Damaged(f"{announced} bytes, the manifest says {expect}")
+            if expect is None and announced is not None and announced > cap:
+                raise ManifestError(f"{self.shown(rel)}: {announced} bytes, more than the {cap} a file of this kind may have")
+            parts, got = [], 0
+            while got <= cap:
+                piece = f.read(min(CHUNK, cap + 1 - got))
+                if not piece:
+                    break
+                if h is not None:
+                    h.update(piece)
+                parts.append(piece)
+                got += len(piece)
+        return b"".join(parts)
+
+    def _verified(self, rel: str, size: int, sha256: str) -> bytes:
+        h = hashlib.sha256()
+        data = self._download(rel, size, size, h)
+        if len(data) != size:
+            raise Damaged(f"{len(data)} bytes arrived, the manifest says {size}" if len(data) < size else "more bytes than the manifest says")
+        if h.hexdigest() != sha256:
+            raise Damaged("checksum mismatch (the file was altered or damaged)")
+        return data
+
+    def manifest_text(self) -> str:
+        missing = ManifestError(f"{self.url}: not a ppencrypt dataset (no {MANIFEST})")
+        data = self._attempts(MANIFEST, lambda: self._download(MANIFEST, None, MAX_BYTES), missing)
+        if len(data) > MAX_BYTES:
+            raise ManifestError(f"{self.shown(MANIFEST)}: more than the {MAX_BYTES} bytes a file of this kind may have")
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ManifestError(f"{self.shown(MANIFEST)}: cannot read ({e})") from None
+
+    def read(self, rel: str, size: int, sha256: str) -> bytes:
+        if self.cache is None:
+            return self._attempts(rel, lambda: self._verified(rel, size, sha256))
+        with self._fetching(sha256):  # a file read ahead twice (a short pass) is downloaded once
+            data = self.cache.get(sha256, size)
+            if data is None:
+                data = self._attempts(rel, lambda: self._verified(rel, size, sha256))
+                self.cache.put(sha256, data)
+        return data
+
+    def _fetching(self, sha256: str) -> threading.Lock:
+        if self._locks_pid != os.getpid():  # a forked worker starts with no lock held
+            self._locks, self._locks_lock, self._locks_pid = {}, threading.Lock(), os.getpid()
+        with self._locks_lock:
+            return self._locks.setdefault(sha256, threading.Lock())
+
+    def check(self, rel: str, size: int, sha256: str) -> None:
+        self._attempts(rel, lambda: self._verified(rel, size, sha256))  # from the storage, never the cache
+
+    def _listed_sizes(self) -> dict[str, int]:
+        if self._sizes is None:
+            found = self._attempts("", lambda: self.fs.find(self.url, detail=True))
+            base = self.fs._strip_protocol(self.url).rstrip("/") + "/"
+            self._sizes = {p[len(base) :]: int(info.get("size") or 0) for p, info in found.items()
+                           if p.startswith(base) and not p.endswith("/")}  # fmt: skip
+        return self._sizes
+
+    def listing(self) -> list[tuple[str, bool]] | None:
+        if self.protocol in READ_ONLY:
+            return None  # HTTP has no listing (an index page is the server's say, not a list)
+        self._sizes = None
+        return [(rel, True) for rel in sorted(self._listed_sizes())]
+
+    def preflight(self, rel: str, size: int) -> None:
+        if self.protocol in READ_ONLY:
+            return  # no listing: each file's size is checked as it is downloaded
+        sizes = self._listed_sizes()
+        if rel not in sizes:
+            raise ShardError(f"{self.shown(rel)}: missing")
+        if sizes[rel] != size:
+            raise ShardError(f"{self.shown(rel)}: {sizes[rel]} bytes, the manifest says {size}")
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def _writable(self) -> None:
+        if self.protocol in READ_ONLY:
+            raise OutputError(f"{self.url}: {self.protocol}:// is read-only here; write to s3:// or gs://, or serve a local dataset folder")
+
+    def _existing(self, overwrite: bool) -> set[str]:
+        """What the prefix holds now, once it is known that it may be replaced."""
+        keys = {rel for rel, _ in self.listing() or []}
+        if MANIFEST in keys:
+            if not overwrite:
+                raise OutputError(f"{self.url}: already holds a dataset (pass --overwrite to replace it)")
+            if not names_a_dataset(self.manifest_text()):
+                raise OutputError(f"{self.url}: holds a {MANIFEST} that is not a ppencrypt dataset's; refusing to replace it")
+        elif keys and MARKER not in keys:
+            raise OutputError(f"{self.url}: holds other files and no ppencrypt dataset; refusing to write there (choose an empty prefix)")
+        return keys
+
+    def _put(self, rel: str, data: bytes) -> None:
+        url = self._url(rel)
+        self._attempts(rel, lambda: self.fs.pipe_file(url, data))
+
+    def _remove(self, rels: list[str], quietly: bool = False) -> None:
+        if not rels:
+            return
+        urls = [self._url(rel) for rel in rels]
+        try:
+            self._attempts("", lambda: self.fs.rm(urls))
+        except PipelineError:
+            if not quietly:
+                raise
+
+    @contextlib.contextmanager
+    def output_dir(self, overwrite: bool) -> Iterator[Path]:
+        self._writable()
+        self._existing(overwrite)  # before the work, not after it
+        # SIGTERM as an exception, so that the staging folder goes too, as a local partial does
+        with terminate_as_exit(), tempfile.TemporaryDirectory(prefix="ppencrypt-upload-") as staging:
+            yield Path(staging)
+            self.publish(tree_files(Path(staging)), (Path(staging) / MANIFEST).read_bytes(), overwrite)
+
+    def publish(self, files: Files, manifest: bytes, overwrite: bool) -> None:
+        self._writable()
+        with terminate_as_exit():
+            existing = self._existing(overwrite)
+            self._put(MARKER, MARKER_TEXT)
+            if MANIFEST in existing:
+                self._remove([MANIFEST])  # the old dataset ends here, before any of its files go
+            self._remove(sorted(existing - {MANIFEST, MARKER}))
+            uploaded: list[str] = []
+            try:
+                for rel, get in files:
+                    self._put(rel, get())
+                    uploaded.append(rel)
+                self._put(MANIFEST, manifest)  # the commit point
+            except BaseException:
+                self._remove(uploaded + [MARKER], quietly=True)
+                raise
+            self._remove([MARKER], quietly=True)

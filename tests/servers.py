@@ -1,0 +1,198 @@
+"""Real servers on 127.0.0.1 for the remote-storage tests and bench/remote_stream.py: a plain
+HTTP server over a folder (Python's http.server) that can misbehave on purpose, and an
+S3-compatible server (moto's, the werkzeug app of ``moto.server.ThreadedMotoServer``) that
+counts what it sends. Both listen on a free port of 127.0.0.1 only, serve from a thread and
+stop when asked; every request has a time limit.
+
+Not a test module: tests/test_remote_*.py and the bench import it.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import functools
+import http.server
+import json
+import logging
+import sys
+import threading
+from pathlib import Path
+from typing import Iterator
+
+REQUEST_TIMEOUT = 10  # seconds a connection may idle before the server drops it
+
+
+class FaultyHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves the folder, but first consults the server's ``faults``: path -> list of what to
+    do on its next GETs ("truncate": half the body after announcing all of it, "corrupt": one
+    byte flipped, "500", "403"), the last entry repeating when ``sticky``."""
+
+    timeout = REQUEST_TIMEOUT
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args) -> None:  # quiet: pytest shows what matters
+        pass
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        self.server.requests[path] += 1
+        fault = self.server.next_fault(path)
+        if fault in ("403", "404", "500", "503"):
+            body = f"error {fault}".encode()
+            self.send_response(int(fault))
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        file = Path(self.translate_path(path))
+        if fault is None or not file.is_file():
+            return super().do_GET()
+        data = bytearray(file.read_bytes())
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if fault == "truncate":
+            self.wfile.write(bytes(data[: len(data) // 2]))
+            self.close_connection = True
+            return
+        data[len(data) // 2] ^= 0xFF  # corrupt
+        self.wfile.write(bytes(data))
+
+
+class FaultyHTTPServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, folder: Path):
+        super().__init__(("127.0.0.1", 0), functools.partial(FaultyHandler, directory=str(folder)))
+        self.requests: collections.Counter = collections.Counter()
+        self.faults: dict[str, list[str]] = {}
+        self.sticky: set[str] = set()
+        self.lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def fail(self, path: str, *faults: str, sticky: bool = False) -> None:
+        with self.lock:
+            self.faults[path] = list(faults)
+            (self.sticky.add if sticky else self.sticky.discard)(path)
+
+    def next_fault(self, path: str) -> str | None:
+        with self.lock:
+            queue = self.faults.get(path)
+            if not queue:
+                return None
+            return queue[0] if path in self.sticky and len(queue) == 1 else queue.pop(0)
+
+
+@contextlib.contextmanager
+def http_server(folder: Path) -> Iterator[FaultyHTTPServer]:
+    server = FaultyHTTPServer(folder)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+class Counting:
+    """WSGI middleware: what the S3 server sent for each GET, in requests and bytes; a GET of
+    COUNTS answers the totals as JSON (for a server in another process: the bench)."""
+
+    COUNTS = "/_ppencrypt_test_counts"
+
+    def __init__(self, app):
+        self.app = app
+        self.gets: collections.Counter = collections.Counter()
+        self.sent: collections.Counter = collections.Counter()
+        self.lock = threading.Lock()
+
+    def __call__(self, environ, start_response):
+        if environ.get("PATH_INFO") == self.COUNTS:
+            with self.lock:
+                body = json.dumps({"gets": sum(self.gets.values()), "bytes": sum(self.sent.values())}).encode()
+            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+            return [body]
+        body = self.app(environ, start_response)
+        if environ.get("REQUEST_METHOD") != "GET":
+            return body
+        path = environ.get("PATH_INFO", "")
+        with self.lock:
+            self.gets[path] += 1
+        return self._count(body, path)
+
+    def _count(self, body, path):
+        try:
+            for piece in body:
+                with self.lock:
+                    self.sent[path] += len(piece)
+                yield piece
+        finally:
+            if hasattr(body, "close"):
+                body.close()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.gets.clear()
+            self.sent.clear()
+
+
+class S3Server:
+    """moto's S3 on 127.0.0.1 behind :class:`Counting`; ``env`` points s3fs (botocore) at it
+    the way a user points at any S3-compatible endpoint, with moto's dummy credentials."""
+
+    def __init__(self):
+        from moto.server import DomainDispatcherApplication, create_backend_app
+        from moto.moto_server.werkzeug_app import MotoRequestHandler
+        from werkzeug.serving import make_server
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        self.counting = Counting(DomainDispatcherApplication(create_backend_app))
+        self.server = make_server("127.0.0.1", 0, self.counting, threaded=True, request_handler=MotoRequestHandler)
+        self.server.timeout = REQUEST_TIMEOUT
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def env(self, config_dir: Path) -> dict[str, str]:
+        return s3_env(self.endpoint, config_dir)
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=10)
+
+
+def s3_env(endpoint: str, config_dir: Path) -> dict[str, str]:
+    """Variables for s3fs: the endpoint, dummy keys, and no ~/.aws of the developer's."""
+    return {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": str(config_dir / "config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(config_dir / "credentials"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "NO_PROXY": "127.0.0.1,localhost",
+    }
+
+
+def make_bucket(name: str) -> None:
+    """A bucket on the server the environment points at (s3fs, as a user would)."""
+    import fsspec
+
+    fsspec.filesystem("s3", skip_instance_cache=True).mkdir(name)
+
+
+
+
+if __name__ == "__main__":  # python tests/servers.py: an S3 server in its own process (the bench)
+    s3 = S3Server()
+    print(s3.endpoint, flush=True)
+    sys.stdin.read()  # until the parent closes our stdin
+    s3.stop()

@@ -1,0 +1,202 @@
+"""Generated hostile inputs (hypothesis): manifests, tar members and zarr metadata mutated at
+random, fed to everything that reads a dataset — verify, inspect, preview, decrypt, audit's
+reader and pptrain's loaders. Each either works or raises the library's typed error (which the
+CLIs print as one line, exit 1): never another exception, never an allocation of more than a
+few tens of MiB, never a file written outside the output folder."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import shutil
+import tempfile
+import tracemalloc
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import DATA, write_cifar10
+from pipeline.decrypt import decrypt_dataset
+from pipeline.describe import summary
+from pipeline.errors import PipelineError
+from pipeline.formats import open_dataset
+from pipeline.keys import MasterKey
+from pipeline.preview import preview
+from pipeline.verify import verify_dataset
+from trainer.distributed import Dist
+from trainer.errors import TrainerError
+from trainer.memory import MemoryLoader
+from trainer.stream import StreamLoader
+
+V1_KEY = MasterKey(bytes(range(32)))
+PEAK_MIB = 64  # no hostile input may make a reader allocate more than this
+CPU = torch.device("cpu")
+ODD_STRINGS = ["../x", "/etc/passwd", "a/../b", "\x00", "\x1b[2J", "..", "", "x" * 600, "train/000000.tar", "0" * 64]
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.sampled_from([0, 1, -1, 2**31, 2**63, 10**12])
+    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=12) | st.sampled_from(ODD_STRINGS),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=6,
+)  # fmt: skip
+MUTATION = st.tuples(st.integers(0, 10**6), st.sampled_from(["replace", "delete", "add"]), JSON)
+FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+
+def nodes(obj, path=()):
+    """Every path into a JSON document, root excluded."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield path + (k,)
+            yield from nodes(v, path + (k,))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield path + (i,)
+            yield from nodes(v, path + (i,))
+
+
+def mutate(doc, mutations):
+    doc = copy.deepcopy(doc)
+    for pick, how, value in mutations:
+        paths = list(nodes(doc))
+        if not paths:
+            return value
+        *parent_path, last = paths[pick % len(paths)]
+        parent = doc
+        for p in parent_path:
+            parent = parent[p]
+        if how == "delete":
+            del parent[last]
+        elif how == "add" and isinstance(parent, dict):
+            parent[f"{last}-extra"] = value
+        elif how == "add":
+            parent.append(value)
+        else:
+            parent[last] = value
+    return doc
+
+
+def restamp(root: Path, rel: str) -> None:
+    path = root / "manifest.json"
+    d, data = json.loads(path.read_text()), (root / rel).read_bytes()
+    for entry in [sh for s in d["splits"].values() for sh in s["shards"]] + d["files"]:
+        if entry["path"] == rel:
+            entry["sha256"], entry["bytes"] = hashlib.sha256(data).hexdigest(), len(data)
+    path.write_text(json.dumps(d))
+
+
+def read_everything(root: Path, work: Path) -> None:
+    """Everything that reads a dataset; PipelineError and TrainerError are the clean failures."""
+    ds = open_dataset(root)
+    summary(ds)
+    verify_dataset(root)
+    preview(root, work / "p.png")
+    for split in ds.splits:
+        ds.split(split).head(3)
+        for loader in (MemoryLoader(ds, split, 2, Dist(), CPU, 0, train=False),
+                       StreamLoader(ds, split, 2, Dist(), CPU, 0, False, workers=0, buffer=4)):  # fmt: skip
+            for _ in loader.epoch(0):
+                pass
+
+
+def check(root: Path, work: Path, key: MasterKey | None = None) -> None:
+    before = sorted(p for p in work.parent.rglob("*") if not p.is_relative_to(work) and not p.is_relative_to(root))
+    tracemalloc.start()
+    try:
+        read_everything(root, work)
+        if key is not None:
+            decrypt_dataset(root, work / "dest", key)
+    except (PipelineError, TrainerError):
+        pass
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert peak < PEAK_MIB << 20, f"a reader allocated {peak >> 20} MiB"
+    after = sorted(p for p in work.parent.rglob("*") if not p.is_relative_to(work) and not p.is_relative_to(root))
+    assert before == after, "a file was written outside the output folder"
+
+
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory):
+    """A small wds and zarr dataset (version 2, pe, image scope) and a version 1 one."""
+    from pipeline.encrypt import EncryptOptions, encrypt_dataset
+
+    base = tmp_path_factory.mktemp("fuzz-base")
+    import numpy as np
+    from PIL import Image
+
+    files = sorted((DATA / "cifar10").glob("*.png"))
+    images = np.stack([np.asarray(Image.open(f)) for f in files])
+    labels = np.array([int(f.stem.rsplit("_", 1)[1]) for f in files])
+    src = write_cifar10(base / "cifar-10-batches-py", images, labels)
+    out = {}
+    for storage in ("wds", "zarr"):
+        out[storage] = base / storage
+        encrypt_dataset(str(src), str(out[storage]), V1_KEY, EncryptOptions(storage=storage, shard_size=4, workers=1))
+    out["v1"] = DATA / "v1" / "cifar10-pe-image-zarr"
+    return out
+
+
+def fresh(src: Path) -> tuple[Path, Path]:
+    top = Path(tempfile.mkdtemp(prefix="fuzz-"))
+    root = Path(shutil.copytree(src, top / "data"))
+    (top / "work").mkdir()
+    return root, top / "work"
+
+
+@pytest.mark.parametrize("which", ["wds", "zarr", "v1"])
+@FUZZ
+@given(mutations=st.lists(MUTATION, min_size=1, max_size=3))
+def test_mutated_manifests(datasets, which, mutations):
+    root, work = fresh(datasets[which])
+    try:
+        d = json.loads((root / "manifest.json").read_text())
+        (root / "manifest.json").write_text(json.dumps(mutate(d, mutations)))
+        check(root, work, V1_KEY if which == "v1" else None)  # a v1 manifest has no MAC: decrypt reads it
+    finally:
+        shutil.rmtree(root.parent, ignore_errors=True)
+
+
+@FUZZ
+@given(cuts=st.lists(st.tuples(st.sampled_from(["flip", "cut", "insert", "size"]), st.integers(0, 10**6), st.integers(0, 255)),
+                     min_size=1, max_size=4))  # fmt: skip
+def test_garbled_tar_members(datasets, cuts):
+    """Byte flips, truncations, insertions and rewritten tar size fields, with the manifest made
+    to agree (a server writes both)."""
+    root, work = fresh(datasets["wds"])
+    try:
+        rel = "train/000001.tar"
+        data = bytearray((root / rel).read_bytes())
+        for how, at, value in cuts:
+            at %= max(len(data), 1)
+            if how == "flip":
+                data[at] ^= value or 1
+            elif how == "cut":
+                del data[at:]
+            elif how == "insert":
+                data[at:at] = bytes([value]) * (value + 1)
+            else:  # a member's size field (octal, 12 bytes at 124 of a 512-byte header)
+                header = (at // 512) * 512
+                data[header + 124 : header + 136] = b"%011o\0" % (value * 10**9)
+        (root / rel).write_bytes(bytes(data))
+        restamp(root, rel)
+        check(root, work)
+    finally:
+        shutil.rmtree(root.parent, ignore_errors=True)
+
+
+@FUZZ
+@given(mutations=st.lists(MUTATION, min_size=1, max_size=3), which=st.sampled_from(["images", "labels"]))
+def test_mutated_zarr_metadata(datasets, mutations, which):
+    root, work = fresh(datasets["zarr"])
+    try:
+        rel = f"train/{which}/zarr.json"
+        meta = json.loads((root / rel).read_text())
+        (root / rel).write_text(json.dumps(mutate(meta, mutations)))
+        restamp(root, rel)
+        check(root, work)
+    finally:
+        shutil.rmtree(root.parent, ignore_errors=True)
