@@ -42,3 +42,18 @@ def real_cifar(n: int) -> np.ndarray:
     files = sorted((ROOT / "tests" / "data" / "cifar10").glob("*.png"))
     base = np.stack([np.asarray(Image.open(f)) for f in files])
     return np.ascontiguousarray(np.resize(base, (n, *base.shape[1:])))
+
+
+def public_cifar(root: Path, n: int = 400) -> Path:
+    """Colour images for the learned attacker of ``ppencrypt audit --learned`` on CIFAR-10-like
+    data, none of them a CIFAR-10 image: the 20 vendored CIFAR-100 test images, rolled
+    (tests/conftest.py ``tile_real``; rolls repeat after the image width) and every other one
+    mirrored, written as a cifar-100-python folder (other classes: no recognition score)."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from conftest import load_vendored, tile_real, write_cifar100
+
+    images, labels = tile_real(*load_vendored("cifar100"), n)
+    images[1::2] = images[1::2, :, ::-1]
+    return write_cifar100(root, images, labels, n_test=20)

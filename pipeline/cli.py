@@ -12,6 +12,7 @@ from click.core import ParameterSource
 
 from . import __version__
 from .audit import AuditOptions, run_audit, table, write_report
+from .audit.extra import EXTRA
 from .ciphers import cipher_class, method_names
 from .decrypt import decrypt_dataset
 from .derive import SCOPES
@@ -72,6 +73,7 @@ def _methods_help() -> str:
 
 
 KEY = click.option("--key", "key_path", metavar="KEYFILE", help="Secret key file (from ppencrypt keygen).")
+AUDIT = AuditOptions()  # the audit's defaults, stated once
 QUIET = click.option("--quiet", "-q", is_flag=True, help="No progress bars or summary.")
 OVERWRITE = click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 
@@ -266,11 +268,25 @@ def image(images, key_path, like, out_dir, overwrite, trust_manifest):
               help="Plain/encrypted pairs the known-plaintext attacker knows (the split's first k, not scored).")
 @click.option("-o", "--output", default="report", show_default=True, type=click.Path(),
               help="Writes OUTPUT.json and OUTPUT.png (plain images: keep it private).")
-def audit(out, src, split, count, known, output):
+@click.option("--learned", is_flag=True,
+              help=f"Also train the learned attacks and score every attack's recognition accuracy (needs torch: {EXTRA}).")
+@click.option("--public", type=click.Path(), metavar="SRC2",
+              help="The learned attacker's own images, of the same domain. [default: SRC's splits other than --split]")
+@click.option("--public-n", "public_count", type=click.IntRange(min=1), default=AUDIT.public_count, show_default=True,
+              help="Public images the learned attacker trains on.")
+@click.option("--train-steps", type=click.IntRange(min=1), default=AUDIT.train_steps, show_default=True,
+              help="Training steps of each learned model (batches of 32).")
+@click.option("--train-seconds", type=click.FloatRange(min=0, min_open=True), default=AUDIT.train_seconds, show_default=True,
+              help="Wall-clock limit of each learned model's training (a model it stops is no longer reproducible).")
+@click.option("--seed", type=int, default=AUDIT.seed, show_default=True,
+              help="The learned attacker's keys, initial weights and batches.")
+def audit(out, src, split, count, known, output, learned, public, public_count, train_steps, train_seconds, seed):
     """Measure what dataset OUT gives away: attack it as its server could, score the
-    reconstructions against the plain images of SRC (PSNR, SSIM; docs/privacy.md). Takes no
-    key and writes none."""
-    report = run_audit(out, src, AuditOptions(split=split, count=count, known=known))
+    reconstructions against the plain images of SRC (PSNR, SSIM; with --learned, also
+    recognition accuracy; docs/privacy.md). Takes no key and writes none."""
+    opts = AuditOptions(split=split, count=count, known=known, learned=learned, public=public, public_count=public_count,
+                        train_steps=train_steps, train_seconds=train_seconds, seed=seed)  # fmt: skip
+    report = run_audit(out, src, opts, progress_bars())
     click.echo(table(report), nl=False)
     for path in write_report(report, output, out):
         click.echo(f"wrote {path}")

@@ -48,3 +48,7 @@ class ShardError(PipelineError):
 
 class CipherError(PipelineError):
     """A method, scope or parameter does not fit the data (e.g. block size vs image size)."""
+
+
+class MissingExtraError(PipelineError):
+    """A feature needs an optional dependency (an extra of the package) that is not installed."""

@@ -15,12 +15,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import settings
 from PIL import Image
 
+# OpenMP threads spin-wait by default, which on a CPU shared with other jobs makes torch many
+# times slower (pipeline/audit/extra.py); read when torch starts, so set before a test imports it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 DATA = Path(__file__).parent / "data"
 # experiments/ is the harness run from the repository root (python -m experiments), not an
 # installed package: its tests import it from there.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# Property tests draw the same examples on every run by default, so a red build is a regression,
+# not a new draw; HYPOTHESIS_PROFILE=explore draws fresh ones (and --hypothesis-seed=N replays).
+settings.register_profile("repeatable", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 

@@ -5,8 +5,12 @@
 
 Modules, one concept each: attacks (what an attacker sees; the registry; identity, fr-basic),
 candidates (the pixel cipher's 48 / 2^C encodings of a pixel), greedy (fr-advanced, fr-shared),
+jigsaw (block puzzles reassembled per image), variants (the global transforms a viewer settles),
 known, known_pixel, known_block (known-plaintext key recovery), metrics (PSNR, SSIM), keyspace,
-report (table, report.json, report.png), audit (reading the data, running, scoring).
+report (table, report.json, report.png), audit (reading the data, running, scoring). With
+``--learned`` (torch, imported by extra only then): public (the attacker's own images and
+training budget), attacker (its own keys and encryption), nets (the networks, the training loop),
+learned (the learned inverter, learned-shared), recognition (the recognition score).
 docs/privacy.md has the results.
 """
 

@@ -1,11 +1,12 @@
 """The attacks the audit runs, and the registry that lists them.
 
 An attack sees what an attacker would see: the ciphertexts, the manifest (method, parameters,
-key scope, image shape — the server holds all of it), and, for known-plaintext attacks only,
-the k plain/encrypted pairs it is assumed to know. It never sees the key or the plain images it
-is scored on; the audit (audit.py) holds those and passes pairs only to attacks that declare
-``needs_pairs``. An attack returns its reconstructions and statistics that describe what it
-found (counts, never key material).
+key scope, image shape — the server holds all of it), for known-plaintext attacks only the k
+plain/encrypted pairs it is assumed to know, and for learned attacks only (``--learned``) the
+attacker's own public images, which it may encrypt under keys of its own. It never sees the key
+or the plain images it is scored on; the audit (audit.py) holds those and passes pairs only to
+attacks that declare ``needs_pairs``. An attack returns its reconstructions and statistics that
+describe what it found (counts, never key material).
 
 Adding an attack: subclass :class:`Attack`, decorate it with :func:`register`; the audit, the
 table and report.png pick it up in registry order.
@@ -23,6 +24,7 @@ from ..ciphers import ImageCipher, make_cipher
 from ..errors import PipelineError
 from ..registry import Registry
 from .candidates import PixelCandidates, pixel_candidates
+from .variants import Variants
 
 ATTACKS: Registry[Attack] = Registry("attack", PipelineError)
 register = ATTACKS.register
@@ -61,16 +63,21 @@ class KnownPairs:
 class Outcome:
     images: np.ndarray  # N x H x W x C uint8 reconstructions, in the order of the ciphertexts
     stats: dict = field(default_factory=dict)  # what the attack found, as counts and fractions
-    # Ciphertext-only attacks on a shared key recover the images only up to one global colour
-    # order and negation, which no statistic of the ciphertexts can settle but a viewer settles
-    # by eye among the few variants. When set, the audit scores the variant a viewer would pick.
-    variants: PixelCandidates | None = None
+    # Some ciphertext-only attacks recover the images only up to one global transform (a colour
+    # order and negation for the set under a shared key; a rotation, negation and colour order
+    # per image for the jigsaw), which no statistic of the ciphertexts can settle but a viewer
+    # settles by eye among the few variants. When set, the audit scores the variant a viewer
+    # would pick (variants.py).
+    variants: Variants | None = None
 
 
 class Attack:
     name: ClassVar[str]
     summary: ClassVar[str]
     needs_pairs: ClassVar[bool] = False
+    # A learned attack: run only with ``--learned``, and given the attacker's own public images
+    # and training budget (public.Learner) as ``run(..., learner=...)``.
+    needs_learner: ClassVar[bool] = False
 
     def not_applicable(self, target: Target) -> str | None:
         """Why this attack does not apply to ``target`` (shown in the table), or None."""
@@ -82,7 +89,7 @@ class Attack:
 
 def attacks() -> list[Attack]:
     """One instance of every registered attack, in registry order."""
-    from . import greedy, known  # noqa: F401  (registering the others)
+    from . import greedy, jigsaw, known, learned  # noqa: F401  (registering the others; learned imports torch only when run)
 
     return [cls() for cls in ATTACKS.classes()]
 

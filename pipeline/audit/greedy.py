@@ -33,6 +33,7 @@ import numpy as np
 
 from .attacks import Attack, Outcome, Target, register
 from .candidates import PixelCandidates
+from .variants import PixelVariants
 
 
 def greedy_scan(ciphertexts: np.ndarray, cand: PixelCandidates, shared: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -100,4 +101,4 @@ class FeatureReconstructionShared(_Greedy):
     def run(self, ciphertexts, target, pairs=None):
         cand = target.candidates
         images, _ = greedy_scan(ciphertexts, cand, shared=True)
-        return Outcome(images, {"candidates": len(cand)}, variants=cand)
+        return Outcome(images, {"candidates": len(cand)}, variants=PixelVariants(cand))

@@ -26,6 +26,22 @@ HEADER = 14  # pixels of caption above each column of report.png
 
 
 @dataclass
+class RecognitionInfo:
+    """The recognition classifier (recognition.py): its accuracy on the plain scored images, and
+    chance — the largest class share among them."""
+
+    plain_accuracy: float
+    chance: float
+    classes: int
+    classifier: dict  # how it was trained (nets.Trained.to_dict)
+
+    def to_dict(self) -> dict:
+        return {"plain_accuracy": round(self.plain_accuracy, 4), "chance": round(self.chance, 4),
+                "chance_rule": "largest class share among the scored images", "classes": self.classes,
+                "classifier": self.classifier}  # fmt: skip
+
+
+@dataclass
 class AttackRow:
     name: str
     summary: str
@@ -36,12 +52,14 @@ class AttackRow:
     stats: dict = field(default_factory=dict)
     note: str = ""
     shown: np.ndarray | None = None  # the first few reconstructions, for report.png
+    recognition: float | None = None  # the recognition classifier's accuracy on the reconstructions
 
     def to_dict(self) -> dict:
         doc = {"attack": self.name, "summary": self.summary}
         if self.scores is None:
             return {**doc, "not_applicable": self.not_applicable}
-        return {**doc, **self.scores.to_dict(), "seconds": round(self.seconds, 3),
+        recognition = {} if self.recognition is None else {"recognition_accuracy": round(self.recognition, 4)}
+        return {**doc, **self.scores.to_dict(), **recognition, "seconds": round(self.seconds, 3),
                 "scoring_seconds": round(self.scoring_seconds, 3), "stats": self.stats, "note": self.note}  # fmt: skip
 
 
@@ -59,6 +77,8 @@ class AuditReport:
     rows: list[AttackRow]
     seconds: float = 0.0  # the whole audit: reading, attacks, scoring
     plain_shown: np.ndarray | None = None
+    learning: dict | None = None  # --learned: the attacker's public images and training budget
+    recognition: RecognitionInfo | None = None  # --learned, when the public images carry the classes
 
     def to_dict(self) -> dict:
         h, w, c = self.shape
@@ -74,6 +94,8 @@ class AuditReport:
             "key_space": self.key_space.to_dict(),
             "psnr_cap_db": 100.0,
             "attacks": [r.to_dict() for r in self.rows],
+            "learned": self.learning,
+            "recognition": None if self.recognition is None else self.recognition.to_dict(),
             "seconds": round(self.seconds, 3),
         }
 
@@ -82,8 +104,25 @@ def _stats_text(stats: dict) -> str:
     return ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in stats.items())
 
 
+def _learning_lines(report: AuditReport) -> list[str]:
+    if report.learning is None:
+        return []
+    pub = report.learning["public"]
+    lines = [f"learned attacker: {pub['images']} public images of {pub['source']} ({', '.join(pub['splits'])})"
+             + (f", {pub['dropped_as_scored']} dropped as scored images" if pub["dropped_as_scored"] else "")
+             + f"; at most {report.learning['train_steps']} steps or {report.learning['train_seconds']:g} s per model, seed {report.learning['seed']}"]  # fmt: skip
+    rec = report.recognition
+    if rec is None:
+        lines.append("recognition: not scored (the public images do not carry the dataset's classes)")
+    else:
+        lines.append(f"recognition: a classifier trained on the public images scores {rec.plain_accuracy:.1%} on the plain "
+                     f"scored images; chance (largest class share) {rec.chance:.1%}")  # fmt: skip
+    return lines
+
+
 def table(report: AuditReport) -> str:
     h, w, c = report.shape
+    recog_head = f" {'recog.':>7}" if report.recognition is not None else ""
     scope = f"{report.scope}-scope key" if report.scope else "no key"
     ks = report.key_space
     bits = "unknown" if ks.to_dict()["bits"] is None else f"{ks.bits:.1f} bits"
@@ -92,8 +131,9 @@ def table(report: AuditReport) -> str:
         f"{report.scored} images scored, {report.known} known pair{'s' * (report.known != 1)} not scored",
         "key space: none (no key)" if ks.per == "nothing" else f"key space: {bits} per key, one key per {ks.per}"
         + (f" (a search over master keys: at most {ks.effective_bits:.0f} bits)" if ks.bits > ks.effective_bits else ""),
+        *_learning_lines(report),
         "",
-        f"{'attack':<16} {'PSNR mean':>9} {'max':>6} {'SSIM mean':>9} {'max':>6} {'exact':>11} {'time':>7}  found",
+        f"{'attack':<16} {'PSNR mean':>9} {'max':>6} {'SSIM mean':>9} {'max':>6} {'exact':>11}{recog_head} {'time':>7}  found",
     ]  # fmt: skip
     for r in report.rows:
         if r.scores is None:
@@ -101,9 +141,10 @@ def table(report: AuditReport) -> str:
             continue
         s = r.scores
         found = "; ".join(x for x in (_stats_text(r.stats), r.note) if x)
+        recog = f" {r.recognition:>7.1%}" if report.recognition is not None else ""
         lines.append(
             f"{r.name:<16} {s.psnr.mean:>9.2f} {s.psnr.max:>6.1f} {s.ssim.mean:>9.3f} {s.ssim.max:>6.3f} "
-            f"{f'{s.exact}/{s.count}':>11} {r.seconds:>6.2f}s  {found}"
+            f"{f'{s.exact}/{s.count}':>11}{recog} {r.seconds:>6.2f}s  {found}"
         )
     lines += ["", "PSNR in dB (100 = identical); max = the image that leaks most. "
               f"Audit took {report.seconds:.1f} s."]  # fmt: skip
