@@ -35,7 +35,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[train,dev,s3,http]'
+	$(BIN)/pip install --quiet -e '.[train,dev,s3,gcs,http]'
 	touch $@
 
 test: install

@@ -236,6 +236,16 @@ def read_pngs(root: Path) -> dict[str, np.ndarray]:
     return out
 
 
+def expected_pngs(images, labels, classes, n_test=5) -> dict[str, np.ndarray]:
+    """What ``ppencrypt decrypt`` writes for the fixtures' splits, by relative path:
+    DEST/<split>/<class, '/' -> '_'>/<index, 8 digits>.png."""
+    out = {}
+    for split, part in (("train", slice(n_test, None)), ("test", slice(None, n_test))):
+        for i, (image, label) in enumerate(zip(images[part], labels[part])):
+            out[f"{split}/{classes[label].replace('/', '_')}/{i:08d}.png"] = image
+    return out
+
+
 def ppencrypt_process(*args, **popen):
     """``ppencrypt ARGS`` as its own process (for worker pools and signals): a Popen."""
     import subprocess

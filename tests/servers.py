@@ -1,8 +1,9 @@
 """Real servers on 127.0.0.1 for the remote-storage tests and bench/remote_stream.py: a plain
-HTTP server over a folder (Python's http.server) that can misbehave on purpose, and an
+HTTP server over a folder (Python's http.server) that can misbehave on purpose, an
 S3-compatible server (moto's, the werkzeug app of ``moto.server.ThreadedMotoServer``) that
-counts what it sends. Both listen on a free port of 127.0.0.1 only, serve from a thread and
-stop when asked; every request has a time limit.
+counts what it sends, and a Google Cloud Storage emulator (gcp-storage-emulator's JSON API)
+that counts the object downloads. All listen on a free port of 127.0.0.1 only, serve from a
+thread and stop when asked; every request has a time limit.
 
 Not a test module: tests/test_remote_*.py and the bench import it.
 """
@@ -15,10 +16,12 @@ import functools
 import http.server
 import json
 import logging
+import re
 import sys
 import threading
 from pathlib import Path
 from typing import Iterator
+from urllib.parse import parse_qs, unquote, urlsplit
 
 REQUEST_TIMEOUT = 10  # seconds a connection may idle before the server drops it
 
@@ -142,7 +145,22 @@ class Counting:
             self.sent.clear()
 
 
-class S3Server:
+class Served:
+    """A server of ours answering from a thread on 127.0.0.1 at ``endpoint``, until ``stop``."""
+
+    def serve(self, server) -> None:
+        self.server = server
+        self.thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+        self.endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=10)
+
+
+class S3Server(Served):
     """moto's S3 on 127.0.0.1 behind :class:`Counting`; ``env`` points s3fs (botocore) at it
     the way a user points at any S3-compatible endpoint, with moto's dummy credentials."""
 
@@ -153,19 +171,12 @@ class S3Server:
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self.counting = Counting(DomainDispatcherApplication(create_backend_app))
-        self.server = make_server("127.0.0.1", 0, self.counting, threaded=True, request_handler=MotoRequestHandler)
-        self.server.timeout = REQUEST_TIMEOUT
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
-        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+        server = make_server("127.0.0.1", 0, self.counting, threaded=True, request_handler=MotoRequestHandler)
+        server.timeout = REQUEST_TIMEOUT
+        self.serve(server)
 
     def env(self, config_dir: Path) -> dict[str, str]:
         return s3_env(self.endpoint, config_dir)
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=10)
 
 
 def s3_env(endpoint: str, config_dir: Path) -> dict[str, str]:
@@ -189,6 +200,78 @@ def make_bucket(name: str) -> None:
     fsspec.filesystem("s3", skip_instance_cache=True).mkdir(name)
 
 
+
+class GCSServer(Served):
+    """gcp-storage-emulator's GCS JSON API, in memory, on 127.0.0.1: its request handler behind
+    a threading server of ours (a free port, a time limit per request, one request at a time
+    inside the emulator, whose store is not thread-safe). ``downloads`` counts the GETs of
+    each object's bytes, by "bucket/name"; ``env`` points gcsfs at it the way a user points it
+    at any emulator or endpoint."""
+
+    MEDIA = re.compile(r"(?:/download)?/storage/v1/b/([^/]+)/o/(.+)")
+
+    def __init__(self):
+        from gcp_storage_emulator.server import RequestHandler
+        from gcp_storage_emulator.storage import Storage
+
+        logging.getLogger("gcp_storage_emulator").setLevel(logging.CRITICAL)  # 404s are logged as errors
+        self.storage = Storage(use_memory_fs=True)
+        self.downloads: collections.Counter = collections.Counter()
+        lock = threading.Lock()
+        emulator = self
+
+        class Handler(RequestHandler):
+            timeout = REQUEST_TIMEOUT
+
+            def serve(self, method) -> None:
+                with lock:
+                    method()
+
+            def do_GET(self):
+                url = urlsplit(self.path)
+                media = emulator.MEDIA.fullmatch(url.path)
+                if media and parse_qs(url.query).get("alt") == ["media"]:
+                    with lock:
+                        emulator.downloads[f"{media[1]}/{unquote(media[2])}"] += 1
+                self.serve(super().do_GET)
+
+            def do_POST(self):
+                self.serve(super().do_POST)
+
+            def do_PUT(self):
+                self.serve(super().do_PUT)
+
+            def do_DELETE(self):
+                self.serve(super().do_DELETE)
+
+            def do_PATCH(self):
+                self.serve(super().do_PATCH)
+
+        threaded = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, self.storage))
+        threaded.daemon_threads = True
+        self.serve(threaded)
+
+    def make_bucket(self, name: str) -> None:
+        from gcp_storage_emulator.handlers.buckets import create_bucket
+
+        create_bucket(name, self.storage)
+
+    def env(self, config_dir: Path) -> dict[str, str]:
+        return gcs_env(self.endpoint, config_dir)
+
+
+def gcs_env(endpoint: str, config_dir: Path) -> dict[str, str]:
+    """Variables for gcsfs: the emulator, anonymous access (fsspec's FSSPEC_<protocol>_<option>,
+    read when fsspec is imported), the plain JSON-API filesystem (gcsfs's default one asks a
+    gRPC endpoint for the bucket's layout first: an emulator has none, and each try waits 60 s),
+    and no fsspec configuration of the developer's."""
+    return {
+        "STORAGE_EMULATOR_HOST": endpoint,
+        "FSSPEC_GCS_TOKEN": "anon",
+        "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false",
+        "FSSPEC_CONFIG_DIR": str(config_dir),
+        "NO_PROXY": "127.0.0.1,localhost",
+    }
 
 
 if __name__ == "__main__":  # python tests/servers.py: an S3 server in its own process (the bench)

@@ -17,9 +17,7 @@ from pipeline.formats import open_dataset, remote
 from pipeline.errors import ShardError
 from servers import http_server
 from trainer.cli import cli as pptrain
-from trainer_fixtures import session_key, shapes_pe, shapes_src  # noqa: F401  (fixtures)
-
-TRAIN = ["--width", "4", "--epochs", "1", "--batch-size", "16", "--quiet", "--device", "cpu"]
+from trainer_fixtures import TRAIN, session_key, shapes_pe, shapes_src  # noqa: F401  (fixtures)
 
 
 @pytest.fixture(autouse=True)

@@ -24,9 +24,7 @@ from pipeline.formats.remote import MARKER, RemoteDir, classify
 from pipeline.transfer import copy_dataset
 from servers import S3Server, make_bucket
 from trainer.cli import cli as pptrain
-from trainer_fixtures import session_key, shapes_pe, shapes_src  # noqa: F401  (fixtures)
-
-TRAIN = ["--width", "4", "--epochs", "1", "--batch-size", "16", "--quiet", "--device", "cpu"]
+from trainer_fixtures import TRAIN, loader_args, shard_sizes, session_key, shapes_pe, shapes_src  # noqa: F401  (fixtures)
 
 
 @pytest.fixture(autouse=True)
@@ -84,14 +82,12 @@ def test_a_dataset_written_to_s3_verifies_and_is_the_local_one(bucket, fmnist_di
 
 @pytest.mark.parametrize("loader", ["memory", "stream"])
 def test_pptrain_reads_s3(pushed, shapes_pe, s3_server, tmp_path, loader):
-    extra = ["--stream", "--workers", "1", "--cache-dir", str(tmp_path / "cache")] if loader == "stream" else []
-    r = CliRunner().invoke(pptrain, [pushed, *TRAIN, *extra, "--run-dir", str(tmp_path / "run")])
+    r = CliRunner().invoke(pptrain, [pushed, *TRAIN, *loader_args(loader, tmp_path), "--run-dir", str(tmp_path / "run")])
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "run" / "config.json").read_text())["resolved"]["stream"] is (loader == "stream")
-    bucket = pushed.removeprefix("s3://").split("/")[0]
-    shards = [s for split in ("train", "test") for s in open_dataset(shapes_pe).manifest.splits[split].shards]
-    sent = {s.path: s3_server.counting.sent[f"/{bucket}/shapes/{s.path}"] for s in shards}
-    assert sent == {s.path: s.bytes for s in shards}  # each shard downloaded once, whole
+    shards = shard_sizes(shapes_pe)
+    sent = {path: s3_server.counting.sent[f"/{pushed.removeprefix('s3://')}/{path}"] for path in shards}
+    assert sent == shards  # each shard downloaded once, whole
 
 
 def test_an_interrupted_upload_leaves_no_readable_dataset(pushed, shapes_pe, monkeypatch):

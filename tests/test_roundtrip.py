@@ -3,22 +3,13 @@ decrypt``, for every method, key scope and format, on RGB and grayscale real ima
 
 import numpy as np
 import pytest
-from conftest import CIFAR10_NAMES, encrypt, ppencrypt, read_pngs
+from conftest import CIFAR10_NAMES, encrypt, expected_pngs, ppencrypt, read_pngs
 
 from pipeline.ciphers import make_cipher, method_names
 from pipeline.formats import open_dataset
 from pipeline.sources.idx import FASHION_CLASSES
 
 DATASETS = {"cifar10": CIFAR10_NAMES, "fmnist": FASHION_CLASSES}
-
-
-def expected_pngs(images, labels, classes, n_test=5) -> dict[str, np.ndarray]:
-    """DEST/<split>/<class, '/' -> '_'>/<index, 8 digits>.png for the fixtures' splits."""
-    out = {}
-    for split, part in (("train", slice(n_test, None)), ("test", slice(None, n_test))):
-        for i, (image, label) in enumerate(zip(images[part], labels[part])):
-            out[f"{split}/{classes[label].replace('/', '_')}/{i:08d}.png"] = image
-    return out
 
 
 @pytest.mark.parametrize("storage", ["wds", "zarr"])

@@ -18,6 +18,8 @@ from pipeline.encrypt import EncryptOptions, encrypt_dataset
 from pipeline.keys import generate_key_file
 
 GROUPS = {"top": (0, 2, 3, 4, 6), "trouser": (1,), "footwear": (5, 7, 9)}
+# pptrain's arguments for one quick epoch on the CPU (the remote-storage tests)
+TRAIN = ["--width", "4", "--epochs", "1", "--batch-size", "16", "--quiet", "--device", "cpu"]
 
 
 def three_shapes() -> tuple[np.ndarray, np.ndarray]:
@@ -65,3 +67,16 @@ def session_key(tmp_path_factory) -> Path:
 def shapes_pe(shapes_src, session_key, tmp_path_factory) -> Path:
     """The three-shapes dataset, pe with a dataset-scope key, wds shards of 32 samples."""
     return encrypt(shapes_src, tmp_path_factory.mktemp("shapes-pe") / "out", session_key, shard_size=32, scope="dataset")
+
+
+def loader_args(loader: str, tmp_path: Path) -> list[str]:
+    """pptrain's arguments for its in-memory ("memory") or streaming ("stream") input path."""
+    return ["--stream", "--workers", "1", "--cache-dir", str(tmp_path / "cache")] if loader == "stream" else []
+
+
+def shard_sizes(dataset: Path) -> dict[str, int]:
+    """Every shard of the train and test splits: its path in the dataset and its bytes."""
+    from pipeline.formats import open_dataset
+
+    splits = open_dataset(dataset).manifest.splits
+    return {s.path: s.bytes for split in ("train", "test") for s in splits[split].shards}

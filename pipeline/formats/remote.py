@@ -8,14 +8,17 @@ Content-Length), and no more than that many bytes are ever read — and its SHA-
 as it arrives and checked before a byte is parsed. A name from the manifest becomes a key
 under the URL, never a local path; only plain names (letters, digits, ``._-``) are used.
 
-Failures: a truncated or corrupted transfer, a 5xx answer, a reset connection or a timeout is
-tried again (TRIES in all, waiting BACKOFF seconds, doubled each time), then reported in one
-line naming the file; a 4xx answer (missing file or bucket, access denied) is reported at
-once. The backends retry some errors underneath (botocore, s3fs); these are on top.
+Failures: a truncated or corrupted transfer, a 5xx, 408 or 429 answer, a reset connection or a
+timeout is tried again (TRIES in all, waiting BACKOFF seconds, doubled each time), then reported
+in one line naming the file; another 4xx answer (missing file or bucket, access denied) is
+reported at once — a 404 after a look at the bucket, since gcsfs says "not found" for a missing
+object and a missing bucket alike. The backends retry some errors underneath (botocore, s3fs,
+gcsfs); these are on top.
 
 Credentials are the backends' business — AWS_* variables and ~/.aws for s3fs (and
 AWS_ENDPOINT_URL for an S3-compatible server), Google's application default credentials for
-gcsfs, fsspec's configuration files — never an option of ours, never in a message.
+gcsfs (STORAGE_EMULATOR_HOST for an emulator, FSSPEC_GCS_TOKEN=anon for none), fsspec's
+configuration files — never an option of ours, never in a message.
 
 Writing (``ppencrypt dataset SRC URL``, ``push``): the files are uploaded to their final keys
 and manifest.json last, the commit point. Before the first upload a marker object
@@ -93,6 +96,8 @@ def _status(e: BaseException) -> int | None:
     for x in _chain(e):
         if isinstance(getattr(x, "status", None), int):  # aiohttp.ClientResponseError
             return x.status
+        if type(x).__name__ == "HttpError" and isinstance(getattr(x, "code", None), int):  # gcsfs.retry.HttpError
+            return x.code
         response = getattr(x, "response", None)  # botocore.exceptions.ClientError
         if isinstance(response, dict) and isinstance(response.get("ResponseMetadata", {}).get("HTTPStatusCode"), int):
             return response["ResponseMetadata"]["HTTPStatusCode"]
@@ -107,14 +112,19 @@ def _code(e: BaseException) -> str | None:
     return None
 
 
+def _forbidden(e: BaseException) -> bool:
+    """gcsfs's 403: a plain OSError("Forbidden: <path>\\n<message>"), no status attached."""
+    return any(type(x) is OSError and str(x).startswith("Forbidden: ") for x in _chain(e))
+
+
 def classify(e: Exception) -> Unavailable | None:
     """An error of a backend as a 4xx that no retry mends, or None: worth another try."""
     status = _status(e)
-    if isinstance(e, PermissionError) or status in (401, 403):
+    if isinstance(e, PermissionError) or status in (401, 403) or _forbidden(e):
         return Unavailable("denied", "access denied")
     if any(type(x).__name__ == "NoCredentialsError" for x in _chain(e)):  # botocore's
         return Unavailable("denied", "no credentials found")
-    if status is not None and status >= 500:
+    if status is not None and (status >= 500 or status in (408, 429)):  # a timeout, too many requests: later
         return None
     if _code(e) == "NoSuchBucket":
         return Unavailable("bucket", "no such bucket")
@@ -206,10 +216,26 @@ class RemoteDir(Location):
                 raise
             except Exception as e:  # the backends raise many types; classify sorts them
                 unavailable = classify(e)
+                if unavailable is not None and unavailable.kind == "missing" and self._no_bucket():
+                    unavailable = Unavailable("bucket", "no such bucket")
                 if unavailable is not None:
                     raise (missing if missing is not None and unavailable.kind == "missing" else self._refusal(rel, unavailable)) from None
                 last = _brief(e)
         raise ShardError(f"{self.shown(rel)}: {last} ({TRIES} tries)")
+
+    def _no_bucket(self) -> bool:
+        """After a 404: whether the bucket itself is missing (gcsfs says only "not found", for an
+        object, a listing or a bucket alike). Anything but a 404 for the bucket says no."""
+        if self.protocol in READ_ONLY:
+            return False
+        bucket = self.fs._strip_protocol(self.url).split("/", 1)[0]
+        try:
+            self.fs.info(bucket)
+        except FileNotFoundError:
+            return True
+        except Exception:  # not allowed to look at the bucket, say: the file is what is missing
+            return False
+        return False
 
     def _refusal(self, rel: str, u: Unavailable) -> PipelineError:
         if u.kind == "missing":
