@@ -10,11 +10,12 @@ from torch import nn
 
 from pipeline.formats import open_dataset
 from test_trainer_cli import TINY, metrics, run
-from trainer.augment import normalise
+from trainer.augment import BatchAugment, normalise
 from trainer.batchnorm import calibrate
 from trainer.distributed import Dist
 from trainer.memory import MemoryLoader
 from trainer.model import PrivacyResNet
+from trainer.seeding import CALIBRATE, epoch_rng
 from trainer.recipe import MIN_STEPS, RECIPES
 from trainer.settings import Settings
 from trainer_fixtures import encrypt, session_key, shapes_pe, shapes_src  # noqa: F401  (fixtures)
@@ -73,24 +74,35 @@ def test_paper_steps_and_reference_cosine():
     assert REFERENCE.lr_at(0.1, 100, 100, 10) == pytest.approx(0.0)
 
 
-def test_calibration_sets_batchnorm_statistics_to_the_average_over_the_head_images(shapes_pe):
-    """bn1's running mean after calibration is the mean of its input over the first images."""
+def test_calibration_sets_batchnorm_statistics_to_the_average_over_the_augmented_head_images(shapes_pe):
+    """bn1's running mean after calibration is the mean of its input over the first images,
+    augmented as the epoch trained (fixed draws from the seed and the epoch)."""
     ds = open_dataset(shapes_pe)
     loader = MemoryLoader(ds, "train", 16, Dist(), torch.device("cpu"), 0, train=True)
+    aug = BatchAugment(("crop", "flip"), ds.manifest.shape, 3, pad=4)
     torch.manual_seed(0)
     model = PrivacyResNet(1, 3, 4, "pixel")
     for m in model.modules():  # stale statistics, as a high learning rate leaves them
         if isinstance(m, nn.BatchNorm2d):
             m.running_mean.fill_(5.0)
             m.running_var.fill_(9.0)
-    calibrate(model, loader, 64, torch.device("cpu"), Dist())
+    calibrate(model, loader, 64, aug, 7, 2, torch.device("cpu"), Dist())
+    rng = epoch_rng(7, 2, CALIBRATE, 0)
+    x, y = loader.x[:64], loader.y[:64]
+    inputs = torch.cat([aug(x[i : i + 16], y[i : i + 16], aug.draw(16, rng))[0] for i in range(0, 64, 16)])
     with torch.no_grad():
-        stem = model.conv1(model.adapt(normalise(loader.x[:64]).contiguous()))
+        stem = model.conv1(model.adapt(inputs.contiguous()))
+        plain_stem = model.conv1(model.adapt(normalise(x).contiguous()))
     expected_mean = stem.mean(dim=(0, 2, 3))
     batch_vars = torch.stack([part.var(dim=(0, 2, 3), unbiased=True) for part in stem.split(16)])
     assert torch.allclose(model.bn1.running_mean, expected_mean, atol=1e-5)
     assert torch.allclose(model.bn1.running_var, batch_vars.mean(0), rtol=1e-4)
+    assert not torch.allclose(model.bn1.running_mean, plain_stem.mean(dim=(0, 2, 3)), atol=1e-3)  # the augmentation counts
     assert model.bn1.momentum == 0.1  # restored for training
+    again = PrivacyResNet(1, 3, 4, "pixel")
+    again.load_state_dict(model.state_dict())
+    calibrate(again, loader, 64, aug.off(), 7, 2, torch.device("cpu"), Dist())  # epochs before --augment-from
+    assert torch.allclose(again.bn1.running_mean, plain_stem.mean(dim=(0, 2, 3)), atol=1e-5)
 
 
 def test_fast_runs_record_their_sizing_and_evaluate_with_calibrated_statistics(shapes_pe, tmp_path):
@@ -107,7 +119,8 @@ def test_fast_runs_record_their_sizing_and_evaluate_with_calibrated_statistics(s
     model = PrivacyResNet(1, 3, 4, spec["adapt"], group=spec["adapt_group"])
     model.load_state_dict(saved)
     loader = MemoryLoader(open_dataset(shapes_pe), "train", 32, Dist(), torch.device("cpu"), 0, train=True)
-    calibrate(model, loader, 2048, torch.device("cpu"), Dist())  # the same weights, the same images: the same statistics
+    aug = BatchAugment(tuple(c["augment"]), open_dataset(shapes_pe).manifest.shape, 3, pad=4)  # what the run trained with
+    calibrate(model, loader, 2048, aug, 0, 1, torch.device("cpu"), Dist())  # the same weights, images and draws: the same statistics
     assert torch.allclose(model.bn1.running_var, saved["bn1.running_var"]) and torch.allclose(model.layer4[1].bn2.running_mean, saved["layer4.1.bn2.running_mean"])
     paper = tmp_path / "p"
     run(shapes_pe, *TINY, "--recipe", "paper", "--epochs", 1, "--run-dir", paper)

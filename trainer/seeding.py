@@ -18,6 +18,7 @@ ORDER = 0  # the in-memory loader's permutation of the split (same on every rank
 SHARD_ORDER = 1  # the streaming loader's order of the shards (same on every rank), then per reader and pass
 SAMPLE_ORDER = 2  # the streaming loader's shuffle pool, per reader
 AUGMENT = 3  # the augmentation draws, per rank
+CALIBRATE = 4  # the augmentation draws of BatchNorm calibration, per rank
 
 
 def epoch_rng(seed: int, epoch: int, stream: int, *words: int) -> np.random.Generator:

@@ -226,7 +226,7 @@ def _train(given, explicit, resume, quiet, log, d: Dist, device: torch.device) -
         stats = train_epoch(loop, train_loader, epoch)
         train_seconds = time.perf_counter() - t0
         if recipe.calibrate:
-            calibrate(model, train_loader, recipe.calibrate, device, d)
+            calibrate(model, train_loader, recipe.calibrate, loop.augment(epoch), s.seed, epoch, device, d)
         test_loss, test_acc = evaluate(net, test_loader, device, d) if test_loader is not None else (None, None)
         rec = epoch_record(epoch, stats, test_loss, test_acc, train_loader.images / train_seconds, time.perf_counter() - t0)
         history.append(rec)
