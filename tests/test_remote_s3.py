@@ -24,6 +24,8 @@ from pipeline.formats.remote import MARKER, RemoteDir, classify
 from pipeline.transfer import copy_dataset
 from servers import S3Server, make_bucket
 from trainer.cli import cli as pptrain
+from trainer.distributed import Dist
+from trainer.stream import StreamLoader
 from trainer_fixtures import TRAIN, loader_args, shard_sizes, session_key, shapes_pe, shapes_src  # noqa: F401  (fixtures)
 
 
@@ -37,6 +39,15 @@ def s3_server():
     server = S3Server()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def readers_started(shapes_pe):
+    """The streaming readers' fork server started before any bucket's environment is set, as in
+    a process that streamed a local dataset first: the readers must still get the credentials."""
+    import torch
+
+    list(StreamLoader(open_dataset(shapes_pe), "train", 8, Dist(), torch.device("cpu"), 0, True, workers=1, buffer=40).epoch(0))
 
 
 @pytest.fixture
@@ -81,7 +92,7 @@ def test_a_dataset_written_to_s3_verifies_and_is_the_local_one(bucket, fmnist_di
 
 
 @pytest.mark.parametrize("loader", ["memory", "stream"])
-def test_pptrain_reads_s3(pushed, shapes_pe, s3_server, tmp_path, loader):
+def test_pptrain_reads_s3(readers_started, pushed, shapes_pe, s3_server, tmp_path, loader):
     r = CliRunner().invoke(pptrain, [pushed, *TRAIN, *loader_args(loader, tmp_path), "--run-dir", str(tmp_path / "run")])
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "run" / "config.json").read_text())["resolved"]["stream"] is (loader == "stream")

@@ -26,7 +26,9 @@ its batches need repeats some of its own rather than stalling the others.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+import multiprocessing as mp
+import os
+from dataclasses import dataclass, field
 from typing import Iterator
 
 import numpy as np
@@ -205,6 +207,32 @@ class ReaderStream(torch.utils.data.IterableDataset):
         return iter(pipeline)
 
 
+@dataclass(frozen=True)
+class Inherit:
+    """A reader's environment: the training process's as it is when the epoch begins. A reader
+    started from the fork server would otherwise have the server's, fixed when it started
+    (credentials set later would be missing); multiprocessing already passes the working
+    directory and ``sys.path``."""
+
+    environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+
+    def __call__(self, worker_id: int) -> None:
+        os.environ.clear()
+        os.environ.update(self.environ)
+
+
+def reader_context() -> mp.context.BaseContext:
+    """Readers start from a fork server (a fresh single-threaded process that has imported this
+    module), never by forking the training process: by its first epoch a rank runs threads
+    (gloo's, zarr's I/O loop, tqdm's monitor), and a fork copies any lock one of them holds at
+    that instant. A reader forked that way once hung inside ``os.fork()`` in a two-rank run."""
+    if "forkserver" not in mp.get_all_start_methods():
+        return mp.get_context("spawn")  # macOS and Windows: no fork server; spawn is as safe
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload([__name__])
+    return ctx
+
+
 class StreamLoader:
     def __init__(self, ds: Dataset, split: str, batch: int, d: Dist, device: torch.device, seed: int, train: bool,
                  workers: int, buffer: int, prefetch: int = 2, handler=wds.reraise_exception, copies: int = 1):  # fmt: skip
@@ -238,6 +266,8 @@ class StreamLoader:
         loader = torch.utils.data.DataLoader(
             stream, batch_size=None, num_workers=self.workers, pin_memory=cuda,
             prefetch_factor=4 if self.workers else None, persistent_workers=False,
+            multiprocessing_context=reader_context() if self.workers else None,
+            worker_init_fn=Inherit() if self.workers else None,
         )  # fmt: skip
         # Batches are cut here, across workers: a worker's share need not be a whole number
         # of batches, so no sample is dropped or repeated for the sake of batch boundaries.
