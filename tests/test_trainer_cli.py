@@ -260,6 +260,21 @@ def test_augment_from_trains_the_earlier_epochs_unaugmented(shapes_pe, tmp_path)
     assert "Invalid value for '--augment-from': 0 is not in the range x>=1" in r.output
 
 
+def test_augment_until_trains_the_last_epochs_unaugmented(shapes_pe, tmp_path):
+    """--augment-until 1: epoch 1 is exactly an augmented run's epoch 1, epoch 2 is not."""
+    def history(name, *args):
+        run(shapes_pe, *TINY, "--epochs", 2, "--augment", "crop,flip", *args, "--run-dir", tmp_path / name)
+        return [{k: v for k, v in r.items() if k not in TIMING} for r in metrics(tmp_path / name)]
+
+    every, first = history("every", "--augment-until", 2), history("first", "--augment-until", 1)
+    assert first[0] == every[0] and first[1] != every[1]
+    c = json.loads((tmp_path / "first" / "config.json").read_text())
+    assert c["resolved"]["augment_until"] == 1 and c["settings"]["augment_until"] == 1
+    r = run(shapes_pe, *TINY, "--augment-from", 2, "--augment-until", 1, "--run-dir", tmp_path / "empty", code=2)
+    assert r.output.endswith("--augment-until 1 is before --augment-from 2: no epoch would be augmented (for that, --augment none)\n")
+    assert not (tmp_path / "empty").exists()
+
+
 def test_the_stem_follows_the_image_size_and_eval_rebuilds_it(shapes_src, session_key, tmp_path):
     big = encrypt(shapes_src, tmp_path / "big", session_key, size=72, shard_size=64)  # above 64 px: torchvision's stem
     run(big, *TINY, "--epochs", 1, "--run-dir", tmp_path / "auto")

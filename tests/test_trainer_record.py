@@ -85,8 +85,8 @@ def version1(doc: dict) -> dict:
     doc = json.loads(json.dumps(doc))
     doc["version"] = 1
     for section, names in (("model", ("stem", "adapt_group")), ("dataset", ("copies",)),
-                           ("resolved", ("warmup_steps", "scaled", "calibrate", "augment_from")),
-                           ("settings", ("augment_from", "stem"))):  # fmt: skip
+                           ("resolved", ("warmup_steps", "scaled", "calibrate", "augment_from", "augment_until")),
+                           ("settings", ("augment_from", "augment_until", "stem"))):  # fmt: skip
         for name in names:
             del doc[section][name]
     doc["resolved"]["warmup"] = 0.05
@@ -94,12 +94,12 @@ def version1(doc: dict) -> dict:
     return doc
 
 
-def test_version_1_run_directories_still_evaluate_but_do_not_resume(shapes_pe, tmp_path):
+def test_older_run_directories_still_evaluate_but_do_not_resume(shapes_pe, tmp_path):
     one_epoch, old = tmp_path / "new", tmp_path / "old"  # version 1 knew [P]'s network, not the invariant one
     run(shapes_pe, *TINY, "--epochs", 1, "--adapt", "pixel", "--run-dir", one_epoch)
     old.mkdir()
     doc = json.loads((one_epoch / "config.json").read_text())
-    assert doc["version"] == 2 and doc["model"]["stem"] == "cifar"
+    assert doc["version"] == 3 and doc["model"]["stem"] == "cifar"
     (old / "config.json").write_text(json.dumps(version1(doc)))
     (old / "checkpoint.pt").write_bytes((one_epoch / "checkpoint.pt").read_bytes())
     (old / "metrics.jsonl").write_bytes((one_epoch / "metrics.jsonl").read_bytes())
@@ -108,9 +108,16 @@ def test_version_1_run_directories_still_evaluate_but_do_not_resume(shapes_pe, t
     got = json.loads(run("eval", old, shapes_pe, "--json").stdout)
     assert got["accuracy"] == pytest.approx(json.loads((one_epoch / "metrics.jsonl").read_text().splitlines()[-1])["test_acc"])
     r = run(shapes_pe, "--resume", "--epochs", 2, "--run-dir", old, code=1)
-    assert r.output == (f"Error: {old / 'config.json'}: written by an older pptrain (run record version 1), whose default "
-                        "recipe sized its batches differently; pptrain eval and predict read it, but resuming would not "
+    assert r.output == (f"Error: {old / 'config.json'}: written by an older pptrain (run record version 1), whose defaults "
+                        "differed; pptrain eval and predict read it, but resuming would not "
                         "continue it\n")  # fmt: skip
-    doc["version"] = 3
+    two = json.loads(json.dumps(doc))  # version 2: no augmentation schedule; its default was every epoch
+    two["version"] = 2
+    del two["resolved"]["augment_until"], two["settings"]["augment_until"]
+    (old / "config.json").write_text(json.dumps(two))
+    assert RunRecord.from_json(json.dumps(two), "c").resolved.augment_until is None
+    assert json.loads(run("eval", old, shapes_pe, "--json").stdout)["accuracy"] == pytest.approx(got["accuracy"])
+    assert "(run record version 2), whose defaults differed" in run(shapes_pe, "--resume", "--epochs", 2, "--run-dir", old, code=1).output
+    doc["version"] = 4
     (old / "config.json").write_text(json.dumps(doc))
-    assert run("eval", old, shapes_pe, code=1).output == f"Error: {old / 'config.json'}: version 3, this pptrain reads 1 and 2\n"
+    assert run("eval", old, shapes_pe, code=1).output == f"Error: {old / 'config.json'}: version 4, this pptrain reads 1, 2 and 3\n"

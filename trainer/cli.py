@@ -95,6 +95,7 @@ def cli():
 @click.option("--augment", multiple=True, callback=_augment_list, metavar="LIST",
               help=f"{help_of('augment')} Comma-separated or repeated: {', '.join(COMMUTING)}; 'none' for none.")  # fmt: skip
 @setting("augment_from", type=click.IntRange(min=1))
+@setting("augment_until", type=click.IntRange(min=1))
 @setting("pad", type=int)
 @setting("mix_alpha", type=float)
 @setting("adapt", type=click.Choice(ADAPT_CHOICES))
@@ -119,7 +120,7 @@ def cli():
 @setting("trace")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or per-epoch lines (the summary stays).")
 @click.pass_context
-def train(ctx, out, epochs, batch_size, lr, recipe, augment, augment_from, pad, mix_alpha, adapt, no_adapt, width, stem, device,
+def train(ctx, out, epochs, batch_size, lr, recipe, augment, augment_from, augment_until, pad, mix_alpha, adapt, no_adapt, width, stem, device,
           seed, run_dir, resume, compile_, workers, stream, memory_limit, shuffle_buffer, prefetch, cache_dir, cache_limit,
           train_split, test_split, stop_after, trace, quiet):  # fmt: skip
     """Train on dataset OUT (from `ppencrypt dataset`; a folder or a URL), evaluating on its test split each epoch."""
@@ -132,7 +133,7 @@ def train(ctx, out, epochs, batch_size, lr, recipe, augment, augment_from, pad, 
     given = Settings(
         data=out, train_split=train_split, test_split=test_split, stream=stream, memory_limit=memory_limit,
         workers=workers, shuffle_buffer=shuffle_buffer, prefetch=prefetch, cache_dir=cache_dir, cache_limit=cache_limit,
-        augment=augment, augment_from=augment_from, pad=pad, mix_alpha=mix_alpha, width=width, stem=stem, adapt=adapt,
+        augment=augment, augment_from=augment_from, augment_until=augment_until, pad=pad, mix_alpha=mix_alpha, width=width, stem=stem, adapt=adapt,
         recipe=recipe, epochs=epochs,
         batch_size=batch_size, lr=lr, device=device, seed=seed, compile=compile_, run_dir=run_dir,
         stop_after=stop_after, trace=trace,

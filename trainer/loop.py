@@ -1,7 +1,7 @@
 """One epoch of training and one pass of evaluation: the loop a newcomer reads first.
 
-    per batch: learning rate of the step -> augment on the device (from epoch augment_from
-               on) -> forward (bf16 on CUDA) -> loss -> backward -> step
+    per batch: learning rate of the step -> augment on the device (epochs augment_from to
+               augment_until) -> forward (bf16 on CUDA) -> loss -> backward -> step
 
 Everything the loop needs that does not change between epochs sits in one :class:`Loop`;
 train.py builds it, infer.py uses :func:`evaluate` alone, so ``pptrain eval`` reports exactly
@@ -40,10 +40,12 @@ class Loop:
     trace: bool = False  # keep the sample indices of every batch
     quiet: bool = False
     augment_from: int = 1  # the first epoch (from 1) whose batches are augmented
+    augment_until: int | None = None  # the last one (None: the last epoch)
 
     def augment(self, epoch: int) -> BatchAugment:
-        """Epoch ``epoch``'s (from 0) augmentation: none before ``augment_from``."""
-        return self.aug if epoch + 1 >= self.augment_from else self.aug.off()
+        """Epoch ``epoch``'s (from 0) augmentation: none before ``augment_from`` or after ``augment_until``."""
+        until = self.epochs if self.augment_until is None else self.augment_until
+        return self.aug if self.augment_from <= epoch + 1 <= until else self.aug.off()
 
 
 @dataclass

@@ -9,9 +9,11 @@ harness, which reads the run's results through it.
 Version 2 added ``model.stem`` and ``model.adapt_group`` (the invariant network's pixel
 group), ``dataset.copies`` (client-augmented copies), ``resolved.warmup_steps``,
 ``resolved.scaled``, ``resolved.calibrate`` and ``resolved.augment_from``, and dropped
-``resolved.warmup`` (a share of the steps). Version 1 run directories are still read: the
+``resolved.warmup`` (a share of the steps). Version 3 added ``resolved.augment_until`` and
+``settings.augment_until`` (the last augmented epoch; the default became a schedule). Older
+run directories are still read (evaluated, not resumed): the
 fields they lack take the values those runs had (the CIFAR stem, one copy, augmentation from
-the first epoch, no calibration). Version 1 also covers the run directories written before
+the first epoch to the last, no calibration). Version 1 also covers the run directories written before
 ``--adapt`` took a name: their ``model.adapt`` is a bool, and ``model.adapt_block`` and
 ``resolved.adapt`` are absent.
 """
@@ -30,8 +32,8 @@ from .errors import RunDirError
 from .recipe import Recipe
 from .settings import Settings, adapt_name
 
-FORMAT, VERSION = "pptrain-run", 2
-READS = (1, 2)  # the versions from_json accepts
+FORMAT, VERSION = "pptrain-run", 3
+READS = (1, 2, 3)  # the versions from_json accepts
 
 
 @dataclass
@@ -54,11 +56,14 @@ class Resolved:
     scaled: bool = False  # the batch and lr were sized to the train split
     calibrate: int = 0  # images of BatchNorm calibration before each evaluation
     augment_from: int = 1  # the first epoch with augmentation
+    augment_until: int | None = None  # version 3: the last one; None in older runs: the last epoch
 
     @classmethod
-    def of(cls, recipe: Recipe, s: Settings, augment: tuple[str, ...], stream: bool, adapt: str, augment_from: int) -> Resolved:
+    def of(cls, recipe: Recipe, s: Settings, augment: tuple[str, ...], stream: bool, adapt: str, augment_from: int,
+           augment_until: int) -> Resolved:  # fmt: skip
         values = {**asdict(recipe), "epochs": s.epochs, "batch_size": s.batch_size, "lr": s.lr}
-        return cls(**values, augment=list(augment), stream=stream, adapt=adapt, augment_from=augment_from)
+        return cls(**values, augment=list(augment), stream=stream, adapt=adapt, augment_from=augment_from,
+                   augment_until=augment_until)  # fmt: skip
 
 
 @dataclass
@@ -128,7 +133,7 @@ class RunRecord:
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
             raise RunDirError(f"{shown}: not a pptrain run configuration")
         if not isinstance(doc.get("version"), int) or isinstance(doc["version"], bool) or doc["version"] not in READS:
-            raise RunDirError(f"{shown}: version {doc.get('version')}, this pptrain reads {' and '.join(map(str, READS))}")
+            raise RunDirError(f"{shown}: version {doc.get('version')}, this pptrain reads {', '.join(map(str, READS[:-1]))} and {READS[-1]}")
         for key in ("settings", "resolved", "dataset", "model", "runtime"):
             if not isinstance(doc.get(key), dict):
                 raise RunDirError(f"{shown}: missing {key!r}")

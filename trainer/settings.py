@@ -52,6 +52,10 @@ class Settings:
         None, "First epoch (counting from 1) whose batches are augmented; the epochs before it train on the "
         "ciphertext as stored. [default: 1]",
     )  # fmt: skip
+    augment_until: int | None = setting(
+        None, "Last epoch (counting from 1) whose batches are augmented; the epochs after it train on the "
+        "ciphertext as stored, as it is evaluated. [default: the last epoch]",
+    )  # fmt: skip
     pad: int = setting(4, "Largest shift of 'crop', in pixels.")
     mix_alpha: float = setting(1.0, "Beta(a, a) parameter of mixup and cutmix.")
     # --- model (model.py)

@@ -63,6 +63,7 @@ class Plan:
     state: dict | None  # the checkpoint to continue from
     augment: tuple[str, ...]
     augment_from: int  # the first epoch (from 1) with augmentation
+    augment_until: int  # the last epoch (from 1) with augmentation
     adapt: str  # pixel | invariant | tanaka | none
     block: int | None  # tanaka's block side
     group: str | None  # invariant's pixel group
@@ -91,9 +92,12 @@ def check_split_and_recipe(s: Settings, ds: Dataset) -> None:
 def check_options(s: Settings, ds: Dataset, d: Dist) -> None:
     m = ds.manifest
     for name, value in (("--epochs", s.epochs), ("--batch-size", s.batch_size), ("--width", s.width),
-                        ("--augment-from", s.augment_from)):  # fmt: skip
+                        ("--augment-from", s.augment_from), ("--augment-until", s.augment_until)):  # fmt: skip
         if value is not None and value < 1:
             raise OptionError(name, f"{name} must be at least 1, not {value}")
+    if s.augment_until is not None and s.augment_until < (s.augment_from or 1):
+        raise OptionError("--augment-until", f"--augment-until {s.augment_until} is before --augment-from {s.augment_from or 1}: "
+                          "no epoch would be augmented (for that, --augment none)")  # fmt: skip
     if s.batch_size is not None and s.batch_size % d.world:
         raise OptionError("--batch-size", f"batch size {s.batch_size} does not split evenly over {d.world} processes")
     if s.pad < 0 or s.pad >= min(m.height, m.width):
@@ -154,8 +158,8 @@ def prepare(given: Settings, explicit: set[str], resume: bool, d: Dist) -> Plan:
         record = run.read_record()
         if record.version < VERSION:
             raise RunDirError(
-                f"{run.config}: written by an older pptrain (run record version {record.version}), whose default recipe "
-                "sized its batches differently; pptrain eval and predict read it, but resuming would not continue it"
+                f"{run.config}: written by an older pptrain (run record version {record.version}), whose defaults "
+                "differed; pptrain eval and predict read it, but resuming would not continue it"
             )  # fmt: skip
         if not run.checkpoint.exists():
             raise RunDirError(f"{run.path}: no checkpoint.pt to resume from (the run stopped before its first epoch ended)")
@@ -177,7 +181,8 @@ def prepare(given: Settings, explicit: set[str], resume: bool, d: Dist) -> Plan:
     adapt, block, group = adaptation(s, ds)
     stem = stem_for(m.height, m.width) if s.stem == "auto" else s.stem
     augment_from = 1 if s.augment_from is None else s.augment_from
-    return Plan(asked, s, run, ds, state, augment, augment_from, adapt, block, group, stem, copies)
+    augment_until = s.epochs if s.augment_until is None else min(s.augment_until, s.epochs)
+    return Plan(asked, s, run, ds, state, augment, augment_from, augment_until, adapt, block, group, stem, copies)
 
 
 def shard_cache(s: Settings) -> ShardCache | None:
@@ -219,7 +224,7 @@ def _train(given, explicit, resume, quiet, log, d: Dist, device: torch.device) -
     recipe = RECIPES[s.recipe]
     aug = BatchAugment(plan.augment, m.shape, len(m.classes), s.pad, s.mix_alpha)
     loop = Loop(net, optimizer, aug, recipe, s.lr, train_loader.batches * s.epochs, s.seed, s.epochs, device, d,
-                trace=s.trace, quiet=quiet, augment_from=plan.augment_from)  # fmt: skip
+                trace=s.trace, quiet=quiet, augment_from=plan.augment_from, augment_until=plan.augment_until)  # fmt: skip
     last = s.epochs if s.stop_after is None else min(s.epochs, s.stop_after)
     for epoch in range(start_epoch, last):
         t0 = time.perf_counter()
@@ -285,7 +290,7 @@ def run_record(plan: Plan, model: torch.nn.Module, stream: bool, device: torch.d
     parameters = sum(p.numel() for p in model.parameters())
     return RunRecord(
         plan.asked,
-        Resolved.of(RECIPES[s.recipe], s, plan.augment, stream, plan.adapt, plan.augment_from),
+        Resolved.of(RECIPES[s.recipe], s, plan.augment, stream, plan.adapt, plan.augment_from, plan.augment_until),
         DatasetRecord.of(m, s.data),
         ModelRecord(m.channels, len(m.classes), s.width, plan.adapt, plan.block, parameters, plan.stem, plan.group),
         runtime_record(device, d.world),
