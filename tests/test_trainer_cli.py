@@ -145,7 +145,7 @@ def test_mixing_augmentations_train_through_the_streaming_loader(shapes_pe, tmp_
 
 def test_block_wise_baselines_train_with_a_warning(shapes_src, session_key, tmp_path):
     le = encrypt(shapes_src, tmp_path / "le", session_key, method="le", shard_size=64)
-    out = run(le, *TINY, "--epochs", 1, "--run-dir", tmp_path / "r")
+    out = run(le, *TINY, "--epochs", 4, "--stop-after", 1, "--run-dir", tmp_path / "r")  # 4 epochs: augmented by default
     assert "warning: method 'le' is not pixel-wise: crop, flip on its ciphertext is not the encryption of an augmented image" in out.stderr
     assert "warning" not in run(le, *TINY, "--epochs", 1, "--augment", "none", "--run-dir", tmp_path / "r2").stderr
 
@@ -273,6 +273,24 @@ def test_augment_until_trains_the_last_epochs_unaugmented(shapes_pe, tmp_path):
     r = run(shapes_pe, *TINY, "--augment-from", 2, "--augment-until", 1, "--run-dir", tmp_path / "empty", code=2)
     assert r.output.endswith("--augment-until 1 is before --augment-from 2: no epoch would be augmented (for that, --augment none)\n")
     assert not (tmp_path / "empty").exists()
+
+
+def test_the_default_augmentation_follows_the_recipes_schedule(shapes_pe, tmp_path):
+    """fast: no augmentation for 3 epochs or fewer, the last 30 % of longer runs unaugmented;
+    an --augment asked for by name runs every epoch; reference: every epoch."""
+    def history(name, *args):
+        run(shapes_pe, *TINY, *args, "--run-dir", tmp_path / name)
+        config = json.loads((tmp_path / name / "config.json").read_text())["resolved"]
+        return [{k: v for k, v in r.items() if k not in TIMING} for r in metrics(tmp_path / name)], config
+
+    short, c = history("short", "--epochs", 2)
+    assert c["augment"] == [] and short == history("none", "--epochs", 2, "--augment", "none")[0]
+    scheduled, c = history("scheduled", "--epochs", 4)
+    assert (c["augment"], c["augment_from"], c["augment_until"]) == (["crop", "flip"], 1, 2)
+    assert scheduled == history("until", "--epochs", 4, "--augment", "crop,flip", "--augment-until", 2)[0]
+    every, c = history("every", "--epochs", 4, "--augment", "crop,flip")
+    assert c["augment_until"] == 4 and every[:2] == scheduled[:2] and every[2:] != scheduled[2:]
+    assert history("reference", "--epochs", 2, "--recipe", "reference", "--stop-after", 1)[1]["augment_until"] == 2
 
 
 def test_the_stem_follows_the_image_size_and_eval_rebuilds_it(shapes_src, session_key, tmp_path):

@@ -56,6 +56,12 @@ def test_settings_resolve_the_recipe_for_the_split_and_an_explicit_batch():
     assert (paper.batch_size, paper.lr, paper.epochs) == (64, 0.1, 300)
 
 
+@pytest.mark.parametrize("epochs, until", [(1, 0), (3, 0), (4, 2), (5, 3), (10, 7), (20, 14), (30, 21), (300, 210)])
+def test_fast_recipe_leaves_the_last_30_percent_unaugmented_and_short_runs_alone(epochs, until):
+    assert RECIPES["fast"].augment_until(epochs) == until
+    assert RECIPES["paper"].augment_until(epochs) == RECIPES["reference"].augment_until(epochs) == epochs
+
+
 def test_warmup_is_counted_in_steps_and_capped_on_short_runs():
     lr = 0.4
     for total in (1_000, 10_000):  # the same 50 steps whatever the run's length

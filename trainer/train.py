@@ -148,6 +148,16 @@ def client_copies(ds: Dataset) -> int:
     return a.copies if a is not None else 1
 
 
+def augment_window(s: Settings) -> tuple[int, int]:
+    """The first and last epochs (from 1) to augment: the recipe's schedule for the default
+    augmentation; with --augment, --augment-from or --augment-until given, every epoch but
+    those the given ends exclude — what is asked for by name is not switched off quietly."""
+    if s.augment is None and s.augment_from is None and s.augment_until is None:
+        return 1, RECIPES[s.recipe].augment_until(s.epochs)
+    until = s.epochs if s.augment_until is None else min(s.augment_until, s.epochs)
+    return s.augment_from or 1, until
+
+
 def prepare(given: Settings, explicit: set[str], resume: bool, d: Dist) -> Plan:
     """The settings as asked and resolved, the run directory, the dataset, the checkpoint to
     continue from, and the choices that depend on the dataset — each made once, here."""
@@ -180,8 +190,9 @@ def prepare(given: Settings, explicit: set[str], resume: bool, d: Dist) -> Plan:
     augment = parse_augment(names, m.shape, m.cipher.key_scope if m.cipher.key_id is not None else None)
     adapt, block, group = adaptation(s, ds)
     stem = stem_for(m.height, m.width) if s.stem == "auto" else s.stem
-    augment_from = 1 if s.augment_from is None else s.augment_from
-    augment_until = s.epochs if s.augment_until is None else min(s.augment_until, s.epochs)
+    augment_from, augment_until = augment_window(s)
+    if augment_until < augment_from:
+        augment = ()  # a short run under the recipe's schedule
     return Plan(asked, s, run, ds, state, augment, augment_from, augment_until, adapt, block, group, stem, copies)
 
 
