@@ -103,7 +103,8 @@ def test_a_toy_pixel_method_goes_through_every_command(toy_methods, cifar10_dir,
     # One known pair pins a shared per-pixel negation down everywhere but on mid-grey pixels.
     assert rows["known-plaintext"]["psnr"]["mean"] > 40
 
-    run = CliRunner().invoke(pptrain, [str(out), "--width", "4", "--batch-size", "5", "--epochs", "1", "--quiet", "--run-dir", str(tmp_path / "run")])
+    run = CliRunner().invoke(pptrain, [str(out), "--width", "4", "--batch-size", "5", "--epochs", "4", "--stop-after", "1", "--quiet",
+                                     "--run-dir", str(tmp_path / "run")])  # 4 epochs: augmented by default
     assert run.exit_code == 0, run.output
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["model"]["adapt"] == "pixel" and config["dataset"]["method"] == "mono-np"
@@ -120,7 +121,8 @@ def test_a_toy_block_method_gets_tanaka_and_its_block_side_from_the_manifest(toy
     rows = {row["attack"]: row for row in json.loads((tmp_path / "audit.json").read_text())["attacks"]}
     assert rows["known-plaintext"]["not_applicable"] == "no key recovery for method 'block-np'"
     assert rows["fr-advanced"]["not_applicable"].startswith("not pixel-wise")
-    run = CliRunner().invoke(pptrain, [str(out), "--width", "4", "--batch-size", "5", "--epochs", "1", "--quiet", "--run-dir", str(tmp_path / "run")])
+    run = CliRunner().invoke(pptrain, [str(out), "--width", "4", "--batch-size", "5", "--epochs", "4", "--stop-after", "1", "--quiet",
+                                     "--run-dir", str(tmp_path / "run")])  # 4 epochs: augmented by default
     assert run.exit_code == 0, run.output
     assert "warning: method 'block-np' is not pixel-wise" in run.stderr
     model = json.loads((tmp_path / "run" / "config.json").read_text())["model"]
