@@ -12,7 +12,10 @@ size, [P]'s network, shift + flip from the first epoch), run from a checkout of 
 (``--before DIR``); ``after`` — this pptrain's defaults; ``reference`` — the usual CIFAR recipe
 (``--recipe reference``: SGD momentum 0.9, batch 128, lr 0.1, cosine decay) with [P]'s network
 and crop + flip, nothing else; and the levers, each the defaults with one choice forced:
-the adaptation network, no augmentation, augmentation from a later epoch, client copies.
+the adaptation network, no augmentation, augmentation from a later epoch or until an earlier
+one, client copies. When the defaults changed, the runs of the old ones were kept as the lever
+cells they had amounted to (the same settings as resolved, config.json), and the lever runs
+the new defaults amount to became the ``after`` cells (runs are bit-reproducible on the CPU).
 
 Cells run one at a time, in the order listed, and a cell whose run directory holds every epoch
 is not run again: the record is built up over several sittings, and ``--cells`` picks the ones
@@ -41,23 +44,27 @@ THREADS = "1"
 # The levers: each cell forces the adaptation network and the augmentation explicitly, so its
 # command means the same whatever the defaults are. Name: network-augmentation. ``later``:
 # crop + flip from epoch E // 3 + 1 (the first third unaugmented); ``copies``: trained on
-# ``ppencrypt dataset --copies E`` (one client-augmented copy per epoch, nothing in pptrain).
+# ``ppencrypt dataset --copies E`` (one client-augmented copy per epoch, nothing in pptrain);
+# ``until``: crop + flip through epoch 7E // 10 (the last 30 % unaugmented).
 AUGMENTS = {"cropflip": ("--augment", "crop,flip"), "noaug": ("--augment", "none"), "flip": ("--augment", "flip"),
-            "later": ("--augment", "crop,flip", "--augment-from", "{later}"), "copies": ()}  # fmt: skip
+            "later": ("--augment", "crop,flip", "--augment-from", "{later}"),
+            "until": ("--augment", "crop,flip", "--augment-until", "{until}"), "copies": ()}  # fmt: skip
 SMALL = (("8k", 3), ("8k", 10))
 LARGE = (("60k", 3), ("60k", 10))
 ALL = ("plain", "pe-dataset", "pe-image")
 LONG = (("8k", 30),) + LARGE
 LEVERS = {  # name -> ((methods, budgets), ...): where it is measured
-    "pixel-cropflip": ((ALL, SMALL + LARGE),),
+    "pixel-cropflip": ((ALL, SMALL + LARGE), (("plain",), (("8k", 30),))),
     "pixel-noaug": ((ALL, SMALL), (("plain",), LONG)),
     "pixel-flip": ((("plain",), SMALL),),
     "pixel-later": ((("pe-dataset",), SMALL),),
+    "pixel-until": ((("plain",), SMALL + (("8k", 30), ("60k", 10))),),
     "pixel-copies": ((("pe-dataset",), SMALL),),
-    "invariant-cropflip": ((("pe-dataset",), SMALL + LARGE),),
+    "invariant-cropflip": ((("pe-dataset",), SMALL + LARGE + (("8k", 30),)),),
     "invariant-noaug": ((("pe-dataset",), SMALL + LONG),),
     "invariant-flip": ((("pe-dataset",), SMALL),),
-    "invariant-later": ((("pe-dataset",), SMALL),),
+    "invariant-later": ((("pe-dataset",), SMALL + (("8k", 30),)),),
+    "invariant-until": ((("pe-dataset",), SMALL + (("8k", 30), ("60k", 10))),),
     "invariant-copies": ((("pe-dataset",), SMALL),),
 }
 
@@ -66,8 +73,13 @@ def measured(lever: str, method: str, budget: tuple[str, int]) -> bool:
     return any(method in methods and budget in budgets for methods, budgets in LEVERS[lever])
 
 
-# The lever each method's defaults amount to: its cell is the ``after`` cell, not run twice.
-DEFAULT_LEVER = {"plain": "pixel-cropflip", "pe-dataset": "invariant-cropflip", "pe-image": "invariant-cropflip"}
+def default_lever(method: str, epochs: int) -> str:
+    """The lever the defaults amount to — its cell is the ``after`` cell, not run twice: [P]'s
+    network for plain images, the invariant one for pe; the fast recipe's augmentation schedule,
+    none for 3 epochs or fewer, crop + flip through epoch 7E // 10 otherwise (trainer/recipe.py;
+    E - ceil(0.3 E), the same for the record's 10 and 30 epochs)."""
+    network = "pixel" if method == "plain" else "invariant"
+    return f"{network}-{'noaug' if epochs <= 3 else 'until'}"
 # With the invariant network (the default for pe) a dataset key and image keys give the network
 # bit-identical inputs (the statistic of the plain image), hence bit-identical runs: run for
 # both on the smallest budget (the check), on pe with a dataset key alone elsewhere.
@@ -111,7 +123,7 @@ def all_cells() -> list[Cell]:
                       if not (variant == "after" and m in SAME_INPUT and (size, epochs) not in CHECKED)]
         for lever in LEVERS:
             cells += [Cell(lever, size, m, epochs) for m in METHODS
-                      if measured(lever, m, (size, epochs)) and DEFAULT_LEVER.get(m) != lever]
+                      if measured(lever, m, (size, epochs)) and default_lever(m, epochs) != lever]
     return cells
 
 
@@ -162,7 +174,7 @@ def train_args(cell: Cell, lay: Layout) -> tuple[str, ...]:
         extra = ("--recipe", "reference", "--adapt", "pixel", "--augment", "crop,flip")
     elif cell.variant in LEVERS:
         augment = AUGMENTS[cell.variant.split("-", 1)[1]]
-        extra = ("--adapt", cell.adapt, *(a.format(later=cell.epochs // 3 + 1) for a in augment))
+        extra = ("--adapt", cell.adapt, *(a.format(later=cell.epochs // 3 + 1, until=cell.epochs * 7 // 10) for a in augment))
     return (str(lay.data(cell.dataset)), "--width", str(WIDTH), "--epochs", str(cell.epochs), *extra, "--seed", str(SEED),
             "--device", "cpu", "--run-dir", str(lay.run(cell)), "--quiet")  # fmt: skip
 
@@ -242,7 +254,7 @@ def render(lay: Layout, cells: list[Cell] | None = None) -> str:
     def get(v, size, m, e) -> Cell:
         if (v.startswith("invariant-") or (v == "after" and (size, e) not in CHECKED)) and m in SAME_INPUT:
             m = SAME_INPUT[m]
-        v = "after" if DEFAULT_LEVER.get(m) == v else v  # the defaults' lever is the after cell
+        v = "after" if default_lever(m, e) == v else v  # the defaults' lever is the after cell
         return by.get(f"{v}-{size}-{m}-e{e}") or Cell(v, size, m, e)
 
     out = ["Test accuracy (%) after the last epoch; `(loss ×r)` where an epoch's test loss was r times the previous "
@@ -257,7 +269,7 @@ def render(lay: Layout, cells: list[Cell] | None = None) -> str:
                 row[2] += " ‡"
             out.append(f"| {_size(size)} | {epochs} | {TITLES[m]} | {' | '.join(row)} |")
     out += ["", "The levers: adaptation network and augmentation forced, everything else the defaults (the "
-            "defaults' own combination is the `after` cell; `later`: crop + flip from epoch E // 3 + 1; `copies`: "
+            "defaults' own combination is the `after` cell; `later`: crop + flip from epoch E // 3 + 1; `until`: crop + flip through epoch 7E // 10; `copies`: "
             "`ppencrypt dataset --copies E`, one client-augmented copy per epoch, nothing in pptrain; with the "
             "invariant network image keys give the same inputs as a dataset key, so those cells are the dataset "
             "key's; —: not part of the record):", "",

@@ -221,3 +221,21 @@ def test_the_recipe_record_renders_its_cells_from_the_run_directories(tmp_path):
     before = rec.Cell("before", "60k", "plain", 10)
     assert rec.shown(before, lay).startswith("PYTHONPATH=/tmp/before OMP_NUM_THREADS=1 ")
     assert invoke("record", "--cells", "nothing-*", "--work", tmp_path / "w", code=2).output.endswith("no cell matches nothing-*\n")
+
+
+def test_the_records_after_cells_are_the_levers_the_defaults_resolve_to(tmp_path):
+    """The after cell stands for the lever its defaults amount to (not run twice): the until
+    lever's last augmented epoch must be the fast recipe's, the noaug lever its short runs'."""
+    from experiments import record as rec
+    from trainer.recipe import RECIPES
+
+    fast = RECIPES["fast"]
+    for size, epochs in rec.BUDGETS:
+        for method in rec.METHODS:
+            lever = rec.default_lever(method, epochs)
+            assert lever.startswith("pixel-" if method == "plain" else "invariant-")
+            if lever.endswith("-until"):
+                assert fast.augment_until(epochs) == epochs * 7 // 10
+            else:
+                assert lever.endswith("-noaug") and fast.augment_until(epochs) == 0
+            assert rec.Cell(lever, size, method, epochs) not in rec.all_cells()
