@@ -45,7 +45,8 @@ class Settings:
     cache_limit: int = setting(10_240, "MiB the --cache-dir may hold; the least recently used files go first.")
     # --- augmentation (augment.py), applied to ciphertext on the device
     augment: tuple[str, ...] | None = setting(
-        None, "Augmentations in the encrypted domain. [default: crop,flip; none for a dataset the client augmented "
+        None, "Augmentations in the encrypted domain. [default: crop,flip on the recipe's schedule (fast: none for 3 "
+        "epochs or fewer, the last 30% of the epochs unaugmented); none for a dataset the client augmented "
         "(ppencrypt dataset --copies)]",
     )  # fmt: skip
     augment_from: int | None = setting(
@@ -54,7 +55,8 @@ class Settings:
     )  # fmt: skip
     augment_until: int | None = setting(
         None, "Last epoch (counting from 1) whose batches are augmented; the epochs after it train on the "
-        "ciphertext as stored, as it is evaluated. [default: the last epoch]",
+        "ciphertext as stored, as it is evaluated. [default: the recipe's schedule; the last epoch when --augment "
+        "or --augment-from is given]",
     )  # fmt: skip
     pad: int = setting(4, "Largest shift of 'crop', in pixels.")
     mix_alpha: float = setting(1.0, "Beta(a, a) parameter of mixup and cutmix.")
