@@ -73,13 +73,15 @@ def measured(lever: str, method: str, budget: tuple[str, int]) -> bool:
     return any(method in methods and budget in budgets for methods, budgets in LEVERS[lever])
 
 
-def default_lever(method: str, epochs: int) -> str:
-    """The lever the defaults amount to — its cell is the ``after`` cell, not run twice: [P]'s
-    network for plain images, the invariant one for pe; the fast recipe's augmentation schedule,
-    none for 3 epochs or fewer, crop + flip through epoch 7E // 10 otherwise (trainer/recipe.py;
-    E - ceil(0.3 E), the same for the record's 10 and 30 epochs)."""
+def default_lever(method: str, epochs: int) -> str | None:
+    """The lever the defaults amount to, if any — its cell is the ``after`` cell, not run twice:
+    [P]'s network for plain images, the invariant one for pe; the fast recipe's augmentation,
+    crop + flip but for the last 3 epochs (trainer/recipe.py): none for 3 epochs, through epoch
+    7 of 10 (the ``until`` lever), through 27 of 30 (no lever)."""
     network = "pixel" if method == "plain" else "invariant"
-    return f"{network}-{'noaug' if epochs <= 3 else 'until'}"
+    if epochs <= 3:
+        return f"{network}-noaug"
+    return f"{network}-until" if epochs * 7 // 10 == epochs - 3 else None
 # With the invariant network (the default for pe) a dataset key and image keys give the network
 # bit-identical inputs (the statistic of the plain image), hence bit-identical runs: run for
 # both on the smallest budget (the check), on pe with a dataset key alone elsewhere.

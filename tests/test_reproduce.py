@@ -233,6 +233,9 @@ def test_the_records_after_cells_are_the_levers_the_defaults_resolve_to(tmp_path
     for size, epochs in rec.BUDGETS:
         for method in rec.METHODS:
             lever = rec.default_lever(method, epochs)
+            if lever is None:
+                assert fast.augment_until(epochs) not in (0, epochs * 7 // 10)
+                continue
             assert lever.startswith("pixel-" if method == "plain" else "invariant-")
             if lever.endswith("-until"):
                 assert fast.augment_until(epochs) == epochs * 7 // 10

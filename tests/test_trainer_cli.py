@@ -276,8 +276,8 @@ def test_augment_until_trains_the_last_epochs_unaugmented(shapes_pe, tmp_path):
 
 
 def test_the_default_augmentation_follows_the_recipes_schedule(shapes_pe, tmp_path):
-    """fast: no augmentation for 3 epochs or fewer, the last 30 % of longer runs unaugmented;
-    an --augment asked for by name runs every epoch; reference: every epoch."""
+    """fast: the last 3 epochs unaugmented, so none for 3 epochs or fewer; an --augment asked
+    for by name runs every epoch; reference: every epoch."""
     def history(name, *args):
         run(shapes_pe, *TINY, *args, "--run-dir", tmp_path / name)
         config = json.loads((tmp_path / name / "config.json").read_text())["resolved"]
@@ -285,11 +285,11 @@ def test_the_default_augmentation_follows_the_recipes_schedule(shapes_pe, tmp_pa
 
     short, c = history("short", "--epochs", 2)
     assert c["augment"] == [] and short == history("none", "--epochs", 2, "--augment", "none")[0]
-    scheduled, c = history("scheduled", "--epochs", 4)
+    scheduled, c = history("scheduled", "--epochs", 5)
     assert (c["augment"], c["augment_from"], c["augment_until"]) == (["crop", "flip"], 1, 2)
-    assert scheduled == history("until", "--epochs", 4, "--augment", "crop,flip", "--augment-until", 2)[0]
-    every, c = history("every", "--epochs", 4, "--augment", "crop,flip")
-    assert c["augment_until"] == 4 and every[:2] == scheduled[:2] and every[2:] != scheduled[2:]
+    assert scheduled == history("until", "--epochs", 5, "--augment", "crop,flip", "--augment-until", 2)[0]
+    every, c = history("every", "--epochs", 5, "--augment", "crop,flip")
+    assert c["augment_until"] == 5 and every[:2] == scheduled[:2] and every[2:] != scheduled[2:]
     assert history("reference", "--epochs", 2, "--recipe", "reference", "--stop-after", 1)[1]["augment_until"] == 2
 
 

@@ -32,18 +32,15 @@ class Recipe:
     schedule: str  # 'step': / 10 at 50 % and 75 % of the epochs; 'linear': down to 0 after the warm-up; 'cosine'
     scaled: bool = False  # batch and lr follow the train split's size (sized)
     calibrate: int = 0  # train images over which BatchNorm statistics are recomputed before each evaluation (0: never)
-    tail: float = 0.0  # share of the epochs, at the end, trained on the data as stored (augment_until)
-    short: int = 0  # runs of at most this many epochs are not augmented at all
+    tail: int = 0  # epochs at the end of a run trained on the data as stored (augment_until)
 
     def augment_until(self, epochs: int) -> int:
-        """The last epoch (from 1) to augment when neither --augment-from nor --augment-until is
-        given; 0: none. Augmentation regularises, but it also moves every image off the
-        alignment it is evaluated in; the last epochs, at the lowest learning rates, are spent
-        fitting the data as stored, and a short run is better off never augmenting
-        (docs/trainer.md, "Augmentation", has the measurements)."""
-        if epochs <= self.short:
-            return 0
-        return epochs - math.ceil(round(epochs * self.tail, 6))
+        """The last epoch (from 1) of the default augmentation; 0: none. Augmentation
+        regularises, but it also moves every image off the alignment it is evaluated in: the
+        last ``tail`` epochs, at the lowest learning rates, fit the data as stored, and a run no
+        longer than that is not augmented at all (docs/trainer.md, "Augmentation", has the
+        measurements: a fixed number of epochs, not a share — 9 of 30 overfit)."""
+        return max(epochs - self.tail, 0)
 
     def sized(self, count: int, world: int = 1) -> tuple[int, float]:
         """Batch and peak learning rate for a train split of ``count`` images over ``world``
@@ -94,8 +91,8 @@ RECIPES = {
     # smoothing 0.1; BatchNorm statistics recomputed on 2,048 train images (augmented as the
     # epoch's batches are) before every evaluation, so a high learning rate cannot leave the
     # evaluation with running statistics of older weights; and the augmentation off for the
-    # last 30 % of the epochs, and for runs of 3 epochs or fewer.
-    "fast": Recipe(30, 512, 0.4, 0.9, True, 5e-4, 0.1, 50, "linear", scaled=True, calibrate=2048, tail=0.3, short=3),
+    # last 3 epochs (so a run of 3 epochs or fewer is not augmented).
+    "fast": Recipe(30, 512, 0.4, 0.9, True, 5e-4, 0.1, 50, "linear", scaled=True, calibrate=2048, tail=3),
     # The usual CIFAR recipe, the yardstick of docs/results.md: SGD momentum 0.9, batch 128,
     # lr 0.1 with cosine decay, weight decay 5e-4, nothing else.
     "reference": Recipe(30, 128, 0.1, 0.9, False, 5e-4, 0.0, 0, "cosine"),

@@ -11,7 +11,7 @@ group), ``dataset.copies`` (client-augmented copies), ``resolved.warmup_steps``,
 ``resolved.scaled``, ``resolved.calibrate`` and ``resolved.augment_from``, and dropped
 ``resolved.warmup`` (a share of the steps). Version 3 added ``resolved.augment_until``,
 ``settings.augment_until`` (the last augmented epoch) and the recipe's schedule,
-``resolved.tail`` and ``resolved.short`` (the default augmentation became a schedule). Older
+``resolved.tail`` (the default augmentation stops before the last epochs). Older
 run directories are still read (evaluated, not resumed): the
 fields they lack take the values those runs had (the CIFAR stem, one copy, augmentation from
 the first epoch to the last, no calibration). Version 1 also covers the run directories written before
@@ -58,8 +58,7 @@ class Resolved:
     calibrate: int = 0  # images of BatchNorm calibration before each evaluation
     augment_from: int = 1  # the first epoch with augmentation
     augment_until: int | None = None  # version 3: the last one; None in older runs: the last epoch
-    tail: float = 0.0  # version 3: the recipe's schedule (recipe.py), whether or not it was used
-    short: int = 0
+    tail: int = 0  # version 3: the recipe's unaugmented last epochs (recipe.py), whether or not they were used
 
     @classmethod
     def of(cls, recipe: Recipe, s: Settings, augment: tuple[str, ...], stream: bool, adapt: str, augment_from: int,
