@@ -30,6 +30,8 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+from trainer.recipe import RECIPES
+
 from .commands import Command, CommandFailed, Runner, bin_dir, command, launcher
 
 FMNIST = "/usr/share/datasets/fashion-mnist"
@@ -73,15 +75,21 @@ def measured(lever: str, method: str, budget: tuple[str, int]) -> bool:
     return any(method in methods and budget in budgets for methods, budgets in LEVERS[lever])
 
 
+def until_epoch(epochs: int) -> int:
+    """The ``until`` lever's last augmented epoch: the last 30 % of the run unaugmented."""
+    return epochs * 7 // 10
+
+
 def default_lever(method: str, epochs: int) -> str | None:
     """The lever the defaults amount to, if any — its cell is the ``after`` cell, not run twice:
-    [P]'s network for plain images, the invariant one for pe; the fast recipe's augmentation,
-    crop + flip but for the last 3 epochs (trainer/recipe.py): none for 3 epochs, through epoch
-    7 of 10 (the ``until`` lever), through 27 of 30 (no lever)."""
+    [P]'s network for plain images, the invariant one for pe, and the default recipe's own
+    augmentation schedule (trainer/recipe.py): none for 3 epochs, through epoch 7 of 10 (the
+    ``until`` lever), through 27 of 30 (no lever)."""
     network = "pixel" if method == "plain" else "invariant"
-    if epochs <= 3:
+    until = RECIPES["fast"].augment_until(epochs)
+    if until == 0:
         return f"{network}-noaug"
-    return f"{network}-until" if epochs * 7 // 10 == epochs - 3 else None
+    return f"{network}-until" if until == until_epoch(epochs) else None
 # With the invariant network (the default for pe) a dataset key and image keys give the network
 # bit-identical inputs (the statistic of the plain image), hence bit-identical runs: run for
 # both on the smallest budget (the check), on pe with a dataset key alone elsewhere.
@@ -176,7 +184,7 @@ def train_args(cell: Cell, lay: Layout) -> tuple[str, ...]:
         extra = ("--recipe", "reference", "--adapt", "pixel", "--augment", "crop,flip")
     elif cell.variant in LEVERS:
         augment = AUGMENTS[cell.variant.split("-", 1)[1]]
-        extra = ("--adapt", cell.adapt, *(a.format(later=cell.epochs // 3 + 1, until=cell.epochs * 7 // 10) for a in augment))
+        extra = ("--adapt", cell.adapt, *(a.format(later=cell.epochs // 3 + 1, until=until_epoch(cell.epochs)) for a in augment))
     return (str(lay.data(cell.dataset)), "--width", str(WIDTH), "--epochs", str(cell.epochs), *extra, "--seed", str(SEED),
             "--device", "cpu", "--run-dir", str(lay.run(cell)), "--quiet")  # fmt: skip
 

@@ -45,8 +45,9 @@ class Settings:
     cache_limit: int = setting(10_240, "MiB the --cache-dir may hold; the least recently used files go first.")
     # --- augmentation (augment.py), applied to ciphertext on the device
     augment: tuple[str, ...] | None = setting(
-        None, "Augmentations in the encrypted domain. [default: crop,flip on the recipe's schedule (fast: the last 3 "
-        "epochs unaugmented, so none for 3 epochs or fewer); none for a dataset the client augmented "
+        None, "Augmentations in the encrypted domain. [default: crop,flip on the recipe's schedule (fast: the last "
+        f"{RECIPES['fast'].tail} epochs unaugmented, so none for {RECIPES['fast'].tail} epochs or fewer); none for a "
+        "dataset the client augmented "
         "(ppencrypt dataset --copies)]",
     )  # fmt: skip
     augment_from: int | None = setting(
