@@ -18,7 +18,7 @@ from trainer.model import PrivacyResNet
 from trainer.seeding import CALIBRATE, epoch_rng
 from trainer.recipe import MIN_STEPS, RECIPES
 from trainer.settings import Settings
-from trainer_fixtures import encrypt, session_key, shapes_pe, shapes_src  # noqa: F401  (fixtures)
+from trainer_fixtures import encrypt, session_key, shapes_pe, shapes_src, write_three_shapes  # noqa: F401  (fixtures)
 
 FAST, PAPER, REFERENCE = RECIPES["fast"], RECIPES["paper"], RECIPES["reference"]
 
@@ -30,6 +30,8 @@ FAST, PAPER, REFERENCE = RECIPES["fast"], RECIPES["paper"], RECIPES["reference"]
     (51_199, 1, 256, 0.4 * 0.5**0.5),  # one image fewer: the batch halves, the rate by sqrt(2)
     (8_000, 1, 64, 0.4 / 8**0.5),  # the issue's small set: 125 steps of 64 per epoch at lr 0.14
     (1_000, 1, 32, 0.1),  # below MIN_STEPS x MIN_BATCH the batch stops shrinking
+    (19, 1, 19, 0.4 * (19 / 512) ** 0.5),  # ... unless the split is smaller: all of it in one step
+    (19, 2, 18, 0.4 * (18 / 512) ** 0.5),  # ... a multiple of the process count
     (8_000, 3, 63, 0.4 * (63 / 512) ** 0.5),  # a multiple of the process count, rate scaled with it
 ])  # fmt: skip
 def test_fast_recipe_sizes_batch_and_rate_from_the_split(count, world, batch, lr):
@@ -132,3 +134,18 @@ def test_fast_runs_record_their_sizing_and_evaluate_with_calibrated_statistics(s
     run(shapes_pe, *TINY, "--recipe", "paper", "--epochs", 1, "--run-dir", paper)
     c = json.loads((paper / "config.json").read_text())["resolved"]
     assert (c["batch_size"], c["lr"], c["warmup_steps"], c["scaled"], c["calibrate"], c["schedule"]) == (16, 0.1, 0, False, 0, "step")
+
+
+def test_a_split_smaller_than_the_batch_floor_trains_on_all_of_it_per_step(session_key, tmp_path):
+    """19 train images (the vendored Fashion-MNIST images, once each): the fast recipe's floor
+    of 32 would leave no full batch, so it takes the whole split per step instead of refusing
+    a --batch-size the user never gave."""
+    src = write_three_shapes(tmp_path / "src", repeat=1)
+    data = encrypt(src, tmp_path / "out", session_key, scope="image")
+    r = tmp_path / "r"
+    run(data, "--width", 4, "--epochs", 2, "--run-dir", r, "--quiet")
+    c = json.loads((r / "config.json").read_text())["resolved"]
+    assert (c["batch_size"], c["lr"]) == (19, pytest.approx(0.4 * (19 / 512) ** 0.5))
+    assert [m["epoch"] for m in metrics(r)] == [1, 2]
+    r = run(data, "--width", 4, "--recipe", "paper", "--epochs", 1, "--run-dir", tmp_path / "p", code=2)
+    assert "Invalid value for '--batch-size': batch size 128 (all ranks) is larger than the train split (19 images)" in r.output

@@ -45,13 +45,15 @@ class Recipe:
     def sized(self, count: int, world: int = 1) -> tuple[int, float]:
         """Batch and peak learning rate for a train split of ``count`` images over ``world``
         processes. A scaled recipe halves its batch until an epoch has at least MIN_STEPS
-        steps, down to MIN_BATCH, and scales the rate with the square root of the batch
-        (lr_for); the batch is a multiple of ``world``. Other recipes keep theirs."""
+        steps, down to MIN_BATCH — or the whole split, when it holds fewer images — and
+        scales the rate with the square root of the batch (lr_for); the batch is a multiple
+        of ``world``. Other recipes keep theirs."""
         if not self.scaled:
             return self.batch_size, self.lr
         batch = self.batch_size
         while batch > MIN_BATCH and count // batch < MIN_STEPS:
             batch //= 2
+        batch = min(batch, count)  # a split smaller than MIN_BATCH: one full-split step per epoch
         batch = max(world, batch - batch % world)
         return batch, self.lr_for(batch)
 
