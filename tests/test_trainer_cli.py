@@ -160,6 +160,26 @@ def test_a_dataset_without_test_split_trains_with_a_warning(tmp_path, fmnist, se
     assert "no test split" in out.stdout and metrics(tmp_path / "r")[0]["test_acc"] is None
 
 
+def test_a_dataset_with_val_but_no_test_split_evaluates_on_val(tmp_path, fmnist, session_key):
+    """Photo folders often come as train/ and valid/ (ImageNet's layout): the val split is
+    evaluated every epoch, and pptrain eval takes it by default too; a --test-split the
+    dataset lacks is a typo, refused."""
+    from conftest import write_imagefolder
+
+    src = write_imagefolder(tmp_path / "src", *fmnist, splits={"train": 14, "valid": 6})
+    data = encrypt(src, tmp_path / "data", session_key)
+    out = run(data, *TINY, "--batch-size", 7, "--epochs", 1, "--run-dir", tmp_path / "r")
+    assert "warning" not in out.stderr
+    assert metrics(tmp_path / "r")[0]["test_acc"] is not None
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["settings"]["test_split"] == "val"
+    got = json.loads(run("eval", tmp_path / "r", data, "--json").stdout)
+    assert (got["split"], got["images"]) == ("val", 6)
+    assert got["loss"] == pytest.approx(metrics(tmp_path / "r")[0]["test_loss"], rel=1e-5)
+    r = run(data, *TINY, "--batch-size", 7, "--epochs", 1, "--test-split", "test", "--run-dir", tmp_path / "r2", code=2)
+    assert f"Error: Invalid value for '--test-split': {data}: no split 'test' (it has train, val)" in r.output
+    assert not (tmp_path / "r2").exists()
+
+
 @pytest.fixture(scope="module")
 def shapes_image_scope(shapes_src, session_key, tmp_path_factory):
     return encrypt(shapes_src, tmp_path_factory.mktemp("img") / "out", session_key, scope="image", shard_size=64)

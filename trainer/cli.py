@@ -151,7 +151,7 @@ def _field(param: str) -> str:
 @cli.command("eval")
 @click.argument("run", type=click.Path())
 @click.argument("out", type=click.Path())
-@click.option("--split", default="test", show_default=True)
+@click.option("--split", default=None, help="Split to evaluate  [default: the split the run evaluated on, e.g. test]")
 @click.option("--batch-size", type=int, default=512, show_default=True, help="Images per forward pass.")
 @DEVICE
 @MEMORY_LIMIT
@@ -161,7 +161,9 @@ def eval_(run, out, split, batch_size, device, memory_limit, workers, as_json):
     """Accuracy and loss of trained RUN on a split of dataset OUT."""
     from .infer import evaluate_run, load_run
 
-    result = evaluate_run(load_run(run, device), out, split, batch_size, memory_limit, workers)
+    trained = load_run(run, device)
+    split = split or trained.record.settings.test_split
+    result = evaluate_run(trained, out, split, batch_size, memory_limit, workers)
     for w in result.warnings:
         click.echo(f"warning: {w}", err=True)
     if as_json:

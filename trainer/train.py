@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -87,6 +87,20 @@ def check_split_and_recipe(s: Settings, ds: Dataset) -> None:
         raise OptionError("--train-split", f"{ds.root}: no split {s.train_split!r} (it has {', '.join(m.splits)})")
     if s.recipe not in RECIPES:
         raise OptionError("--recipe", f"unknown recipe {s.recipe!r} (choose from {', '.join(RECIPES)})")
+
+
+def test_split_for(s: Settings, ds: Dataset, explicit: set[str]) -> Settings:
+    """The split evaluated every epoch: --test-split as given (a split the dataset lacks is a
+    typo, refused); by default 'test', else 'val' — photo folders often come as train/ and
+    val/ (ImageNet's layout) — else none."""
+    splits = ds.manifest.splits
+    if "test_split" in explicit:
+        if s.test_split not in splits:
+            raise OptionError("--test-split", f"{ds.root}: no split {s.test_split!r} (it has {', '.join(splits)})")
+        return s
+    if s.test_split not in splits and "val" in splits:
+        return replace(s, test_split="val")
+    return s
 
 
 def check_options(s: Settings, ds: Dataset, d: Dist) -> None:
@@ -181,6 +195,7 @@ def prepare(given: Settings, explicit: set[str], resume: bool, d: Dist) -> Plan:
             raise RunDirError(f"{run.path}: already holds a run; pass --resume to continue it, or choose another --run-dir")
         asked = given
     check_split_and_recipe(asked, ds)
+    asked = test_split_for(asked, ds, explicit)
     m = ds.manifest
     copies = client_copies(ds)
     s = asked.resolved(m.splits[asked.train_split].count // copies, d.world)
