@@ -13,6 +13,7 @@ import click
 
 from .commands import Runner, launcher
 from .errors import ExperimentError, UsageError
+from .measurements import Store
 from .report import render, update_doc
 from .reproduce import FMNIST, Config, reproduce as run_reproduce, smoke
 from .rows import ROWS
@@ -100,24 +101,29 @@ def report(results, doc):
 @cli.command()
 @click.option("--cells", multiple=True, callback=_rows, metavar="PATTERNS",
               help="Cells to run, comma-separated shell patterns on their ids (e.g. 'after-8k-*') [all].")
-@click.option("--run", "do_run", is_flag=True, help="Run the selected cells that have no complete run directory.")
+@click.option("--run", "do_run", is_flag=True, help="Run the selected cells that are not measured yet (not in --store, no complete run directory).")
 @click.option("--list", "do_list", is_flag=True, help="Print the selected cells' commands and whether they ran.")
 @click.option("--work", default="out/record", show_default=True, help="Sources, datasets and run directories.")
 @click.option("--key", default="keys/record.key", show_default=True, help="The client's key file (created when missing).")
 @click.option("--before", default="out/before-8a2c592", show_default=True, help="A checkout of commit 8a2c592 (the 'before' cells).")
+@click.option("--store", default="docs/record.jsonl", show_default=True, type=click.Path(dir_okay=False),
+              help="The measurements kept: every finished cell, copied from its run directory; what the tables show.")
 @click.option("--doc", type=click.Path(dir_okay=False), help="Write the tables into this file's record section (docs/results.md).")
-def record(cells, do_run, do_list, work, key, before, doc):
+def record(cells, do_run, do_list, work, key, before, store, doc):
     """The recipe record: pptrain's defaults before and after issue 10, the reference recipe
     and the levers, on Fashion-MNIST (8,000 and 60,000 images, width 16, CPU)."""
     from . import record as rec
 
-    lay = rec.Layout(Path(work), key, before)
+    lay = rec.Layout(Path(work), key, before, Store(Path(store)))
     chosen = rec.select(cells)
     if not chosen:
         raise UsageError("--cells", f"no cell matches {', '.join(cells)}")
+    for cell_id in rec.keep_finished(rec.all_cells(), lay):
+        click.echo(f"{store}: kept {cell_id}", err=True)
     if do_list:
+        kept = lay.store.load()
         for c in chosen:
-            click.echo(f"{'done' if rec.history(c, lay) else 'todo'}  {rec.shown(c, lay)}")
+            click.echo(f"{'done' if rec.result(c, lay, kept) else 'todo'}  {rec.shown(c, lay)}")
     failed = rec.run_cells(chosen, lay, Runner(log=lambda line: click.echo(line, err=True))) if do_run else []
     text = rec.render(lay)
     if doc:

@@ -38,10 +38,12 @@ class CommandFailed(ExperimentError):
 class Command:
     program: str  # one of PROGRAMS
     args: tuple[str, ...]
+    pythonpath: str | None = None  # another checkout's code, put first on the path (a subprocess of its own)
 
     @property
     def shown(self) -> str:
-        return shlex.join([*launcher(self.program), *self.args])
+        line = shlex.join([*launcher(self.program), *self.args])
+        return f"PYTHONPATH={shlex.quote(self.pythonpath)} {line}" if self.pythonpath else line
 
 
 @dataclass
@@ -51,8 +53,8 @@ class Done:
     seconds: float
 
 
-def command(program: str, *args) -> Command:
-    return Command(program, tuple(str(a) for a in args if a is not None))
+def command(program: str, *args, pythonpath: str | None = None) -> Command:
+    return Command(program, tuple(str(a) for a in args if a is not None), pythonpath)
 
 
 def bin_dir() -> Path:
@@ -88,7 +90,7 @@ class Runner:
     def __call__(self, cmd: Command) -> Done:
         self.log(f"$ {cmd.shown}")
         t0 = time.perf_counter()
-        if self.in_process or cmd.program == "experiments":
+        if (self.in_process or cmd.program == "experiments") and cmd.pythonpath is None:
             stdout = self._in_process(cmd)
         else:
             stdout = self._subprocess(cmd)
@@ -106,9 +108,12 @@ class Runner:
         return out.getvalue()
 
     def _subprocess(self, cmd: Command) -> str:
-        argv = [str(bin_dir() / cmd.program) if (bin_dir() / cmd.program).exists() else cmd.program, *cmd.args]
+        exe = [sys.executable, "-m", "experiments"] if cmd.program == "experiments" else \
+            [str(bin_dir() / cmd.program) if (bin_dir() / cmd.program).exists() else cmd.program]
+        argv = [*exe, *cmd.args]
         try:
-            done = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            env = None if cmd.pythonpath is None else dict(os.environ, PYTHONPATH=cmd.pythonpath)
+            done = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         except OSError as e:
             raise CommandFailed(cmd.shown, 127, e.strerror or str(e)) from None
         for line in done.stderr.splitlines():

@@ -9,7 +9,8 @@ sizes and several budgets — every cell one ``pptrain`` command, the table in d
 
 Variants: ``before`` — the defaults of commit 8a2c592 (the fast recipe with batch 512 at any
 size, [P]'s network, shift + flip from the first epoch), run from a checkout of that commit
-(``--before DIR``); ``after`` — this pptrain's defaults; ``reference`` — the usual CIFAR recipe
+(``--before DIR``), on datasets that commit's ppencrypt made (it reads manifest version 1
+only); ``after`` — this pptrain's defaults; ``reference`` — the usual CIFAR recipe
 (``--recipe reference``: SGD momentum 0.9, batch 128, lr 0.1, cosine decay) with [P]'s network
 and crop + flip, nothing else; and the levers, each the defaults with one choice forced:
 the adaptation network, no augmentation, augmentation from a later epoch or until an earlier
@@ -17,9 +18,11 @@ one, client copies. When the defaults changed, the runs of the old ones were kep
 cells they had amounted to (the same settings as resolved, config.json), and the lever runs
 the new defaults amount to became the ``after`` cells (runs are bit-reproducible on the CPU).
 
-Cells run one at a time, in the order listed, and a cell whose run directory holds every epoch
-is not run again: the record is built up over several sittings, and ``--cells`` picks the ones
-to run (shell patterns on the cell ids). Rendering reads the run directories alone.
+Cells run one at a time, in the order listed, and ``--cells`` picks the ones to run (shell
+patterns on the cell ids): the record is built up over several sittings. A cell whose run
+directory holds every epoch is copied into the measurements kept in the repository
+(docs/record.jsonl, experiments/measurements.py), and a cell found there is not run again;
+rendering reads those measurements.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ from pathlib import Path
 
 from trainer.recipe import RECIPES
 
-from .commands import Command, CommandFailed, Runner, bin_dir, command, launcher
+from .commands import Command, CommandFailed, Runner, command, launcher
+from .measurements import Measurement, Store
 
 FMNIST = "/usr/share/datasets/fashion-mnist"
 BEFORE = "8a2c592"  # the commit whose defaults issue 10 replaced
@@ -147,15 +151,21 @@ class Layout:
     work: Path
     key: str
     before: str  # a checkout of BEFORE
+    store: Store | None = None  # the measurements kept (None: the run directories alone)
 
     def source(self, size: str) -> str:
         return FMNIST if SIZES[size][0] is None else str(self.work / f"src-{size}")
 
-    def data(self, name: str) -> Path:
-        return self.work / "data" / name
+    def data(self, cell: Cell) -> Path:
+        """The dataset ``cell`` trains on: ``before`` cells read what the old ppencrypt wrote."""
+        return self.work / (f"data-{BEFORE}" if cell.variant == "before" else "data") / cell.dataset
 
     def run(self, cell: Cell) -> Path:
         return self.work / "runs" / cell.id
+
+    def code(self, cell: Cell) -> str | None:
+        """The checkout whose code runs ``cell``'s commands (None: this one)."""
+        return self.before if cell.variant == "before" else None
 
 
 def preparation(cells: list[Cell], lay: Layout) -> list[tuple[Path, Command]]:
@@ -168,12 +178,12 @@ def preparation(cells: list[Cell], lay: Layout) -> list[tuple[Path, Command]]:
         if train is not None:
             src = Path(lay.source(c.size))
             steps.setdefault(src, command("experiments", "subset", FMNIST, src, "--train", train, "--test", test))
-        out = lay.data(c.dataset)
+        out = lay.data(c)
         method, scope = ("plain", "dataset") if c.method == "plain" else c.method.split("-")
         key = ("--key", lay.key) if method != "plain" else ()
         copies = ("--copies", c.copies) if c.copies else ()
         steps.setdefault(out, command("ppencrypt", "dataset", lay.source(c.size), out, *key, "--method", method,
-                                      "--key-scope", scope, *copies, "--quiet"))  # fmt: skip
+                                      "--key-scope", scope, *copies, "--quiet", pythonpath=lay.code(c)))  # fmt: skip
     return list(steps.items())
 
 
@@ -185,52 +195,66 @@ def train_args(cell: Cell, lay: Layout) -> tuple[str, ...]:
     elif cell.variant in LEVERS:
         augment = AUGMENTS[cell.variant.split("-", 1)[1]]
         extra = ("--adapt", cell.adapt, *(a.format(later=cell.epochs // 3 + 1, until=until_epoch(cell.epochs)) for a in augment))
-    return (str(lay.data(cell.dataset)), "--width", str(WIDTH), "--epochs", str(cell.epochs), *extra, "--seed", str(SEED),
+    return (str(lay.data(cell)), "--width", str(WIDTH), "--epochs", str(cell.epochs), *extra, "--seed", str(SEED),
             "--device", "cpu", "--run-dir", str(lay.run(cell)), "--quiet")  # fmt: skip
+
+
+def training(cell: Cell, lay: Layout) -> Command:
+    return Command("pptrain", train_args(cell, lay), lay.code(cell))
 
 
 def shown(cell: Cell, lay: Layout) -> str:
     """The cell's command as the record shows it; ``before`` runs the old commit's code."""
     line = f"OMP_NUM_THREADS={THREADS} " + shlex.join([*launcher("pptrain"), *train_args(cell, lay)])
-    return f"PYTHONPATH={lay.before} {line}" if cell.variant == "before" else line
+    return f"PYTHONPATH={lay.before} {line}" if lay.code(cell) else line
 
 
-def history(cell: Cell, lay: Layout) -> list[dict] | None:
-    """The cell's metrics, or None unless every epoch is there."""
+def finished_run(cell: Cell, lay: Layout) -> Measurement | None:
+    """The cell's run directory's metrics, or None unless every epoch is there."""
     path = lay.run(cell) / "metrics.jsonl"
     if not path.exists():
         return None
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return rows if len(rows) == cell.epochs else None
+    return Measurement.from_metrics(cell.id, shown(cell, lay), rows) if len(rows) == cell.epochs else None
+
+
+def keep_finished(cells: list[Cell], lay: Layout) -> list[str]:
+    """Copy every finished run directory among ``cells`` into the store; the ids it added or changed."""
+    if lay.store is None:
+        return []
+    order = [c.id for c in all_cells()]
+    return [c.id for c in cells if (m := finished_run(c, lay)) is not None and lay.store.save(m, order)]
+
+
+def result(cell: Cell, lay: Layout, kept: dict[str, Measurement] | None = None) -> Measurement | None:
+    """The cell's outcome: its finished run directory, else the store's line, else None."""
+    found = finished_run(cell, lay)
+    if found is None and lay.store is not None:
+        found = (lay.store.load() if kept is None else kept).get(cell.id)
+    return found
 
 
 def run_cells(cells: list[Cell], lay: Layout, runner: Runner) -> list[str]:
-    """Prepare what is missing, then run every cell that has no complete run directory; the
-    ids of the cells that failed (their error logged; the others still run)."""
+    """Prepare what is missing, then run every cell that has no outcome yet, keeping each in the
+    store as it finishes; the ids of the cells that failed (their error logged; the others still run)."""
     import os
     import shutil
-    import subprocess
 
-    for made, cmd in preparation(cells, lay):
+    todo = [c for c in cells if result(c, lay) is None]
+    for made, cmd in preparation(todo, lay):
         if not made.exists():
             runner(cmd)
     os.environ["OMP_NUM_THREADS"] = THREADS  # for the pptrain processes below
     failed = []
-    for cell in cells:
-        if history(cell, lay) is not None:
-            continue
+    for cell in todo:
         shutil.rmtree(lay.run(cell), ignore_errors=True)
         try:
-            if cell.variant == "before":  # another commit's code: a process of its own, with that code first on the path
-                runner.log(f"$ {shown(cell, lay)}")
-                env = dict(os.environ, PYTHONPATH=lay.before)
-                if subprocess.run([str(bin_dir() / "pptrain"), *train_args(cell, lay)], env=env).returncode:
-                    raise CommandFailed(shown(cell, lay), 1, "see its output above")
-            else:
-                runner(Command("pptrain", train_args(cell, lay)))
+            runner(training(cell, lay))
         except CommandFailed as e:
             runner.log(f"  failed: {e}")
             failed.append(cell.id)
+            continue
+        keep_finished([cell], lay)
     return failed
 
 
@@ -240,17 +264,16 @@ BEGIN, END = "<!-- record:begin -->", "<!-- record:end -->"
 TITLES = {"plain": "plain", "pe-dataset": "pe, dataset key", "pe-image": "pe, image keys"}
 
 
-def worst_jump(h: list[dict]) -> float:
+def worst_jump(loss: tuple[float, ...]) -> float:
     """The largest ratio of an epoch's test loss to the previous epoch's (1.0 for one epoch)."""
-    return max([b["test_loss"] / a["test_loss"] for a, b in zip(h, h[1:])] or [1.0])
+    return max([b / a for a, b in zip(loss, loss[1:])] or [1.0])
 
 
-def _cell(cell: Cell, lay: Layout) -> str:
-    h = history(cell, lay)
-    if h is None:
+def _cell(m: Measurement | None) -> str:
+    if m is None:
         return "not yet measured"
-    jump = worst_jump(h)
-    return f"**{100 * h[-1]['test_acc']:.2f}**" + (f" (loss ×{jump:.1f})" if jump > 1.5 else "")
+    jump = worst_jump(m.test_loss)
+    return f"**{100 * m.test_acc[-1]:.2f}**" + (f" (loss ×{jump:.1f})" if jump > 1.5 else "")
 
 
 def _size(size: str) -> str:
@@ -260,12 +283,13 @@ def _size(size: str) -> str:
 
 def render(lay: Layout, cells: list[Cell] | None = None) -> str:
     cells = all_cells() if cells is None else cells
-    by = {c.id: c for c in cells}
-    def get(v, size, m, e) -> Cell:
+    kept = lay.store.load() if lay.store is not None else {}
+    done = {c.id: r for c in cells if (r := result(c, lay, kept)) is not None}
+    def get(v, size, m, e) -> Measurement | None:
         if (v.startswith("invariant-") or (v == "after" and (size, e) not in CHECKED)) and m in SAME_INPUT:
             m = SAME_INPUT[m]
         v = "after" if default_lever(m, e) == v else v  # the defaults' lever is the after cell
-        return by.get(f"{v}-{size}-{m}-e{e}") or Cell(v, size, m, e)
+        return done.get(f"{v}-{size}-{m}-e{e}")
 
     out = ["Test accuracy (%) after the last epoch; `(loss ×r)` where an epoch's test loss was r times the previous "
            "epoch's (shown from 1.5; the goal is below 3). ‡: the dataset key's run — with the invariant network "
@@ -274,7 +298,7 @@ def render(lay: Layout, cells: list[Cell] | None = None) -> str:
            "|---|---|---|---|---|---|"]  # fmt: skip
     for size, epochs in BUDGETS:
         for m in METHODS:
-            row = [_cell(get(v, size, m, epochs), lay) for v in ("before", "reference", "after")]
+            row = [_cell(get(v, size, m, epochs)) for v in ("before", "reference", "after")]
             if m in SAME_INPUT and (size, epochs) not in CHECKED and row[2] != "not yet measured":
                 row[2] += " ‡"
             out.append(f"| {_size(size)} | {epochs} | {TITLES[m]} | {' | '.join(row)} |")
@@ -288,22 +312,22 @@ def render(lay: Layout, cells: list[Cell] | None = None) -> str:
     for size, epochs in BUDGETS:
         for m in METHODS:
             shown_m = lambda v: SAME_INPUT.get(m, m) if v.startswith("invariant-") else m  # noqa: E731
-            row = [_cell(get(v, size, m, epochs), lay) if measured(v, shown_m(v), (size, epochs)) else "—" for v in LEVERS]
+            row = [_cell(get(v, size, m, epochs)) if measured(v, shown_m(v), (size, epochs)) else "—" for v in LEVERS]
             if any(r != "—" for r in row):
                 out.append(f"| {_size(size)} | {epochs} | {TITLES[m]} | " + " | ".join(row) + " |")
     out += ["", "Test accuracy per epoch (%), test loss per epoch, wall time (training and evaluation; the CPU "
-            "was shared with other jobs, so times are noisy):", "", "| cell | accuracy per epoch | test loss per epoch | wall |",
-            "|---|---|---|---|"]  # fmt: skip
+            "was shared with other jobs, so times are noisy; °: the run directory was lost before the measurements "
+            "were kept in docs/record.jsonl, and these numbers were read back from this table as rendered from it):",
+            "", "| cell | accuracy per epoch | test loss per epoch | wall |", "|---|---|---|---|"]  # fmt: skip
     for c in cells:
-        h = history(c, lay)
-        if h is not None:
-            acc = ", ".join(f"{100 * r['test_acc']:.1f}" for r in h)
-            loss = ", ".join(f"{r['test_loss']:.2f}" for r in h)
-            out.append(f"| `{c.id}` | {acc} | {loss} | {sum(r['seconds'] for r in h):.0f} s |")
+        if (r := done.get(c.id)) is not None:
+            acc = ", ".join(f"{100 * a:.1f}" for a in r.test_acc)
+            loss = ", ".join(f"{v:.2f}" for v in r.test_loss)
+            out.append(f"| `{c.id}`{' °' if r.rounded else ''} | {acc} | {loss} | {r.seconds:.0f} s |")
     out += ["", "Commands (`before` cells run the code of a checkout of commit 8a2c592, "
-            f"`git worktree add {lay.before} {BEFORE}`):", "", "```"]  # fmt: skip
+            f"`git worktree add {lay.before} {BEFORE}`, on datasets its ppencrypt made):", "", "```"]  # fmt: skip
     out += [cmd.shown for made, cmd in preparation(cells, lay)]
-    out += [shown(c, lay) for c in cells if history(c, lay) is not None]
+    out += [r.command for c in cells if (r := done.get(c.id)) is not None]
     out += ["```"]
     return "\n".join(out) + "\n"
 

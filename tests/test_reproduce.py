@@ -217,7 +217,7 @@ def test_the_recipe_record_renders_its_cells_from_the_run_directories(tmp_path):
     copies = rec.Cell("pixel-copies", "8k", "pe-dataset", 10)
     assert copies.dataset == "fm8k-pe-dataset-copies10" and "--adapt pixel" in rec.shown(copies, lay)
     made = dict(rec.preparation([copies], lay))
-    assert "--copies 10" in made[lay.data(copies.dataset)].shown and "--train 8000 --test 2000" in made[tmp_path / "w" / "src-8k"].shown
+    assert "--copies 10" in made[lay.data(copies)].shown and "--train 8000 --test 2000" in made[tmp_path / "w" / "src-8k"].shown
     before = rec.Cell("before", "60k", "plain", 10)
     assert rec.shown(before, lay).startswith("PYTHONPATH=/tmp/before OMP_NUM_THREADS=1 ")
     assert invoke("record", "--cells", "nothing-*", "--work", tmp_path / "w", code=2).output.endswith("no cell matches nothing-*\n")
