@@ -219,19 +219,21 @@ def finished_run(cell: Cell, lay: Layout) -> Measurement | None:
 
 
 def keep_finished(cells: list[Cell], lay: Layout) -> list[str]:
-    """Copy every finished run directory among ``cells`` into the store; the ids it added or changed."""
+    """Copy every finished run directory among ``cells`` that the store lacks into it; the ids
+    it added. A kept line is never rewritten from a run directory: the same run seen from
+    another working directory or --work would show another command."""
     if lay.store is None:
         return []
-    order = [c.id for c in all_cells()]
-    return [c.id for c in cells if (m := finished_run(c, lay)) is not None and lay.store.save(m, order)]
+    order, kept = [c.id for c in all_cells()], lay.store.load()
+    return [c.id for c in cells if c.id not in kept and (m := finished_run(c, lay)) is not None and lay.store.save(m, order)]
 
 
 def result(cell: Cell, lay: Layout, kept: dict[str, Measurement] | None = None) -> Measurement | None:
-    """The cell's outcome: its finished run directory, else the store's line, else None."""
-    found = finished_run(cell, lay)
-    if found is None and lay.store is not None:
+    """The cell's outcome: the store's line, else its finished run directory, else None."""
+    found = None
+    if lay.store is not None:
         found = (lay.store.load() if kept is None else kept).get(cell.id)
-    return found
+    return found if found is not None else finished_run(cell, lay)
 
 
 def run_cells(cells: list[Cell], lay: Layout, runner: Runner) -> list[str]:

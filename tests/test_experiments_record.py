@@ -57,6 +57,19 @@ def test_a_finished_cell_is_kept_and_outlives_its_run_directory(record_dirs):
     assert "kept" not in invoke("record", "--list", "--cells", CELL.id, *args).stderr  # kept once
 
 
+def test_a_kept_line_is_not_rewritten_from_another_work_directory(record_dirs, tmp_path):
+    """The same run directory seen through another --work shows another command: the line stays."""
+    lay, args = record_dirs
+    finish(lay, CELL)
+    invoke("record", "--list", *args)
+    kept = lay.store.path.read_bytes()
+    elsewhere = tmp_path / "elsewhere"
+    shutil.move(lay.work, elsewhere)
+    listed = invoke("record", "--list", "--cells", CELL.id, *args[2:], "--work", elsewhere)
+    assert listed.stdout.startswith("done  ") and "kept" not in listed.stderr
+    assert lay.store.path.read_bytes() == kept
+
+
 def test_a_kept_cell_is_not_run_again(record_dirs):
     lay, args = record_dirs
     finish(lay, CELL)
