@@ -38,12 +38,16 @@ class CommandFailed(ExperimentError):
 class Command:
     program: str  # one of PROGRAMS
     args: tuple[str, ...]
-    pythonpath: str | None = None  # another checkout's code, put first on the path (a subprocess of its own)
+    env: tuple[tuple[str, str], ...] = ()  # variables set for it (a subprocess of its own), shown before it
 
     @property
     def shown(self) -> str:
-        line = shlex.join([*launcher(self.program), *self.args])
-        return f"PYTHONPATH={shlex.quote(self.pythonpath)} {line}" if self.pythonpath else line
+        return " ".join([*(f"{k}={shlex.quote(v)}" for k, v in self.env), shlex.join([*launcher(self.program), *self.args])])
+
+    @property
+    def pythonpath(self) -> str | None:
+        """Another checkout's code, put first on the path."""
+        return dict(self.env).get("PYTHONPATH")
 
 
 @dataclass
@@ -53,8 +57,9 @@ class Done:
     seconds: float
 
 
-def command(program: str, *args, pythonpath: str | None = None) -> Command:
-    return Command(program, tuple(str(a) for a in args if a is not None), pythonpath)
+def command(program: str, *args, pythonpath: str | None = None, env: tuple[tuple[str, str], ...] = ()) -> Command:
+    paths = (("PYTHONPATH", pythonpath),) if pythonpath is not None else ()
+    return Command(program, tuple(str(a) for a in args if a is not None), paths + env)
 
 
 def bin_dir() -> Path:
@@ -90,7 +95,7 @@ class Runner:
     def __call__(self, cmd: Command) -> Done:
         self.log(f"$ {cmd.shown}")
         t0 = time.perf_counter()
-        if (self.in_process or cmd.program == "experiments") and cmd.pythonpath is None:
+        if (self.in_process or cmd.program == "experiments") and not cmd.env:
             stdout = self._in_process(cmd)
         else:
             stdout = self._subprocess(cmd)
@@ -112,7 +117,7 @@ class Runner:
             [str(bin_dir() / cmd.program) if (bin_dir() / cmd.program).exists() else cmd.program]
         argv = [*exe, *cmd.args]
         try:
-            env = None if cmd.pythonpath is None else dict(os.environ, PYTHONPATH=cmd.pythonpath)
+            env = dict(os.environ, **dict(cmd.env)) if cmd.env else None
             done = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         except OSError as e:
             raise CommandFailed(cmd.shown, 127, e.strerror or str(e)) from None

@@ -29,13 +29,12 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
 from trainer.recipe import RECIPES
 
-from .commands import Command, CommandFailed, Runner, command, launcher
+from .commands import Command, CommandFailed, Runner, command
 from .measurements import Measurement, Store
 
 FMNIST = "/usr/share/datasets/fashion-mnist"
@@ -200,13 +199,12 @@ def train_args(cell: Cell, lay: Layout) -> tuple[str, ...]:
 
 
 def training(cell: Cell, lay: Layout) -> Command:
-    return Command("pptrain", train_args(cell, lay), lay.code(cell))
+    return command("pptrain", *train_args(cell, lay), pythonpath=lay.code(cell), env=(("OMP_NUM_THREADS", THREADS),))
 
 
 def shown(cell: Cell, lay: Layout) -> str:
     """The cell's command as the record shows it; ``before`` runs the old commit's code."""
-    line = f"OMP_NUM_THREADS={THREADS} " + shlex.join([*launcher("pptrain"), *train_args(cell, lay)])
-    return f"PYTHONPATH={lay.before} {line}" if lay.code(cell) else line
+    return training(cell, lay).shown
 
 
 def finished_run(cell: Cell, lay: Layout) -> Measurement | None:
@@ -239,14 +237,13 @@ def result(cell: Cell, lay: Layout, kept: dict[str, Measurement] | None = None) 
 def run_cells(cells: list[Cell], lay: Layout, runner: Runner) -> list[str]:
     """Prepare what is missing, then run every cell that has no outcome yet, keeping each in the
     store as it finishes; the ids of the cells that failed (their error logged; the others still run)."""
-    import os
     import shutil
 
-    todo = [c for c in cells if result(c, lay) is None]
+    kept = lay.store.load() if lay.store is not None else {}
+    todo = [c for c in cells if result(c, lay, kept) is None]
     for made, cmd in preparation(todo, lay):
         if not made.exists():
             runner(cmd)
-    os.environ["OMP_NUM_THREADS"] = THREADS  # for the pptrain processes below
     failed = []
     for cell in todo:
         shutil.rmtree(lay.run(cell), ignore_errors=True)
