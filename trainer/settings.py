@@ -34,7 +34,7 @@ class Settings:
     # --- data
     data: str = setting("", "Dataset written by `ppencrypt dataset`: a folder, or a URL (s3://, gs://, https://).")
     train_split: str = setting("train", "Split to train on.")
-    test_split: str = setting("test", "Evaluated every epoch, if the dataset has it.")
+    test_split: str = setting("test", "Evaluated every epoch; by default 'test', else 'val' when the dataset has no test split.")
     stream: bool = setting(False, "Stream shards even when the data fits in memory.")
     memory_limit: int = setting(4096, "MiB of pixels (train + test) to hold on the device; more is streamed.")
     workers: int = setting(2, "Streaming loader processes per rank (0: in the training process).")

@@ -80,11 +80,14 @@ def configure_determinism(device: torch.device, seed: int) -> None:
         torch.backends.cudnn.benchmark = True
 
 
+def require_split(option: str, name: str, ds: Dataset) -> None:
+    if name not in ds.manifest.splits:
+        raise OptionError(option, f"{ds.root}: no split {name!r} (it has {', '.join(ds.manifest.splits)})")
+
+
 def check_split_and_recipe(s: Settings, ds: Dataset) -> None:
     """What sizing the recipe needs: a train split to count, and a recipe to size."""
-    m = ds.manifest
-    if s.train_split not in m.splits:
-        raise OptionError("--train-split", f"{ds.root}: no split {s.train_split!r} (it has {', '.join(m.splits)})")
+    require_split("--train-split", s.train_split, ds)
     if s.recipe not in RECIPES:
         raise OptionError("--recipe", f"unknown recipe {s.recipe!r} (choose from {', '.join(RECIPES)})")
 
@@ -93,12 +96,10 @@ def test_split_for(s: Settings, ds: Dataset, explicit: set[str]) -> Settings:
     """The split evaluated every epoch: --test-split as given (a split the dataset lacks is a
     typo, refused); by default 'test', else 'val' — photo folders often come as train/ and
     val/ (ImageNet's layout) — else none."""
-    splits = ds.manifest.splits
     if "test_split" in explicit:
-        if s.test_split not in splits:
-            raise OptionError("--test-split", f"{ds.root}: no split {s.test_split!r} (it has {', '.join(splits)})")
+        require_split("--test-split", s.test_split, ds)
         return s
-    if s.test_split not in splits and "val" in splits:
+    if s.test_split not in ds.manifest.splits and "val" in ds.manifest.splits:
         return replace(s, test_split="val")
     return s
 
