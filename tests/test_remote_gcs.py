@@ -47,9 +47,10 @@ def env(gcs_server, tmp_path_factory) -> dict[str, str]:
 
 
 def cli(env: dict[str, str], prog: str, *args) -> subprocess.CompletedProcess:
-    """``prog ARGS`` as its own process in ``env``."""
+    """``prog ARGS`` as its own process in ``env``. The timeout only catches a hang: a pptrain
+    run took over 60 s on a 2-core machine whose cores were busy with other training jobs."""
     cmd = [sys.executable, "-m", MODULES[prog], *map(str, args)]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
 
 
 def ok(r: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
