@@ -30,11 +30,11 @@ from common import ROOT, machine, public_cifar
 sys.path.insert(0, str(ROOT / "tests"))
 from conftest import load_vendored, tile_real, write_cifar10  # noqa: E402
 
-from pipeline.keys import generate_key_file  # noqa: E402
+from ppencrypt.keys import generate_key_file  # noqa: E402
 
 
 def ppencrypt(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *map(str, args)], capture_output=True, text=True, check=True)
+    return subprocess.run([sys.executable, "-m", "ppencrypt", *map(str, args)], capture_output=True, text=True, check=True)
 
 
 def main() -> None:

@@ -14,8 +14,8 @@ import argparse
 import numpy as np
 
 from common import best_of, machine, real_cifar
-from pipeline.ciphers import make_cipher
-from pipeline.derive import KeyRing
+from ppencrypt.ciphers import make_cipher
+from ppencrypt.derive import KeyRing
 
 MASTER = bytes(range(32))
 

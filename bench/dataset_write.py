@@ -23,12 +23,12 @@ from pathlib import Path
 import webdataset as wds
 
 from common import FMNIST, ROOT, machine
-from pipeline.encrypt import EncryptOptions, encrypt_dataset
-from pipeline.formats.tar import TarStream
-from pipeline.formats.wds import npy_header
-from pipeline.keys import MasterKey, generate_key_file
-from pipeline.parallel import default_workers
-from pipeline.sources import open_source
+from ppencrypt.dataset import EncryptOptions, encrypt_dataset
+from ppencrypt.formats.tar import TarStream
+from ppencrypt.formats.wds import npy_header
+from ppencrypt.keys import MasterKey, generate_key_file
+from ppencrypt.parallel import default_workers
+from ppencrypt.sources import open_source
 
 
 def plain_copy(src, out: Path) -> None:

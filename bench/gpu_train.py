@@ -3,7 +3,7 @@
     python bench/gpu_train.py --data out/gpu-fm [--out $OUT] [--epochs 30]
 
 1. Training throughput of [P]'s adaptation network + ResNet-18 (width 64) at 32x32x3, batch
-   512, bf16 autocast, channels_last — pptrain's own step (trainer.loop.train_epoch: batched
+   512, bf16 autocast, channels_last — pptrain's own step (pptrain.loop.train_epoch: batched
    crop + flip on the device, SGD, fast recipe) on a device-resident uint8 batch source of
    50,000 random images (pixel values do not change the speed of a dense network). Timed
    with CUDA events over --steps steps after --warmup, eager and torch.compile'd. Target:
@@ -30,8 +30,8 @@ from pathlib import Path
 
 import torch
 
-from trainer.settings import Settings
-from trainer.train import train
+from pptrain.settings import Settings
+from pptrain.train import train
 from trainer_common import train_throughput
 
 SHAPE = (32, 32, 3)

@@ -52,7 +52,7 @@ def main() -> None:
     if args.one:
         print(json.dumps(one(int(args.one[0]), args.one[1], args.width, args.batch, args.steps)))
         return
-    from trainer.model import stem_for
+    from pptrain.model import stem_for
 
     print(f"machine: {machine()}; width {args.width}, batch {args.batch}, {args.steps} timed steps")
     print("| side | stem | train img/s | peak memory (MiB, above torch's) |")

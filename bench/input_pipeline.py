@@ -19,11 +19,11 @@ import numpy as np
 import torch
 
 from common import machine
-from pipeline.formats import open_dataset
-from trainer.augment import BatchAugment
-from trainer.memory import MemoryLoader
-from trainer.distributed import Dist
-from trainer.stream import StreamLoader
+from ppencrypt.formats import open_dataset
+from pptrain.augment import BatchAugment
+from pptrain.memory import MemoryLoader
+from pptrain.distributed import Dist
+from pptrain.stream import StreamLoader
 from trainer_common import BASELINE, baseline_loader, encrypted_fmnist
 
 BATCH = 128

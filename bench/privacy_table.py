@@ -38,10 +38,10 @@ from common import FMNIST, ROOT, machine, public_cifar
 sys.path.insert(0, str(ROOT / "tests"))
 from conftest import load_vendored, write_cifar10  # noqa: E402
 
-from pipeline.audit.attacks import KnownPairs, Target  # noqa: E402
-from pipeline.audit.audit import AuditOptions, load_plain, read_samples  # noqa: E402
-from pipeline.audit.known import KnownPlaintext  # noqa: E402
-from pipeline.keys import generate_key_file  # noqa: E402
+from ppencrypt.audit.attacks import KnownPairs, Target  # noqa: E402
+from ppencrypt.audit.audit import AuditOptions, load_plain, read_samples  # noqa: E402
+from ppencrypt.audit.known import KnownPlaintext  # noqa: E402
+from ppencrypt.keys import generate_key_file  # noqa: E402
 
 CONFIGS = [("pe", "dataset"), ("pe", "image"), ("np", "dataset"), ("np", "image"), ("plain", None),
            ("le", "dataset"), ("le", "image"), ("ele", "dataset"), ("ele", "image"), ("etc", "dataset"), ("etc", "image")]  # fmt: skip
@@ -52,7 +52,7 @@ START, END = "<!-- privacy-table:start -->", "<!-- privacy-table:end -->"
 
 
 def ppencrypt(*args) -> None:
-    subprocess.run([sys.executable, "-m", "pipeline.cli", *map(str, args)], check=True, capture_output=True, text=True)
+    subprocess.run([sys.executable, "-m", "ppencrypt", *map(str, args)], check=True, capture_output=True, text=True)
 
 
 def pairs_for_exact(out: Path, src: Path, n: int) -> str:

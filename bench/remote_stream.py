@@ -30,12 +30,12 @@ import numpy as np
 import torch
 
 from common import ROOT, machine
-from pipeline.formats import ShardCache, open_dataset
-from pipeline.transfer import copy_dataset
-from trainer.augment import BatchAugment
-from trainer.distributed import Dist
-from trainer.memory import MemoryLoader
-from trainer.stream import StreamLoader
+from ppencrypt.formats import ShardCache, open_dataset
+from ppencrypt.formats.copy import copy_dataset
+from pptrain.augment import BatchAugment
+from pptrain.distributed import Dist
+from pptrain.memory import MemoryLoader
+from pptrain.stream import StreamLoader
 from trainer_common import encrypted_fmnist
 
 BATCH = 128

@@ -2,7 +2,7 @@
 
     python bench/train_cpu.py [--steps N] [--widths 16,64]
 
-Per width, in the same run: pptrain's training step (trainer.loop.train_epoch: in-memory
+Per width, in the same run: pptrain's training step (pptrain.loop.train_epoch: in-memory
 loader, batched crop + flip, SGD step, fp32) against the same model and step fed by the
 baseline input pipeline (trainer_common.BASELINE), on encrypted Fashion-MNIST (28x28x1),
 batch 128. Images per second over N steps after 3 warm-up steps; on 2 cores the baseline's
@@ -19,13 +19,13 @@ import torch
 import torch.nn.functional as F
 
 from common import machine
-from pipeline.formats import open_dataset
-from trainer.augment import BatchAugment
-from trainer.memory import MemoryLoader
-from trainer.distributed import Dist
-from trainer.model import PrivacyResNet
-from trainer.recipe import RECIPES
-from trainer.loop import Loop, train_epoch
+from ppencrypt.formats import open_dataset
+from pptrain.augment import BatchAugment
+from pptrain.memory import MemoryLoader
+from pptrain.distributed import Dist
+from pptrain.model import PrivacyResNet
+from pptrain.recipe import RECIPES
+from pptrain.loop import Loop, train_epoch
 from trainer_common import BASELINE, baseline_loader, encrypted_fmnist
 
 BATCH, WARMUP = 128, 3

@@ -13,9 +13,9 @@ import webdataset as wds
 from torchvision.transforms import v2
 
 from common import FMNIST, ROOT
-from pipeline.encrypt import EncryptOptions, encrypt_dataset
-from pipeline.formats import open_dataset
-from pipeline.keys import MasterKey
+from ppencrypt.dataset import EncryptOptions, encrypt_dataset
+from ppencrypt.formats import open_dataset
+from ppencrypt.keys import MasterKey
 
 BASELINE = "webdataset + torchvision v2 per-sample RandomCrop(padding=4) + RandomHorizontalFlip + DataLoader(2 workers), batch 128"
 
@@ -66,15 +66,15 @@ class DeviceBatches:
 
 def train_throughput(device: torch.device, shape: tuple[int, int, int], width: int, batch: int, steps: int, warmup: int,
                      stem: str = "auto", compiled: bool = False, classes: int = 10, pool: int = 50_000) -> dict:  # fmt: skip
-    """pptrain's training step (trainer.loop.train_epoch: batched crop + flip on the device, the
+    """pptrain's training step (pptrain.loop.train_epoch: batched crop + flip on the device, the
     fast recipe's SGD, bf16 and channels_last on CUDA) on images of ``shape``: images/s over
     ``steps`` steps after ``warmup``, timed with CUDA events on a GPU."""
-    from trainer.augment import BatchAugment
-    from trainer.device import memory_format
-    from trainer.distributed import Dist
-    from trainer.loop import Loop, train_epoch
-    from trainer.model import PrivacyResNet, stem_for
-    from trainer.recipe import RECIPES
+    from pptrain.augment import BatchAugment
+    from pptrain.device import memory_format
+    from pptrain.distributed import Dist
+    from pptrain.loop import Loop, train_epoch
+    from pptrain.model import PrivacyResNet, stem_for
+    from pptrain.recipe import RECIPES
 
     torch.manual_seed(0)
     torch.backends.cudnn.benchmark = True  # as pptrain sets it on CUDA

@@ -78,9 +78,9 @@ def launcher(program: str) -> list[str]:
 
 def click_entry(program: str) -> click.Command:
     if program == "ppencrypt":
-        from pipeline.cli import cli
+        from ppencrypt.cli import cli
     elif program == "pptrain":
-        from trainer.cli import cli
+        from pptrain.cli import cli
     else:
         from .cli import cli
     return cli

@@ -32,7 +32,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from trainer.recipe import RECIPES
+from pptrain.recipe import RECIPES
 
 from .commands import Command, CommandFailed, Runner, command
 from .measurements import Measurement, Store

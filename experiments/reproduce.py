@@ -5,7 +5,7 @@
     rows: --augment none) -> pptrain eval --json -> results.json and the tables (report.py)
 
 Client augmentation ("in client"): ``ppencrypt dataset --copies K`` encrypts K augmented
-copies of the plain training images (pipeline/copies.py: the cloud's own crop + flip draws,
+copies of the plain training images (pipeline/ppencrypt/augment.py: the cloud's own crop + flip draws,
 border 128) under the client's key, and the server trains on them with no further
 augmentation. pptrain counts an epoch as one pass over the originals, so a client row runs
 the cloud row's epochs, batches and learning-rate curve; with the default ``K = epochs`` every
@@ -28,8 +28,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-from pipeline.ciphers import cipher_class
-from trainer.run import RunDir
+from ppencrypt.ciphers import cipher_class
+from pptrain.run import RunDir
 
 from .commands import Command, CommandFailed, Runner, command
 from .errors import UsageError

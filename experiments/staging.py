@@ -4,7 +4,7 @@ client's augmented training images as plain files (``python -m experiments augme
 Both are written as MNIST-style IDX files (``train-*``, ``t10k-*``, ``classes.txt``), a layout
 ``ppencrypt dataset`` reads for grayscale and colour alike.
 
-The augmented copies are ``ppencrypt dataset --copies``'s own (pipeline/copies.py: the cloud's
+The augmented copies are ``ppencrypt dataset --copies``'s own (pipeline/ppencrypt/augment.py: the cloud's
 crop + flip draws, border 128), written plain instead of encrypted; the reproduction harness
 itself encrypts its client rows with ``ppencrypt dataset --copies``.
 """
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import copies as client
-from pipeline.errors import PipelineError
-from pipeline.sources import open_source, read_head
+from ppencrypt import augment as client
+from ppencrypt.errors import PipelineError
+from ppencrypt.sources import open_source, read_head
 
 from .errors import ExperimentError
 

@@ -54,14 +54,14 @@ def fmnist():
 
 @pytest.fixture(scope="session")
 def master_key():
-    from pipeline.keys import MasterKey
+    from ppencrypt.keys import MasterKey
 
     return MasterKey(bytes(range(32)))
 
 
 @pytest.fixture
 def key_file(tmp_path):
-    from pipeline.keys import generate_key_file
+    from ppencrypt.keys import generate_key_file
 
     path = tmp_path / "keys" / "test.key"
     generate_key_file(path)
@@ -199,7 +199,7 @@ def ppencrypt(*args):
     """``ppencrypt ARGS`` in-process; the click Result has exit_code, stdout and stderr."""
     from click.testing import CliRunner
 
-    from pipeline.cli import cli
+    from ppencrypt.cli import cli
 
     return CliRunner().invoke(cli, [str(a) for a in args])
 
@@ -251,7 +251,7 @@ def ppencrypt_process(*args, **popen):
     import subprocess
     import sys
 
-    cmd = [sys.executable, "-m", "pipeline.cli", *map(str, args)]
+    cmd = [sys.executable, "-m", "ppencrypt", *map(str, args)]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
 
 

@@ -8,14 +8,14 @@ import pytest
 from conftest import SALT, encrypt, load_vendored, ppencrypt, tree_bytes, write_cifar10, write_imagefolder
 from PIL import Image
 
-from pipeline.audit.attacks import KnownPairs, Target, attacks
-from pipeline.audit.audit import pick_variant
-from pipeline.audit.candidates import pixel_candidates
-from pipeline.audit.greedy import greedy_scan
-from pipeline.audit.metrics import PSNR_CAP, Scores
-from pipeline.ciphers import make_cipher
-from pipeline.derive import KeyRing
-from pipeline.keys import load_key
+from ppencrypt.audit.attacks import KnownPairs, Target, attacks
+from ppencrypt.audit.audit import pick_variant
+from ppencrypt.audit.candidates import pixel_candidates
+from ppencrypt.audit.greedy import greedy_scan
+from ppencrypt.audit.metrics import PSNR_CAP, Scores
+from ppencrypt.ciphers import make_cipher
+from ppencrypt.derive import KeyRing
+from ppencrypt.keys import load_key
 
 MASTER = bytes(range(32))
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from conftest import encrypt, ppencrypt, tile_real, write_fmnist_idx
 
-from pipeline.audit.attacker import attacker_encrypt
-from pipeline.audit.attacks import Target, attacks
-from pipeline.audit.metrics import Scores
-from pipeline.audit.public import Budget, Learner, PublicImages
+from ppencrypt.audit.attacker import attacker_encrypt
+from ppencrypt.audit.attacks import Target, attacks
+from ppencrypt.audit.metrics import Scores
+from ppencrypt.audit.public import Budget, Learner, PublicImages
 
 pytest.importorskip("torch")  # the train extra; test_learned_without_torch covers its absence
 
@@ -159,7 +159,7 @@ def test_learned_without_torch(tmp_path, fm_tiled, key_file):
     """A torch-free install: one line naming the extra, exit 1, nothing written."""
     out = tmp_path / "out"
     encrypt(fm_tiled, out, key_file, "--method", "np")
-    code = "import sys; sys.modules['torch'] = None; from pipeline.cli import main; main(sys.argv[1:])"
+    code = "import sys; sys.modules['torch'] = None; from ppencrypt.cli import main; main(sys.argv[1:])"
     args = ["audit", str(out), "--plain", str(fm_tiled), "-n", "5", "-o", str(tmp_path / "r")]
     p = subprocess.run([sys.executable, "-c", code, *args, "--learned"], capture_output=True, text=True, timeout=120)
     assert p.returncode == 1 and "Traceback" not in p.stderr
@@ -174,7 +174,7 @@ def test_learned_without_torch(tmp_path, fm_tiled, key_file):
 def test_audit_without_learned_does_not_import_torch(tmp_path, fm_tiled, key_file):
     out = tmp_path / "out"
     encrypt(fm_tiled, out, key_file, "--method", "np")
-    code = ("import sys; from click.testing import CliRunner; from pipeline.cli import cli; "
+    code = ("import sys; from click.testing import CliRunner; from ppencrypt.cli import cli; "
             "r = CliRunner().invoke(cli, sys.argv[1:]); assert r.exit_code == 0, r.output; "
             "assert 'torch' not in sys.modules, 'torch imported'")  # fmt: skip
     args = ["audit", str(out), "--plain", str(fm_tiled), "-n", "5", "-o", str(tmp_path / "r")]

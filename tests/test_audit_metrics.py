@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from pipeline.audit.candidates import pixel_candidates
-from pipeline.audit.keyspace import key_space
-from pipeline.audit.metrics import PSNR_CAP, Scores, psnr, ssim
-from pipeline.ciphers import PixelKey
+from ppencrypt.audit.candidates import pixel_candidates
+from ppencrypt.audit.keyspace import key_space
+from ppencrypt.audit.metrics import PSNR_CAP, Scores, psnr, ssim
+from ppencrypt.ciphers import PixelKey
 
 
 def test_psnr_of_a_known_mse():

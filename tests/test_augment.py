@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from conftest import SALT
-from pipeline.ciphers import PERMUTATIONS, make_cipher
-from pipeline.derive import KeyRing
-from trainer.augment import CENTRE, BatchAugment, Draw, normalise, parse_augment
-from trainer.errors import AugmentError
+from ppencrypt.ciphers import PERMUTATIONS, make_cipher
+from ppencrypt.derive import KeyRing
+from pptrain.augment import CENTRE, BatchAugment, Draw, normalise, parse_augment
+from pptrain.errors import AugmentError
 
 GEOMETRY = ("crop", "flip", "vflip", "rot90")
 

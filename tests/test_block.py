@@ -9,8 +9,8 @@ from conftest import SALT, encrypt, ppencrypt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.ciphers import make_cipher
-from pipeline.derive import KeyRing
+from ppencrypt.ciphers import make_cipher
+from ppencrypt.derive import KeyRing
 
 MASTER = bytes(range(32))
 BLOCKWISE = ["le", "ele", "etc"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 
-from pipeline.formats import ShardCache
+from ppencrypt.formats import ShardCache
 
 
 def put(cache: ShardCache, data: bytes) -> str:

@@ -9,10 +9,10 @@ from conftest import SALT, encrypt, write_cifar10
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.ciphers import CODE_NAMES, PERMUTATIONS, GatherXor, PixelKey, make_cipher, method_names
-from pipeline.derive import KeyRing
-from pipeline.errors import CipherError
-from pipeline.formats import open_dataset
+from ppencrypt.ciphers import CODE_NAMES, PERMUTATIONS, GatherXor, PixelKey, make_cipher, method_names
+from ppencrypt.derive import KeyRing
+from ppencrypt.errors import CipherError
+from ppencrypt.formats import open_dataset
 
 MASTER = bytes(range(32))
 KEYED = [m for m in method_names() if make_cipher(m).needs_key]

@@ -9,9 +9,9 @@ import pytest
 from conftest import encrypt, ppencrypt
 from PIL import Image
 
-from pipeline.ciphers import method_names
-from pipeline.formats import open_dataset
-from pipeline.keys import load_key
+from ppencrypt.ciphers import method_names
+from ppencrypt.formats import open_dataset
+from ppencrypt.keys import load_key
 
 
 def test_dataset_prints_a_summary(tmp_path, cifar10_dir, key_file):
@@ -105,12 +105,12 @@ def test_version():
 
 
 def test_pipeline_does_not_import_torch():
-    code = "import pipeline.cli, pipeline.encrypt, pipeline.formats, sys; assert 'torch' not in sys.modules"
+    code = "import ppencrypt.cli, ppencrypt.dataset, ppencrypt.formats, sys; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
 def test_console_script_entry_point(tmp_path):
-    """``python -m pipeline.cli`` and the installed ``ppencrypt`` run the same main."""
+    """``python -m ppencrypt`` and the installed ``ppencrypt`` run the same main."""
     key = tmp_path / "k.key"
-    p = subprocess.run([sys.executable, "-m", "pipeline.cli", "keygen", key], capture_output=True, text=True, timeout=60)
+    p = subprocess.run([sys.executable, "-m", "ppencrypt", "keygen", key], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0 and p.stdout.strip() == load_key(key).key_id

@@ -10,14 +10,14 @@ import pytest
 import torch
 
 from conftest import SALT, encrypt as encrypt_cli, ppencrypt, tree_bytes
-from pipeline.copies import FILL, draws, shift_flip
-from pipeline.decrypt import keyed_cipher
-from pipeline.formats import open_dataset
-from pipeline.keys import load_key
-from pipeline.keyuse import KeyUse
-from pipeline.formats.manifest import Manifest
+from ppencrypt.augment import FILL, draws, shift_flip
+from ppencrypt.decrypt import keyed_cipher
+from ppencrypt.formats import open_dataset
+from ppencrypt.keys import load_key
+from ppencrypt.keyuse import KeyUse
+from ppencrypt.formats.manifest import Manifest
 from test_trainer_cli import run
-from trainer.augment import BatchAugment
+from pptrain.augment import BatchAugment
 from trainer_fixtures import session_key, shapes_src  # noqa: F401  (fixtures)
 
 

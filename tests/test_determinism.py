@@ -42,7 +42,7 @@ def test_worker_count_does_not_change_the_bytes(tmp_path, big_folder, key_file, 
 def test_without_salt_two_image_scope_runs_share_no_mask(tmp_path, cifar10_dir, cifar10, key_file):
     """Each image-scope dataset gets a fresh salt, so the same key never encrypts image i of two
     datasets under one mask (the two-time pad of docs/security.md)."""
-    from pipeline.formats import open_dataset
+    from ppencrypt.formats import open_dataset
 
     outs = [tmp_path / "a", tmp_path / "b"]
     for out in outs:

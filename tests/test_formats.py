@@ -12,13 +12,13 @@ import webdataset
 import zarr
 from conftest import CIFAR10_NAMES, encrypt
 
-from pipeline.ciphers import make_cipher
-from pipeline.derive import KeyRing
-from pipeline.errors import ManifestError, ShardError
-from pipeline.formats import open_dataset
-from pipeline.formats.manifest import Manifest
-from pipeline.formats.zarrstore import inner_chunk
-from pipeline.keys import load_key
+from ppencrypt.ciphers import make_cipher
+from ppencrypt.derive import KeyRing
+from ppencrypt.errors import ManifestError, ShardError
+from ppencrypt.formats import open_dataset
+from ppencrypt.formats.manifest import Manifest
+from ppencrypt.formats.zarrstore import inner_chunk
+from ppencrypt.keys import load_key
 
 STORAGES = ["wds", "zarr"]
 
@@ -252,8 +252,8 @@ def test_our_wds_reader_names_a_damaged_shard(wds, damage, message):
                                           (4096 + 1024, "truncated (no end-of-archive marker)")])  # fmt: skip
 def test_the_tar_parser_names_a_truncated_shard(wds, cut, message):
     """A shard long enough for the one sample claimed, cut short inside or after it."""
-    from pipeline.formats.manifest import ShardInfo
-    from pipeline.formats.wds import parse_shard
+    from ppencrypt.formats.manifest import ShardInfo
+    from ppencrypt.formats.wds import parse_shard
 
     data = (wds / "train" / "000000.tar").read_bytes()[:cut]
     with pytest.raises(ShardError, match=re.escape(f"shard.tar: {message}")):

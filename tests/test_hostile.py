@@ -21,9 +21,9 @@ from click.testing import CliRunner
 from PIL import Image
 
 from conftest import CIFAR10_NAMES, DATA, encrypt, ppencrypt, tile_real, write_cifar10, write_imagefolder
-from pipeline.formats import open_dataset
-from pipeline.sources import open_source, read_head
-from trainer.cli import cli as pptrain
+from ppencrypt.formats import open_dataset
+from ppencrypt.sources import open_source, read_head
+from pptrain.cli import cli as pptrain
 
 QUERY = sorted((DATA / "cifar10").glob("*.png"))[0]
 
@@ -92,8 +92,8 @@ def test_two_datasets_under_one_key_are_not_a_two_time_pad(tmp_path, cifar10, ke
 def test_the_image_shape_and_block_size_are_part_of_every_mask(tmp_path, master_key):
     """A 32x32 mask is not the corner of the 64x64 one; a grayscale mask is not the red channel's;
     LE with 4x4 blocks does not share a key with 8x8 (dataset scope: keys are otherwise stable)."""
-    from pipeline.ciphers import make_cipher
-    from pipeline.derive import KeyRing
+    from ppencrypt.ciphers import make_cipher
+    from ppencrypt.derive import KeyRing
 
     ring = KeyRing(master_key.secret, "np", "dataset")
     np_ = make_cipher("np")
@@ -207,9 +207,9 @@ def test_class_names_become_distinct_folders_inside_dest(tmp_path, cifar10, key_
     d["classes"] = ["../../escaped", "a/b", "a_b", "..", "A_B", *d["classes"][5:]]
     # The key's MAC would catch this edit; decrypt must be safe with or without it, so sign it.
     save(out, d)
-    from pipeline.authenticate import sign
-    from pipeline.formats.manifest import read_manifest
-    from pipeline.keys import load_key
+    from ppencrypt.authenticate import sign
+    from ppencrypt.formats.manifest import read_manifest
+    from ppencrypt.keys import load_key
 
     m = read_manifest(out)
     d["mac"] = sign(m, load_key(key_file))
@@ -349,7 +349,7 @@ def test_a_gzip_bomb_is_read_no_further_than_its_header_says(tmp_path, key_file)
     (src / "train-labels-idx1-ubyte").write_bytes(bytes((0, 0, 8, 1)) + struct.pack(">I", 1) + b"\0")
     code = (f"import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (700 << 20, 700 << 20)); "
             f"sys.argv = ['ppencrypt', 'dataset', {str(src)!r}, {str(tmp_path / 'out')!r}, '--key', {str(key_file)!r}, '-q', '--workers', '1']; "
-            "from pipeline.cli import main; main()")  # fmt: skip
+            "from ppencrypt.cli import main; main()")  # fmt: skip
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     assert "train-images-idx3-ubyte.gz: truncated or corrupt (header says (1, 28, 28), more bytes of data)" in done.stderr

@@ -20,17 +20,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import DATA, write_cifar10
-from pipeline.decrypt import decrypt_dataset
-from pipeline.describe import summary
-from pipeline.errors import PipelineError
-from pipeline.formats import open_dataset
-from pipeline.keys import MasterKey
-from pipeline.preview import preview
-from pipeline.verify import verify_dataset
-from trainer.distributed import Dist
-from trainer.errors import TrainerError
-from trainer.memory import MemoryLoader
-from trainer.stream import StreamLoader
+from ppencrypt.decrypt import decrypt_dataset
+from ppencrypt.inspect import summary
+from ppencrypt.errors import PipelineError
+from ppencrypt.formats import open_dataset
+from ppencrypt.keys import MasterKey
+from ppencrypt.preview import preview
+from ppencrypt.verify import verify_dataset
+from pptrain.distributed import Dist
+from pptrain.errors import TrainerError
+from pptrain.memory import MemoryLoader
+from pptrain.stream import StreamLoader
 
 V1_KEY = MasterKey(bytes(range(32)))
 PEAK_MIB = 64  # no hostile input may make a reader allocate more than this
@@ -122,7 +122,7 @@ def check(root: Path, work: Path, key: MasterKey | None = None) -> None:
 @pytest.fixture(scope="module")
 def datasets(tmp_path_factory):
     """A small wds and zarr dataset (version 2, pe, image scope) and a version 1 one."""
-    from pipeline.encrypt import EncryptOptions, encrypt_dataset
+    from ppencrypt.dataset import EncryptOptions, encrypt_dataset
 
     base = tmp_path_factory.mktemp("fuzz-base")
     import numpy as np

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from conftest import encrypt, ppencrypt
 
-from pipeline.audit.attacker import attacker_encrypt
-from pipeline.audit.attacks import Target, attacks
-from pipeline.audit.audit import pick_variant
-from pipeline.audit.jigsaw import etc_candidates, placement_only, solve
-from pipeline.audit.metrics import Scores
-from pipeline.audit.variants import WholeImageVariants
-from pipeline.ciphers.block import block_layout
+from ppencrypt.audit.attacker import attacker_encrypt
+from ppencrypt.audit.attacks import Target, attacks
+from ppencrypt.audit.audit import pick_variant
+from ppencrypt.audit.jigsaw import etc_candidates, placement_only, solve
+from ppencrypt.audit.metrics import Scores
+from ppencrypt.audit.variants import WholeImageVariants
+from ppencrypt.ciphers.block import block_layout
 
 TARGET = 7  # the seed of the target's key (through the attacker's own key derivation: one place to change)
 

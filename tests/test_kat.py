@@ -14,9 +14,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from pipeline.ciphers import make_cipher
-from pipeline.derive import KDF_V1, KDF_V2, KeyRing, Keystream, hkdf_sha256, mac_key
-from pipeline.keys import MasterKey
+from ppencrypt.ciphers import make_cipher
+from ppencrypt.derive import KDF_V1, KDF_V2, KeyRing, Keystream, hkdf_sha256, mac_key
+from ppencrypt.keys import MasterKey
 
 # RFC 5869, appendix A.1 (test case 1)
 RFC5869_IKM = bytes([0x0B] * 22)

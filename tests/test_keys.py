@@ -6,8 +6,8 @@ import stat
 import pytest
 from conftest import ppencrypt
 
-from pipeline.errors import KeyFileError
-from pipeline.keys import HEADER, MasterKey, load_key
+from ppencrypt.errors import KeyFileError
+from ppencrypt.keys import HEADER, MasterKey, load_key
 
 
 def mode_of(path) -> int:

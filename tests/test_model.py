@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock
 
-from trainer.model import PrivacyResNet
+from pptrain.model import PrivacyResNet
 
 
 @pytest.mark.parametrize("channels", [1, 3])
@@ -108,7 +108,7 @@ def test_adapt_flags_of_older_runs_still_build():
 
 @pytest.mark.parametrize("side, stem", [(28, "cifar"), (32, "cifar"), (64, "cifar"), (65, "imagenet"), (128, "imagenet"), (224, "imagenet")])
 def test_auto_stem_by_image_size(side, stem):
-    from trainer.model import stem_for
+    from pptrain.model import stem_for
 
     assert stem_for(side, side) == stem
     assert stem_for(32, side) == stem  # the longer side decides

@@ -14,16 +14,16 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import CIFAR10_NAMES, SALT, load_vendored, ppencrypt, read_pngs
-from pipeline.ciphers import METHODS, GatherXor, PixelGroup
-from pipeline.ciphers.block import BlockCipher, block_layout
-from pipeline.ciphers.pixel import GatherXorCipher
-from pipeline.errors import ShardError
-from pipeline.formats import STORAGES, SplitReader, SplitWriter, Storage, open_dataset
-from pipeline.formats.batch import Batch
-from pipeline.formats.checksum import sha256_file
-from pipeline.formats.manifest import ShardInfo
-from pipeline.sources.idx import FASHION_CLASSES
-from trainer.cli import cli as pptrain
+from ppencrypt.ciphers import METHODS, GatherXor, PixelGroup
+from ppencrypt.ciphers.block import BlockCipher, block_layout
+from ppencrypt.ciphers.pixel import GatherXorCipher
+from ppencrypt.errors import ShardError
+from ppencrypt.formats import STORAGES, SplitReader, SplitWriter, Storage, open_dataset
+from ppencrypt.formats.batch import Batch
+from ppencrypt.formats.checksum import sha256_file
+from ppencrypt.formats.manifest import ShardInfo
+from ppencrypt.sources.idx import FASHION_CLASSES
+from pptrain.cli import cli as pptrain
 
 
 class MonoNegation(GatherXorCipher):
@@ -135,8 +135,8 @@ def test_a_toy_block_method_gets_tanaka_and_its_block_side_from_the_manifest(toy
 )
 def test_the_pixel_group_is_what_the_cipher_does(method, channels, kind, size, cifar10, fmnist, master_key):
     """Under image-scope keys, one pixel encrypted as 3,000 images takes exactly the group's images."""
-    from pipeline.ciphers import make_cipher
-    from pipeline.derive import KeyRing
+    from ppencrypt.ciphers import make_cipher
+    from ppencrypt.derive import KeyRing
 
     cipher = make_cipher(method)
     group = cipher.pixel_group(channels)
@@ -150,7 +150,7 @@ def test_the_pixel_group_is_what_the_cipher_does(method, channels, kind, size, c
 
 
 def test_block_methods_have_no_pixel_group_and_state_their_block():
-    from pipeline.ciphers import make_cipher
+    from ppencrypt.ciphers import make_cipher
 
     for name in ("le", "ele", "etc"):
         c = make_cipher(name, {"block_size": 2})
@@ -159,9 +159,9 @@ def test_block_methods_have_no_pixel_group_and_state_their_block():
 
 
 def test_every_method_states_facts_the_manifest_and_trainer_accept():
-    from pipeline.ciphers import make_cipher, method_names
-    from pipeline.formats.manifest import FAMILIES
-    from trainer.settings import ADAPT_CHOICES
+    from ppencrypt.ciphers import make_cipher, method_names
+    from ppencrypt.formats.manifest import FAMILIES
+    from pptrain.settings import ADAPT_CHOICES
 
     for name in method_names():
         c = make_cipher(name)

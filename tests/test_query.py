@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from conftest import DATA, encrypt, ppencrypt, read_pngs
 
-from pipeline.formats import open_dataset
+from ppencrypt.formats import open_dataset
 
 # The fixtures' train split is the vendored files from the sixth on, in order.
 VENDORED = {"cifar10": sorted((DATA / "cifar10").glob("*.png")), "fmnist": sorted((DATA / "fashion-mnist").glob("*.png"))}

@@ -22,7 +22,7 @@ The rule, on README.md's "## Commands" section, split at its "### " headings:
 
 Out of scope: sections under "## Commands" whose heading names no CLI ("Batch jobs": make
 variables), code lines that invoke other programs, other programs' options before ``-m
-trainer.cli`` on a launcher's line (torchrun's ``--nproc_per_node``), and ``--help``,
+pptrain`` on a launcher's line (torchrun's ``--nproc_per_node``), and ``--help``,
 ``-h``, ``--version``.
 """
 
@@ -35,12 +35,12 @@ from pathlib import Path
 import click
 import pytest
 
-from pipeline.cli import cli as ppencrypt_cli
-from trainer.cli import cli as pptrain_cli
+from ppencrypt.cli import cli as ppencrypt_cli
+from pptrain.cli import cli as pptrain_cli
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 CLIS: dict[str, click.Group] = {"ppencrypt": ppencrypt_cli, "pptrain": pptrain_cli}
-MODULES = {"pipeline.cli": "ppencrypt", "trainer.cli": "pptrain"}  # python -m / torchrun -m
+MODULES = {"ppencrypt": "ppencrypt", "pptrain": "pptrain", "ppencrypt.cli": "ppencrypt", "pptrain.cli": "pptrain"}  # python -m / torchrun -m
 ALWAYS = {"--help", "-h", "--version"}
 
 LONG = re.compile(r"(?<![\w-])--[A-Za-z][\w-]*")
@@ -370,7 +370,7 @@ def test_a_command_that_does_not_exist_is_reported():
 
 def test_other_programs_and_out_of_scope_sections_are_left_alone():
     text = README.read_text(encoding="utf-8")
-    for extra in ("    torchrun --nnodes=2 --nproc_per_node=8 -m trainer.cli out/fm",
+    for extra in ("    torchrun --nnodes=2 --nproc_per_node=8 -m pptrain out/fm",
                   "    chmod --recursive go-rwx keys/"):  # fmt: skip
         assert undocumented(_insert_after_heading(text, "pptrain", extra)) == undocumented(text)
     problems = undocumented("## Commands\n\n### Batch jobs\n\n    make x --flag=1\n\nWith `--flag`.\n")

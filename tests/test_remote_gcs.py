@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 
 from conftest import SALT, encrypt, expected_pngs, ppencrypt, read_pngs, tree_bytes
-from pipeline.formats import open_dataset
-from pipeline.formats.remote import classify
-from pipeline.sources.idx import FASHION_CLASSES
+from ppencrypt.formats import open_dataset
+from ppencrypt.formats.remote import classify
+from ppencrypt.sources.idx import FASHION_CLASSES
 from trainer_fixtures import TRAIN, loader_args, shard_sizes, session_key, shapes_pe, shapes_src  # noqa: F401  (fixtures)
 
 gcsfs = pytest.importorskip("gcsfs")
@@ -30,7 +30,7 @@ from gcsfs.retry import validate_response  # noqa: E402
 
 from servers import GCSServer  # noqa: E402
 
-MODULES = {"ppencrypt": "pipeline.cli", "pptrain": "trainer.cli"}
+MODULES = {"ppencrypt": "ppencrypt", "pptrain": "pptrain"}  # python -m NAME
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,10 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import ppencrypt
-from pipeline.formats import open_dataset, remote
-from pipeline.errors import ShardError
+from ppencrypt.formats import open_dataset, remote
+from ppencrypt.errors import ShardError
 from servers import http_server
-from trainer.cli import cli as pptrain
+from pptrain.cli import cli as pptrain
 from trainer_fixtures import TRAIN, session_key, shapes_pe, shapes_src  # noqa: F401  (fixtures)
 
 

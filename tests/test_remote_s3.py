@@ -18,14 +18,14 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import SALT, encrypt, ppencrypt, tree_bytes
-from pipeline.errors import ManifestError
-from pipeline.formats import open_dataset, remote
-from pipeline.formats.remote import MARKER, RemoteDir, classify
-from pipeline.transfer import copy_dataset
+from ppencrypt.errors import ManifestError
+from ppencrypt.formats import open_dataset, remote
+from ppencrypt.formats.remote import MARKER, RemoteDir, classify
+from ppencrypt.formats.copy import copy_dataset
 from servers import S3Server, make_bucket
-from trainer.cli import cli as pptrain
-from trainer.distributed import Dist
-from trainer.stream import StreamLoader
+from pptrain.cli import cli as pptrain
+from pptrain.distributed import Dist
+from pptrain.stream import StreamLoader
 from trainer_fixtures import TRAIN, loader_args, shard_sizes, session_key, shapes_pe, shapes_src  # noqa: F401  (fixtures)
 
 
@@ -175,7 +175,7 @@ def test_a_pulled_shard_that_was_altered_fails_and_leaves_nothing(pushed, shapes
 
 def test_two_torchrun_ranks_stream_disjoint_shards_from_s3(pushed, tmp_path):
     run_dir = tmp_path / "run"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "trainer.cli", pushed,
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "pptrain", pushed,
            *TRAIN, "--run-dir", str(run_dir), "--stream", "--workers", "1", "--trace"]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]

@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from experiments.cli import cli as harness
 from experiments.report import ANCHOR, update_doc
 from experiments.rows import BEYOND, BY_ID, ROWS, TABLE2, TABLE3
-from pipeline.formats import open_dataset
-from pipeline.keys import load_key
+from ppencrypt.formats import open_dataset
+from ppencrypt.keys import load_key
 from trainer_fixtures import write_three_shapes
 
 
@@ -188,9 +188,9 @@ def test_a_colour_cifar10_folder_runs_through_the_harness(tmp_path, cifar10_dir,
 
 
 def test_experiments_augment_writes_the_copies_ppencrypt_encrypts(shapes_src, tmp_path):
-    """`python -m experiments augment` (plain IDX) and `ppencrypt dataset --copies` share pipeline/copies.py."""
+    """`python -m experiments augment` (plain IDX) and `ppencrypt dataset --copies` share pipeline/ppencrypt/augment.py."""
     from experiments.staging import read_split
-    from pipeline.copies import draws, shift_flip
+    from ppencrypt.augment import draws, shift_flip
 
     invoke("augment", shapes_src, tmp_path / "a", "--copies", 2, "--pad", 3, "--seed", 5)
     plain, labels, _ = read_split(str(shapes_src), "train")
@@ -227,7 +227,7 @@ def test_the_records_after_cells_are_the_levers_the_defaults_resolve_to(tmp_path
     """The after cell stands for the lever its defaults amount to (not run twice): the until
     lever's last augmented epoch must be the fast recipe's, the noaug lever its short runs'."""
     from experiments import record as rec
-    from trainer.recipe import RECIPES
+    from pptrain.recipe import RECIPES
 
     fast = RECIPES["fast"]
     for size, epochs in rec.BUDGETS:

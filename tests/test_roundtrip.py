@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from conftest import CIFAR10_NAMES, encrypt, expected_pngs, ppencrypt, read_pngs
 
-from pipeline.ciphers import make_cipher, method_names
-from pipeline.formats import open_dataset
-from pipeline.sources.idx import FASHION_CLASSES
+from ppencrypt.ciphers import make_cipher, method_names
+from ppencrypt.formats import open_dataset
+from ppencrypt.sources.idx import FASHION_CLASSES
 
 DATASETS = {"cifar10": CIFAR10_NAMES, "fmnist": FASHION_CLASSES}
 

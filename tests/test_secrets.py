@@ -6,8 +6,8 @@ import json
 import pytest
 from conftest import encrypt, ppencrypt, tree_bytes, write_imagefolder
 
-from pipeline.derive import KeyRing, mac_key
-from pipeline.keys import load_key
+from ppencrypt.derive import KeyRing, mac_key
+from ppencrypt.keys import load_key
 
 SECRET_NAME = "patient_jane_doe_1987"
 SECRET_DIR = "hospital_xq_records"

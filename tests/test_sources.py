@@ -20,9 +20,9 @@ from conftest import (
 )
 from PIL import Image
 
-from pipeline.errors import SourceError
-from pipeline.sources import FileLoader, open_source, read_head, run_task
-from pipeline.sources.idx import FASHION_CLASSES
+from ppencrypt.errors import SourceError
+from ppencrypt.sources import FileLoader, open_source, read_head, run_task
+from ppencrypt.sources.idx import FASHION_CLASSES
 
 
 def decode(src, size=None, skip_bad=False):

@@ -11,9 +11,9 @@ import torch
 from click.testing import CliRunner
 
 from conftest import load_vendored
-from pipeline.cli import cli as ppencrypt
-from pipeline.keys import load_key
-from trainer.cli import cli as pptrain
+from ppencrypt.cli import cli as ppencrypt
+from ppencrypt.keys import load_key
+from pptrain.cli import cli as pptrain
 from trainer_fixtures import encrypt, session_key, shapes_pe, shapes_src  # noqa: F401  (fixtures)
 
 TIMING = ("images_per_s", "seconds")
@@ -257,9 +257,9 @@ def test_eval_refusals(trained, tmp_path, cifar10_dir, session_key, shapes_pe):
 def test_the_server_side_imports_no_key_or_cipher_code():
     """pptrain never holds a key: none of its modules pulls in key handling or the cipher."""
     code = (
-        "import sys, trainer.cli, trainer.train, trainer.infer, trainer.stream, trainer.data, trainer.augment, trainer.loop, trainer.record\n"
+        "import sys, pptrain.cli, pptrain.train, pptrain.infer, pptrain.stream, pptrain.data, pptrain.augment, pptrain.loop, pptrain.record\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] == 'cryptography'"
-        " or m.startswith(('pipeline.keys', 'pipeline.derive', 'pipeline.ciphers', 'pipeline.encrypt', 'pipeline.decrypt')))\n"
+        " or m.startswith(('ppencrypt.keys', 'ppencrypt.derive', 'ppencrypt.ciphers', 'ppencrypt.dataset', 'ppencrypt.decrypt')))\n"
         "print(bad)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)

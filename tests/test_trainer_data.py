@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.errors import ShardError
-from pipeline.formats import open_dataset
-from trainer.memory import MemoryLoader
-from trainer.distributed import Dist
-from trainer.stream import StreamLoader
+from ppencrypt.errors import ShardError
+from ppencrypt.formats import open_dataset
+from pptrain.memory import MemoryLoader
+from pptrain.distributed import Dist
+from pptrain.stream import StreamLoader
 from trainer_fixtures import encrypt, session_key, shapes_pe, shapes_src  # noqa: F401  (fixtures)
 
 CPU = torch.device("cpu")

@@ -20,7 +20,7 @@ def shapes_one_shard(shapes_src, session_key, tmp_path_factory) -> Path:
 
 
 def torchrun(data: Path, run_dir: Path, *extra) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "trainer.cli",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "pptrain",
            str(data), "--width", "4", "--epochs", "2", "--batch-size", str(BATCH), "--run-dir", str(run_dir),
            "--trace", "--quiet", "--device", "cpu", *extra]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

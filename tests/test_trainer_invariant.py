@@ -9,13 +9,13 @@ import pytest
 import torch
 
 from conftest import SALT
-from pipeline.ciphers import make_cipher
-from pipeline.ciphers.base import PixelGroup
-from pipeline.derive import KeyRing
+from ppencrypt.ciphers import make_cipher
+from ppencrypt.ciphers.base import PixelGroup
+from ppencrypt.derive import KeyRing
 from test_plugins import toy_methods  # noqa: F401  (fixture: the toy 'mono-np' method, pixel group 'other')
 from test_trainer_cli import TINY, run
-from trainer.augment import normalise
-from trainer.model import PrivacyResNet, invariant_statistic
+from pptrain.augment import normalise
+from pptrain.model import PrivacyResNet, invariant_statistic
 from trainer_fixtures import encrypt, session_key, shapes_pe, shapes_src  # noqa: F401  (fixtures)
 
 
@@ -98,7 +98,7 @@ def test_invariant_is_refused_where_the_manifest_states_no_group_it_handles(toy_
 def test_under_image_keys_the_model_sees_what_fr_basic_shows(cifar10, fmnist, master_key, method, channels):
     """docs/privacy.md: the invariant statistic is fr-basic's reconstruction, affinely (127.5 -
     fr-basic per component), with each pixel's components sorted where the colour order is keyed."""
-    from pipeline.audit.attacks import FeatureReconstructionBasic
+    from ppencrypt.audit.attacks import FeatureReconstructionBasic
 
     images = (cifar10[0] if channels == 3 else fmnist[0])[:8]
     cipher = make_cipher(method)

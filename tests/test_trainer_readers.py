@@ -13,9 +13,9 @@ import textwrap
 
 import torch
 
-from pipeline.formats import open_dataset
-from trainer.distributed import Dist
-from trainer.stream import StreamLoader
+from ppencrypt.formats import open_dataset
+from pptrain.distributed import Dist
+from pptrain.stream import StreamLoader
 from trainer_fixtures import encrypt, session_key, shapes_pe, shapes_src  # noqa: F401  (fixtures)
 
 CPU = torch.device("cpu")
@@ -26,9 +26,9 @@ CPU = torch.device("cpu")
 HELD_LOCK = textwrap.dedent("""
     import os, sys, threading, time
     import torch
-    from pipeline.formats import open_dataset
-    from trainer.distributed import Dist
-    from trainer.stream import StreamLoader
+    from ppencrypt.formats import open_dataset
+    from pptrain.distributed import Dist
+    from pptrain.stream import StreamLoader
 
     held, taken = threading.Lock(), threading.Event()
     def hold():

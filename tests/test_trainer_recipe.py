@@ -8,16 +8,16 @@ import pytest
 import torch
 from torch import nn
 
-from pipeline.formats import open_dataset
+from ppencrypt.formats import open_dataset
 from test_trainer_cli import TINY, metrics, run
-from trainer.augment import BatchAugment, normalise
-from trainer.batchnorm import calibrate
-from trainer.distributed import Dist
-from trainer.memory import MemoryLoader
-from trainer.model import PrivacyResNet
-from trainer.seeding import CALIBRATE, epoch_rng
-from trainer.recipe import MIN_STEPS, RECIPES
-from trainer.settings import Settings
+from pptrain.augment import BatchAugment, normalise
+from pptrain.batchnorm import calibrate
+from pptrain.distributed import Dist
+from pptrain.memory import MemoryLoader
+from pptrain.model import PrivacyResNet
+from pptrain.seeding import CALIBRATE, epoch_rng
+from pptrain.recipe import MIN_STEPS, RECIPES
+from pptrain.settings import Settings
 from trainer_fixtures import encrypt, session_key, shapes_pe, shapes_src, write_three_shapes  # noqa: F401  (fixtures)
 
 FAST, PAPER, REFERENCE = RECIPES["fast"], RECIPES["paper"], RECIPES["reference"]

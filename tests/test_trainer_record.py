@@ -10,9 +10,9 @@ import click
 import pytest
 
 from test_trainer_cli import TINY, run
-from trainer.cli import cli as pptrain
-from trainer.record import RunRecord
-from trainer.settings import Settings, default, help_of
+from pptrain.cli import cli as pptrain
+from pptrain.record import RunRecord
+from pptrain.settings import Settings, default, help_of
 from trainer_fixtures import encrypt, session_key, shapes_pe, shapes_src  # noqa: F401  (fixtures)
 
 

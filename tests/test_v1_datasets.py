@@ -14,9 +14,9 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import CIFAR10_NAMES, DATA, load_vendored, ppencrypt, read_pngs, write_cifar10
-from pipeline.formats import open_dataset
-from pipeline.keys import HEADER
-from trainer.cli import cli as pptrain
+from ppencrypt.formats import open_dataset
+from ppencrypt.keys import HEADER
+from pptrain.cli import cli as pptrain
 
 V1 = DATA / "v1"
 KEY = bytes(range(32))  # the key the fixtures were made with (a test key, public on purpose)

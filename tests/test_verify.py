@@ -5,7 +5,7 @@ import json
 import pytest
 from conftest import encrypt, ppencrypt
 
-from pipeline.formats import open_dataset
+from ppencrypt.formats import open_dataset
 
 
 def make(tmp_path, cifar10_dir, key_file, storage):

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from conftest import load_vendored, write_idx
-from pipeline.encrypt import EncryptOptions, encrypt_dataset
-from pipeline.keys import generate_key_file
+from ppencrypt.dataset import EncryptOptions, encrypt_dataset
+from ppencrypt.keys import generate_key_file
 
 GROUPS = {"top": (0, 2, 3, 4, 6), "trouser": (1,), "footwear": (5, 7, 9)}
 # pptrain's arguments for one quick epoch on the CPU (the remote-storage tests)
@@ -44,7 +44,7 @@ def write_three_shapes(root: Path, repeat: int = 6) -> Path:
 
 
 def encrypt(src: Path, out: Path, key_file: Path | None, **opts) -> Path:
-    from pipeline.keys import load_key
+    from ppencrypt.keys import load_key
 
     key = load_key(key_file) if key_file is not None else None
     encrypt_dataset(str(src), str(out), key, EncryptOptions(workers=1, **opts))
@@ -76,7 +76,7 @@ def loader_args(loader: str, tmp_path: Path) -> list[str]:
 
 def shard_sizes(dataset: Path) -> dict[str, int]:
     """Every shard of the train and test splits: its path in the dataset and its bytes."""
-    from pipeline.formats import open_dataset
+    from ppencrypt.formats import open_dataset
 
     splits = open_dataset(dataset).manifest.splits
     return {s.path: s.bytes for split in ("train", "test") for s in splits[split].shards}

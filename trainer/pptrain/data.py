@@ -1,13 +1,13 @@
 """Getting a split to the model: resident on the device when it fits under ``--memory-limit``
 (memory.py), else streamed shard by shard (stream.py). Both keep loader.py's promises, and
-both read a local folder and a URL alike (pipeline.formats): in memory, a URL's split is
+both read a local folder and a URL alike (ppencrypt.formats): in memory, a URL's split is
 downloaded once, a few shards at a time; streamed, each reader fetches shards ahead."""
 
 from __future__ import annotations
 
 import torch
 
-from pipeline.formats import Dataset
+from ppencrypt.formats import Dataset
 
 from .distributed import Dist
 from .loader import Loader

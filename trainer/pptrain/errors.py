@@ -1,7 +1,7 @@
 """Typed errors with context. Only ``cli.py`` turns them into exit codes and messages.
 
 Every subclass of :class:`TrainerError` is the input's fault (a run directory, a checkpoint,
-an option), not a bug. Dataset problems arrive as :class:`pipeline.errors.PipelineError`.
+an option), not a bug. Dataset problems arrive as :class:`ppencrypt.errors.PipelineError`.
 """
 
 

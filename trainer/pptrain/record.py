@@ -27,7 +27,7 @@ import typing
 from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any
 
-from pipeline.formats import Manifest
+from ppencrypt.formats import Manifest
 
 from .errors import RunDirError
 from .recipe import Recipe

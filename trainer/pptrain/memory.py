@@ -14,7 +14,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from pipeline.formats import Dataset
+from ppencrypt.formats import Dataset
 
 from .distributed import Dist
 from .loader import Loaded, train_batches

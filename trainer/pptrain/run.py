@@ -10,8 +10,8 @@ from pathlib import Path
 
 import torch
 
-from pipeline.atomic import write_file
-from pipeline.formats import Manifest
+from ppencrypt.atomic import write_file
+from ppencrypt.formats import Manifest
 
 from .errors import RunDirError
 from .record import DatasetRecord, RunRecord, RuntimeRecord

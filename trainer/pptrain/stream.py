@@ -3,7 +3,7 @@
 A pipeline of small generator stages (webdataset's ``DataPipeline``), one per worker:
 
     epoch_shards   the split's shards in an order seeded by (seed, epoch), this worker's share
-    read_shards    each shard decoded whole by pipeline.formats (tar or zarr chunk), with the
+    read_shards    each shard decoded whole by ppencrypt.formats (tar or zarr chunk), with the
                    error handler passed in; --prefetch shards of the pass are fetched ahead
                    in threads (downloaded and hash-checked, for a URL), in order
     shuffle_pool   a pool of --shuffle-buffer samples mixed across shards, vectorised
@@ -35,9 +35,9 @@ import numpy as np
 import torch
 import webdataset as wds
 
-from pipeline.errors import PipelineError
-from pipeline.formats import Batch, Dataset, ShardInfo
-from pipeline.formats.prefetch import read_ahead
+from ppencrypt.errors import PipelineError
+from ppencrypt.formats import Batch, Dataset, ShardInfo
+from ppencrypt.formats.prefetch import read_ahead
 
 from .distributed import Dist
 from .loader import Loaded, train_batches

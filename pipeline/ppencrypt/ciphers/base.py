@@ -114,7 +114,7 @@ class ImageCipher(ABC):
 
     name: ClassVar[str]
     summary: ClassVar[str]
-    family: ClassVar[str]  # 'pixel' | 'block' | 'none' (pipeline.formats.manifest.FAMILIES)
+    family: ClassVar[str]  # 'pixel' | 'block' | 'none' (ppencrypt.formats.manifest.FAMILIES)
     adapt: ClassVar[str] = "pixel"  # the adaptation network that fits the ciphertext (pptrain --adapt)
     needs_key: ClassVar[bool] = True
     scopes: ClassVar[tuple[str, ...]] = SCOPES

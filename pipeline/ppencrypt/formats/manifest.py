@@ -20,7 +20,6 @@ from pathlib import Path
 
 from .. import __version__
 from ..atomic import write_file
-from ..copies import OPS as AUGMENT_OPS
 from ..errors import ManifestError
 from .files import FileProblem, read_regular
 
@@ -28,7 +27,8 @@ MANIFEST = "manifest.json"
 FORMAT = "ppencrypt-dataset"
 VERSION = 2
 READS = (1, 2)  # version 1: no salt, no MAC, v1 derivation labels, maybe no cipher facts
-FAMILIES = ("pixel", "block", "none")  # as pipeline.ciphers states them; the server must not import those
+FAMILIES = ("pixel", "block", "none")  # as ppencrypt.ciphers states them; the server must not import those
+AUGMENT_OPS = ("crop", "flip")  # what a client-augmented copy applies (augment.py), in pptrain's names
 KEY_SCOPES = ("dataset", "image")  # derive.py's scopes (it imports them from here)
 KDFS = {1: ("ppencrypt/v1",), 2: ("ppencrypt/v2",)}  # the key derivations each manifest version may name
 MAX_SIDE = 1 << 14  # pixels: larger images are refused before anything is allocated for them
@@ -84,7 +84,7 @@ class CipherInfo:
 @dataclass
 class ClientAugment:
     """``augment``: the train split holds ``copies`` augmented copies of each source image,
-    made by the client before encryption (``ppencrypt dataset --copies``, pipeline/copies.py).
+    made by the client before encryption (``ppencrypt dataset --copies``, pipeline/ppencrypt/augment.py).
     Absent (None) when the client did not augment."""
 
     copies: int

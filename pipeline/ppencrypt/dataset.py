@@ -5,7 +5,7 @@
 
 Samples are numbered in source order after dropping skipped files, so the index — and with
 it the image-scope key and the shard layout — is the same for any worker count. With
-``--copies K`` the train split is read K times, one augmented copy per pass (copies.py):
+``--copies K`` the train split is read K times, one augmented copy per pass (augment.py):
 copy k of image j is sample k x N + j.
 
 OUT is a folder, built beside its final place and renamed into it, or a URL (s3://, gs://):
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import copies as client
+from . import augment as client
 from .atomic import is_within
 from .authenticate import sign
 from .ciphers import ImageCipher, make_cipher

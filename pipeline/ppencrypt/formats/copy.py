@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import os
 
-from .errors import OutputError
-from .formats import Dataset, open_dataset, open_location
-from .formats.prefetch import read_ahead
-from .progress import ProgressFactory, no_progress
+from ..errors import OutputError
+from ..progress import ProgressFactory, no_progress
+from . import Dataset, open_dataset, open_location
+from .prefetch import read_ahead
 
 
 def copy_dataset(src: str | os.PathLike, dst: str | os.PathLike, overwrite: bool = False,

@@ -1,5 +1,5 @@
 """The ``ppencrypt`` command. The only module that knows about exit codes: library errors
-(:class:`pipeline.errors.PipelineError`) become one-line messages with exit 1; click reports
+(:class:`ppencrypt.errors.PipelineError`) become one-line messages with exit 1; click reports
 usage errors with exit 2."""
 
 from __future__ import annotations
@@ -16,16 +16,17 @@ from .audit.extra import EXTRA
 from .ciphers import cipher_class, method_names
 from .decrypt import decrypt_dataset
 from .derive import SCOPES
-from .encrypt import EncryptOptions, encrypt_dataset
+from .dataset import EncryptOptions, encrypt_dataset
 from .errors import PipelineError
 from .formats import STORAGES, open_dataset
-from .describe import summary
+from .inspect import summary
 from .keys import generate_key_file, load_key
 from .parallel import default_workers
 from .preview import preview as make_preview
 from .progress import progress_bars
-from .query import encrypt_queries
-from .transfer import copy_dataset
+from .image import encrypt_queries
+from .pull import pull_dataset
+from .push import push_dataset
 from .verify import verify_dataset
 
 
@@ -174,7 +175,7 @@ def dataset(ctx, src, out, key_path, method, key_scope, storage, block_size, siz
 def push(out, url, overwrite, quiet):
     """Copy dataset OUT to URL (s3://bucket/prefix, gs://...), every file checked against its
     recorded hash, manifest.json last."""
-    _copied(copy_dataset(out, url, overwrite, progress_bars(quiet)), url, quiet)
+    _copied(push_dataset(out, url, overwrite, progress_bars(quiet)), url, quiet)
 
 
 @cli.command()
@@ -185,7 +186,7 @@ def push(out, url, overwrite, quiet):
 def pull(url, out, overwrite, quiet):
     """Copy the dataset at URL (s3://, gs://, https://) into folder OUT, every file checked
     against its recorded hash; OUT appears whole."""
-    _copied(copy_dataset(url, out, overwrite, progress_bars(quiet)), out, quiet)
+    _copied(pull_dataset(url, out, overwrite, progress_bars(quiet)), out, quiet)
 
 
 def _copied(ds, to: str, quiet: bool) -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import torch
 
-from pipeline.formats import open_dataset
-from pipeline.imageio import load_image, probe_image
+from ppencrypt.formats import open_dataset
+from ppencrypt.imageio import load_image, probe_image
 
 from . import checkpoint
 from .augment import normalise

@@ -1,6 +1,6 @@
 """A training run, from options to run directory: one code path for CPU, one GPU and torchrun's many.
 
-    prepare   settings (config.json when resuming) -> dataset (pipeline.formats) -> the recipe
+    prepare   settings (config.json when resuming) -> dataset (ppencrypt.formats) -> the recipe
               sized to the train split -> every option checked against the dataset; the
               adaptation network, the stem and the augmentation chosen once
     build     loaders (data.py) -> model (model.py) -> optimiser -> config.json (record.py)
@@ -24,7 +24,7 @@ from typing import Callable
 
 import torch
 
-from pipeline.formats import Dataset, ShardCache, dataset_name, open_dataset
+from ppencrypt.formats import Dataset, ShardCache, dataset_name, open_dataset
 
 from . import checkpoint, distributed
 from .augment import BatchAugment, block_method_warning, parse_augment

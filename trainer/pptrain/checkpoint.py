@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from pipeline.atomic import atomic_writer
+from ppencrypt.atomic import atomic_writer
 
 from .errors import CheckpointError
 

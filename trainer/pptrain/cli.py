@@ -1,5 +1,5 @@
 """The ``pptrain`` command. The only module that knows about exit codes: library errors
-(:class:`TrainerError`, :class:`pipeline.errors.PipelineError`) become one-line messages with
+(:class:`TrainerError`, :class:`ppencrypt.errors.PipelineError`) become one-line messages with
 exit 1, option errors (:class:`OptionError`) click's usage errors with exit 2.
 
 ``pptrain OUT [options]`` is short for ``pptrain train OUT [options]``.
@@ -14,8 +14,8 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from pipeline.errors import PipelineError
-from pipeline.formats import dataset_name
+from ppencrypt.errors import PipelineError
+from ppencrypt.formats import dataset_name
 
 from .augment import COMMUTING
 from .errors import OptionError, TrainerError

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pipeline.atomic import atomic_writer
+from ppencrypt.atomic import atomic_writer
 
 from .run import write_atomic
 

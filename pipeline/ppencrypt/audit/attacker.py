@@ -3,7 +3,7 @@ keys of its own, with the target's method, parameters and key scope.
 
 The attacker never holds the target's key. Its keys are derived from the audit's ``--seed``
 (so an audit is reproducible) through the same key derivation as ``ppencrypt dataset``; this is
-the one place the audit touches key derivation (pipeline.keyuse.KeyUse), so a change there is
+the one place the audit touches key derivation (ppencrypt.keyuse.KeyUse), so a change there is
 a change here only. Under image scope the salt is derived from the seed too: the attacker's
 keys are fresh per image, and the audit is still reproducible.
 """

@@ -10,7 +10,7 @@ encryption lies under the mask in its usual place (docs/results.md measures both
 Each copy is the cloud's own crop + flip (pptrain's ``--augment crop,flip``): a shift by up to
 ``pad`` pixels each way and a horizontal flip with probability 1/2, drawn per image. The draws
 of copy k come from ``numpy.random.default_rng([seed, k])`` — dy for every image of the split,
-then dx, then the flip bits, as ``trainer.augment.BatchAugment.draw`` draws them — and image j
+then dx, then the flip bits, as ``pptrain.augment.BatchAugment.draw`` draws them — and image j
 of the split takes entry j, so the output depends on the input, key and options only, never on
 ``--workers`` (tested). The border is :data:`FILL`: the cloud pads with 127.5, the fixed point
 of the NP transform (255 - 127.5), which a uint8 image cannot hold; 128 encrypts under NP to
@@ -26,8 +26,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .formats.manifest import AUGMENT_OPS as OPS  # what each copy applies, in pptrain's names
+
 FILL = 128  # the uint8 nearest the cloud's 127.5 border (above)
-OPS = ("crop", "flip")  # what each copy applies, in pptrain's names
 SPLIT = "train"  # the split that gets the copies; the others are encrypted as they are
 
 

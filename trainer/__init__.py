@@ -1,2 +1,0 @@
-"""pptrain: the server half. Trains [P]'s adaptation network + ResNet-18 on datasets that
-ppencrypt encrypted, reading them only through ``pipeline.formats``; it never needs a key."""
