@@ -11,12 +11,15 @@ from pathlib import Path
 
 import click
 
+from . import record as rec
 from .commands import Runner, launcher
 from .errors import ExperimentError, UsageError
 from .measurements import Store
-from .report import render, update_doc
-from .reproduce import FMNIST, Config, reproduce as run_reproduce, smoke
+from .report import render, section
+from .reproduce import Config, reproduce as run_reproduce, smoke
 from .rows import ROWS
+from .sections import update_doc
+from .staging import FMNIST, write_client_augmented, write_subset
 
 
 class Command(click.Command):
@@ -76,7 +79,7 @@ def reproduce(src, epochs, width, device, batch_size, copies, train_subset, test
     text = render(record)
     (Path(work) / "results.md").write_text(text, encoding="utf-8")
     if doc:
-        update_doc(Path(doc), record)
+        update_doc(Path(doc), section(record), text)
     click.echo(text)
     failed = [r["id"] for r in record["rows"] if r["error"]]
     if failed:
@@ -93,9 +96,10 @@ def report(results, doc):
         record = json.loads(Path(results).read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise ExperimentError(f"{results}: cannot read ({e})") from None
+    text = render(record)
     if doc:
-        update_doc(Path(doc), record)
-    click.echo(render(record))
+        update_doc(Path(doc), section(record), text)
+    click.echo(text)
 
 
 @cli.command()
@@ -112,9 +116,7 @@ def report(results, doc):
 def record(cells, do_run, do_list, work, key, before, store, doc):
     """The recipe record: pptrain's defaults before and after issue 10, the reference recipe
     and the levers, on Fashion-MNIST (8,000 and 60,000 images, width 16, CPU)."""
-    from . import record as rec
-
-    lay = rec.Layout(Path(work), key, before, Store(Path(store)))
+    lay = rec.Layout(work=Path(work), key=key, before=before, store=Store(Path(store)))
     chosen = rec.select(cells)
     if not chosen:
         raise UsageError("--cells", f"no cell matches {', '.join(cells)}")
@@ -125,9 +127,9 @@ def record(cells, do_run, do_list, work, key, before, store, doc):
         for c in chosen:
             click.echo(f"{'done' if rec.result(c, lay, kept) else 'todo'}  {rec.shown(c, lay)}")
     failed = rec.run_cells(chosen, lay, Runner(log=lambda line: click.echo(line, err=True))) if do_run else []
-    text = rec.render(lay)
+    text = rec.tables(lay)
     if doc:
-        rec.update_doc(Path(doc), text)
+        update_doc(Path(doc), rec.SECTION, text)
     if not do_list:
         click.echo(text)
     if failed:
@@ -143,8 +145,6 @@ def record(cells, do_run, do_list, work, key, before, store, doc):
 def augment(src, dest, copies, pad, seed):
     """The client's augmentation: COPIES crop + flip copies of SRC's plain train split, and its
     test split unchanged, as IDX files in DEST (for ppencrypt dataset)."""
-    from .staging import write_client_augmented
-
     counts = write_client_augmented(src, dest, copies, pad, seed)
     click.echo(f"{dest}: {counts['train']} augmented training images, {counts['test']} test images")
 
@@ -156,8 +156,6 @@ def augment(src, dest, copies, pad, seed):
 @click.option("--test", type=click.IntRange(min=1), help="The first N test images [all].")
 def subset(src, dest, train, test):
     """The first images of SRC's train and test splits as IDX files in DEST."""
-    from .staging import write_subset
-
     counts = write_subset(src, dest, train, test)
     click.echo(f"{dest}: {counts['train']} training images, {counts['test']} test images")
 

@@ -6,6 +6,10 @@ of this environment), so the recorded command is exactly what ran. ``in_process`
 calls the same click entry points with the same arguments inside this process instead: the
 same code path minus the interpreter start, which costs ~4 s per ``pptrain`` (importing torch)
 and would dominate a tiny run. The harness's own steps always run in-process.
+
+A command may run another checkout's code instead (:class:`Checkout`: the record's ``before``
+cells): that checkout goes first on ``PYTHONPATH`` and the command runs its own entry module
+with ``python -m``, which the command line shows.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import pkgutil
 import shlex
 import subprocess
 import sys
@@ -25,7 +30,32 @@ import click
 
 from .errors import ExperimentError
 
-PROGRAMS = ("ppencrypt", "pptrain", "experiments")
+
+@dataclass(frozen=True)
+class Program:
+    entry: str  # its click command, "module:attribute" as a console script names it: run in-process
+    module: str | None = None  # run as ``python -m MODULE``; None: the console script named as the program
+
+
+# The programs a Command runs, in one place. Their click entries are imported by name when one
+# runs in-process, as a console script's entry is: this module imports none of them (the
+# harness's own, experiments.cli, imports this module).
+PROGRAMS = {
+    "ppencrypt": Program("ppencrypt.cli:cli"),
+    "pptrain": Program("pptrain.cli:cli"),
+    "experiments": Program("experiments.cli:cli", module="experiments"),  # no console script
+}
+
+
+@dataclass(frozen=True)
+class Checkout:
+    """Another checkout whose code runs a command: ``path`` goes first on PYTHONPATH, and each
+    program runs as ``python -m`` its entry module in that checkout (``entries``: program ->
+    module), not as this environment's console script, whose entry is the installed code's
+    module (``ppencrypt.cli``, ``pptrain.cli``) and may be named otherwise there, or be absent."""
+
+    path: str
+    entries: dict[str, str]
 
 
 class CommandFailed(ExperimentError):
@@ -34,56 +64,53 @@ class CommandFailed(ExperimentError):
         self.code = code
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Command:
-    program: str  # one of PROGRAMS
+    program: str  # a key of PROGRAMS
     args: tuple[str, ...]
-    env: tuple[tuple[str, str], ...] = ()  # variables set for it (a subprocess of its own), shown before it
+    code: Checkout | None = None  # another checkout's code runs it (None: this one's)
+    env: tuple[tuple[str, str], ...] = ()  # further variables set for it (a subprocess of its own)
+
+    @property
+    def module(self) -> str | None:
+        """The module it runs as ``python -m MODULE`` (None: its console script)."""
+        return self.code.entries[self.program] if self.code else PROGRAMS[self.program].module
+
+    @property
+    def environment(self) -> tuple[tuple[str, str], ...]:
+        """The variables set for it, shown before it: another checkout's PYTHONPATH first."""
+        return ((("PYTHONPATH", self.code.path),) if self.code else ()) + self.env
 
     @property
     def shown(self) -> str:
-        return " ".join([*(f"{k}={shlex.quote(v)}" for k, v in self.env), shlex.join([*launcher(self.program), *self.args])])
-
-    @property
-    def pythonpath(self) -> str | None:
-        """Another checkout's code, put first on the path."""
-        return dict(self.env).get("PYTHONPATH")
+        env = (f"{k}={shlex.quote(v)}" for k, v in self.environment)
+        return " ".join([*env, shlex.join([*launcher(self.program, self.module), *self.args])])
 
 
 @dataclass
 class Done:
-    command: str
     stdout: str
     seconds: float
 
 
-def command(program: str, *args, pythonpath: str | None = None, env: tuple[tuple[str, str], ...] = ()) -> Command:
-    paths = (("PYTHONPATH", pythonpath),) if pythonpath is not None else ()
-    return Command(program, tuple(str(a) for a in args if a is not None), paths + env)
+def command(program: str, *args, code: Checkout | None = None, env: tuple[tuple[str, str], ...] = ()) -> Command:
+    return Command(program=program, args=tuple(str(a) for a in args if a is not None), code=code, env=env)
 
 
 def bin_dir() -> Path:
     return Path(sys.executable).parent
 
 
-def launcher(program: str) -> list[str]:
-    """How the command line names ``program``: this environment's interpreter or console
-    script, relative to the working directory when it lies inside it (``.venv/bin/pptrain``)."""
-    exe = Path(os.path.abspath(bin_dir() / ("python" if program == "experiments" else program)))
+def launcher(program: str, module: str | None = None) -> list[str]:
+    """How the command line names ``program``: this environment's console script, or its
+    interpreter with ``-m`` ``module`` (by default the program's own, PROGRAMS), relative to the
+    working directory when it lies inside it (``.venv/bin/pptrain``)."""
+    module = module or PROGRAMS[program].module
+    exe = Path(os.path.abspath(bin_dir() / ("python" if module else program)))
     shown = os.path.relpath(exe) if exe.is_relative_to(Path.cwd()) else str(exe)  # not resolved: the venv's python is a link
-    if not os.path.exists(exe) and program != "experiments":
+    if not os.path.exists(exe) and not module:
         shown = program  # the script is not next to the interpreter: rely on PATH
-    return [shown, "-m", "experiments"] if program == "experiments" else [shown]
-
-
-def click_entry(program: str) -> click.Command:
-    if program == "ppencrypt":
-        from ppencrypt.cli import cli
-    elif program == "pptrain":
-        from pptrain.cli import cli
-    else:
-        from .cli import cli
-    return cli
+    return [shown, "-m", module] if module else [shown]
 
 
 class Runner:
@@ -95,17 +122,18 @@ class Runner:
     def __call__(self, cmd: Command) -> Done:
         self.log(f"$ {cmd.shown}")
         t0 = time.perf_counter()
-        if (self.in_process or cmd.program == "experiments") and not cmd.env:
+        if (self.in_process or cmd.program == "experiments") and not cmd.environment:
             stdout = self._in_process(cmd)
         else:
             stdout = self._subprocess(cmd)
-        return Done(cmd.shown, stdout, time.perf_counter() - t0)
+        return Done(stdout, time.perf_counter() - t0)
 
     def _in_process(self, cmd: Command) -> str:
         out = io.StringIO()
+        entry: click.Command = pkgutil.resolve_name(PROGRAMS[cmd.program].entry)
         try:
             with contextlib.redirect_stdout(out):
-                click_entry(cmd.program).main(args=list(cmd.args), prog_name=cmd.program, standalone_mode=False)
+                entry.main(args=list(cmd.args), prog_name=cmd.program, standalone_mode=False)
         except click.ClickException as e:
             raise CommandFailed(cmd.shown, e.exit_code, e.format_message()) from None
         except ExperimentError as e:
@@ -113,11 +141,11 @@ class Runner:
         return out.getvalue()
 
     def _subprocess(self, cmd: Command) -> str:
-        exe = [sys.executable, "-m", "experiments"] if cmd.program == "experiments" else \
-            [str(bin_dir() / cmd.program) if (bin_dir() / cmd.program).exists() else cmd.program]
+        script = bin_dir() / cmd.program
+        exe = [sys.executable, "-m", cmd.module] if cmd.module else [str(script) if script.exists() else cmd.program]
         argv = [*exe, *cmd.args]
         try:
-            env = dict(os.environ, **dict(cmd.env)) if cmd.env else None
+            env = dict(os.environ, **dict(cmd.environment)) if cmd.environment else None
             done = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         except OSError as e:
             raise CommandFailed(cmd.shown, 127, e.strerror or str(e)) from None

@@ -24,7 +24,7 @@ from pathlib import Path
 from .errors import ExperimentError
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Measurement:
     cell: str
     command: str  # as the record shows it
@@ -36,8 +36,8 @@ class Measurement:
     @classmethod
     def from_metrics(cls, cell: str, command: str, rows: list[dict]) -> Measurement:
         """From a run directory's metrics.jsonl rows."""
-        return cls(cell, command, tuple(r["test_acc"] for r in rows), tuple(r["test_loss"] for r in rows),
-                   round(sum(r["seconds"] for r in rows), 1))  # fmt: skip
+        return cls(cell=cell, command=command, test_acc=tuple(r["test_acc"] for r in rows),
+                   test_loss=tuple(r["test_loss"] for r in rows), seconds=round(sum(r["seconds"] for r in rows), 1))  # fmt: skip
 
     def line(self) -> str:
         d = asdict(self)
@@ -49,8 +49,9 @@ class Measurement:
     def parse(cls, text: str, where: str) -> Measurement:
         try:
             d = json.loads(text)
-            m = cls(str(d["cell"]), str(d["command"]), tuple(float(a) for a in d["test_acc"]),
-                    tuple(float(v) for v in d["test_loss"]), float(d["seconds"]), bool(d.get("rounded", False)))  # fmt: skip
+            m = cls(cell=str(d["cell"]), command=str(d["command"]), test_acc=tuple(float(a) for a in d["test_acc"]),
+                    test_loss=tuple(float(v) for v in d["test_loss"]), seconds=float(d["seconds"]),
+                    rounded=bool(d.get("rounded", False)))  # fmt: skip
         except (ValueError, KeyError, TypeError) as e:
             raise ExperimentError(f"{where}: not a record measurement ({type(e).__name__}: {e})") from None
         if not m.test_acc or len(m.test_acc) != len(m.test_loss):

@@ -9,7 +9,8 @@ sizes and several budgets — every cell one ``pptrain`` command, the table in d
 
 Variants: ``before`` — the defaults of commit 8a2c592 (the fast recipe with batch 512 at any
 size, [P]'s network, shift + flip from the first epoch), run from a checkout of that commit
-(``--before DIR``), on datasets that commit's ppencrypt made (it reads manifest version 1
+(``--before DIR``: ``python -m pipeline.cli`` and ``python -m trainer.cli``, its own entry
+modules, BEFORE_ENTRIES), on datasets that commit's ppencrypt made (it reads manifest version 1
 only); ``after`` — this pptrain's defaults; ``reference`` — the usual CIFAR recipe
 (``--recipe reference``: SGD momentum 0.9, batch 128, lr 0.1, cosine decay) with [P]'s network
 and crop + flip, nothing else; and the levers, each the defaults with one choice forced:
@@ -34,11 +35,16 @@ from pathlib import Path
 
 from pptrain.recipe import RECIPES
 
-from .commands import Command, CommandFailed, Runner, command
+from .commands import Checkout, Command, CommandFailed, Runner, command
 from .measurements import Measurement, Store
+from .sections import Section
+from .staging import FMNIST
 
-FMNIST = "/usr/share/datasets/fashion-mnist"
 BEFORE = "8a2c592"  # the commit whose defaults issue 10 replaced
+# Its programs' entry modules, run with `python -m` from its checkout (first on PYTHONPATH): its
+# packages were still named pipeline and trainer, and this environment's console scripts import
+# ppencrypt.cli and pptrain.cli, which would run this checkout's code instead.
+BEFORE_ENTRIES = {"ppencrypt": "pipeline.cli", "pptrain": "trainer.cli"}
 SIZES = {"8k": (8_000, 2_000), "60k": (None, None)}  # train / test images (None: all)
 METHODS = ("plain", "pe-dataset", "pe-image")
 BUDGETS = (("8k", 3), ("8k", 10), ("8k", 30), ("60k", 3), ("60k", 10))
@@ -86,8 +92,8 @@ def until_epoch(epochs: int) -> int:
 def default_lever(method: str, epochs: int) -> str | None:
     """The lever the defaults amount to, if any — its cell is the ``after`` cell, not run twice:
     [P]'s network for plain images, the invariant one for pe, and the default recipe's own
-    augmentation schedule (trainer/recipe.py): none for 3 epochs, through epoch 7 of 10 (the
-    ``until`` lever), through 27 of 30 (no lever)."""
+    augmentation schedule (trainer/pptrain/recipe.py): none for 3 epochs, through epoch 7 of 10
+    (the ``until`` lever), through 27 of 30 (no lever)."""
     network = "pixel" if method == "plain" else "invariant"
     until = RECIPES["fast"].augment_until(epochs)
     if until == 0:
@@ -145,7 +151,7 @@ def select(patterns: tuple[str, ...]) -> list[Cell]:
     return [c for c in cells if not patterns or any(fnmatch.fnmatch(c.id, p) for p in patterns)]
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Layout:
     work: Path
     key: str
@@ -162,9 +168,9 @@ class Layout:
     def run(self, cell: Cell) -> Path:
         return self.work / "runs" / cell.id
 
-    def code(self, cell: Cell) -> str | None:
+    def code(self, cell: Cell) -> Checkout | None:
         """The checkout whose code runs ``cell``'s commands (None: this one)."""
-        return self.before if cell.variant == "before" else None
+        return Checkout(self.before, BEFORE_ENTRIES) if cell.variant == "before" else None
 
 
 def preparation(cells: list[Cell], lay: Layout) -> list[tuple[Path, Command]]:
@@ -182,7 +188,7 @@ def preparation(cells: list[Cell], lay: Layout) -> list[tuple[Path, Command]]:
         key = ("--key", lay.key) if method != "plain" else ()
         copies = ("--copies", c.copies) if c.copies else ()
         steps.setdefault(out, command("ppencrypt", "dataset", lay.source(c.size), out, *key, "--method", method,
-                                      "--key-scope", scope, *copies, "--quiet", pythonpath=lay.code(c)))  # fmt: skip
+                                      "--key-scope", scope, *copies, "--quiet", code=lay.code(c)))  # fmt: skip
     return list(steps.items())
 
 
@@ -199,7 +205,7 @@ def train_args(cell: Cell, lay: Layout) -> tuple[str, ...]:
 
 
 def training(cell: Cell, lay: Layout) -> Command:
-    return command("pptrain", *train_args(cell, lay), pythonpath=lay.code(cell), env=(("OMP_NUM_THREADS", THREADS),))
+    return command("pptrain", *train_args(cell, lay), code=lay.code(cell), env=(("OMP_NUM_THREADS", THREADS),))
 
 
 def shown(cell: Cell, lay: Layout) -> str:
@@ -259,7 +265,7 @@ def run_cells(cells: list[Cell], lay: Layout, runner: Runner) -> list[str]:
 
 # --- the tables ------------------------------------------------------------------------------
 
-BEGIN, END = "<!-- record:begin -->", "<!-- record:end -->"
+SECTION = Section("record")  # of docs/results.md
 TITLES = {"plain": "plain", "pe-dataset": "pe, dataset key", "pe-image": "pe, image keys"}
 
 
@@ -280,7 +286,8 @@ def _size(size: str) -> str:
     return "60,000" if train is None else f"{train:,}"
 
 
-def render(lay: Layout, cells: list[Cell] | None = None) -> str:
+def tables(lay: Layout, cells: list[Cell] | None = None) -> str:
+    """The record's section of docs/results.md: the tables of ``cells`` (all) and their commands."""
     cells = all_cells() if cells is None else cells
     kept = lay.store.load() if lay.store is not None else {}
     done = {c.id: r for c in cells if (r := result(c, lay, kept)) is not None}
@@ -329,15 +336,3 @@ def render(lay: Layout, cells: list[Cell] | None = None) -> str:
     out += [r.command for c in cells if (r := done.get(c.id)) is not None]
     out += ["```"]
     return "\n".join(out) + "\n"
-
-
-def update_doc(path: Path, text: str) -> None:
-    """Replace the record's section of ``path`` (between BEGIN and END), or add it at the end."""
-    doc = path.read_text(encoding="utf-8")
-    section = f"{BEGIN}\n{text}{END}"
-    if BEGIN in doc and END in doc:
-        head, rest = doc.split(BEGIN, 1)
-        doc = head + section + rest.split(END, 1)[1]
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(doc, encoding="utf-8")

@@ -1,13 +1,12 @@
 """results.json -> the markdown tables: ours next to [P]'s, with the budget, the device, the
-wall times and the exact commands. ``update_doc`` puts them into docs/results.md as a section
-of their own, one per (dataset, device kind), so a CPU run and a GPU run sit side by side.
+wall times and the exact commands. They go into docs/results.md as a section of their own
+(:func:`section`), one per (dataset, device kind), so a CPU run and a GPU run sit side by side.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from .rows import BEYOND, BY_ID, NOT_IMPLEMENTED, TABLE2, TABLE3
+from .sections import Section
 
 ANCHOR = "<!-- reproduce:sections -->"  # new sections go after this line (else at the end)
 ADAPT = {"none": "none", "pixel": "pixel ([P])", "tanaka": "Tanaka", "invariant": "invariant"}
@@ -102,19 +101,6 @@ def render(record: dict) -> str:
     return "\n".join(out) + "\n"
 
 
-def update_doc(path: Path, record: dict) -> None:
-    """Replace (or add) this record's section of ``path``: one per dataset and device kind."""
-    t = tag(record)
-    begin, end = f"<!-- reproduce:{t}:begin -->", f"<!-- reproduce:{t}:end -->"
-    section = f"{begin}\n{render(record)}{end}\n"
-    doc = path.read_text(encoding="utf-8") if path.exists() else "# Accuracy record\n\n"
-    if begin in doc and end in doc:
-        head, rest = doc.split(begin, 1)
-        tail = rest.split(end, 1)[1].lstrip("\n")
-        doc = head + section + ("\n" + tail if tail else "")
-    elif ANCHOR in doc:
-        head, rest = doc.split(ANCHOR, 1)
-        doc = f"{head}{ANCHOR}\n\n{section}\n{rest.lstrip(chr(10))}"
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + section
-    path.write_text(doc, encoding="utf-8")
+def section(record: dict) -> Section:
+    """The record's section of docs/results.md: one per dataset and device kind."""
+    return Section(f"reproduce:{tag(record)}", anchor=ANCHOR)

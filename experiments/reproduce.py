@@ -34,13 +34,13 @@ from pptrain.run import RunDir
 from .commands import Command, CommandFailed, Runner, command
 from .errors import UsageError
 from .rows import ROWS, Row, select
+from .staging import FMNIST
 
-FMNIST = "/usr/share/datasets/fashion-mnist"
 # make reproduce-smoke: the harness end to end in a few minutes on 2 CPU cores, not accuracy.
 SMOKE = {"epochs": 1, "width": 4, "batch_size": 64, "train_subset": 300, "test_subset": 200}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Config:
     src: str = FMNIST  # a dataset folder ppencrypt reads: Fashion-MNIST IDX, cifar-10-batches-py, ...
     work: str = "out/reproduce"  # staged sources, encrypted datasets, runs, results.json, results.md
@@ -86,7 +86,9 @@ class Step:
 
 
 @dataclass
-class Layout:
+class WorkDir:
+    """Where the harness's files lie under ``--work``."""
+
     work: Path
 
     @property
@@ -128,7 +130,7 @@ class Harness:
     def __init__(self, cfg: Config, log: Callable[[str], None]):
         self.cfg, self.log = cfg, log
         self.rows = check(cfg)
-        self.paths = Layout(Path(cfg.work))
+        self.paths = WorkDir(Path(cfg.work))
         self.run = Runner(cfg.in_process, log)
         self.steps: dict[str, Step] = {}
 
@@ -140,7 +142,7 @@ class Harness:
         else:
             try:
                 done = self.run(cmd)
-                s = Step(cmd.shown, done.seconds)
+                s = Step(cmd.shown, seconds=done.seconds)
             except CommandFailed as e:
                 self.log(f"  failed: {e}")
                 s = Step(cmd.shown, error=str(e))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Row:
     id: str
     label: str  # the row as [P]'s table names it
@@ -30,22 +30,28 @@ class Row:
 
 
 ROWS = (
-    Row("plain", "plain images", "plain", "none", paper=92.98),
-    Row("np", "step 2 (NP), no adaptation network", "np", "none", paper=85.15),
-    Row("np-adapt", "step 2 (NP), with adaptation network", "np", "pixel", paper=86.99),
-    Row("pe", "steps 2+3 (NP + colour shuffle), no adaptation", "pe", "none", paper=82.51),
-    Row("pe-adapt", "steps 2+3 (NP + colour shuffle), with adaptation", "pe", "pixel", paper=86.16),
-    Row("le", "Tanaka's learnable encryption (LE)", "le", "tanaka", paper=56.41),
-    Row("etc", "EtC block scrambling", "etc", "tanaka", paper=69.03),
-    Row("ele", "ELE (Madono et al. 2020; not in [P])", "ele", "tanaka"),
-    Row("np-client", "step 2 (NP), no adaptation network", "np", "none", where="client", paper=92.94),
-    Row("np-adapt-client", "step 2 (NP), with adaptation network", "np", "pixel", where="client", paper=90.65),
-    Row("le-client", "Tanaka's learnable encryption (LE)", "le", "tanaka", where="client", paper=85.84),
-    Row("pe-adapt-image", "steps 2+3 (pe), a key per image, with adaptation", "pe", "pixel", scope="image"),
-    Row("np-adapt-image", "step 2 (np), a key per image, with adaptation", "np", "pixel", scope="image"),
-    Row("pe-invariant", "steps 2+3 (pe), key-invariant adaptation network", "pe", "invariant"),
-    Row("pe-invariant-image", "steps 2+3 (pe), a key per image, key-invariant adaptation network", "pe", "invariant", scope="image"),
-    Row("np-adapt-later", "step 2 (np), with adaptation, augmentation from epoch E // 3 + 1", "np", "pixel", later=True),
+    Row(id="plain", label="plain images", method="plain", adapt="none", paper=92.98),
+    Row(id="np", label="step 2 (NP), no adaptation network", method="np", adapt="none", paper=85.15),
+    Row(id="np-adapt", label="step 2 (NP), with adaptation network", method="np", adapt="pixel", paper=86.99),
+    Row(id="pe", label="steps 2+3 (NP + colour shuffle), no adaptation", method="pe", adapt="none", paper=82.51),
+    Row(id="pe-adapt", label="steps 2+3 (NP + colour shuffle), with adaptation", method="pe", adapt="pixel", paper=86.16),
+    Row(id="le", label="Tanaka's learnable encryption (LE)", method="le", adapt="tanaka", paper=56.41),
+    Row(id="etc", label="EtC block scrambling", method="etc", adapt="tanaka", paper=69.03),
+    Row(id="ele", label="ELE (Madono et al. 2020; not in [P])", method="ele", adapt="tanaka"),
+    Row(id="np-client", label="step 2 (NP), no adaptation network", method="np", adapt="none", where="client", paper=92.94),
+    Row(id="np-adapt-client", label="step 2 (NP), with adaptation network",
+        method="np", adapt="pixel", where="client", paper=90.65),
+    Row(id="le-client", label="Tanaka's learnable encryption (LE)",
+        method="le", adapt="tanaka", where="client", paper=85.84),
+    Row(id="pe-adapt-image", label="steps 2+3 (pe), a key per image, with adaptation",
+        method="pe", adapt="pixel", scope="image"),
+    Row(id="np-adapt-image", label="step 2 (np), a key per image, with adaptation",
+        method="np", adapt="pixel", scope="image"),
+    Row(id="pe-invariant", label="steps 2+3 (pe), key-invariant adaptation network", method="pe", adapt="invariant"),
+    Row(id="pe-invariant-image", label="steps 2+3 (pe), a key per image, key-invariant adaptation network",
+        method="pe", adapt="invariant", scope="image"),
+    Row(id="np-adapt-later", label="step 2 (np), with adaptation, augmentation from epoch E // 3 + 1",
+        method="np", adapt="pixel", later=True),
 )
 BY_ID = {r.id: r for r in ROWS}
 TABLE2 = ("plain", "np", "np-adapt", "pe", "pe-adapt", "le", "etc", "ele")

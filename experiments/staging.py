@@ -21,6 +21,7 @@ from ppencrypt.sources import open_source, read_head
 
 from .errors import ExperimentError
 
+FMNIST = "/usr/share/datasets/fashion-mnist"  # the plain source read by default (Fashion-MNIST's IDX files)
 IDX_NAMES = {"train": "train", "test": "t10k"}
 UBYTE = 0x08
 

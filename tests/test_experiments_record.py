@@ -4,6 +4,7 @@ cell is not run again, and the `before` cells run the old commit's code on datas
 commit's ppencrypt wrote."""
 
 import json
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,7 +14,7 @@ from click.testing import CliRunner
 
 from experiments import record as rec
 from experiments.cli import cli as harness
-from experiments.commands import Runner
+from experiments.commands import Runner, launcher
 from experiments.measurements import Measurement, Store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,7 +38,7 @@ def finish(lay: rec.Layout, cell: rec.Cell, accs=(0.5, 0.6, 0.8), losses=(1.0, 3
 def record_dirs(tmp_path):
     work, store = tmp_path / "w", tmp_path / "record.jsonl"
     args = ("--work", work, "--key", tmp_path / "k.key", "--before", tmp_path / "old", "--store", store)
-    return rec.Layout(work, str(tmp_path / "k.key"), str(tmp_path / "old"), Store(store)), args
+    return rec.Layout(work=work, key=str(tmp_path / "k.key"), before=str(tmp_path / "old"), store=Store(store)), args
 
 
 def test_a_finished_cell_is_kept_and_outlives_its_run_directory(record_dirs):
@@ -85,18 +86,19 @@ def test_a_kept_cell_is_not_run_again(record_dirs):
 def test_a_rerun_cell_replaces_its_line_and_lines_keep_the_records_order(tmp_path):
     store = Store(tmp_path / "record.jsonl")
     order = [c.id for c in rec.all_cells()]
-    late, early = (Measurement(c, f"pptrain {c}", (0.9,), (0.3,), 5.0) for c in ("after-60k-plain-e10", "after-8k-plain-e3"))
+    late, early = (Measurement(cell=c, command=f"pptrain {c}", test_acc=(0.9,), test_loss=(0.3,), seconds=5.0)
+                   for c in ("after-60k-plain-e10", "after-8k-plain-e3"))
     assert store.save(late, order) and store.save(early, order)
     assert [json.loads(t)["cell"] for t in store.path.read_text().splitlines()] == [early.cell, late.cell]
     assert not store.save(early, order)  # the same outcome again: nothing to write
-    again = Measurement(early.cell, early.command, (0.91,), (0.29,), 6.0)
+    again = Measurement(cell=early.cell, command=early.command, test_acc=(0.91,), test_loss=(0.29,), seconds=6.0)
     assert store.save(again, order) and store.load() == {early.cell: again, late.cell: late}
     assert store.path.stat().st_mode & 0o777 == 0o644 and [p.name for p in tmp_path.iterdir()] == ["record.jsonl"]
 
 
 def test_a_malformed_store_line_is_named_and_exits_1(record_dirs):
     lay, args = record_dirs
-    good = Measurement(CELL.id, "pptrain", (0.5,), (1.0,), 1.0).line()
+    good = Measurement(cell=CELL.id, command="pptrain", test_acc=(0.5,), test_loss=(1.0,), seconds=1.0).line()
     lay.store.path.write_text(good + "\n" + '{"cell": "x", "test_acc": [0.5]}\n')
     out = invoke("record", "--list", *args, code=1).output
     assert out == f"Error: {lay.store.path}:2: not a record measurement (KeyError: 'command')\n"
@@ -105,14 +107,19 @@ def test_a_malformed_store_line_is_named_and_exits_1(record_dirs):
 
 
 def test_before_cells_run_the_old_code_on_datasets_the_old_ppencrypt_wrote(record_dirs, fmnist_dir, tmp_path):
-    """The old commit reads manifest version 1 only: its cells' datasets are its own ppencrypt's."""
+    """The old commit reads manifest version 1 only: its cells' datasets are its own ppencrypt's.
+    Its packages were named pipeline and trainer: its cells run its own entry modules, with its
+    checkout first on PYTHONPATH (this environment's console scripts import ppencrypt and pptrain)."""
     lay, _ = record_dirs
     before = rec.Cell("before", "8k", "plain", 30)
     assert lay.data(before) == lay.work / f"data-{rec.BEFORE}" / "fm8k-plain" and lay.data(CELL).parent == lay.work / "data"
     made = dict(rec.preparation([before, rec.Cell("after", "8k", "plain", 30)], lay))
-    assert made[lay.data(before)].pythonpath == lay.before and made[lay.work / "data" / "fm8k-plain"].pythonpath is None
-    assert made[lay.data(before)].shown.startswith(f"PYTHONPATH={lay.before} ") and rec.training(before, lay).pythonpath == lay.before
-    assert rec.shown(before, lay).startswith(f"PYTHONPATH={lay.before} OMP_NUM_THREADS=1 ")
+    old, new = made[lay.data(before)], made[lay.work / "data" / "fm8k-plain"]
+    assert old.code.path == lay.before and new.code is None and rec.training(before, lay).code.path == lay.before
+    python = shlex.quote(launcher("experiments")[0])  # this environment's interpreter, as shown
+    assert old.shown.startswith(f"PYTHONPATH={lay.before} {python} -m pipeline.cli dataset ")
+    assert new.shown.startswith(f"{shlex.join(launcher('ppencrypt'))} dataset ")
+    assert rec.shown(before, lay).startswith(f"PYTHONPATH={lay.before} OMP_NUM_THREADS=1 {python} -m trainer.cli ")
 
     if subprocess.run(["git", "-C", REPO, "cat-file", "-e", f"{rec.BEFORE}^{{commit}}"], capture_output=True).returncode:
         pytest.skip(f"commit {rec.BEFORE} is not in this clone")
@@ -120,8 +127,8 @@ def test_before_cells_run_the_old_code_on_datasets_the_old_ppencrypt_wrote(recor
     old.mkdir()
     archive = subprocess.run(["git", "-C", REPO, "archive", rec.BEFORE, "pipeline"], capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", old], input=archive, check=True)
-    for code, version in ((lay.before, 1), (None, 2)):
+    for code, version in ((lay.code(before), 1), (None, 2)):
         out = tmp_path / f"out-{version}"
-        cmd = rec.command("ppencrypt", "dataset", fmnist_dir, out, "--method", "plain", "--quiet", pythonpath=code)
+        cmd = rec.command("ppencrypt", "dataset", fmnist_dir, out, "--method", "plain", "--quiet", code=code)
         Runner(log=lambda line: None)(cmd)
         assert json.loads((out / "manifest.json").read_text())["version"] == version

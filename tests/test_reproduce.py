@@ -10,8 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from experiments.cli import cli as harness
-from experiments.report import ANCHOR, update_doc
+from experiments.report import ANCHOR, render, section
 from experiments.rows import BEYOND, BY_ID, ROWS, TABLE2, TABLE3
+from experiments.sections import update_doc
 from ppencrypt.formats import open_dataset
 from ppencrypt.keys import load_key
 from trainer_fixtures import write_three_shapes
@@ -84,7 +85,7 @@ def test_the_tables_hold_every_row_next_to_the_papers_numbers(smoke):
 
 def test_the_doc_section_is_written_once_and_the_rest_kept(smoke):
     doc = smoke["doc"]
-    update_doc(doc, smoke["record"])  # a second run replaces its section
+    update_doc(doc, section(smoke["record"]), render(smoke["record"]))  # a second run replaces its section
     text = doc.read_text()
     assert text.startswith("# Accuracy record\n\nKept.\n\n" + ANCHOR + "\n\n<!-- reproduce:")
     assert text.count("<!-- reproduce:") == 3 and text.count("#### Table 2") == 1
@@ -204,13 +205,13 @@ def test_the_recipe_record_renders_its_cells_from_the_run_directories(tmp_path):
     back from metrics.jsonl, with the largest test-loss jump."""
     from experiments import record as rec
 
-    lay = rec.Layout(tmp_path / "w", "keys/k.key", "/tmp/before")
+    lay = rec.Layout(work=tmp_path / "w", key="keys/k.key", before="/tmp/before")
     cell = rec.Cell("after", "8k", "pe-image", 3)
     assert cell in rec.select(("after-8k-*",)) and all(c.variant == "after" for c in rec.select(("after-8k-*",)))
     lines = [{"epoch": e + 1, "test_acc": a, "test_loss": l, "seconds": 10.0} for e, (a, l) in enumerate(((0.5, 1.0), (0.6, 3.5), (0.8, 0.5)))]
     (lay.run(cell)).mkdir(parents=True)
     (lay.run(cell) / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
-    text = rec.render(lay)
+    text = rec.tables(lay)
     assert "| 8,000 | 3 | pe, image keys | not yet measured | not yet measured | **80.00** (loss ×3.5) |" in text
     assert "| `after-8k-pe-image-e3` | 50.0, 60.0, 80.0 | 1.00, 3.50, 0.50 | 30 s |" in text
     assert rec.shown(cell, lay) in text and "--copies" not in rec.shown(cell, lay)
@@ -242,3 +243,37 @@ def test_the_records_after_cells_are_the_levers_the_defaults_resolve_to(tmp_path
             else:
                 assert lever.endswith("-noaug") and fast.augment_until(epochs) == 0
             assert rec.Cell(lever, size, method, epochs) not in rec.all_cells()
+
+
+def test_the_harness_modules_import_one_another_without_a_cycle():
+    """Every import in experiments/, at the top or inside a function: no module reaches itself
+    (the programs' click entries are named in commands.PROGRAMS, resolved when one runs)."""
+    import ast
+    from pathlib import Path
+
+    import experiments
+
+    package = Path(experiments.__file__).parent
+    graph = {}
+    for path in package.glob("*.py"):
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                deps |= {node.module} if node.module else {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("experiments."):
+                deps.add(node.module.split(".", 1)[1])
+        graph[path.stem] = {d.split(".")[0] for d in deps} & {p.stem for p in package.glob("*.py")}
+
+    def cycle_from(start):
+        todo, seen = list(graph[start]), set()
+        while todo:
+            m = todo.pop()
+            if m == start:
+                return True
+            if m not in seen:
+                seen.add(m)
+                todo += graph[m]
+        return False
+
+    assert graph["commands"] == {"errors"}
+    assert [m for m in graph if cycle_from(m)] == []
