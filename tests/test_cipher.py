@@ -5,11 +5,11 @@ import math
 
 import numpy as np
 import pytest
-from conftest import SALT, encrypt, write_cifar10
+from conftest import SALT, encrypt, ppencrypt, write_cifar10
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ppencrypt.ciphers import CODE_NAMES, PERMUTATIONS, GatherXor, PixelKey, make_cipher, method_names
+from ppencrypt.ciphers import CODE_NAMES, PERMUTATIONS, GatherXor, PixelKey, cipher_class, make_cipher, method_names
 from ppencrypt.derive import KeyRing
 from ppencrypt.errors import CipherError
 from ppencrypt.formats import open_dataset
@@ -42,12 +42,28 @@ def reference_apply(key: PixelKey, image: np.ndarray) -> np.ndarray:
 # --- the definition ---------------------------------------------------------------------------
 
 
+# The built-in methods in registry order: the order the CLI lists them.
+BUILT_IN = ["pe", "np", "plain", "le", "ele", "etc"]
+
+
 def test_registry():
-    assert {"pe", "np", "plain"} <= set(method_names())
+    assert method_names() == BUILT_IN
     with pytest.raises(CipherError, match="unknown method 'nope'"):
         make_cipher("nope")
     with pytest.raises(CipherError, match="takes no parameter block"):
         make_cipher("pe", {"block": 4})
+
+
+def test_dataset_help_lists_the_methods_in_registry_order():
+    r = ppencrypt("dataset", "--help")
+    assert r.exit_code == 0, r.output
+
+    def bare(text: str) -> str:  # click wraps the help at its width, at hyphens too
+        return "".join(text.split())
+
+    shown = bare(r.output)
+    assert bare(f"--method [{'|'.join(BUILT_IN)}]") in shown
+    assert bare("; ".join(f"{n}: {cipher_class(n).summary}" for n in BUILT_IN)) in shown
 
 
 def test_code_table_matches_the_paper():

@@ -208,10 +208,9 @@ def test_class_names_become_distinct_folders_inside_dest(tmp_path, cifar10, key_
     # The key's MAC would catch this edit; decrypt must be safe with or without it, so sign it.
     save(out, d)
     from ppencrypt.authenticate import sign
-    from ppencrypt.formats.manifest import read_manifest
     from ppencrypt.keys import load_key
 
-    m = read_manifest(out)
+    m = open_dataset(out).manifest
     d["mac"] = sign(m, load_key(key_file))
     save(out, d)
     r = ppencrypt("decrypt", out, tmp_path / "dest", "--key", key_file, "-q")

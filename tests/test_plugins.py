@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -127,6 +129,22 @@ def test_a_toy_block_method_gets_tanaka_and_its_block_side_from_the_manifest(toy
     assert "warning: method 'block-np' is not pixel-wise" in run.stderr
     model = json.loads((tmp_path / "run" / "config.json").read_text())["model"]
     assert (model["adapt"], model["adapt_block"]) == ("tanaka", 8)
+
+
+ATTACKS_IN_ORDER = ["identity", "fr-basic", "fr-advanced", "fr-shared", "jigsaw", "known-plaintext", "learned", "learned-shared"]
+
+
+def test_the_audit_package_registers_every_attack_in_order():
+    """The package's __init__ imports the attack modules (the registry's module imports none of
+    them): whichever module a caller imports first, every attack is there, in one order — the
+    order of the audit's rows. In a fresh interpreter, so that no other test's imports help."""
+    probe = "from ppencrypt.audit.attacks import attacks; print(' '.join(a.name for a in attacks()))"
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ATTACKS_IN_ORDER
+    from ppencrypt.audit.attacks import ATTACKS
+
+    assert ATTACKS.names() == ATTACKS_IN_ORDER
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,9 @@
 
 A plug-in is a class with a ``name`` class attribute, decorated with the registry's
 ``register``; everything that lists or looks up plug-ins (the CLI's choices, the audit's rows)
-reads the registry, so adding one touches its own module and nothing else.
+reads the registry. The package's ``__init__`` imports the built-in plug-in modules, which
+registers them in the order it names them; the module that holds a registry never imports its
+plug-ins (they import it). Adding one touches its own module and that import line.
 """
 
 from __future__ import annotations

@@ -12,8 +12,11 @@ report (table, report.json, report.png), audit (reading the data, running, scori
 training budget), attacker (its own keys and encryption), nets (the networks, the training loop),
 learned (the learned inverter, learned-shared), recognition (the recognition score).
 docs/privacy.md has the results.
+
+Importing this package registers every built-in attack, in the order the audit runs them.
 """
 
+from . import greedy, jigsaw, known, learned  # noqa: F401  (registering the attacks; learned imports torch only when run)
 from .audit import AuditOptions, run_audit
 from .report import AuditReport, report_paths, table, write_report
 

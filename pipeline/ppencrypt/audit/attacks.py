@@ -8,8 +8,9 @@ or the plain images it is scored on; the audit (audit.py) holds those and passes
 attacks that declare ``needs_pairs``. An attack returns its reconstructions and statistics that
 describe what it found (counts, never key material).
 
-Adding an attack: subclass :class:`Attack`, decorate it with :func:`register`; the audit, the
-table and report.png pick it up in registry order.
+Adding an attack: subclass :class:`Attack`, decorate it with :func:`register`, and import its
+module in audit/__init__.py (this module never imports the attacks registered with it); the
+audit, the table and report.png pick it up in registry order.
 """
 
 from __future__ import annotations
@@ -88,9 +89,8 @@ class Attack:
 
 
 def attacks() -> list[Attack]:
-    """One instance of every registered attack, in registry order."""
-    from . import greedy, jigsaw, known, learned  # noqa: F401  (registering the others; learned imports torch only when run)
-
+    """One instance of every registered attack, in registry order (the package, audit/__init__.py,
+    imports the modules that register them)."""
     return [cls() for cls in ATTACKS.classes()]
 
 

@@ -21,7 +21,8 @@ from .base import SplitReader, SplitWriter, Storage
 from .batch import Batch
 from .cache import ShardCache
 from .checksum import sha256_file
-from .location import Location, dataset_name, is_url, open_location
+from .locate import open_location
+from .location import Location, dataset_name, is_url
 from .manifest import MANIFEST, FileInfo, Manifest, ShardInfo, SplitInfo, is_dataset
 
 # The storages, by the name the manifest and --format use. A new storage: its module, one line.

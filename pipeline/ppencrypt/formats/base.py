@@ -25,7 +25,8 @@ import numpy as np
 
 from ..errors import ShardError
 from .batch import Batch, collect
-from .location import Location, open_location
+from .locate import open_location
+from .location import Location
 from .manifest import Manifest, ShardInfo
 from .prefetch import read_ahead
 

@@ -1,4 +1,5 @@
-"""Where a dataset lives: a local folder, or a URL that fsspec reaches (remote.py).
+"""Where a dataset lives: a local folder (LocalDir, here), or a URL that fsspec reaches
+(remote.RemoteDir); locate.open_location picks one for a path or URL.
 
     loc = open_location("out/fm")                    # LocalDir
     loc = open_location("s3://bucket/datasets/fm")   # RemoteDir (s3fs), likewise gs:// and https://
@@ -176,18 +177,6 @@ class LocalDir(Location):
 
     def holds(self, path: str | os.PathLike) -> bool:
         return is_within(path, self.root)
-
-
-def open_location(target: str | os.PathLike | Location, cache=None) -> Location:
-    """The Location of a path or URL. ``cache`` (cache.ShardCache) keeps a URL's verified
-    files on local disk; a local folder needs none."""
-    if isinstance(target, Location):
-        return target
-    if not is_url(target):
-        return LocalDir(local_path(target))
-    from .remote import RemoteDir  # fsspec only for URLs
-
-    return RemoteDir(str(target), cache)
 
 
 def tree_files(root: Path) -> list[tuple[str, Callable[[], bytes]]]:

@@ -347,15 +347,6 @@ class _Reader:
         return {k: self.get(k, self.KINDS[k]) for k in cls.__dataclass_fields__}
 
 
-def read_manifest(root: str | Path) -> Manifest:
-    root = Path(root)
-    path = root / MANIFEST
-    if not root.is_dir():
-        raise ManifestError(f"{root}: no such dataset directory")
-    text = read_small(path, f"{root}: not a ppencrypt dataset (no {MANIFEST})")
-    return Manifest.from_json(text, str(path))
-
-
 def read_small(path: Path, missing: str) -> str:
     """A metadata file the server wrote: a regular file (not a link to /dev/zero or a FIFO
     that blocks), at most MAX_BYTES, UTF-8."""
