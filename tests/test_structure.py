@@ -49,13 +49,6 @@ TORCH_ALLOWED = "ppencrypt.audit"
 # still here. test_no_import_cycles leaves out the arrows between the two (so a cycle elsewhere
 # still fails it); test_known_cycle_is_gone expects the two on no cycle at all: it is an xfail
 # until that change is merged, then an XPASS: delete the entry.
-KNOWN_CYCLES = {
-    frozenset({"experiments.cli", "experiments.commands"}):
-        "experiments.cli <-> experiments.commands (commands imports cli inside a function): removed by "
-        "the experiments change; delete this KNOWN_CYCLES entry once it is merged",
-}  # fmt: skip
-
-
 @dataclass(frozen=True)
 class Import:
     source: str  # the importing module
@@ -146,11 +139,10 @@ class Tangle:
         return " <-> ".join(sorted(self.members)) + ":\n    " + "\n    ".join(map(str, self.arrows))
 
 
-def tangles(leaving_out: frozenset[frozenset[str]] = frozenset()) -> list[Tangle]:
-    """Every cycle of the project's import graph, as the tangles they make (Tarjan); without
-    the arrows between the two modules of each pair ``leaving_out``."""
+def tangles() -> list[Tangle]:
+    """Every cycle of the project's import graph, as the tangles they make (Tarjan)."""
     known = modules()
-    arrows = {m: [i for i in graph()[m] if i.target in known and frozenset({m, i.target}) not in leaving_out] for m in known}
+    arrows = {m: [i for i in graph()[m] if i.target in known] for m in known}
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
@@ -209,17 +201,8 @@ def test_the_graph_sees_every_package_and_their_imports():
 def test_no_import_cycles():
     """No module imports, directly or through others, one that imports it back: every cycle
     is listed: the modules that import each other, and the lines that make them."""
-    found = tangles(leaving_out=frozenset(KNOWN_CYCLES))
+    found = tangles()
     assert not found, "modules that import each other:\n  " + "\n  ".join(map(str, found))
-
-
-@pytest.mark.parametrize(
-    "pair", [pytest.param(pair, id=" <-> ".join(sorted(pair)), marks=pytest.mark.xfail(reason=why, strict=False))
-             for pair, why in KNOWN_CYCLES.items()],
-)  # fmt: skip
-def test_known_cycle_is_gone(pair):
-    tangled = [t for t in tangles() if pair <= t.members]
-    assert not tangled, "still a cycle:\n  " + "\n  ".join(map(str, tangled))
 
 
 def test_ppencrypt_never_imports_pptrain_nor_experiments():
