@@ -48,8 +48,8 @@ def load_run(run_dir: str, device: str = "auto") -> TrainedRun:
     if len(data.shape) != 3 or len(data.classes) != spec.num_classes:
         raise RunDirError(f"{run.config}: the dataset record's shape or classes do not fit the model record")
     try:
-        model = PrivacyResNet(spec.in_channels, spec.num_classes, spec.width, spec.adapt, spec.adapt_block or TANAKA_BLOCK,
-                              spec.adapt_group, spec.stem)  # fmt: skip
+        model = PrivacyResNet(spec.in_channels, spec.num_classes, width=spec.width, adapt=spec.adapt, block=spec.adapt_block or TANAKA_BLOCK,
+                              group=spec.adapt_group, stem=spec.stem)  # fmt: skip
     except ValueError as e:
         raise RunDirError(f"{run.config}: {e}") from None
     checkpoint.load_model_state(model, state, run.checkpoint)
