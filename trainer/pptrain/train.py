@@ -29,7 +29,7 @@ from ppencrypt.formats import Dataset, ShardCache, dataset_name, open_dataset
 from . import checkpoint, distributed
 from .augment import BatchAugment, block_method_warning, parse_augment
 from .batchnorm import calibrate
-from .data import MIB, fits_in_memory, make_loader
+from .data import MIB, LoaderSpec, fits_in_memory, make_loader
 from .device import memory_format, pick_device
 from .distributed import Dist
 from .errors import OptionError, RunDirError
@@ -287,10 +287,10 @@ def build_loaders(plan: TrainPlan, d: Dist, device: torch.device, warn) -> tuple
         warn(f"{s.data}: no {s.test_split!r} split; test metrics are left empty")
     splits = [s.train_split] + ([s.test_split] if has_test else [])
     stream = s.stream or not fits_in_memory(ds, splits, s.memory_limit)
-    per_rank = s.batch_size // d.world
-    args = dict(d=d, device=device, seed=s.seed, stream=stream, workers=s.workers, buffer=s.shuffle_buffer, prefetch=s.prefetch)
-    train_loader = make_loader(ds, s.train_split, per_rank, train=True, copies=plan.copies, **args)
-    test_loader = make_loader(ds, s.test_split, per_rank, train=False, **args) if has_test else None
+    spec = LoaderSpec(split=s.train_split, batch=s.batch_size // d.world, train=True, seed=s.seed, stream=stream, workers=s.workers,
+                      buffer=s.shuffle_buffer, prefetch=s.prefetch, copies=plan.copies)  # fmt: skip
+    train_loader = make_loader(ds, spec, d, device)
+    test_loader = make_loader(ds, replace(spec, split=s.test_split, train=False, copies=1), d, device) if has_test else None
     return train_loader, test_loader, stream
 
 
