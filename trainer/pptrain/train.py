@@ -105,16 +105,9 @@ def test_split_for(s: Settings, ds: Dataset, explicit: set[str]) -> Settings:
 
 
 def check_options(s: Settings, ds: Dataset, d: Dist) -> None:
+    """The settings' own rules (Settings.check), then those that need the dataset."""
+    s.check(d.world)
     m = ds.manifest
-    for name, value in (("--epochs", s.epochs), ("--batch-size", s.batch_size), ("--width", s.width),
-                        ("--augment-from", s.augment_from), ("--augment-until", s.augment_until)):  # fmt: skip
-        if value is not None and value < 1:
-            raise OptionError(name, f"{name} must be at least 1, not {value}")
-    if s.augment_until is not None and s.augment_until < (s.augment_from or 1):
-        raise OptionError("--augment-until", f"--augment-until {s.augment_until} is before --augment-from {s.augment_from or 1}: "
-                          "no epoch would be augmented (for that, --augment none)")  # fmt: skip
-    if s.batch_size is not None and s.batch_size % d.world:
-        raise OptionError("--batch-size", f"batch size {s.batch_size} does not split evenly over {d.world} processes")
     if s.pad < 0 or s.pad >= min(m.height, m.width):
         raise OptionError("--pad", f"--pad {s.pad} must be in 0..{min(m.height, m.width) - 1} for {m.width}x{m.height} images")
 
