@@ -4,7 +4,6 @@ pptrain's training step on random device-resident batches of any image size."""
 
 from __future__ import annotations
 
-import tempfile
 import time
 from pathlib import Path
 
@@ -42,10 +41,6 @@ def baseline_loader(root: Path, split: str = "train", batch: int = 128, workers:
         .map_tuple(lambda a: augment(torch.from_numpy(a).permute(2, 0, 1)), int)
     )
     return torch.utils.data.DataLoader(ds, batch_size=batch, num_workers=workers)
-
-
-def scratch_dir() -> Path:
-    return Path(tempfile.mkdtemp(prefix="pptrain-bench-"))
 
 
 class DeviceBatches:
