@@ -50,7 +50,8 @@ def ours(ds, width: int, steps: int) -> float:
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
     aug = BatchAugment(("crop", "flip"), m.shape, len(m.classes), pad=4)
     memory = MemoryLoader(ds, "train", BATCH, Dist(), CPU, 0, train=True)
-    loop = lambda n: Loop(model, opt, aug, recipe, 0.1, n, 0, 1, CPU, Dist(), quiet=True)  # noqa: E731
+    loop = lambda n: Loop(net=model, optimizer=opt, aug=aug, recipe=recipe, lr=0.1, total_steps=n, seed=0, epochs=1,  # noqa: E731
+                          device=CPU, d=Dist(), quiet=True)  # fmt: skip
     go = lambda n: train_epoch(loop(n), FirstBatches(memory, n), 0)  # noqa: E731
     go(WARMUP)
     t = time.perf_counter()

@@ -4,7 +4,6 @@ pptrain's training step on random device-resident batches of any image size."""
 
 from __future__ import annotations
 
-import tempfile
 import time
 from pathlib import Path
 
@@ -44,10 +43,6 @@ def baseline_loader(root: Path, split: str = "train", batch: int = 128, workers:
     return torch.utils.data.DataLoader(ds, batch_size=batch, num_workers=workers)
 
 
-def scratch_dir() -> Path:
-    return Path(tempfile.mkdtemp(prefix="pptrain-bench-"))
-
-
 class DeviceBatches:
     """Random batches of a device-resident uint8 pool: the in-memory loader without a dataset
     (pixel values do not change the speed of a dense network)."""
@@ -85,7 +80,9 @@ def train_throughput(device: torch.device, shape: tuple[int, int, int], width: i
     opt = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
     aug = BatchAugment(("crop", "flip"), shape, classes, pad=4)
     data = lambda n: DeviceBatches(device, shape, classes, batch, n, pool)  # noqa: E731
-    step = lambda n: train_epoch(Loop(net, opt, aug, recipe, recipe.lr, n, 0, 1, device, Dist(), quiet=True), data(n), 0)  # noqa: E731
+    loop = lambda n: Loop(net=net, optimizer=opt, aug=aug, recipe=recipe, lr=recipe.lr, total_steps=n, seed=0, epochs=1,  # noqa: E731
+                          device=device, d=Dist(), quiet=True)  # fmt: skip
+    step = lambda n: train_epoch(loop(n), data(n), 0)  # noqa: E731
     step(warmup)  # compilation, cuDNN autotuning, allocator growth
     cuda = device.type == "cuda"
     if cuda:

@@ -17,8 +17,8 @@ GEOMETRY = ("crop", "flip", "vflip", "rot90")
 
 def fixed_draw(n, dy=0, dx=0, flip=False, vflip=False, rot=0) -> Draw:
     full = lambda v, t: np.full(n, v, dtype=t)  # noqa: E731
-    return Draw(full(dy, np.int64), full(dx, np.int64), full(flip, bool), full(vflip, bool), full(rot, np.int64),
-                None, np.ones(n, np.float32), np.zeros((n, 4), np.int64))  # fmt: skip
+    return Draw(dy=full(dy, np.int64), dx=full(dx, np.int64), flip=full(flip, bool), vflip=full(vflip, bool), rot=full(rot, np.int64),
+                partner=None, lam=np.ones(n, np.float32), box=np.zeros((n, 4), np.int64))  # fmt: skip
 
 
 def denormalise(x: torch.Tensor) -> np.ndarray:

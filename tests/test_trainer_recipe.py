@@ -3,6 +3,7 @@ split's size, the warm-up counted in steps, [P]'s recipe unchanged, the referenc
 and BatchNorm statistics recomputed for evaluation."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ from test_trainer_cli import TINY, metrics, run
 from pptrain.augment import BatchAugment, normalise
 from pptrain.batchnorm import calibrate
 from pptrain.distributed import Dist
+from pptrain.errors import OptionError
 from pptrain.memory import MemoryLoader
 from pptrain.model import PrivacyResNet
 from pptrain.seeding import CALIBRATE, epoch_rng
@@ -56,6 +58,27 @@ def test_settings_resolve_the_recipe_for_the_split_and_an_explicit_batch():
     assert Settings(data="x", batch_size=64, lr=0.3).resolved(60_000).lr == 0.3
     paper = Settings(data="x", recipe="paper", batch_size=64).resolved(8_000)
     assert (paper.batch_size, paper.lr, paper.epochs) == (64, 0.1, 300)
+
+
+def test_the_option_rules_are_the_settings_own():
+    """The library refuses what the command line refuses, naming the option (cli.py only turns
+    OptionError into a usage error)."""
+    with pytest.raises(OptionError, match="^--no-adapt contradicts --adapt tanaka$") as e:
+        Settings.from_options(data="x", adapt="tanaka", no_adapt=True)
+    assert e.value.option == "--no-adapt"
+    assert Settings.from_options(data="x", no_adapt=True).adapt == Settings.from_options(data="x", adapt="none", no_adapt=True).adapt == "none"
+    assert Settings.from_options(data="s3://bucket/fm-pe").run_dir == str(Path("runs") / "fm-pe")
+    assert Settings.from_options(data="s3://bucket/fm-pe", run_dir="elsewhere").run_dir == "elsewhere"
+    assert Settings.field_of("no_adapt") == "adapt" and Settings.field_of("seed") == "seed"
+    Settings(data="x", batch_size=16, augment_from=2, augment_until=2).check(4)
+    for s, world, option, message in (
+        (Settings(data="x", epochs=0), 1, "--epochs", "--epochs must be at least 1, not 0"),
+        (Settings(data="x", augment_from=3, augment_until=2), 1, "--augment-until", "--augment-until 2 is before --augment-from 3: "),
+        (Settings(data="x", batch_size=16), 3, "--batch-size", "batch size 16 does not split evenly over 3 processes"),
+    ):  # fmt: skip
+        with pytest.raises(OptionError) as e:
+            s.check(world)
+        assert e.value.option == option and str(e.value).startswith(message)
 
 
 @pytest.mark.parametrize("epochs, until", [(1, 0), (3, 0), (4, 1), (5, 2), (10, 7), (30, 27), (300, 297)])

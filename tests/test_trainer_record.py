@@ -65,13 +65,13 @@ def test_a_record_missing_a_field_is_refused(one_epoch, shapes_pe, tmp_path):
 def test_the_train_options_take_their_defaults_and_help_from_settings():
     train = pptrain.commands["train"]
     options = {p.name: p for p in train.params if isinstance(p, click.Option)}
-    aliases = {"compile": "compile_", "data": None}
+    # Every field is a parameter of its own name (Settings.from_options takes them as they come).
+    assert {f.name for f in fields(Settings)} <= {p.name for p in train.params}
     covered = 0
     for f in fields(Settings):
-        name = aliases.get(f.name, f.name)
-        if name is None or f.name == "augment":  # OUT is an argument; --augment parses a list
+        if f.name in ("data", "augment"):  # OUT is an argument; --augment parses a list
             continue
-        option = options[name]
+        option = options[f.name]
         expected = None if f.name == "run_dir" else default(f.name)  # runs/<name of OUT> is derived
         assert option.default == expected, f.name
         assert help_of(f.name) in (option.help or ""), f.name

@@ -99,12 +99,17 @@ def parse_augment(names, shape: tuple[int, int, int], key_scope: str | None) -> 
     return tuple(out)
 
 
+def unit(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 pixel values -> float in [-1, 1], 127.5 at 0; the same shape."""
+    return pixels.float().sub_(CENTRE).div_(CENTRE)
+
+
 def normalise(images: torch.Tensor) -> torch.Tensor:
     """N x H x W x C uint8 -> N x C x H x W float in [-1, 1], channels-last in memory."""
-    return images.float().sub_(CENTRE).div_(CENTRE).permute(0, 3, 1, 2)
+    return unit(images).permute(0, 3, 1, 2)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Draw:
     """The random choices for one batch, one entry per sample: host arrays, or their device
     copies after :meth:`BatchAugment.on_device`."""
@@ -131,7 +136,8 @@ class BatchAugment:
         self.pad, self.alpha = pad, alpha
 
     def off(self) -> BatchAugment:
-        """The same batches, unaugmented (the epochs before --augment-from)."""
+        """The same batches, unaugmented: what the epochs before --augment-from and after
+        --augment-until train with, and calibrate BatchNorm with (Loop.augment)."""
         return BatchAugment((), self.shape, self.num_classes, self.pad, self.alpha)
 
     @property
@@ -162,7 +168,7 @@ class BatchAugment:
             box = np.where(cut[:, None], np.stack([y0, y1, x0, x1], 1), 0)
             area = (box[:, 1] - box[:, 0]) * (box[:, 3] - box[:, 2]) / (h * w)
             lam = np.where(cut, 1.0 - area, weight).astype(np.float32)
-        return Draw(dy, dx, flip, vflip, rot, partner, lam, box)
+        return Draw(dy=dy, dx=dx, flip=flip, vflip=vflip, rot=rot, partner=partner, lam=lam, box=box)
 
     def on_device(self, draw: Draw, device: torch.device) -> Draw:
         """The draw's arrays on the GPU in two non-blocking copies from pinned memory: a plain
@@ -175,8 +181,8 @@ class BatchAugment:
         ints = np.column_stack([draw.dy, draw.dx, draw.flip, draw.vflip, draw.rot, partner, draw.box]).astype(np.int64)
         ints = to_device(torch.from_numpy(ints), device)
         lam = to_device(torch.from_numpy(np.ascontiguousarray(draw.lam)), device)
-        return Draw(ints[:, 0], ints[:, 1], ints[:, 2].bool(), ints[:, 3].bool(), ints[:, 4],
-                    None if draw.partner is None else ints[:, 5], lam, ints[:, 6:10])  # fmt: skip
+        return Draw(dy=ints[:, 0], dx=ints[:, 1], flip=ints[:, 2].bool(), vflip=ints[:, 3].bool(), rot=ints[:, 4],
+                    partner=None if draw.partner is None else ints[:, 5], lam=lam, box=ints[:, 6:10])  # fmt: skip
 
     def source_coords(self, draw: Draw, device) -> tuple[torch.Tensor, torch.Tensor]:
         """For every output pixel, the flat position (row x W + col) of the input pixel it
@@ -210,12 +216,22 @@ class BatchAugment:
         index = flat[:, :, None].expand(n, h * w, c)
         return images.reshape(n, h * w, c).gather(1, index).reshape(n, h, w, c)
 
-    def warp(self, images: torch.Tensor, draw: Draw, fill) -> torch.Tensor:
+    def warp(self, images: torch.Tensor, draw: Draw, fill, convert=None) -> torch.Tensor:
         """Shift, flip and rotate N x H x W x C ``images`` (any dtype) as ``draw`` says, with
-        ``fill`` where the window leaves the image. Mixing is not part of it."""
+        ``fill`` where the window leaves the image. ``convert``, when given, maps the moved
+        pixels to the values ``fill`` is one of before the border is filled: training moves
+        uint8 ciphertext and fills the :func:`unit` values with 0 (127.5). Mixing is not part
+        of it."""
         flat, inside = self.source_coords(draw, images.device)
         out = self._gather(images, flat)
-        return torch.where(inside[..., None] > 0, out, torch.as_tensor(fill, dtype=images.dtype, device=images.device))
+        if convert is not None:
+            out = convert(out)
+        # In place, by multiplying: torch.where with a broadcast mask is several times slower on the CPU.
+        keep = inside[..., None].to(out.dtype)
+        out = out.mul_(keep)
+        if fill:
+            out = out.add_((1 - keep) * torch.as_tensor(fill, dtype=out.dtype, device=out.device))
+        return out
 
     def mix(self, x: torch.Tensor, draw: Draw) -> torch.Tensor:
         """Mix N x C x H x W normalised images with their partners (mixup weight or cutmix box)."""
@@ -246,9 +262,7 @@ class BatchAugment:
         """uint8 N x H x W x C ciphertext -> (normalised N x C x H x W inputs, targets)."""
         draw = self.on_device(draw, images.device)
         if {"crop", "flip", "vflip", "rot90"} & set(self.names):
-            flat, inside = self.source_coords(draw, images.device)
-            x = self._gather(images, flat).float().sub_(CENTRE).div_(CENTRE)
-            x = x.mul_(inside[..., None]).permute(0, 3, 1, 2)  # outside: 0, i.e. 127.5
+            x = self.warp(images, draw, 0.0, convert=unit).permute(0, 3, 1, 2)  # outside: 0, i.e. 127.5
         else:
             x = normalise(images)
         return self.mix(x, draw), self.targets(labels, draw)

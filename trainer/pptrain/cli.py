@@ -2,6 +2,9 @@
 (:class:`TrainerError`, :class:`ppencrypt.errors.PipelineError`) become one-line messages with
 exit 1, option errors (:class:`OptionError`) click's usage errors with exit 2.
 
+``train``'s parameters are named as the :class:`Settings` fields they set, so an option is a
+field (settings.py: default, help, rules) and one ``@setting`` line here (its click type).
+
 ``pptrain OUT [options]`` is short for ``pptrain train OUT [options]``.
 """
 
@@ -9,13 +12,11 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import click
 from click.core import ParameterSource
 
 from ppencrypt.errors import PipelineError
-from ppencrypt.formats import dataset_name
 
 from .augment import COMMUTING
 from .errors import OptionError, TrainerError
@@ -87,7 +88,7 @@ def cli():
 
 
 @cli.command()
-@click.argument("out", type=click.Path())
+@click.argument("data", metavar="OUT", type=click.Path())
 @setting("epochs", type=int)
 @setting("batch_size", type=int)
 @setting("lr", type=float)
@@ -106,7 +107,7 @@ def cli():
 @setting("seed", type=int)
 @setting("run_dir", type=click.Path(file_okay=False), default=None)
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its checkpoint.")
-@setting("compile", "--compile", "compile_")
+@setting("compile")
 @WORKERS
 @setting("stream")
 @MEMORY_LIMIT
@@ -120,32 +121,16 @@ def cli():
 @setting("trace")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or per-epoch lines (the summary stays).")
 @click.pass_context
-def train(ctx, out, epochs, batch_size, lr, recipe, augment, augment_from, augment_until, pad, mix_alpha, adapt, no_adapt, width, stem, device,
-          seed, run_dir, resume, compile_, workers, stream, memory_limit, shuffle_buffer, prefetch, cache_dir, cache_limit,
-          train_split, test_split, stop_after, trace, quiet):  # fmt: skip
+def train(ctx, resume, quiet, **options):
     """Train on dataset OUT (from `ppencrypt dataset`; a folder or a URL), evaluating on its test split each epoch."""
     from .train import train as run_training
 
-    if no_adapt and adapt not in (None, "none"):
-        raise click.BadParameter(f"--no-adapt contradicts --adapt {adapt}", ctx=ctx, param_hint="'--no-adapt'")
-    adapt = "none" if no_adapt else adapt
-    run_dir = run_dir or str(Path("runs") / dataset_name(out))
-    given = Settings(
-        data=out, train_split=train_split, test_split=test_split, stream=stream, memory_limit=memory_limit,
-        workers=workers, shuffle_buffer=shuffle_buffer, prefetch=prefetch, cache_dir=cache_dir, cache_limit=cache_limit,
-        augment=augment, augment_from=augment_from, augment_until=augment_until, pad=pad, mix_alpha=mix_alpha, width=width, stem=stem, adapt=adapt,
-        recipe=recipe, epochs=epochs,
-        batch_size=batch_size, lr=lr, device=device, seed=seed, compile=compile_, run_dir=run_dir,
-        stop_after=stop_after, trace=trace,
-    )  # fmt: skip
-    explicit = {_field(p) for p in ctx.params if ctx.get_parameter_source(p) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)}
+    given = Settings.from_options(**options)
+    explicit = {Settings.field_of(p) for p in ctx.params
+                if ctx.get_parameter_source(p) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)}  # fmt: skip
     outcome = run_training(given, explicit, resume=resume, quiet=quiet, log=lambda line: click.echo(line, err=True))
     if outcome.main:
         click.echo(outcome.summary)
-
-
-def _field(param: str) -> str:
-    return {"no_adapt": "adapt", "compile_": "compile", "out": "data"}.get(param, param)
 
 
 @cli.command("eval")

@@ -14,7 +14,7 @@ from ppencrypt.imageio import load_image, probe_image
 
 from . import checkpoint
 from .augment import normalise
-from .data import fits_in_memory, make_loader
+from .data import LoaderSpec, fits_in_memory, make_loader
 from .device import memory_format, model_input, pick_device
 from .distributed import Dist
 from .errors import OptionError, QueryError, RunDirError
@@ -48,8 +48,8 @@ def load_run(run_dir: str, device: str = "auto") -> TrainedRun:
     if len(data.shape) != 3 or len(data.classes) != spec.num_classes:
         raise RunDirError(f"{run.config}: the dataset record's shape or classes do not fit the model record")
     try:
-        model = PrivacyResNet(spec.in_channels, spec.num_classes, spec.width, spec.adapt, spec.adapt_block or TANAKA_BLOCK,
-                              spec.adapt_group, spec.stem)  # fmt: skip
+        model = PrivacyResNet(spec.in_channels, spec.num_classes, width=spec.width, adapt=spec.adapt, block=spec.adapt_block or TANAKA_BLOCK,
+                              group=spec.adapt_group, stem=spec.stem)  # fmt: skip
     except ValueError as e:
         raise RunDirError(f"{run.config}: {e}") from None
     checkpoint.load_model_state(model, state, run.checkpoint)
@@ -74,7 +74,7 @@ def evaluate_run(t: TrainedRun, data: str, split: str, batch_size: int, memory_l
     warnings = check_dataset(t.run, t.record.dataset, ds.manifest, data, strict=False)
     ds.split(split)  # a missing split is an error naming the ones there are
     stream = not fits_in_memory(ds, [split], memory_limit)
-    loader = make_loader(ds, split, batch_size, Dist(), t.device, 0, train=False, stream=stream, workers=workers, buffer=0)
+    loader = make_loader(ds, LoaderSpec(split=split, batch=batch_size, train=False, stream=stream, workers=workers), Dist(), t.device)
     loss, acc = evaluate(t.model, loader, t.device, Dist())
     return Evaluation(split, ds.manifest.splits[split].count, acc, loss, warnings)
 

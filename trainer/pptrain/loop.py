@@ -25,16 +25,16 @@ from .recipe import Recipe
 from .seeding import AUGMENT, epoch_rng
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Loop:
     net: torch.nn.Module  # what the step calls: the model, DDP-wrapped and compiled as asked
     optimizer: torch.optim.Optimizer
-    aug: BatchAugment
-    recipe: Recipe
+    aug: BatchAugment  # the run's augmentation; augment() switches it off outside its epochs
+    recipe: Recipe  # the step's learning rate (schedule) and the label smoothing
     lr: float  # peak learning rate; the recipe gives the step's
-    total_steps: int  # over the whole run, for the schedule
-    seed: int
-    epochs: int  # for the progress bar's label
+    total_steps: int  # optimiser steps over the whole run, for the schedule
+    seed: int  # with the epoch and rank, seeds the augmentation draws (seeding.py)
+    epochs: int  # of the whole run, for the progress bar's label
     device: torch.device
     d: Dist
     trace: bool = False  # keep the sample indices of every batch

@@ -19,15 +19,15 @@ MIN_BATCH = 32  # ... but no further: BatchNorm's batch statistics get noisy bel
 WARMUP_SHARE = 0.2  # the warm-up never takes more than this share of a run's steps
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Recipe:
-    epochs: int
+    epochs: int  # passes over the train split
     batch_size: int  # images per step, all ranks together; for a scaled recipe the largest it picks
     lr: float  # peak learning rate at batch_size; a scaled recipe scales it with the square root of the batch it picks
-    momentum: float
-    nesterov: bool
-    weight_decay: float
-    label_smoothing: float
+    momentum: float  # SGD momentum (a fraction)
+    nesterov: bool  # Nesterov momentum
+    weight_decay: float  # SGD's: each step's gradient gains weight_decay x the weight
+    label_smoothing: float  # share of each target spread evenly over the classes
     warmup_steps: int  # steps ramping the lr up linearly from lr / 10 (at most WARMUP_SHARE of the run)
     schedule: str  # 'step': / 10 at 50 % and 75 % of the epochs; 'linear': down to 0 after the warm-up; 'cosine'
     scaled: bool = False  # batch and lr follow the train split's size (sized)
@@ -86,7 +86,8 @@ class Recipe:
 
 RECIPES = {
     # [P]: SGD momentum 0.9, lr 0.1 / 10 at epochs 150 and 225 of 300, weight decay 5e-4, batch 128.
-    "paper": Recipe(300, 128, 0.1, 0.9, False, 5e-4, 0.0, 0, "step"),
+    "paper": Recipe(epochs=300, batch_size=128, lr=0.1, momentum=0.9, nesterov=False, weight_decay=5e-4,
+                    label_smoothing=0.0, warmup_steps=0, schedule="step"),
     # The default, for a few thousand images to millions: batch up to 512, halved until an epoch
     # has 100 steps, with the lr scaled by the batch's square root (0.4 at 512, 0.14 at 64);
     # Nesterov momentum; a 50-step warm-up from lr / 10; a linear decay to zero; label
@@ -94,8 +95,10 @@ RECIPES = {
     # epoch's batches are) before every evaluation, so a high learning rate cannot leave the
     # evaluation with running statistics of older weights; and the augmentation off for the
     # last 3 epochs (so a run of 3 epochs or fewer is not augmented).
-    "fast": Recipe(30, 512, 0.4, 0.9, True, 5e-4, 0.1, 50, "linear", scaled=True, calibrate=2048, tail=3),
+    "fast": Recipe(epochs=30, batch_size=512, lr=0.4, momentum=0.9, nesterov=True, weight_decay=5e-4,
+                   label_smoothing=0.1, warmup_steps=50, schedule="linear", scaled=True, calibrate=2048, tail=3),
     # The usual CIFAR recipe, the yardstick of docs/results.md: SGD momentum 0.9, batch 128,
     # lr 0.1 with cosine decay, weight decay 5e-4, nothing else.
-    "reference": Recipe(30, 128, 0.1, 0.9, False, 5e-4, 0.0, 0, "cosine"),
+    "reference": Recipe(epochs=30, batch_size=128, lr=0.1, momentum=0.9, nesterov=False, weight_decay=5e-4,
+                        label_smoothing=0.0, warmup_steps=0, schedule="cosine"),
 }

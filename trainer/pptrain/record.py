@@ -37,7 +37,7 @@ FORMAT, VERSION = "pptrain-run", 3
 READS = (1, 2, 3)  # the versions from_json accepts
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Resolved:
     """What ran: the recipe with the run's epochs, batch and peak lr, and the choices made."""
 
@@ -61,14 +61,14 @@ class Resolved:
     tail: int = 0  # version 3: the recipe's unaugmented last epochs (recipe.py), whether or not they were used
 
     @classmethod
-    def of(cls, recipe: Recipe, s: Settings, augment: tuple[str, ...], stream: bool, adapt: str, augment_from: int,
+    def of(cls, recipe: Recipe, s: Settings, *, augment: tuple[str, ...], stream: bool, adapt: str, augment_from: int,
            augment_until: int) -> Resolved:  # fmt: skip
         values = {**asdict(recipe), "epochs": s.epochs, "batch_size": s.batch_size, "lr": s.lr}
         return cls(**values, augment=list(augment), stream=stream, adapt=adapt, augment_from=augment_from,
                    augment_until=augment_until)  # fmt: skip
 
 
-@dataclass
+@dataclass(kw_only=True)
 class DatasetRecord:
     """The dataset the run trained on, from its manifest."""
 
@@ -85,12 +85,12 @@ class DatasetRecord:
 
     @classmethod
     def of(cls, m: Manifest, path: str) -> DatasetRecord:
-        return cls(path, m.cipher.method, m.cipher.key_scope, m.cipher.key_id, dict(m.cipher.params), list(m.shape),
-                   list(m.classes), m.storage, {name: s.count for name, s in m.splits.items()},
-                   m.augment.copies if m.augment is not None else 1)  # fmt: skip
+        return cls(path=path, method=m.cipher.method, key_scope=m.cipher.key_scope, key_id=m.cipher.key_id, params=dict(m.cipher.params),
+                   shape=list(m.shape), classes=list(m.classes), storage=m.storage, counts={name: s.count for name, s in m.splits.items()},
+                   copies=m.augment.copies if m.augment is not None else 1)  # fmt: skip
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ModelRecord:
     """Enough to rebuild the network (model.PrivacyResNet) before loading its weights."""
 
@@ -104,15 +104,15 @@ class ModelRecord:
     adapt_group: str | None = None  # invariant's pixel group (the manifest's cipher.pixel_group)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class RuntimeRecord:
-    device: str
+    device: str  # as torch names it: cpu, cuda:0
     device_name: str
     world: int  # processes
-    torch: str
+    torch: str  # torch's version
 
 
-@dataclass
+@dataclass(kw_only=True)
 class RunRecord:
     settings: Settings  # as asked (None: the recipe's value)
     resolved: Resolved
@@ -142,12 +142,12 @@ class RunRecord:
         model = dict(doc["model"], adapt=adapt_name(doc["model"].get("adapt")))
         settings = dict(doc["settings"], adapt=adapt_name(doc["settings"].get("adapt")))
         return cls(
-            Settings.from_dict(typed(Settings, settings, f"{shown}: settings", partial=True)),
-            Resolved(**typed(Resolved, doc["resolved"], f"{shown}: resolved")),
-            DatasetRecord(**typed(DatasetRecord, doc["dataset"], f"{shown}: dataset")),
-            ModelRecord(**typed(ModelRecord, model, f"{shown}: model")),
-            RuntimeRecord(**typed(RuntimeRecord, doc["runtime"], f"{shown}: runtime")),
-            doc["version"],
+            settings=Settings.from_dict(typed(Settings, settings, f"{shown}: settings", partial=True)),
+            resolved=Resolved(**typed(Resolved, doc["resolved"], f"{shown}: resolved")),
+            dataset=DatasetRecord(**typed(DatasetRecord, doc["dataset"], f"{shown}: dataset")),
+            model=ModelRecord(**typed(ModelRecord, model, f"{shown}: model")),
+            runtime=RuntimeRecord(**typed(RuntimeRecord, doc["runtime"], f"{shown}: runtime")),
+            version=doc["version"],
         )
 
 

@@ -122,4 +122,4 @@ def _brief(v) -> str:
 
 def runtime_record(device: torch.device, world: int) -> RuntimeRecord:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    return RuntimeRecord(str(device), name, world, torch.__version__)
+    return RuntimeRecord(device=str(device), device_name=name, world=world, torch=torch.__version__)

@@ -1,15 +1,21 @@
 """Every knob of a training run in one place (airbench style): one dataclass, units in the help.
 
-This is the single source of the defaults and of the options' help: ``pptrain``'s click options
-are made from these fields (cli.py), and config.json records the settings as asked and as
-resolved. ``None`` means "the recipe's value" (recipe.py); :meth:`Settings.resolved` fills
-them in.
+This is the single source of the defaults, of the options' help and of the rules between
+options: ``pptrain``'s click options are made from these fields and named as they are (cli.py),
+:meth:`Settings.from_options` builds the settings from them, and config.json records the
+settings as asked and as resolved. ``None`` means "the recipe's value" (recipe.py);
+:meth:`Settings.resolved` fills them in, and :meth:`Settings.check` checks the result. A rule
+broken raises :class:`OptionError` naming the option; only cli.py turns it into a usage error.
 """
 
 from __future__ import annotations
 
 from dataclasses import MISSING, Field, asdict, dataclass, field, fields, replace
+from pathlib import Path
 
+from ppencrypt.formats import dataset_name
+
+from .errors import OptionError
 from .recipe import RECIPES, Recipe
 
 DEFAULT_AUGMENT = ("crop", "flip")  # [P]'s augmentation: shift by pad-and-crop, horizontal flip
@@ -29,7 +35,7 @@ def adapt_name(value: str | bool | None) -> str | None:
     return value
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     # --- data
     data: str = setting("", "Dataset written by `ppencrypt dataset`: a folder, or a URL (s3://, gs://, https://).")
@@ -83,6 +89,36 @@ class Settings:
     stop_after: int | None = setting(None, "Stop after this epoch; --resume continues later.")
     trace: bool = setting(False, "Each process records the sample indices of its batches (trace-rank<R>.jsonl).")
 
+    @classmethod
+    def from_options(cls, *, data: str, run_dir: str | None = None, no_adapt: bool = False, **options) -> Settings:
+        """The settings a ``pptrain train`` command line asks for: its options, named as the
+        fields, and ``--no-adapt`` (the same as ``--adapt none``, which it must not contradict).
+        Without ``--run-dir``, the run goes to runs/<name of the dataset>."""
+        adapt = options.get("adapt")
+        if no_adapt and adapt not in (None, "none"):
+            raise OptionError("--no-adapt", f"--no-adapt contradicts --adapt {adapt}")
+        if no_adapt:
+            options["adapt"] = "none"
+        return cls(data=data, run_dir=run_dir or str(Path("runs") / dataset_name(data)), **options)
+
+    @staticmethod
+    def field_of(option: str) -> str:
+        """The field a ``pptrain train`` parameter sets (``no_adapt`` sets ``adapt``)."""
+        return OPTION_FIELDS.get(option, option)
+
+    def check(self, world: int = 1) -> None:
+        """The rules between resolved settings, for a run of ``world`` processes (those that
+        need the dataset are train.py's)."""
+        for name, value in (("--epochs", self.epochs), ("--batch-size", self.batch_size), ("--width", self.width),
+                            ("--augment-from", self.augment_from), ("--augment-until", self.augment_until)):  # fmt: skip
+            if value is not None and value < 1:
+                raise OptionError(name, f"{name} must be at least 1, not {value}")
+        if self.augment_until is not None and self.augment_until < (self.augment_from or 1):
+            raise OptionError("--augment-until", f"--augment-until {self.augment_until} is before --augment-from {self.augment_from or 1}: "
+                              "no epoch would be augmented (for that, --augment none)")  # fmt: skip
+        if self.batch_size is not None and self.batch_size % world:
+            raise OptionError("--batch-size", f"batch size {self.batch_size} does not split evenly over {world} processes")
+
     @property
     def recipe_values(self) -> Recipe:
         return RECIPES[self.recipe]
@@ -119,6 +155,7 @@ class Settings:
 
 
 FIELDS: dict[str, Field] = {f.name: f for f in fields(Settings)}
+OPTION_FIELDS = {"no_adapt": "adapt"}  # command-line parameters that set a field of another name
 
 
 def default(name: str):

@@ -44,21 +44,21 @@ from .loader import Loaded, train_batches
 from .seeding import SAMPLE_ORDER, SHARD_ORDER, epoch_rng
 
 
-@dataclass(frozen=True)
-class Plan:
+@dataclass(frozen=True, kw_only=True)
+class ReadPlan:
     """What one reader (one worker of one rank) does in one epoch; picklable for workers."""
 
     ds: Dataset  # location (local folder or URL, with its cache) and the manifest checked once
     split: str
-    shards: tuple[ShardInfo, ...]
-    batch: int  # per rank
+    shards: tuple[ShardInfo, ...]  # the split's, in manifest order
+    batch: int  # images per piece sent to the training process: the batch per rank
     seed: int
-    epoch: int
-    train: bool
+    epoch: int  # from 0
+    train: bool  # shuffled, cycling pass after pass; else one pass in order
     buffer: int  # samples in the shuffle pool
     reader: int  # g: rank x workers + worker
     readers: int  # G: world x workers
-    prefetch: int = 0  # shards fetched ahead of the one being decoded
+    prefetch: int  # shards fetched ahead of the one being decoded (0: on demand)
 
     @property
     def by_shard(self) -> bool:
@@ -76,7 +76,7 @@ class Failure:
 PASS_END = None  # between passes: the shuffle pool empties, so a pass ends before the next begins
 
 
-def epoch_shards(plan: Plan) -> Iterator[tuple[ShardInfo, int | None] | None]:
+def epoch_shards(plan: ReadPlan) -> Iterator[tuple[ShardInfo, int | None] | None]:
     """(shard, position of its first sample in the epoch's order, or None when whole shards
     are split), pass after pass while training, with PASS_END after each pass."""
     order = list(plan.shards)
@@ -98,7 +98,7 @@ def epoch_shards(plan: Plan) -> Iterator[tuple[ShardInfo, int | None] | None]:
             yield PASS_END
 
 
-def read_shards(src, plan: Plan, handler) -> Iterator[Batch]:
+def read_shards(src, plan: ReadPlan, handler) -> Iterator[Batch]:
     reader = plan.ds.split(plan.split)
     for p, items in enumerate(passes(src)):
         # Read-ahead only within the first pass: the DataLoader asks a reader for more than the
@@ -131,7 +131,7 @@ def passes(src) -> Iterator[list]:
             items.append(item)
 
 
-def shuffle_pool(src, plan: Plan) -> Iterator[Batch]:
+def shuffle_pool(src, plan: ReadPlan) -> Iterator[Batch]:
     """Mix samples across shards: fill a pool to ``buffer``, shuffle it, hand out half; at
     the end of a pass, hand out all of it. A pass that read nothing (every shard skipped by
     the handler) ends the stream instead of looping."""
@@ -169,7 +169,7 @@ def _take(b: Batch, idx) -> Batch:
     return Batch(b.images[idx], b.labels[idx], b.indices[idx])
 
 
-def pieces(src, plan: Plan) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+def pieces(src, plan: ReadPlan) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Tensors of at most one batch each, for the trip to the training process."""
     for b in src:
         for at in range(0, len(b), plan.batch):
@@ -190,7 +190,7 @@ def guarded(src) -> Iterator:
 class ReaderStream(torch.utils.data.IterableDataset):
     """One rank's stream; each DataLoader worker builds its own pipeline from its id."""
 
-    def __init__(self, plans: list[Plan], handler):
+    def __init__(self, plans: list[ReadPlan], handler):
         super().__init__()
         self.plans, self.handler = plans, handler
 
@@ -251,12 +251,12 @@ class StreamLoader:
             self.batches = -(-len(range(d.rank, self.count, d.world)) // batch)  # at most; exact per shard split
             self.images = self.count
 
-    def plans(self, epoch: int) -> list[Plan]:
+    def plans(self, epoch: int) -> list[ReadPlan]:
         n = max(self.workers, 1)
         readers = self.d.world * n
         return [
-            Plan(self.ds, self.split, self.shards, self.batch, self.seed, epoch, self.train, self.buffer, self.d.rank * n + w, readers,
-                 self.prefetch)
+            ReadPlan(ds=self.ds, split=self.split, shards=self.shards, batch=self.batch, seed=self.seed, epoch=epoch, train=self.train,
+                     buffer=self.buffer, reader=self.d.rank * n + w, readers=readers, prefetch=self.prefetch)  # fmt: skip
             for w in range(n)
         ]
 
@@ -289,8 +289,11 @@ class StreamLoader:
             yield tuple(t.to(self.device, non_blocking=cuda) for t in batch)
 
     def head(self, images: int) -> Iterator[Loaded]:
-        """Read in this process, without workers: a few batches do not pay for starting them."""
-        plan = Plan(self.ds, self.split, self.shards, self.batch, self.seed, 0, False, self.buffer, self.d.rank, self.d.world)
+        """Read in this process, without workers: a few batches do not pay for starting them.
+        On demand, without read-ahead: the few batches usually lie in the first shard or two,
+        and shards fetched ahead would be read (from a URL, downloaded) for nothing."""
+        plan = ReadPlan(ds=self.ds, split=self.split, shards=self.shards, batch=self.batch, seed=self.seed, epoch=0, train=False,
+                        buffer=self.buffer, reader=self.d.rank, readers=self.d.world, prefetch=0)  # fmt: skip
         got = 0
         for item in ReaderStream([plan], self.handler):
             if isinstance(item, Failure):

@@ -29,7 +29,7 @@ from ppencrypt.formats import Dataset, ShardCache, dataset_name, open_dataset
 from . import checkpoint, distributed
 from .augment import BatchAugment, block_method_warning, parse_augment
 from .batchnorm import calibrate
-from .data import MIB, fits_in_memory, make_loader
+from .data import MIB, LoaderSpec, fits_in_memory, make_loader
 from .device import memory_format, pick_device
 from .distributed import Dist
 from .errors import OptionError, RunDirError
@@ -52,20 +52,20 @@ class Outcome:
     main: bool  # rank 0: the process that reports
 
 
-@dataclass
-class Plan:
+@dataclass(kw_only=True)
+class TrainPlan:
     """Everything settled before anything is built: options checked, choices made once."""
 
     asked: Settings  # as given, or as config.json recorded them when resuming
     s: Settings  # resolved: the recipe's values filled in
     run: RunDir
-    ds: Dataset
+    ds: Dataset  # opened once, its manifest checked
     state: dict | None  # the checkpoint to continue from
-    augment: tuple[str, ...]
+    augment: tuple[str, ...]  # parse_augment's names; () for none
     augment_from: int  # the first epoch (from 1) with augmentation
     augment_until: int  # the last epoch (from 1) with augmentation
     adapt: str  # pixel | invariant | tanaka | none
-    block: int | None  # tanaka's block side
+    block: int | None  # tanaka's block side, in pixels
     group: str | None  # invariant's pixel group
     stem: str  # cifar | imagenet
     copies: int  # client-augmented copies per image in the train split (1: none)
@@ -105,16 +105,9 @@ def test_split_for(s: Settings, ds: Dataset, explicit: set[str]) -> Settings:
 
 
 def check_options(s: Settings, ds: Dataset, d: Dist) -> None:
+    """The settings' own rules (Settings.check), then those that need the dataset."""
+    s.check(d.world)
     m = ds.manifest
-    for name, value in (("--epochs", s.epochs), ("--batch-size", s.batch_size), ("--width", s.width),
-                        ("--augment-from", s.augment_from), ("--augment-until", s.augment_until)):  # fmt: skip
-        if value is not None and value < 1:
-            raise OptionError(name, f"{name} must be at least 1, not {value}")
-    if s.augment_until is not None and s.augment_until < (s.augment_from or 1):
-        raise OptionError("--augment-until", f"--augment-until {s.augment_until} is before --augment-from {s.augment_from or 1}: "
-                          "no epoch would be augmented (for that, --augment none)")  # fmt: skip
-    if s.batch_size is not None and s.batch_size % d.world:
-        raise OptionError("--batch-size", f"batch size {s.batch_size} does not split evenly over {d.world} processes")
     if s.pad < 0 or s.pad >= min(m.height, m.width):
         raise OptionError("--pad", f"--pad {s.pad} must be in 0..{min(m.height, m.width) - 1} for {m.width}x{m.height} images")
 
@@ -173,7 +166,7 @@ def augment_window(s: Settings) -> tuple[int, int]:
     return s.augment_from or 1, until
 
 
-def prepare(given: Settings, explicit: set[str], resume: bool, d: Dist) -> Plan:
+def prepare(given: Settings, explicit: set[str], resume: bool, d: Dist) -> TrainPlan:
     """The settings as asked and resolved, the run directory, the dataset, the checkpoint to
     continue from, and the choices that depend on the dataset — each made once, here."""
     run = RunDir(Path(given.run_dir))
@@ -209,7 +202,8 @@ def prepare(given: Settings, explicit: set[str], resume: bool, d: Dist) -> Plan:
     augment_from, augment_until = augment_window(s)
     if augment_until < augment_from:
         augment = ()  # a short run under the recipe's schedule
-    return Plan(asked, s, run, ds, state, augment, augment_from, augment_until, adapt, block, group, stem, copies)
+    return TrainPlan(asked=asked, s=s, run=run, ds=ds, state=state, augment=augment, augment_from=augment_from,
+                     augment_until=augment_until, adapt=adapt, block=block, group=group, stem=stem, copies=copies)  # fmt: skip
 
 
 def shard_cache(s: Settings) -> ShardCache | None:
@@ -250,8 +244,9 @@ def _train(given, explicit, resume, quiet, log, d: Dist, device: torch.device) -
 
     recipe = RECIPES[s.recipe]
     aug = BatchAugment(plan.augment, m.shape, len(m.classes), s.pad, s.mix_alpha)
-    loop = Loop(net, optimizer, aug, recipe, s.lr, train_loader.batches * s.epochs, s.seed, s.epochs, device, d,
-                trace=s.trace, quiet=quiet, augment_from=plan.augment_from, augment_until=plan.augment_until)  # fmt: skip
+    loop = Loop(net=net, optimizer=optimizer, aug=aug, recipe=recipe, lr=s.lr, total_steps=train_loader.batches * s.epochs, seed=s.seed,
+                epochs=s.epochs, device=device, d=d, trace=s.trace, quiet=quiet, augment_from=plan.augment_from,
+                augment_until=plan.augment_until)  # fmt: skip
     last = s.epochs if s.stop_after is None else min(s.epochs, s.stop_after)
     for epoch in range(start_epoch, last):
         t0 = time.perf_counter()
@@ -276,7 +271,7 @@ def _train(given, explicit, resume, quiet, log, d: Dist, device: torch.device) -
     return Outcome(run.path, history, s.epochs, summary_line(run.path, history, s.epochs), d.main)
 
 
-def build_loaders(plan: Plan, d: Dist, device: torch.device, warn) -> tuple[Loader, Loader | None, bool]:
+def build_loaders(plan: TrainPlan, d: Dist, device: torch.device, warn) -> tuple[Loader, Loader | None, bool]:
     """The train split's loader, the test split's (None when the dataset has none), and
     whether they stream (the splits exceed --memory-limit, or --stream)."""
     s, ds = plan.s, plan.ds
@@ -285,18 +280,19 @@ def build_loaders(plan: Plan, d: Dist, device: torch.device, warn) -> tuple[Load
         warn(f"{s.data}: no {s.test_split!r} split; test metrics are left empty")
     splits = [s.train_split] + ([s.test_split] if has_test else [])
     stream = s.stream or not fits_in_memory(ds, splits, s.memory_limit)
-    per_rank = s.batch_size // d.world
-    args = dict(d=d, device=device, seed=s.seed, stream=stream, workers=s.workers, buffer=s.shuffle_buffer, prefetch=s.prefetch)
-    train_loader = make_loader(ds, s.train_split, per_rank, train=True, copies=plan.copies, **args)
-    test_loader = make_loader(ds, s.test_split, per_rank, train=False, **args) if has_test else None
+    spec = LoaderSpec(split=s.train_split, batch=s.batch_size // d.world, train=True, seed=s.seed, stream=stream, workers=s.workers,
+                      buffer=s.shuffle_buffer, prefetch=s.prefetch, copies=plan.copies)  # fmt: skip
+    train_loader = make_loader(ds, spec, d, device)
+    test_loader = make_loader(ds, replace(spec, split=s.test_split, train=False, copies=1), d, device) if has_test else None
     return train_loader, test_loader, stream
 
 
-def build_training(plan: Plan, device: torch.device, d: Dist):
+def build_training(plan: TrainPlan, device: torch.device, d: Dist):
     """The model (from the checkpoint when resuming), what the loop calls (DDP-wrapped,
     compiled, as asked), and the optimiser."""
     s, m, recipe = plan.s, plan.ds.manifest, RECIPES[plan.s.recipe]
-    model = PrivacyResNet(m.channels, len(m.classes), s.width, plan.adapt, plan.block or TANAKA_BLOCK, plan.group, plan.stem)
+    model = PrivacyResNet(m.channels, len(m.classes), width=s.width, adapt=plan.adapt, block=plan.block or TANAKA_BLOCK, group=plan.group,
+                          stem=plan.stem)  # fmt: skip
     if plan.state is not None:
         checkpoint.load_model_state(model, plan.state, plan.run.checkpoint)
     model = model.to(device, memory_format=memory_format(device))
@@ -312,15 +308,17 @@ def build_training(plan: Plan, device: torch.device, d: Dist):
     return model, net, optimizer
 
 
-def run_record(plan: Plan, model: torch.nn.Module, stream: bool, device: torch.device, d: Dist) -> RunRecord:
+def run_record(plan: TrainPlan, model: torch.nn.Module, stream: bool, device: torch.device, d: Dist) -> RunRecord:
     s, m = plan.s, plan.ds.manifest
     parameters = sum(p.numel() for p in model.parameters())
     return RunRecord(
-        plan.asked,
-        Resolved.of(RECIPES[s.recipe], s, plan.augment, stream, plan.adapt, plan.augment_from, plan.augment_until),
-        DatasetRecord.of(m, s.data),
-        ModelRecord(m.channels, len(m.classes), s.width, plan.adapt, plan.block, parameters, plan.stem, plan.group),
-        runtime_record(device, d.world),
+        settings=plan.asked,
+        resolved=Resolved.of(RECIPES[s.recipe], s, augment=plan.augment, stream=stream, adapt=plan.adapt, augment_from=plan.augment_from,
+                             augment_until=plan.augment_until),  # fmt: skip
+        dataset=DatasetRecord.of(m, s.data),
+        model=ModelRecord(in_channels=m.channels, num_classes=len(m.classes), width=s.width, adapt=plan.adapt, adapt_block=plan.block,
+                          parameters=parameters, stem=plan.stem, adapt_group=plan.group),  # fmt: skip
+        runtime=runtime_record(device, d.world),
     )
 
 
