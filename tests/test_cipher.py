@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ppencrypt.ciphers import CODE_NAMES, PERMUTATIONS, GatherXor, PixelKey, make_cipher, method_names
-from ppencrypt.derive import KeyRing
+from ppencrypt.keys import KeyRing
 from ppencrypt.errors import CipherError
 from ppencrypt.formats import open_dataset
 

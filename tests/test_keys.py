@@ -108,3 +108,10 @@ def test_key_id_is_128_bit_hex_and_unrelated_to_the_key():
     assert len(key.key_id) == 32 and int(key.key_id, 16) >= 0
     assert key.key_id not in key.secret.hex()
     assert MasterKey(bytes(32)).key_id != key.key_id
+
+
+def test_a_loaded_key_names_its_file_in_messages_but_not_in_its_repr(key_file):
+    key = load_key(str(key_file))
+    assert key.origin == str(key_file) and str(key_file) not in repr(key)
+    assert repr(key) == f"MasterKey(id={key.key_id})"
+    assert MasterKey(bytes(range(32))).origin == "the key"

@@ -15,12 +15,11 @@ from .audit import AuditOptions, run_audit, table, write_report
 from .audit.extra import EXTRA
 from .ciphers import cipher_class, method_names
 from .decrypt import decrypt_dataset
-from .derive import SCOPES
 from .dataset import EncryptOptions, encrypt_dataset
 from .errors import PipelineError
 from .formats import STORAGES, open_dataset
 from .inspect import summary
-from .keys import generate_key_file, load_key
+from .keys import SCOPES, generate_key_file, load_key
 from .parallel import default_workers
 from .preview import preview as make_preview
 from .progress import progress_bars
@@ -204,7 +203,7 @@ def _copied(ds, to: str, quiet: bool) -> None:
 def decrypt(out, dest, key_path, overwrite, quiet):
     """Decrypt dataset OUT into DEST/<split>/<class>/<sample key>.png, after checking the key
     and the manifest's MAC."""
-    n, warnings = decrypt_dataset(out, dest, _key(key_path), key_path, overwrite, progress_bars(quiet))
+    n, warnings = decrypt_dataset(out, dest, _key(key_path), overwrite, progress_bars(quiet))
     _warn(warnings)
     if not quiet:
         click.echo(f"{dest}: {n} images decrypted")
@@ -216,7 +215,7 @@ def decrypt(out, dest, key_path, overwrite, quiet):
 @QUIET
 def verify(out, key_path, quiet):
     """Recompute the checksums and counts of dataset OUT; with --key, authenticate it."""
-    report = verify_dataset(out, progress_bars(quiet), _key(key_path), key_path)
+    report = verify_dataset(out, progress_bars(quiet), _key(key_path))
     _warn(report.warnings)
     if not quiet:
         how = "authenticated with the key" if report.authenticated else "integrity only: pass --key to authenticate the manifest"
@@ -238,7 +237,7 @@ def inspect(out):
 @click.option("--split", help="Split to show (default: the first).")
 def preview(out, output, key_path, count, split):
     """Write a picture of encrypted samples; with --key, their decryptions beside them."""
-    shown, warnings = make_preview(out, output, _key(key_path), count, split, key_path)
+    shown, warnings = make_preview(out, output, _key(key_path), count, split)
     _warn(warnings)
     click.echo(f"{output}: {shown} samples" + (" (encrypted | decrypted)" if key_path else ""))
 
@@ -253,7 +252,7 @@ def preview(out, output, key_path, count, split):
 def image(images, key_path, like, out_dir, overwrite, trust_manifest):
     """Encrypt query IMAGES as dataset LIKE was (its manifest authenticated by the key), into
     numbered PNGs in a folder."""
-    queries, warnings = encrypt_queries(list(images), like, out_dir, _key(key_path), key_path, overwrite, trust_manifest)
+    queries, warnings = encrypt_queries(list(images), like, out_dir, _key(key_path), overwrite, trust_manifest)
     _warn(warnings)
     for q in queries:
         click.echo(f"{q.source}\t{q.output}")

@@ -23,13 +23,11 @@ import numpy as np
 
 from . import augment as client
 from .atomic import is_within
-from .authenticate import sign
 from .ciphers import ImageCipher, make_cipher
 from .errors import CipherError, KeyFileError, OutputError, SourceError
 from .formats import STORAGES, Manifest, SplitInfo, open_location, other_files, split_writer
 from .formats.manifest import CipherInfo, ClientAugment
-from .keys import MasterKey
-from .keyuse import KeyUse
+from .keys import KeyUse, MasterKey, sign
 from .parallel import WorkerPool, default_workers
 from .progress import ProgressFactory, no_progress
 from .sources import open_source, run_task
