@@ -1,6 +1,6 @@
 """The ``ppencrypt`` command. The only module that knows about exit codes: library errors
 (:class:`ppencrypt.errors.PipelineError`) become one-line messages with exit 1; click reports
-usage errors with exit 2."""
+usage errors with exit 2, the library's (:class:`ppencrypt.errors.OptionError`) too."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from .audit.extra import EXTRA
 from .ciphers import cipher_class, method_names
 from .decrypt import decrypt_dataset
 from .dataset import EncryptOptions, encrypt_dataset
-from .errors import PipelineError
+from .errors import OptionError, PipelineError
 from .formats import STORAGES, open_dataset
 from .inspect import summary
 from .keys import SCOPES, generate_key_file, load_key
@@ -41,7 +41,17 @@ class LiveChoice(click.Choice):
         return tuple(self.names())
 
 
+class Command(click.Command):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except OptionError as e:  # here, not in Group: the usage shown is this command's
+            raise click.BadParameter(str(e), ctx=ctx, param_hint=e.option) from None
+
+
 class Group(click.Group):
+    command_class = Command
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
@@ -126,33 +136,14 @@ def dataset(ctx, src, out, key_path, method, key_scope, storage, block_size, siz
 
     SRC is an ImageFolder (class folders, or train/ test/ val/ of class folders), a CIFAR-10
     or CIFAR-100 python folder, or MNIST-style IDX files."""
-    params = {}
-    keyless = not cipher_class(method).needs_key
-    if keyless and ctx.get_parameter_source("key_scope") == ParameterSource.COMMANDLINE and key_scope == "image":
-        raise click.BadParameter(f"method {method!r} uses no key, so there is no key per image", param_hint="--key-scope")
-    if keyless and salt is not None:
-        raise click.BadParameter(f"method {method!r} uses no key, so no salt", param_hint="--salt")
-    if block_size is not None:
-        if "block_size" not in cipher_class(method).defaults:
-            raise click.BadParameter(f"method {method!r} is pixel-based and takes no block size", param_hint="--block-size")
-        params["block_size"] = block_size
-    for name, value in (("--pad", pad), ("--augment-seed", augment_seed)):
-        if value is not None and copies is None:
-            raise click.BadParameter(f"{name} belongs to --copies (the client's augmentation)", param_hint=name)
-    augment = dict(copies=copies, pad=4 if pad is None else pad, augment_seed=augment_seed or 0)
-    salt_bytes = None
-    if salt is not None:
-        if key_scope != "image":
-            raise click.BadParameter("a dataset-scope key uses no salt", param_hint="--salt")
-        try:
-            salt_bytes = bytes.fromhex(salt)
-        except ValueError:
-            salt_bytes = b""
-        if len(salt_bytes) != 16:
-            raise click.BadParameter("expected 32 hexadecimal digits (a manifest's cipher.salt)", param_hint="--salt")
-    if key_scope == "dataset" and cipher_class(method).needs_key:
+    given = ctx.get_parameter_source("key_scope") == ParameterSource.COMMANDLINE  # the default is the library's
+    opts = EncryptOptions(
+        method=method, params={} if block_size is None else {"block_size": block_size}, scope=key_scope if given else None,
+        storage=storage, size=size, shard_size=shard_size, workers=workers, skip_bad=skip_bad, salt=salt, copies=copies,
+        pad=pad, augment_seed=augment_seed,
+    )  # fmt: skip
+    if opts.key_scope == "dataset" and cipher_class(method).needs_key:
         click.echo(f"warning: {DATASET_SCOPE_WARNING}", err=True)
-    opts = EncryptOptions(method, params, key_scope, storage, size, shard_size, workers, skip_bad, salt_bytes, **augment)
     result = encrypt_dataset(src, out, _key(key_path), opts, overwrite, progress_bars(quiet))
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
