@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-# A module, not its names: the ciphers import this package's derivation, so while they load
-# their names are not there yet (open_keyed looks them up when it runs).
+# The module, not its names: ppencrypt.ciphers imports keys.derive, so when the ciphers are
+# imported first this package loads while they are half built; make_cipher is looked up later.
 from .. import ciphers
 from ..errors import KeyFileError
 from ..formats import Dataset, open_dataset
