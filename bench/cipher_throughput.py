@@ -15,7 +15,7 @@ import numpy as np
 
 from common import best_of, machine, real_cifar
 from ppencrypt.ciphers import make_cipher
-from ppencrypt.derive import KeyRing
+from ppencrypt.keys import KeyRing
 
 MASTER = bytes(range(32))
 

@@ -19,7 +19,7 @@ from hypothesis import settings
 from PIL import Image
 
 # OpenMP threads spin-wait by default, which on a CPU shared with other jobs makes torch many
-# times slower (pipeline/audit/extra.py); read when torch starts, so set before a test imports it.
+# times slower (pipeline/ppencrypt/audit/extra.py); read when torch starts, so set before a test imports it.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 DATA = Path(__file__).parent / "data"
 # experiments/ is the harness run from the repository root (python -m experiments), not an

@@ -14,7 +14,7 @@ from ppencrypt.audit.candidates import pixel_candidates
 from ppencrypt.audit.greedy import greedy_scan
 from ppencrypt.audit.metrics import PSNR_CAP, Scores
 from ppencrypt.ciphers import make_cipher
-from ppencrypt.derive import KeyRing
+from ppencrypt.keys import KeyRing
 from ppencrypt.keys import load_key
 
 MASTER = bytes(range(32))

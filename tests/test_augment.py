@@ -8,7 +8,7 @@ import torch
 
 from conftest import SALT
 from ppencrypt.ciphers import PERMUTATIONS, make_cipher
-from ppencrypt.derive import KeyRing
+from ppencrypt.keys import KeyRing
 from pptrain.augment import CENTRE, BatchAugment, Draw, normalise, parse_augment
 from pptrain.errors import AugmentError
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ppencrypt.ciphers import make_cipher
-from ppencrypt.derive import KeyRing
+from ppencrypt.keys import KeyRing
 
 MASTER = bytes(range(32))
 BLOCKWISE = ["le", "ele", "etc"]

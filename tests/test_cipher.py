@@ -9,8 +9,13 @@ from conftest import SALT, encrypt, ppencrypt, write_cifar10
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+<<<<<<< HEAD
 from ppencrypt.ciphers import CODE_NAMES, PERMUTATIONS, GatherXor, PixelKey, cipher_class, make_cipher, method_names
-from ppencrypt.derive import KeyRing
+from ppencrypt.keys import KeyRing
+=======
+from ppencrypt.ciphers import CODE_NAMES, PERMUTATIONS, GatherXor, PixelKey, make_cipher, method_names
+from ppencrypt.keys import KeyRing
+>>>>>>> h-keys
 from ppencrypt.errors import CipherError
 from ppencrypt.formats import open_dataset
 

@@ -10,6 +10,8 @@ from conftest import encrypt, ppencrypt
 from PIL import Image
 
 from ppencrypt.ciphers import method_names
+from ppencrypt.dataset import EncryptOptions
+from ppencrypt.errors import OptionError
 from ppencrypt.formats import open_dataset
 from ppencrypt.keys import load_key
 
@@ -28,6 +30,30 @@ def test_size_option(tmp_path, cifar10_dir, key_file):
     m = open_dataset(out).manifest
     assert (m.shape, m.resize) == ((20, 20, 3), 20)
     assert open_dataset(out).split("test").read().images.shape == (5, 20, 20, 3)
+
+
+@pytest.mark.parametrize(
+    "opts, option, message",
+    [
+        (dict(method="plain", scope="image"), "--key-scope", "method 'plain' uses no key, so there is no key per image"),
+        (dict(method="plain", salt="00"), "--salt", "method 'plain' uses no key, so no salt"),
+        (dict(params={"block_size": 4}), "--block-size", "method 'pe' is pixel-based and takes no block size"),
+        (dict(augment_seed=1), "--augment-seed", "--augment-seed belongs to --copies (the client's augmentation)"),
+        (dict(scope="dataset", salt="00" * 16), "--salt", "a dataset-scope key uses no salt"),
+        (dict(salt="0011"), "--salt", "expected 32 hexadecimal digits (a manifest's cipher.salt)"),
+    ],
+)
+def test_options_that_do_not_fit_are_refused_by_the_library(opts, option, message):
+    """The library refuses them (cli.py only reports them, as click reports a bad option)."""
+    with pytest.raises(OptionError) as e:
+        EncryptOptions(**opts)
+    assert (e.value.option, str(e.value)) == (option, message)
+
+
+def test_options_read_a_salt_in_hex_and_default_to_image_scope():
+    opts = EncryptOptions(salt="00" * 16)
+    assert opts.salt == bytes(16) and opts.key_scope == "image"
+    assert EncryptOptions(method="plain", scope="dataset").salt is None  # a keyless method may name a scope it ignores
 
 
 def test_inspect(encrypted, key_file):
@@ -105,7 +131,7 @@ def test_version():
 
 
 def test_pipeline_does_not_import_torch():
-    code = "import ppencrypt.cli, ppencrypt.dataset, ppencrypt.formats, sys; assert 'torch' not in sys.modules"
+    code = "import ppencrypt.keys, ppencrypt.cli, ppencrypt.dataset, ppencrypt.formats, sys; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 

@@ -11,10 +11,8 @@ import torch
 
 from conftest import SALT, encrypt as encrypt_cli, ppencrypt, tree_bytes
 from ppencrypt.augment import FILL, draws, shift_flip
-from ppencrypt.decrypt import keyed_cipher
 from ppencrypt.formats import open_dataset
-from ppencrypt.keys import load_key
-from ppencrypt.keyuse import KeyUse
+from ppencrypt.keys import load_key, open_keyed
 from ppencrypt.formats.manifest import Manifest
 from test_trainer_cli import run
 from pptrain.augment import BatchAugment
@@ -26,18 +24,17 @@ def encrypt(src, out, key_file, *extra, workers: int = 1):
     return out
 
 
-def decrypt_split(ds, key, split: str):
-    """A split of ``ds`` as stored, and decrypted (after the manifest's MAC is checked)."""
-    cipher, _ = keyed_cipher(ds, key)
-    b = ds.split(split).read()
-    return b, cipher.decrypt(b.images, KeyUse.of(ds.manifest.cipher).ring(cipher, key, split), b.indices)
+def decrypt_split(keyed, split: str):
+    """A split of the dataset as stored, and decrypted (its manifest's MAC checked by open_keyed)."""
+    b = keyed.dataset.split(split).read()
+    return b, keyed.cipher.decrypt(b.images, keyed.ring(split), b.indices)
 
 
 def decrypt_all(out, key_file) -> dict[str, np.ndarray]:
     """Every split of ``out`` decrypted, in sample order, and the train labels."""
-    ds, key, got = open_dataset(out), load_key(key_file), {}
-    for split in ds.splits:
-        b, got[split] = decrypt_split(ds, key, split)
+    keyed, got = open_keyed(out, load_key(key_file)), {}
+    for split in keyed.dataset.splits:
+        b, got[split] = decrypt_split(keyed, split)
         got[f"{split}_labels"] = b.labels
     return got
 

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ppencrypt.derive import KeyRing, Keystream, index_nonce
+from ppencrypt.keys import KeyRing, Keystream, index_nonce
 
 MASTER = bytes(range(32))
 SUBKEY = bytes(range(100, 132))

@@ -13,7 +13,7 @@ import zarr
 from conftest import CIFAR10_NAMES, encrypt
 
 from ppencrypt.ciphers import make_cipher
-from ppencrypt.derive import KeyRing
+from ppencrypt.keys import KeyRing
 from ppencrypt.errors import ManifestError, ShardError
 from ppencrypt.formats import open_dataset
 from ppencrypt.formats.manifest import Manifest

@@ -93,7 +93,7 @@ def test_the_image_shape_and_block_size_are_part_of_every_mask(tmp_path, master_
     """A 32x32 mask is not the corner of the 64x64 one; a grayscale mask is not the red channel's;
     LE with 4x4 blocks does not share a key with 8x8 (dataset scope: keys are otherwise stable)."""
     from ppencrypt.ciphers import make_cipher
-    from ppencrypt.derive import KeyRing
+    from ppencrypt.keys import KeyRing
 
     ring = KeyRing(master_key.secret, "np", "dataset")
     np_ = make_cipher("np")
@@ -207,8 +207,7 @@ def test_class_names_become_distinct_folders_inside_dest(tmp_path, cifar10, key_
     d["classes"] = ["../../escaped", "a/b", "a_b", "..", "A_B", *d["classes"][5:]]
     # The key's MAC would catch this edit; decrypt must be safe with or without it, so sign it.
     save(out, d)
-    from ppencrypt.authenticate import sign
-    from ppencrypt.keys import load_key
+    from ppencrypt.keys import load_key, sign
 
     m = open_dataset(out).manifest
     d["mac"] = sign(m, load_key(key_file))

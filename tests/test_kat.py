@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ppencrypt.ciphers import make_cipher
-from ppencrypt.derive import KDF_V1, KDF_V2, KeyRing, Keystream, hkdf_sha256, mac_key
+from ppencrypt.keys import KDF_V1, KDF_V2, KeyRing, Keystream, hkdf_sha256, mac_key
 from ppencrypt.keys import MasterKey
 
 # RFC 5869, appendix A.1 (test case 1)

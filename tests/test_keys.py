@@ -1,6 +1,7 @@
 """Master keys: keygen, the key file format and permission check, the key id."""
 
 import os
+import re
 import stat
 
 import pytest
@@ -43,8 +44,11 @@ def test_keygen_refuses_a_dangling_symlink(tmp_path):
 
 
 def test_two_keys_differ(tmp_path):
-    ids = {ppencrypt("keygen", tmp_path / f"{i}.key").stdout for i in range(2)}
-    assert len(ids) == 2
+    runs = [ppencrypt("keygen", tmp_path / f"{i}.key") for i in range(2)]
+    assert [r.exit_code for r in runs] == [0, 0], [r.output for r in runs]
+    ids = [r.stdout.strip() for r in runs]
+    assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids), ids  # a failed run prints no id
+    assert ids[0] != ids[1]
 
 
 def test_load_key_round_trip(tmp_path):
@@ -108,3 +112,10 @@ def test_key_id_is_128_bit_hex_and_unrelated_to_the_key():
     assert len(key.key_id) == 32 and int(key.key_id, 16) >= 0
     assert key.key_id not in key.secret.hex()
     assert MasterKey(bytes(32)).key_id != key.key_id
+
+
+def test_a_loaded_key_names_its_file_in_messages_but_not_in_its_repr(key_file):
+    key = load_key(str(key_file))
+    assert key.origin == str(key_file) and str(key_file) not in repr(key)
+    assert repr(key) == f"MasterKey(id={key.key_id})"
+    assert MasterKey(bytes(range(32))).origin == "the key"

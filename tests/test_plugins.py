@@ -154,7 +154,7 @@ def test_the_audit_package_registers_every_attack_in_order():
 def test_the_pixel_group_is_what_the_cipher_does(method, channels, kind, size, cifar10, fmnist, master_key):
     """Under image-scope keys, one pixel encrypted as 3,000 images takes exactly the group's images."""
     from ppencrypt.ciphers import make_cipher
-    from ppencrypt.derive import KeyRing
+    from ppencrypt.keys import KeyRing
 
     cipher = make_cipher(method)
     group = cipher.pixel_group(channels)

@@ -14,7 +14,7 @@ from experiments.report import ANCHOR, render, section
 from experiments.rows import BEYOND, BY_ID, ROWS, TABLE2, TABLE3
 from experiments.sections import update_doc
 from ppencrypt.formats import open_dataset
-from ppencrypt.keys import load_key
+from ppencrypt.keys import load_key, open_keyed
 from trainer_fixtures import write_three_shapes
 
 
@@ -111,9 +111,9 @@ def test_the_client_augments_plain_images_by_crop_and_flip(smoke):
 
     work = smoke["work"]
     plain = open_dataset(str(work / "data" / "plain")).split("train").read()
-    ds, key = open_dataset(str(work / "data" / "np-dataset-client")), load_key(smoke["key"])
-    assert ds.manifest.augment.copies == 1 and "--copies 1 --pad 4 --augment-seed 0" in smoke["record"]["steps"]["data:np-dataset-client"]["command"]
-    enc, augmented = decrypt_split(ds, key, "train")
+    keyed = open_keyed(str(work / "data" / "np-dataset-client"), load_key(smoke["key"]))
+    assert keyed.manifest.augment.copies == 1 and "--copies 1 --pad 4 --augment-seed 0" in smoke["record"]["steps"]["data:np-dataset-client"]["command"]
+    enc, augmented = decrypt_split(keyed, "train")
     assert np.array_equal(enc.labels, plain.labels) and len(augmented) == len(plain.images)
     moved = 0
     for x, a in zip(plain.images, augmented):

@@ -6,7 +6,7 @@ import json
 import pytest
 from conftest import encrypt, ppencrypt, tree_bytes, write_imagefolder
 
-from ppencrypt.derive import KeyRing, mac_key
+from ppencrypt.keys import KeyRing, mac_key
 from ppencrypt.keys import load_key
 
 SECRET_NAME = "patient_jane_doe_1987"

@@ -35,9 +35,6 @@ PACKAGES = {"ppencrypt": ROOT / "pipeline" / "ppencrypt", "pptrain": ROOT / "tra
 # "ppencrypt.keys" covers a module keys.py and a package keys/ alike.
 KEY_AND_CIPHER_CODE = (
     "ppencrypt.keys",
-    "ppencrypt.keyuse",
-    "ppencrypt.derive",
-    "ppencrypt.authenticate",
     "ppencrypt.ciphers",
     "ppencrypt.dataset",
     "ppencrypt.decrypt",

@@ -11,7 +11,7 @@ import torch
 from conftest import SALT
 from ppencrypt.ciphers import make_cipher
 from ppencrypt.ciphers.base import PixelGroup
-from ppencrypt.derive import KeyRing
+from ppencrypt.keys import KeyRing
 from test_plugins import toy_methods  # noqa: F401  (fixture: the toy 'mono-np' method, pixel group 'other')
 from test_trainer_cli import TINY, run
 from pptrain.augment import normalise

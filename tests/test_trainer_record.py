@@ -1,4 +1,4 @@
-"""config.json as a typed record (trainer/record.py) and Settings as the one source of the
+"""config.json as a typed record (trainer/pptrain/record.py) and Settings as the one source of the
 options' defaults."""
 
 from __future__ import annotations

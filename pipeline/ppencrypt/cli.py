@@ -1,6 +1,6 @@
 """The ``ppencrypt`` command. The only module that knows about exit codes: library errors
 (:class:`ppencrypt.errors.PipelineError`) become one-line messages with exit 1; click reports
-usage errors with exit 2."""
+usage errors with exit 2, the library's (:class:`ppencrypt.errors.OptionError`) too."""
 
 from __future__ import annotations
 
@@ -15,12 +15,11 @@ from .audit import AuditOptions, run_audit, table, write_report
 from .audit.extra import EXTRA
 from .ciphers import cipher_class, method_names
 from .decrypt import decrypt_dataset
-from .derive import SCOPES
 from .dataset import EncryptOptions, encrypt_dataset
-from .errors import PipelineError
+from .errors import OptionError, PipelineError
 from .formats import STORAGES, open_dataset
 from .inspect import summary
-from .keys import generate_key_file, load_key
+from .keys import SCOPES, generate_key_file, load_key
 from .parallel import default_workers
 from .preview import preview as make_preview
 from .progress import progress_bars
@@ -42,7 +41,17 @@ class LiveChoice(click.Choice):
         return tuple(self.names())
 
 
+class Command(click.Command):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except OptionError as e:  # here, not in Group: the usage shown is this command's
+            raise click.BadParameter(str(e), ctx=ctx, param_hint=e.option) from None
+
+
 class Group(click.Group):
+    command_class = Command
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
@@ -127,33 +136,14 @@ def dataset(ctx, src, out, key_path, method, key_scope, storage, block_size, siz
 
     SRC is an ImageFolder (class folders, or train/ test/ val/ of class folders), a CIFAR-10
     or CIFAR-100 python folder, or MNIST-style IDX files."""
-    params = {}
-    keyless = not cipher_class(method).needs_key
-    if keyless and ctx.get_parameter_source("key_scope") == ParameterSource.COMMANDLINE and key_scope == "image":
-        raise click.BadParameter(f"method {method!r} uses no key, so there is no key per image", param_hint="--key-scope")
-    if keyless and salt is not None:
-        raise click.BadParameter(f"method {method!r} uses no key, so no salt", param_hint="--salt")
-    if block_size is not None:
-        if "block_size" not in cipher_class(method).defaults:
-            raise click.BadParameter(f"method {method!r} is pixel-based and takes no block size", param_hint="--block-size")
-        params["block_size"] = block_size
-    for name, value in (("--pad", pad), ("--augment-seed", augment_seed)):
-        if value is not None and copies is None:
-            raise click.BadParameter(f"{name} belongs to --copies (the client's augmentation)", param_hint=name)
-    augment = dict(copies=copies, pad=4 if pad is None else pad, augment_seed=augment_seed or 0)
-    salt_bytes = None
-    if salt is not None:
-        if key_scope != "image":
-            raise click.BadParameter("a dataset-scope key uses no salt", param_hint="--salt")
-        try:
-            salt_bytes = bytes.fromhex(salt)
-        except ValueError:
-            salt_bytes = b""
-        if len(salt_bytes) != 16:
-            raise click.BadParameter("expected 32 hexadecimal digits (a manifest's cipher.salt)", param_hint="--salt")
-    if key_scope == "dataset" and cipher_class(method).needs_key:
+    given = ctx.get_parameter_source("key_scope") == ParameterSource.COMMANDLINE  # the default is the library's
+    opts = EncryptOptions(
+        method=method, params={} if block_size is None else {"block_size": block_size}, scope=key_scope if given else None,
+        storage=storage, size=size, shard_size=shard_size, workers=workers, skip_bad=skip_bad, salt=salt, copies=copies,
+        pad=pad, augment_seed=augment_seed,
+    )  # fmt: skip
+    if opts.key_scope == "dataset" and cipher_class(method).needs_key:
         click.echo(f"warning: {DATASET_SCOPE_WARNING}", err=True)
-    opts = EncryptOptions(method, params, key_scope, storage, size, shard_size, workers, skip_bad, salt_bytes, **augment)
     result = encrypt_dataset(src, out, _key(key_path), opts, overwrite, progress_bars(quiet))
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
@@ -204,7 +194,7 @@ def _copied(ds, to: str, quiet: bool) -> None:
 def decrypt(out, dest, key_path, overwrite, quiet):
     """Decrypt dataset OUT into DEST/<split>/<class>/<sample key>.png, after checking the key
     and the manifest's MAC."""
-    n, warnings = decrypt_dataset(out, dest, _key(key_path), key_path, overwrite, progress_bars(quiet))
+    n, warnings = decrypt_dataset(out, dest, _key(key_path), overwrite, progress_bars(quiet))
     _warn(warnings)
     if not quiet:
         click.echo(f"{dest}: {n} images decrypted")
@@ -216,7 +206,7 @@ def decrypt(out, dest, key_path, overwrite, quiet):
 @QUIET
 def verify(out, key_path, quiet):
     """Recompute the checksums and counts of dataset OUT; with --key, authenticate it."""
-    report = verify_dataset(out, progress_bars(quiet), _key(key_path), key_path)
+    report = verify_dataset(out, progress_bars(quiet), _key(key_path))
     _warn(report.warnings)
     if not quiet:
         how = "authenticated with the key" if report.authenticated else "integrity only: pass --key to authenticate the manifest"
@@ -238,7 +228,7 @@ def inspect(out):
 @click.option("--split", help="Split to show (default: the first).")
 def preview(out, output, key_path, count, split):
     """Write a picture of encrypted samples; with --key, their decryptions beside them."""
-    shown, warnings = make_preview(out, output, _key(key_path), count, split, key_path)
+    shown, warnings = make_preview(out, output, _key(key_path), count, split)
     _warn(warnings)
     click.echo(f"{output}: {shown} samples" + (" (encrypted | decrypted)" if key_path else ""))
 
@@ -253,7 +243,7 @@ def preview(out, output, key_path, count, split):
 def image(images, key_path, like, out_dir, overwrite, trust_manifest):
     """Encrypt query IMAGES as dataset LIKE was (its manifest authenticated by the key), into
     numbered PNGs in a folder."""
-    queries, warnings = encrypt_queries(list(images), like, out_dir, _key(key_path), key_path, overwrite, trust_manifest)
+    queries, warnings = encrypt_queries(list(images), like, out_dir, _key(key_path), overwrite, trust_manifest)
     _warn(warnings)
     for q in queries:
         click.echo(f"{q.source}\t{q.output}")

@@ -6,28 +6,12 @@ import os
 import re
 from pathlib import Path
 
-from PIL import Image
-
 from .atomic import atomic_dir, is_within
-from .authenticate import authenticate
-from .ciphers import ImageCipher, make_cipher
-from .errors import KeyFileError, OutputError
-from .formats import Dataset, Location, open_dataset, open_location
+from .errors import OutputError
 from .formats.wds import sample_key
-from .keys import MasterKey
-from .keyuse import KeyUse
+from .keys import MasterKey, open_keyed
+from .pictures import refuse_plain_inside, to_pil
 from .progress import ProgressFactory, no_progress
-
-
-def keyed_cipher(ds: Dataset, key: MasterKey | None, key_name: str = "the key", accept_v1: bool = True) -> tuple[ImageCipher, list[str]]:
-    """The dataset's cipher, after checking that ``key`` is the one it was made with and that
-    the manifest is the one ppencrypt wrote (authenticate.py); warnings for the user."""
-    cipher = make_cipher(ds.manifest.cipher.method, ds.manifest.cipher.params)
-    if key is not None:
-        return cipher, authenticate(ds, key, key_name, accept_v1)
-    if cipher.needs_key:
-        raise KeyFileError(f"this dataset is encrypted ({ds.manifest.cipher.method}): pass --key")
-    return cipher, []
 
 
 MARKER = ".ppencrypt-decrypted"  # lets --overwrite recognise a folder this command wrote
@@ -39,12 +23,6 @@ def is_decrypted(root: Path) -> bool:
         return (root / MARKER).read_text(encoding="utf-8").startswith(MARKER_TEXT)
     except (OSError, UnicodeDecodeError):
         return False
-
-
-def refuse_plain_inside(path: str | os.PathLike, root: str | os.PathLike | Location) -> None:
-    """Decrypted pixels must never land in the folder that goes to the untrusted server."""
-    if open_location(root).holds(path):
-        raise OutputError(f"{path}: inside the encrypted dataset {root}; write decrypted images elsewhere")
 
 
 def safe_folder_name(name: str) -> str:
@@ -71,26 +49,20 @@ def target(dest: Path, *parts: str) -> Path:
     return path
 
 
-def to_pil(image) -> Image.Image:
-    return Image.fromarray(image[..., 0], "L") if image.shape[-1] == 1 else Image.fromarray(image, "RGB")
-
-
 def decrypt_dataset(
-    root: str | os.PathLike, dest: str | os.PathLike, key: MasterKey | None, key_name: str = "the key",
-    overwrite: bool = False, progress: ProgressFactory = no_progress,
+    root: str | os.PathLike, dest: str | os.PathLike, key: MasterKey | None, overwrite: bool = False,
+    progress: ProgressFactory = no_progress,
 ) -> tuple[int, list[str]]:  # fmt: skip
     """Writes DEST/<split>/<class>/<sample key>.png; returns the count and warnings."""
-    ds = open_dataset(root)
-    m = ds.manifest
-    cipher, warnings = keyed_cipher(ds, key, key_name)  # before anything is written
+    keyed = open_keyed(root, key)  # before anything is written
+    ds, m, cipher = keyed.dataset, keyed.manifest, keyed.cipher
     refuse_plain_inside(dest, ds.loc)
     folders = class_folders(m.classes)
-    use = KeyUse.of(m.cipher)
     written = 0
     with atomic_dir(dest, overwrite, is_decrypted, "a folder ppencrypt decrypt wrote") as tmp:
         (Path(tmp) / MARKER).write_text(f"{MARKER_TEXT} by {m.tool}\n")
         for split in ds.splits:
-            ring = use.ring(cipher, key, split)
+            ring = keyed.ring(split)
             for i, folder in enumerate(folders):
                 if m.splits[split].per_class[i]:
                     target(Path(tmp), split, folder).mkdir(parents=True, exist_ok=True)
@@ -101,4 +73,4 @@ def decrypt_dataset(
                         to_pil(image).save(target(Path(tmp), split, folders[label], f"{sample_key(int(index))}.png"))
                     written += len(batch)
                     bar.update(len(batch))
-    return written, warnings
+    return written, keyed.warnings

@@ -1,12 +1,21 @@
 """Typed errors with context. Only ``cli.py`` turns them into exit codes and messages.
 
-Exit 1 for every subclass of :class:`PipelineError` (data, key, format problems);
-usage errors (exit 2) are click's business.
+Exit 1 for every subclass of :class:`PipelineError` (data, key, format problems) but
+:class:`OptionError`, which ``cli.py`` reports as click reports a bad option: exit 2.
 """
 
 
 class PipelineError(Exception):
     """Base of every error that is the input's fault, not a bug."""
+
+
+class OptionError(PipelineError):
+    """Options that do not fit together (a keyless method with --salt, --pad without --copies,
+    ...): the caller's usage error. ``option`` names the option as the command line spells it."""
+
+    def __init__(self, option: str, message: str):
+        super().__init__(message)
+        self.option = option
 
 
 class KeyFileError(PipelineError):

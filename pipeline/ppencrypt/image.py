@@ -1,7 +1,7 @@
 """``ppencrypt image``: encrypt query images exactly as a dataset was, for inference.
 
 The dataset's manifest fixes method, parameters, size rule and channels — and since the query
-goes to the server, the manifest must first be authenticated by the key (authenticate.py): a
+goes to the server, the manifest must first be authenticated by the key (keys/mac.py): a
 server that rewrote it to say ``plain`` or a weaker scope would otherwise get the query in the
 clear or under a reused mask. A version 1 manifest carries no MAC and is refused unless the
 user trusts it explicitly (``--trust-manifest``).
@@ -22,12 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_writer
-from .decrypt import keyed_cipher, to_pil
 from .errors import OutputError, SourceError
-from .formats import open_dataset
 from .imageio import load_image
-from .keys import MasterKey
-from .keyuse import KeyUse
+from .keys import MasterKey, open_keyed
+from .pictures import to_pil
 
 
 @dataclass
@@ -38,13 +36,12 @@ class Query:
 
 def encrypt_queries(
     images: list[str], like: str | os.PathLike, out_dir: str | os.PathLike, key: MasterKey | None,
-    key_name: str = "the key", overwrite: bool = False, trust_manifest: bool = False,
+    overwrite: bool = False, trust_manifest: bool = False,
 ) -> tuple[list[Query], list[str]]:  # fmt: skip
-    ds = open_dataset(like)
-    m = ds.manifest
-    # With a key, a manifest that says "plain" is refused (authenticate.py); without one, a plain
+    # With a key, a manifest that says "plain" is refused (keys/mac.py); without one, a plain
     # dataset's queries are written as they are, the baseline's inputs.
-    cipher, warnings = keyed_cipher(ds, key, key_name, accept_v1=trust_manifest)
+    keyed = open_keyed(like, key, accept_v1=trust_manifest)
+    m, cipher = keyed.manifest, keyed.cipher
     plain = []
     for path in images:  # decode everything first: a bad file stops us before any write
         arr = load_image(path, path, m.channels, m.resize)
@@ -61,15 +58,14 @@ def encrypt_queries(
         raise OutputError(f"{clash}: already exists (pass --overwrite to replace it)")
     out_dir.mkdir(parents=True, exist_ok=True)
     batch = np.stack(plain)
-    use = KeyUse.of(m.cipher)
-    if use.scope == "image":
-        ring = use.ring(cipher, key, query=True).bind(m.shape, cipher.params)
+    if keyed.use.scope == "image":
+        ring = keyed.ring(query=True).bind(m.shape, cipher.params)
         encrypted = cipher.encrypt(batch, ring, [ring.content_nonce(a.tobytes()) for a in plain])
     else:
-        encrypted = cipher.encrypt(batch, use.ring(cipher, key), None)
+        encrypted = cipher.encrypt(batch, keyed.ring(), None)
     done = []
     for src, target, image in zip(images, targets, encrypted):
         with atomic_writer(target) as f:
             to_pil(image).save(f, format="PNG")
         done.append(Query(src, target))
-    return done, warnings
+    return done, keyed.warnings

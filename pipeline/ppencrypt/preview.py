@@ -9,40 +9,26 @@ import os
 import numpy as np
 
 from .atomic import atomic_writer
-from .decrypt import keyed_cipher, refuse_plain_inside, to_pil
 from .formats import open_dataset
-from .keys import MasterKey
-from .keyuse import KeyUse
-
-MIN_TILE = 96  # pixels: small images are enlarged (nearest neighbour) to at least this
-GAP = 2  # pixels between tiles
-
-
-def grid(tiles: np.ndarray, columns: int) -> np.ndarray:
-    """N x H x W x C tiles -> one image, ``columns`` tiles per row, on a white background."""
-    n, h, w, c = tiles.shape
-    rows = math.ceil(n / columns)
-    out = np.full((rows * (h + GAP) + GAP, columns * (w + GAP) + GAP, c), 255, np.uint8)
-    for i, t in enumerate(tiles):
-        r, q = divmod(i, columns)
-        out[GAP + r * (h + GAP) : GAP + r * (h + GAP) + h, GAP + q * (w + GAP) : GAP + q * (w + GAP) + w] = t
-    return out
+from .keys import MasterKey, open_keyed
+from .pictures import MIN_TILE, grid, refuse_plain_inside, to_pil
 
 
 def preview(
     root: str | os.PathLike, output: str | os.PathLike, key: MasterKey | None = None, n: int = 16,
-    split: str | None = None, key_name: str = "the key",
+    split: str | None = None,
 ) -> tuple[int, list[str]]:  # fmt: skip
     """Writes the picture; returns the samples shown and warnings."""
-    ds = open_dataset(root)
+    keyed = open_keyed(root, key) if key is not None else None  # without the key: no decryptions to show
+    ds = keyed.dataset if keyed is not None else open_dataset(root)
     m = ds.manifest
-    cipher, warnings = keyed_cipher(ds, key, key_name) if key is not None else (None, [])
+    cipher = keyed.cipher if keyed is not None else None
     refuse_plain_inside(output, ds.loc)  # even without the key: an unlisted file breaks verify
     split = split or ds.splits[0]
     batch = ds.split(split).head(n)
     tiles = batch.images
     if cipher is not None:
-        plain = cipher.decrypt(batch.images, KeyUse.of(m.cipher).ring(cipher, key, split), batch.indices)
+        plain = cipher.decrypt(batch.images, keyed.ring(split), batch.indices)
         # encrypted | decrypted, side by side per sample
         tiles = np.stack([tiles, plain], axis=1).reshape(-1, *m.shape)
     scale = max(1, math.ceil(MIN_TILE / max(m.height, m.width)))
@@ -51,4 +37,4 @@ def preview(
     picture = to_pil(grid(tiles, min(per_row, len(tiles))))
     with atomic_writer(output) as f:
         picture.save(f, format="PNG")
-    return len(batch), warnings
+    return len(batch), keyed.warnings if keyed is not None else []

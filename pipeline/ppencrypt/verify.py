@@ -13,10 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .authenticate import authenticate
 from .errors import ShardError
 from .formats import MANIFEST, open_dataset
-from .keys import MasterKey
+from .keys import MasterKey, open_keyed
 from .progress import ProgressFactory, no_progress
 
 
@@ -29,16 +28,15 @@ class VerifyReport:
     warnings: list[str] = field(default_factory=list)
 
 
-def verify_dataset(root: str | os.PathLike, progress: ProgressFactory = no_progress, key: MasterKey | None = None,
-                   key_name: str = "the key") -> VerifyReport:  # fmt: skip
+def verify_dataset(root: str | os.PathLike, progress: ProgressFactory = no_progress, key: MasterKey | None = None) -> VerifyReport:
     """Raise naming the first file that is missing, altered, unlisted or miscounted (and, with
     ``key``, a manifest that is not the one ppencrypt wrote with it). ``root``: a folder or a URL."""
-    ds = open_dataset(root)
-    loc = ds.loc
-    warnings: list[str] = []
     if key is not None:
-        warnings = authenticate(ds, key, key_name)
-    m = ds.manifest
+        keyed = open_keyed(root, key)
+        ds, warnings = keyed.dataset, list(keyed.warnings)
+    else:
+        ds, warnings = open_dataset(root), []
+    loc, m = ds.loc, ds.manifest
     files = m.all_files()
     # Over a URL a shard is downloaded once: the reader below checks its hash as it arrives,
     # as every reader of a URL does. Locally every file is hashed first, whatever reads it.

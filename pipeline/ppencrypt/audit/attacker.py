@@ -3,7 +3,7 @@ keys of its own, with the target's method, parameters and key scope.
 
 The attacker never holds the target's key. Its keys are derived from the audit's ``--seed``
 (so an audit is reproducible) through the same key derivation as ``ppencrypt dataset``; this is
-the one place the audit touches key derivation (ppencrypt.keyuse.KeyUse), so a change there is
+the one place the audit touches key derivation (ppencrypt.keys.KeyUse), so a change there is
 a change here only. Under image scope the salt is derived from the seed too: the attacker's
 keys are fresh per image, and the audit is still reproducible.
 """
@@ -15,9 +15,7 @@ import hashlib
 import numpy as np
 
 from ..ciphers import make_cipher
-from ..derive import DATASET_SALT_BYTES
-from ..keys import MasterKey
-from ..keyuse import KeyUse
+from ..keys import DATASET_SALT_BYTES, KeyUse, MasterKey
 
 SPLIT = "public"  # the split name the attacker's own image-scope keys are derived for
 

@@ -1,6 +1,6 @@
 """Known-plaintext recovery of the block-wise baselines' keys (``le``, ``ele``, ``etc``).
 
-Every method is a gather and an XOR over the image (pipeline/ciphers/block.py), so what the
+Every method is a gather and an XOR over the image (pipeline/ppencrypt/ciphers/block.py), so what the
 attacker recovers is written the same way: for each plain value, the ciphertext value it went
 to and the XOR it got, i.e. a decryption ``x = y[src] ^ xor`` (a GatherXor; LE and ELE on the
 nibble image). Each recovery matches the known plain blocks against the known encrypted blocks

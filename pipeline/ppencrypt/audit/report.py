@@ -17,8 +17,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..atomic import atomic_writer
-from ..decrypt import refuse_plain_inside, to_pil
-from ..preview import GAP, MIN_TILE, grid
+from ..pictures import GAP, MIN_TILE, grid, refuse_plain_inside, to_pil
 from .keyspace import KeySpace
 from .metrics import Scores
 

@@ -25,7 +25,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..derive import SCOPES, KeyRing
+from ..keys.derive import SCOPES, KeyRing
 from ..errors import CipherError
 from ..registry import Registry
 
@@ -163,7 +163,7 @@ class ImageCipher(ABC):
 
     def _bound(self, ring: KeyRing | None, shape) -> KeyRing | None:
         """The ring for these images: their shape and this method's parameters are part of
-        every derivation label (derive.py), so a mask is never reused across either."""
+        every derivation label (keys/derive.py), so a mask is never reused across either."""
         return None if ring is None else ring.bind(shape, self.params)
 
     @abstractmethod

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..derive import KeyRing
+from ..keys.derive import KeyRing
 from .base import PERMUTATIONS, ImageCipher, PixelGroup, register
 from .transform import GatherXor
 

@@ -7,7 +7,7 @@ labels) — never the key, never a source path. docs/formats.md documents every 
 The server may have written any byte of it, so reading validates before anything acts on it:
 types, names that could become paths or terminal escapes, sizes that would be allocated, and
 counts that must add up. Authenticity is another matter: version 2 carries an HMAC under a
-subkey of the data owner's key (authenticate.py checks it; this module only keeps the exact
+subkey of the data owner's key (keys/mac.py checks it; this module only keeps the exact
 bytes it covers), so this module imports no key code and the server may read it.
 """
 
@@ -29,7 +29,7 @@ VERSION = 2
 READS = (1, 2)  # version 1: no salt, no MAC, v1 derivation labels, maybe no cipher facts
 FAMILIES = ("pixel", "block", "none")  # as ppencrypt.ciphers states them; the server must not import those
 AUGMENT_OPS = ("crop", "flip")  # what a client-augmented copy applies (augment.py), in pptrain's names
-KEY_SCOPES = ("dataset", "image")  # derive.py's scopes (it imports them from here)
+KEY_SCOPES = ("dataset", "image")  # keys/derive.py's scopes (it imports them from here)
 KDFS = {1: ("ppencrypt/v1",), 2: ("ppencrypt/v2",)}  # the key derivations each manifest version may name
 MAX_SIDE = 1 << 14  # pixels: larger images are refused before anything is allocated for them
 MAX_BYTES = 1 << 20  # of manifest.json: reading a bigger one would be the server's memory bomb
@@ -65,14 +65,14 @@ class CipherInfo:
     key_id: str | None  # None for 'plain'
     key_scope: str | None  # 'dataset' | 'image'; None for 'plain'
     derivations: list[str]  # HKDF labels used (docs/cipher.md); they reveal nothing
-    # What the method is (pipeline/ciphers/base.py), so that the server reads it here instead
+    # What the method is (pipeline/ppencrypt/ciphers/base.py), so that the server reads it here instead
     # of importing cipher code: 'pixel' | 'block' | 'none'; the adaptation network that fits;
     # the block side of a block-wise method; the kind of maps a pixel may undergo.
     family: str = "pixel"
     adapt: str = "pixel"
     block: int | None = None
     pixel_group: str | None = None
-    kdf: str = "ppencrypt/v1"  # the key derivation (pipeline/derive.py): ppencrypt/v2 since version 2
+    kdf: str = "ppencrypt/v1"  # the key derivation (keys/derive.py): ppencrypt/v2 since version 2
     salt: str | None = None  # hex, 128 bits, fresh per dataset: image scope only (public)
 
     @property
@@ -135,7 +135,7 @@ class Manifest:
     files: list[FileInfo] = field(default_factory=list)  # every other file, for verify
     tool: str = f"ppencrypt {__version__}"
     version: int = VERSION
-    mac: str | None = None  # hex HMAC-SHA256 of signed (authenticate.py); None: plain, or version 1
+    mac: str | None = None  # hex HMAC-SHA256 of signed (keys/mac.py); None: plain, or version 1
     signed: bytes = field(default=b"", repr=False, compare=False)  # what the MAC covers, as read or written
     augment: ClientAugment | None = None  # written only when the client augmented (--copies)
 
@@ -161,8 +161,8 @@ class Manifest:
             doc["mac"] = self.mac
         return doc
 
-    def unsigned(self) -> bytes:
-        """The bytes a MAC for this manifest must cover (authenticate.sign)."""
+    def signing_bytes(self) -> bytes:
+        """The bytes a MAC for this manifest must cover (keys.mac.sign)."""
         return canonical(self.document())
 
     def to_json(self) -> str:

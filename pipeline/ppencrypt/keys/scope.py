@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .ciphers import ImageCipher
+from ..formats.manifest import CipherInfo
 from .derive import DATASET_SALT_BYTES, KDF_V2, KeyRing
-from .formats.manifest import CipherInfo
-from .keys import MasterKey
+from .file import MasterKey
+
+if TYPE_CHECKING:  # the ciphers import this package's derivation: a run-time import would be circular
+    from ..ciphers import ImageCipher
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,9 @@
 
 The key file is one line, ``ppencrypt-key-v1 <64 hex digits>``, mode 0600. Like OpenSSH we
 refuse to use a key that group or others can read.
+
+A key remembers where it came from (``origin``: the path as the user gave it), so a message
+about the key names the file without every caller passing the path along beside the key.
 """
 
 from __future__ import annotations
@@ -13,8 +16,8 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import KeyFileError
 from .derive import hkdf_sha256
-from .errors import KeyFileError
 
 KEY_BYTES = 32
 MAX_KEY_FILE = 256  # bytes: a key file is one short line
@@ -31,6 +34,9 @@ def key_id_of(secret: bytes) -> str:
 @dataclass(frozen=True)
 class MasterKey:
     secret: bytes = field(repr=False)
+    # Where the key came from, for messages: its file as the user named it. Not part of the
+    # key's identity (two loads of one key are equal), and kept out of repr like the secret.
+    origin: str = field(default="the key", compare=False, repr=False)
 
     def __post_init__(self):
         if len(self.secret) != KEY_BYTES:
@@ -46,11 +52,11 @@ class MasterKey:
 
 def generate_key_file(path: str | os.PathLike) -> MasterKey:
     """Write a fresh key to ``path`` (mode 0600); refuse to overwrite anything."""
-    path = Path(path)
+    origin, path = os.fspath(path), Path(path)
     if path.exists() or path.is_symlink():
         raise KeyFileError(f"{path}: already exists; refusing to overwrite a key")
     path.parent.mkdir(parents=True, exist_ok=True)
-    key = MasterKey(secrets.token_bytes(KEY_BYTES))
+    key = MasterKey(secrets.token_bytes(KEY_BYTES), origin)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -72,7 +78,7 @@ def load_key(path: str | os.PathLike) -> MasterKey:
     """The key in ``path``. The file is opened once, without following a symbolic link, and the
     open file is checked (fstat): a regular file, owned by this user, readable by nobody else.
     Checking the path and then opening it again would let someone swap the file in between."""
-    path = Path(path)
+    origin, path = os.fspath(path), Path(path)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
@@ -107,4 +113,4 @@ def load_key(path: str | os.PathLike) -> MasterKey:
         secret = bytes.fromhex(parts[1])
     except ValueError:
         raise KeyFileError(f"{path}: not a ppencrypt key file (the key is not hexadecimal)") from None
-    return MasterKey(secret)
+    return MasterKey(secret, origin)

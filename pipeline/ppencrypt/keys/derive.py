@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from .formats.manifest import KEY_SCOPES
+from ..formats.manifest import KEY_SCOPES
 
 KDF_V1, KDF_V2 = "ppencrypt/v1", "ppencrypt/v2"
 KDFS = (KDF_V1, KDF_V2)
@@ -43,7 +43,6 @@ NONCE_BYTES = 12
 ZERO_NONCE = bytes(NONCE_BYTES)
 SCOPES = KEY_SCOPES
 DATASET_SALT_BYTES = 16  # 128 bits, fresh per dataset (image scope)
-MAC_LABEL = b"ppencrypt/v2|manifest-mac"
 
 
 def hkdf_sha256(ikm: bytes, info: bytes, length: int = 32, salt: bytes = SALT) -> bytes:
@@ -164,7 +163,3 @@ class KeyRing:
         digest = hmac.new(self.subkey("query-nonce"), data, hashlib.sha256).digest()
         return digest[:NONCE_BYTES]
 
-
-def mac_key(master: bytes) -> bytes:
-    """The subkey that authenticates manifests (HMAC-SHA256), under a label of its own."""
-    return hkdf_sha256(master, MAC_LABEL, salt=KDF_V2.encode())
