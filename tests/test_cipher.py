@@ -9,15 +9,10 @@ from conftest import SALT, encrypt, ppencrypt, write_cifar10
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-<<<<<<< HEAD
 from ppencrypt.ciphers import CODE_NAMES, PERMUTATIONS, GatherXor, PixelKey, cipher_class, make_cipher, method_names
-from ppencrypt.keys import KeyRing
-=======
-from ppencrypt.ciphers import CODE_NAMES, PERMUTATIONS, GatherXor, PixelKey, make_cipher, method_names
-from ppencrypt.keys import KeyRing
->>>>>>> h-keys
 from ppencrypt.errors import CipherError
 from ppencrypt.formats import open_dataset
+from ppencrypt.keys import KeyRing
 
 MASTER = bytes(range(32))
 KEYED = [m for m in method_names() if make_cipher(m).needs_key]
