@@ -10,12 +10,12 @@ Mode rule — what every image becomes before encryption:
 * Palette, CMYK, YCbCr, LAB and HSV images are converted to RGB by Pillow.
 * The EXIF orientation tag is applied, so a photo is encrypted upright.
 * ``--size N`` resizes the shorter side to N (bicubic, antialiased) and crops the centre N x N.
-  A JPEG at least 4 N on its shorter side is first decoded at a reduced scale (1/2, 1/4 or 1/8,
-  in the DCT domain: Pillow's ``draft``) to no less than 2 N, and a resize by 2x or more
-  starts with an integer box reduction (``reducing_gap``); both only for large sources, where
-  they cost under 0.002 of full scale's precision (PSNR ≥ 48 dB against a full decode and
-  bicubic, bench/photo_write.py) and save 80 % of the time. Images under 2 N resize as before,
-  byte for byte.
+  Large sources (at least LARGE pixels on the shorter side, like a phone's photos) take two
+  shortcuts: a JPEG is decoded at a reduced scale (1/2, 1/4 or 1/8, in the DCT domain: Pillow's
+  ``draft``) to no less than 2 N, and a resize by 2x or more starts with an integer box
+  reduction (``reducing_gap``). Against a full decode and bicubic they stay above 48 dB PSNR
+  (tests/test_imageio.py) and save about 80 % of the time (bench/photo_write.py). Smaller
+  sources resize by the exact rule, byte for byte as before.
 """
 
 from __future__ import annotations
@@ -32,8 +32,9 @@ GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;
 ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 ROTATING_ORIENTATIONS = frozenset({5, 6, 7, 8})  # EXIF orientations that swap width and height
 _EXIF_ORIENTATION = 0x0112
-REDUCING_GAP = 2.0  # resize: integer box reduction first when shrinking by this factor or more
-DRAFT_FACTOR = 2  # a JPEG is decoded at a reduced scale to no less than this times --size
+LARGE = 1024  # pixels on the shorter side from which --size takes the shortcuts above
+REDUCING_GAP = 2.0  # a large source's resize: integer box reduction first when shrinking by this factor or more
+DRAFT_FACTOR = 2  # a large JPEG is decoded at a reduced scale to no less than this times --size
 # Errors Pillow raises for files that are not images or are damaged; anything else is a bug.
 DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
 
@@ -105,7 +106,7 @@ def resize_center_crop(img: Image.Image, size: int) -> Image.Image:
     scale = size / min(w, h)
     nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
     if (nw, nh) != (w, h):
-        img = img.resize((nw, nh), Image.Resampling.BICUBIC, reducing_gap=REDUCING_GAP)
+        img = img.resize((nw, nh), Image.Resampling.BICUBIC, reducing_gap=REDUCING_GAP if min(w, h) >= LARGE else None)
     left, top = round((nw - size) / 2), round((nh - size) / 2)
     return img.crop((left, top, left + size, top + size))
 
@@ -125,7 +126,7 @@ def load_image(path: str, name: str, channels: int, size: int | None) -> np.ndar
         if os.path.getsize(path) == 0:
             raise BadImageError(name, "empty file (0 bytes)")
         with Image.open(path) as img:
-            if size is not None and img.format == "JPEG":  # a square request: the orientation does not matter
+            if size is not None and img.format == "JPEG" and min(img.size) >= LARGE:  # square: orientation does not matter
                 img.draft(img.mode, (DRAFT_FACTOR * size, DRAFT_FACTOR * size))
             img.load()
             img = ImageOps.exif_transpose(img)
