@@ -68,7 +68,7 @@ def test_inspect(encrypted, key_file):
     assert "source    cifar10" in lines
     assert any(line.startswith("split     train: 15 samples in 4 shards") for line in lines)
     assert any(line.startswith("split     test: 5 samples in 2 shards") for line in lines)
-    assert "ppencrypt/v2|method=pe|purpose=colour-codes|scope=dataset|shape=32x32x3" in r.stdout
+    assert "ppencrypt/v3|method=pe|scope=dataset|shape=32x32x3" in r.stdout
 
 
 def test_inspect_plain(tmp_path, cifar10_dir):

@@ -6,6 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ppencrypt.keys import KeyRing, Keystream, index_nonce
+from ppencrypt.keys.draws import Draw, from_records, spare_bytes
+from ppencrypt.keys.records import records
 
 MASTER = bytes(range(32))
 SUBKEY = bytes(range(100, 132))
@@ -66,11 +68,16 @@ def bound(ring: KeyRing, shape=SHAPE, params=None) -> KeyRing:
 
 
 def test_labels():
-    assert bound(KeyRing(MASTER, "np", "dataset")).label("x") == "ppencrypt/v2|method=np|purpose=x|scope=dataset|shape=32x32x3"
+    assert bound(KeyRing(MASTER, "np", "dataset")).label() == "ppencrypt/v3|method=np|scope=dataset|shape=32x32x3"
     image = bound(KeyRing(MASTER, "np", "image", "test", SALT), (28, 28, 1))
-    assert image.label("x") == f"ppencrypt/v2|method=np|purpose=x|scope=image|shape=28x28x1|salt={SALT.hex()}|split=test"
+    assert image.label() == f"ppencrypt/v3|method=np|scope=image|shape=28x28x1|salt={SALT.hex()}|split=test"
     query = bound(KeyRing(MASTER, "le", "image", None, SALT, query=True), params={"block_size": 4})
-    assert query.label("x") == f"ppencrypt/v2|method=le|purpose=x|scope=image|shape=32x32x3|block_size=4|salt={SALT.hex()}|query"
+    assert query.label("query-nonce") == f"ppencrypt/v3|method=le|scope=image|shape=32x32x3|block_size=4|salt={SALT.hex()}|query|purpose=query-nonce"
+    # version 2 datasets keep theirs: a subkey per purpose
+    v2 = bound(KeyRing(MASTER, "np", "image", "test", SALT, kdf="ppencrypt/v2"), (28, 28, 1))
+    assert v2.label("x") == f"ppencrypt/v2|method=np|purpose=x|scope=image|shape=28x28x1|salt={SALT.hex()}|split=test"
+    with pytest.raises(ValueError, match="a v2 subkey is for one purpose"):
+        v2.label()
     # version 1 datasets keep their labels
     assert KeyRing(MASTER, "np", "dataset", kdf="ppencrypt/v1").label("x") == "ppencrypt/v1|method=np|purpose=x|scope=dataset"
     assert KeyRing(MASTER, "np", "image", "test", kdf="ppencrypt/v1").label("x") == "ppencrypt/v1|method=np|purpose=x|scope=image|split=test"
@@ -128,3 +135,90 @@ def test_content_nonce_is_keyed_and_deterministic():
     assert a != ring.content_nonce(b"pixels b")
     assert a != bound(KeyRing(bytes(32), "pe", "image", None, SALT, query=True)).content_nonce(b"pixels a")
     assert a != bound(KeyRing(MASTER, "pe", "image", None, bytes(16), query=True)).content_nonce(b"pixels a")
+
+
+# Version 3: records, many images per ChaCha20 call (keys/records.py, keys/draws.py).
+
+
+@given(st.lists(st.integers(0, 2**40), min_size=1, max_size=12), st.integers(1, 300))
+@settings(max_examples=40, deadline=None)
+def test_records_of_a_batch_are_the_records_one_by_one(indices, size):
+    batch = records(SUBKEY, indices, size)
+    assert batch.shape == (len(indices), size)
+    for row, i in zip(batch, indices):
+        assert np.array_equal(row, records(SUBKEY, [i], size)[0])
+
+
+def test_records_stay_apart_across_nonce_groups(monkeypatch):
+    """With a 2^32-block counter a nonce holds floor(2^32 / b) records; shrunk here to 5 so a
+    batch crosses groups: each record is still its own, and images never share a block."""
+    size = 200  # 4 blocks
+    monkeypatch.setattr("ppencrypt.keys.records.COUNTER_SPACE", 5 * 4 + 3)
+    batch = records(SUBKEY, np.arange(17), size)
+    for i in range(17):  # the rule, by hand: group i // 5 is the nonce, (i % 5) * 4 the first block
+        group, offset = divmod(i, 5)
+        stream = Keystream(SUBKEY, group.to_bytes(8, "little") + bytes(4)).read((offset + 1) * 4 * 64)
+        assert batch[i].tobytes() == stream[offset * 256 : offset * 256 + size]
+    assert len({row.tobytes() for row in batch}) == 17
+
+
+def test_integers_from_records_are_uniform_and_replace_rejected_bytes():
+    draw = Draw("codes", "integers", 50_000, 6)
+    raw = records(SUBKEY, np.arange(4), draw.record_bytes())
+    (codes,) = from_records(raw, (draw,))
+    assert codes.shape == (4, 50_000) and codes.max() == 5
+    primary = raw[:, :50_000]
+    kept = primary < 252
+    assert (~kept).sum() > 100  # rejections happened and were replaced
+    assert np.array_equal(codes[kept], primary[kept] % 6)
+    spares = [row[50_000:][row[50_000:] < 252] for row in raw]
+    for r in range(4):
+        assert np.array_equal(codes[r][~kept[r]], spares[r][: (~kept[r]).sum()] % 6)
+    freq = np.bincount(codes.ravel(), minlength=6) / codes.size
+    assert np.abs(freq - 1 / 6).max() < 0.005
+
+
+@pytest.mark.parametrize("n, k", [(1, 6), (6, 6), (1024, 6), (50_176, 6), (1000, 129), (4096, 255), (10, 8), (3, 256)])
+def test_spare_bytes_make_running_out_negligible(n, k):
+    """Hoeffding: the rejected primaries outnumber the accepted spares with probability at most
+    exp(-2 t^2 / (n + s)), t the expected surplus; the rule keeps it below 2^-128."""
+    s = spare_bytes(n, k)
+    r = 256 % k
+    if r == 0:
+        assert s == 0
+        return
+    p, q = r / 256, 1 - r / 256
+    t = q * s - n * p
+    assert t > 0 and -2 * t * t / (n + s) < -128 * np.log(2)
+
+
+def test_permutations_from_records_are_permutations():
+    draw = Draw("perm", "permutations", 96, 3)
+    (perms,) = from_records(records(SUBKEY, np.arange(5), draw.record_bytes()), (draw,))
+    assert perms.shape == (5, 3, 96)
+    assert (np.sort(perms, axis=2) == np.arange(96)).all()
+    assert len({p.tobytes() for p in perms.reshape(15, 96)}) == 15
+
+
+def test_no_two_images_of_any_split_copy_or_dataset_share_key_material(tmp_path, cifar10_dir, key_file):
+    """Two datasets from the same images and key, with augmented copies of the train split:
+    every (dataset, split, sample) has a record of its own, so no two images share a mask."""
+    from conftest import encrypt
+
+    from ppencrypt.ciphers import make_cipher
+    from ppencrypt.formats import open_dataset
+    from ppencrypt.keys import KeyUse, load_key
+
+    key = load_key(key_file)
+    seen: dict[bytes, tuple] = {}
+    for name in ("a", "b"):
+        encrypt(cifar10_dir, tmp_path / name, key_file, "--copies", "3")
+        m = open_dataset(tmp_path / name).manifest
+        assert m.cipher.kdf == "ppencrypt/v3" and m.augment.copies == 3
+        cipher, use = make_cipher(m.cipher.method, m.cipher.params), KeyUse.of(m.cipher)
+        size = sum(d.record_bytes() for d in cipher.draws(m.shape))
+        for split, info in m.splits.items():
+            ring = use.ring(cipher, key, split).bind(m.shape, cipher.params)
+            for i, row in enumerate(records(ring.subkey(), np.arange(info.count), size)):
+                assert seen.setdefault(row.tobytes(), (name, split, i)) == (name, split, i)
+    assert len(seen) == 2 * (3 * 15 + 5)

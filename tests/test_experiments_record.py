@@ -16,6 +16,7 @@ from experiments import record as rec
 from experiments.cli import cli as harness
 from experiments.commands import Runner, launcher
 from experiments.measurements import Measurement, Store
+from ppencrypt.formats.manifest import VERSION
 
 REPO = Path(__file__).resolve().parents[1]
 CELL = rec.Cell("after", "8k", "pe-image", 3)
@@ -127,7 +128,7 @@ def test_before_cells_run_the_old_code_on_datasets_the_old_ppencrypt_wrote(recor
     old.mkdir()
     archive = subprocess.run(["git", "-C", REPO, "archive", rec.BEFORE, "pipeline"], capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", old], input=archive, check=True)
-    for code, version in ((lay.code(before), 1), (None, 2)):
+    for code, version in ((lay.code(before), 1), (None, VERSION)):
         out = tmp_path / f"out-{version}"
         cmd = rec.command("ppencrypt", "dataset", fmnist_dir, out, "--method", "plain", "--quiet", code=code)
         Runner(log=lambda line: None)(cmd)

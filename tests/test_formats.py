@@ -149,13 +149,11 @@ def test_manifest_round_trips(made):
 
 def test_manifest_top_level_fields(made, storage):
     doc = manifest_doc(made)
-    assert (doc["format"], doc["version"], doc["storage"]) == ("ppencrypt-dataset", 2, storage)
+    assert (doc["format"], doc["version"], doc["storage"]) == ("ppencrypt-dataset", 3, storage)
     assert doc["image"] == {"height": 32, "width": 32, "channels": 3, "dtype": "uint8", "resize": None}
     assert doc["source"] == {"layout": "cifar10", "skipped_bad_files": 0}
-    assert doc["cipher"]["derivations"] == [
-        f"ppencrypt/v2|method=pe|purpose={p}|scope=dataset|shape=32x32x3" for p in ("np-bits-c0", "np-bits-c1", "np-bits-c2", "colour-codes")
-    ]
-    assert (doc["cipher"]["kdf"], doc["cipher"]["salt"]) == ("ppencrypt/v2", None) and len(doc["mac"]) == 64
+    assert doc["cipher"]["derivations"] == ["ppencrypt/v3|method=pe|scope=dataset|shape=32x32x3"]  # one record stream
+    assert (doc["cipher"]["kdf"], doc["cipher"]["salt"]) == ("ppencrypt/v3", None) and len(doc["mac"]) == 64
 
 
 def edit(doc: dict, path: str, value):
@@ -172,7 +170,7 @@ def edit(doc: dict, path: str, value):
 @pytest.mark.parametrize(
     "path, value, message",
     [
-        ("version", 3, "manifest version 3 is newer than this tool's (2)"),
+        ("version", 4, "manifest version 4 is newer than this tool's (3)"),
         ("version", 0, "manifest version 0 is older"),
         ("format", "something", "not a ppencrypt dataset manifest"),
         ("storage", "hdf5", "unknown storage 'hdf5'"),

@@ -40,8 +40,8 @@ def scramble(images, b, seed=0):
     return out.reshape(images.shape)
 
 
-def jigsaw(images, method, scope, b):
-    encrypted = attacker_encrypt(method, {"block_size": b}, scope, images, TARGET, "the target's key")
+def jigsaw(images, method, scope, b, target=TARGET):
+    encrypted = attacker_encrypt(method, {"block_size": b}, scope, images, target, "the target's key")
     attack = {a.name: a for a in attacks()}["jigsaw"]
     target = Target(method, {"block_size": b}, scope, images.shape[1:])
     assert attack.not_applicable(target) is None
@@ -72,11 +72,13 @@ def test_the_solver_frames_the_seed_as_it_lies(cifar):
 @pytest.mark.parametrize("scope", ["dataset", "image"])
 def test_etc_degrades_gracefully(cifar, scope):
     """Blocks also rotated or flipped, negated and colour-shuffled, under either key scope (the
-    solver works per image): far from exact, still well above the encrypted image."""
+    solver works per image): far from exact, still well above the encrypted image. A dataset
+    key is one draw for all 20 images, so its gains are averaged over three keys (one key's
+    SSIM gain at b = 4 ranged 0.03-0.10 over seven keys)."""
     for b in (4, 8):
-        scores, floor = jigsaw(cifar, "etc", scope, b)
-        assert scores.psnr.mean > floor.psnr.mean + 1.5
-        assert scores.ssim.mean > floor.ssim.mean + 0.05
+        runs = [jigsaw(cifar, "etc", scope, b, TARGET + k) for k in range(3 if scope == "dataset" else 1)]
+        assert np.mean([s.psnr.mean - f.psnr.mean for s, f in runs]) > 1.5
+        assert np.mean([s.ssim.mean - f.ssim.mean for s, f in runs]) > 0.05
 
 
 def test_etc_on_grayscale_and_ele(fashion):

@@ -1,6 +1,6 @@
 """Known-answer vectors: the RFCs' own vectors for the primitives, then ours (docs/cipher.md),
-for the key derivation datasets are written with (ppencrypt/v2) and for the one version 1
-datasets were (ppencrypt/v1), which must keep decrypting.
+for the key derivation datasets are written with (ppencrypt/v3) and for the ones earlier
+datasets were (ppencrypt/v2, ppencrypt/v1), which must keep decrypting.
 
 Our vectors are literal hex. Each is checked twice: against the pipeline, and against a
 from-scratch computation in this file that uses only ``cryptography`` and the documented
@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ppencrypt.ciphers import make_cipher
-from ppencrypt.keys import KDF_V1, KDF_V2, KeyRing, Keystream, hkdf_sha256, mac_key
-from ppencrypt.keys import MasterKey
+from ppencrypt.keys import KDF_V1, KDF_V2, KDF_V3, KeyRing, Keystream, MasterKey, hkdf_sha256, mac_key
+from ppencrypt.keys.records import records
 
 # RFC 5869, appendix A.1 (test case 1)
 RFC5869_IKM = bytes([0x0B] * 22)
@@ -119,8 +119,15 @@ def ref_encrypt(image: np.ndarray, method: str, label: str, nonce: bytes = bytes
     codes = [0] * n
     if method == "pe" and c == 3:
         codes = [b % 6 for b in ref_stream(label.format("colour-codes"), 4 * n, nonce, kdf) if b < 252][:n]
+    return ref_np_then_shuffle(image, flips, codes)
+
+
+def ref_np_then_shuffle(image: np.ndarray, flips: list[list[int]], codes: list[int]) -> np.ndarray:
+    """[P]'s steps 2 and 3, one pixel at a time: output component ch takes input component
+    PERMS[code][ch], flipped (p XOR 255) where that input component's bit is 1."""
+    h, w, c = image.shape
     out = np.empty_like(image)
-    for p in range(n):
+    for p in range(h * w):
         y, x = divmod(p, w)
         for ch in range(c):
             src = PERMS[codes[p]][ch]
@@ -185,7 +192,7 @@ def v2_ring(label: str) -> tuple[KeyRing, str]:
     h, w, c = map(int, fields["shape"].split("x"))
     image = fields["scope"] == "image"
     ring = KeyRing(MASTER, fields["method"], fields["scope"], fields.get("split"), KAT2_SALT if image else None,
-                   query=label.endswith("|query"))  # fmt: skip
+                   kdf=KDF_V2, query=label.endswith("|query"))  # fmt: skip
     params = {"block_size": int(fields["block_size"])} if "block_size" in fields else {}
     return ring.bind((h, w, c), params), fields["purpose"]
 
@@ -204,7 +211,7 @@ def test_v2_mac_key():
 
 @pytest.mark.parametrize("method, scope, split, index, image, expected", KAT2_CIPHERTEXTS)
 def test_v2_ciphertexts(method, scope, split, index, image, expected):
-    ring = KeyRing(MASTER, method, scope, split, KAT2_SALT if scope == "image" else None)
+    ring = KeyRing(MASTER, method, scope, split, KAT2_SALT if scope == "image" else None, kdf=KDF_V2)
     encrypted = make_cipher(method).encrypt(image[None], ring, np.array([index]))
     assert encrypted[0].tobytes().hex() == expected
     nonce = bytes(12) if scope == "dataset" else index.to_bytes(8, "little") + bytes(4)
@@ -218,3 +225,112 @@ def test_documented_pixels():
     assert list(bytes.fromhex(KAT_CIPHERTEXTS[-1][-1])) == [0, 40, 80, 135, 95, 200]
     assert bytes.fromhex(KAT2_CIPHERTEXTS[0][-1]) == bytes([254, 2, 0, 3, 250, 4, 8, 248, 249, 9, 244, 10, 243, 242, 14, 239, 240, 17])
     assert list(bytes.fromhex(KAT2_CIPHERTEXTS[-1][-1])) == [255, 215, 80, 120, 160, 55]
+    assert bytes.fromhex(KAT3_CIPHERTEXTS[0][-1]) == bytes([1, 2, 255, 250, 4, 252, 8, 6, 248, 246, 10, 11, 13, 241, 243, 240, 17, 16])
+    assert list(bytes.fromhex(KAT3_CIPHERTEXTS[-1][-1])) == [255, 215, 80, 135, 160, 55]
+
+
+# ppencrypt v3: the same master key and salt; one record stream per label, no purpose in it.
+KAT3_SUBKEYS = {
+    "ppencrypt/v3|method=pe|scope=dataset|shape=2x3x3": "3dc566c2bf337c379db1ab65ec56bfdaec36bca53f87eb29de16d9bf199744c9",
+    "ppencrypt/v3|method=pe|scope=image|shape=2x3x3|salt=000102030405060708090a0b0c0d0e0f|split=train":
+        "49f2ac347211f3770872f7a85e133b7c0048213edbc48cfebc1547a6c9449ff0",
+    "ppencrypt/v3|method=pe|scope=image|shape=2x3x3|salt=000102030405060708090a0b0c0d0e0f|query|purpose=query-nonce":
+        "84e70b88360265e82578f2934a322d32000ad4ca5f57bb780721dfeaab7efbfc",
+    "ppencrypt/v3|method=le|scope=dataset|shape=4x4x3|block_size=4":
+        "6983be09320a524479fe738708cc07e8dc74fd949042e5b1a77d90696f3a75d9",
+}  # fmt: skip
+KAT3_RECORD_BYTES = 339  # pe, 2x3x3: three 1-byte bit draws, then 6 primary + 330 spare code bytes
+KAT3_RECORDS = {  # the first 16 bytes of a record
+    ("dataset", 0): "7bc49239b904d23fdf4be10995625665",
+    ("train", 0): "92df009212891f457d98b7cbd131c2f7",
+    ("train", 1): "69b7bbd6aa5e0b5ed41c0686ccd24aed",
+}
+KAT3_CIPHERTEXTS = [
+    ("pe", "dataset", None, 0, KAT_IMAGE, "0102fffa04fc0806f8f60a0b0df1f3f01110"),
+    ("pe", "image", "train", 0, KAT_IMAGE, "fe0002fcfb0508f806090bf5f20ef311100f"),
+    ("pe", "image", "train", 1, KAT_IMAGE, "01fffd03fafb08f8f9090af4f1f2f3f0eeef"),
+    ("np", "dataset", None, 0, KAT_IMAGE, "fffefdfc0405060708f60a0bf3f2f10fefee"),
+    ("pe", "dataset", None, 0, KAT_GRAY, "ffd75087a037"),
+]
+
+
+def ref_label3(method: str, scope: str, shape, split: str | None) -> str:
+    h, w, c = shape
+    return f"ppencrypt/v3|method={method}|scope={scope}|shape={h}x{w}x{c}" + (f"|salt={KAT2_SALT.hex()}|split={split}" if split else "")
+
+
+def ref_record(label: str, index: int, size: int) -> bytes:
+    """Image ``index``'s record, by the documented rule: blocks [c, c + b) of the label's stream
+    under nonce u64(index div G) || 0^4, with b = ceil(size / 64), G = floor(2^32 / b), c = (index mod G)·b."""
+    key = ref_hkdf(MASTER, label.encode(), 32, salt=b"ppencrypt/v3")
+    b = -(-size // 64)
+    group, offset = divmod(index, 2**32 // b)
+    iv = (offset * b).to_bytes(4, "little") + group.to_bytes(8, "little") + bytes(4)
+    return Cipher(algorithms.ChaCha20(key, iv), mode=None).encryptor().update(bytes(size))
+
+
+def ref_encrypt3(image: np.ndarray, method: str, label: str, index: int) -> np.ndarray:
+    """The v3 spec, one pixel at a time: the record holds C bit draws of ceil(n/8) bytes, then (pe,
+    RGB) n primary code bytes and their spares; a rejected primary (>= 252) takes the next
+    accepted spare."""
+    h, w, c = image.shape
+    n = h * w
+    shuffles = method == "pe" and c == 3
+    spare = 2 * -(-n * 4 // 252) + 24 * (int(np.ceil(np.sqrt(n)))) + 256 if shuffles else 0
+    record = ref_record(label, index, c * ((n + 7) // 8) + (n + spare if shuffles else 0))
+    at, flips = 0, []
+    for _ in range(c):
+        flips.append([(record[at + p // 8] >> (p % 8)) & 1 for p in range(n)])
+        at += (n + 7) // 8
+    codes = [0] * n
+    if shuffles:
+        primary, spares = record[at : at + n], iter(b for b in record[at + n :] if b < 252)
+        codes = [(b if b < 252 else next(spares)) % 6 for b in primary]
+    return ref_np_then_shuffle(image, flips, codes)
+
+
+def v3_ring(method, scope, split=None, query=False, shape=(2, 3, 3), params=None) -> KeyRing:
+    salt = KAT2_SALT if scope == "image" else None
+    return KeyRing(MASTER, method, scope, split, salt, kdf=KDF_V3, query=query).bind(shape, params or {})
+
+
+@pytest.mark.parametrize("label", sorted(KAT3_SUBKEYS))
+def test_v3_subkeys(label):
+    fields = dict(part.split("=", 1) for part in label.split("|")[1:] if "=" in part)
+    shape = tuple(map(int, fields["shape"].split("x")))
+    params = {"block_size": int(fields["block_size"])} if "block_size" in fields else {}
+    ring = v3_ring(fields["method"], fields["scope"], fields.get("split"), "|query" in label, shape, params)
+    purpose = fields.get("purpose")
+    assert ring.label(purpose) == label
+    assert ring.subkey(purpose).hex() == KAT3_SUBKEYS[label]
+    assert ref_hkdf(MASTER, label.encode(), 32, salt=b"ppencrypt/v3").hex() == KAT3_SUBKEYS[label]
+
+
+@pytest.mark.parametrize("split, index", sorted(KAT3_RECORDS, key=str))
+def test_v3_records(split, index):
+    scope = "dataset" if split == "dataset" else "image"
+    ring = v3_ring("pe", scope, None if scope == "dataset" else split)
+    assert sum(d.record_bytes() for d in make_cipher("pe").draws((2, 3, 3))) == KAT3_RECORD_BYTES
+    assert records(ring.subkey(), [index], 16).tobytes().hex() == KAT3_RECORDS[split, index]
+    assert ref_record(ring.label(), index, 16).hex() == KAT3_RECORDS[split, index]
+
+
+@pytest.mark.parametrize("method, scope, split, index, image, expected", KAT3_CIPHERTEXTS)
+def test_v3_ciphertexts(method, scope, split, index, image, expected):
+    ring = KeyRing(MASTER, method, scope, split, KAT2_SALT if scope == "image" else None, kdf=KDF_V3)
+    encrypted = make_cipher(method).encrypt(image[None], ring, np.array([index]))
+    assert encrypted[0].tobytes().hex() == expected
+    assert ref_encrypt3(image, method, ref_label3(method, scope, image.shape, split), index).tobytes().hex() == expected
+    assert np.array_equal(make_cipher(method).decrypt(encrypted, ring, np.array([index]))[0], image)
+
+
+def test_v3_reference_on_a_real_image_with_rejected_code_bytes(cifar10):
+    """A 32x32 CIFAR image has 1,024 code bytes: some are rejected (>= 252) and replaced from the
+    spares, which the 2x3 vectors above may not exercise."""
+    image = cifar10[0][3]
+    ring = KeyRing(MASTER, "pe", "image", "train", KAT2_SALT, kdf=KDF_V3)
+    for index in (0, 7, 123456):
+        primary = records(ring.bind(image.shape, {}).subkey(), [index], 3 * 128 + 1024)[0, 3 * 128 :]
+        assert (primary >= 252).any()  # else this test would not test the replacement
+        expected = ref_encrypt3(image, "pe", ref_label3("pe", "image", image.shape, "train"), index)
+        assert np.array_equal(make_cipher("pe").encrypt(image[None], ring, np.array([index]))[0], expected)

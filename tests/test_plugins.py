@@ -85,7 +85,8 @@ def test_a_toy_pixel_method_goes_through_every_command(toy_methods, cifar10_dir,
     cipher = json.loads((out / "manifest.json").read_text())["cipher"]
     assert {k: cipher[k] for k in ("method", "family", "adapt", "block", "pixel_group")} == {
         "method": "mono-np", "family": "pixel", "adapt": "pixel", "block": None, "pixel_group": "other"}  # fmt: skip
-    assert cipher["derivations"] == ["ppencrypt/v2|method=mono-np|purpose=pixel-bits|scope=dataset|shape=32x32x3"]
+    # a method that reads its keystreams by purpose: a subkey each, the purpose last (v3)
+    assert cipher["derivations"] == ["ppencrypt/v3|method=mono-np|scope=dataset|shape=32x32x3|purpose=pixel-bits"]
     # Every pixel is its plain value or its negative, whole.
     enc = open_dataset(out).split("train").read()
     images, labels = cifar10

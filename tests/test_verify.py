@@ -93,8 +93,8 @@ def test_swapped_wds_shards_with_a_fixed_manifest(tmp_path, cifar10_dir, key_fil
 
 @pytest.mark.parametrize(
     "text, phrase",
-    [("{ truncated", "not valid JSON"), ('{"format": "ppencrypt-dataset", "version": 3}', "manifest version 3 is newer")],
-    ids=["corrupt", "version-3"],
+    [("{ truncated", "not valid JSON"), ('{"format": "ppencrypt-dataset", "version": 4}', "manifest version 4 is newer")],
+    ids=["corrupt", "version-4"],
 )
 @pytest.mark.parametrize("command", ["verify", "inspect", "decrypt"])
 def test_bad_manifest_is_a_clear_error(tmp_path, out, key_file, text, phrase, command):

@@ -25,8 +25,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..keys.derive import SCOPES, KeyRing
 from ..errors import CipherError
+from ..keys.derive import SCOPES, KeyRing
+from ..keys.draws import Draw
 from ..registry import Registry
 
 # Code k sends output component c to input component PERMUTATIONS[k][c] ([P]'s numbering).
@@ -135,6 +136,12 @@ class ImageCipher(ABC):
     def purposes(self, channels: int) -> tuple[str, ...]:
         """The derivation purposes this method uses for images with ``channels`` channels."""
         return ()
+
+    def draws(self, shape: tuple[int, int, int]) -> tuple[Draw, ...] | None:
+        """What the key of one image of ``shape`` is made of (keys/draws.py), in the order a
+        version 3 record holds them; None for a method that reads keystreams by purpose
+        itself (KeyRing.stream), which every key derivation still serves."""
+        return None
 
     @abstractmethod
     def key_space_bits(self, shape: tuple[int, int, int]) -> float:

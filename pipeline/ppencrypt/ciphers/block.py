@@ -17,6 +17,7 @@ import math
 import numpy as np
 
 from ..errors import CipherError
+from ..keys.draws import Draw
 from .base import PERMUTATIONS, log2_factorial, register
 from .pixel import GatherXorCipher
 from .transform import GatherXor
@@ -78,15 +79,25 @@ class BlockCipher(GatherXorCipher):
         return block_layout(h, w, c, self.block), c
 
     def build(self, ring, shape, indices):
+        schedule = self.draws(shape)
+        if schedule is None:  # a method that reads its keystreams itself (image_transform)
+            parts = [self.image_transform(ring, shape, i) for i in ([None] if indices is None else indices)]
+        else:  # every image's key in one call (a version 3 ring: one ChaCha20 call)
+            drawn = ring.draws(schedule, indices)
+            parts = [self.keyed_transform(shape, [d[i] for d in drawn]) for i in range(len(drawn[0]))]
         if indices is None:
-            return self.image_transform(ring, shape, None)
-        parts = [self.image_transform(ring, shape, i) for i in indices]
+            return parts[0]
         moves = any(p.src is not None for p in parts)  # a method may only flip values (no gather)
         src = np.stack([p.src if p.src is not None else np.arange(p.xor.size) for p in parts]) if moves else None
         return GatherXor(src, np.stack([p.xor for p in parts]))
 
     def image_transform(self, ring, shape, index) -> GatherXor:
         """The transform of one image (``index`` None: the shared one), as flat gather + xor."""
+        drawn = ring.draws(self.draws(shape), None if index is None else [index])
+        return self.keyed_transform(shape, [d[0] for d in drawn])
+
+    def keyed_transform(self, shape, keys: list[np.ndarray]) -> GatherXor:
+        """The transform of one image from its key: one array per draw of :meth:`draws`."""
         raise NotImplementedError
 
     def apply(self, images, ring, indices, inverse):
@@ -130,10 +141,13 @@ class LE(BlockCipher):
         follows from it: log2(L!) (log2 96! ≈ 500 bits for 4×4 RGB)."""
         return log2_factorial(2 * self.block**2 * shape[2])
 
-    def image_transform(self, ring, shape, index):
+    def draws(self, shape):
         layout, _ = self.layout(shape)
-        perm = ring.stream("block-permutation", index).permutations(1, layout.shape[1])
-        return scatter(layout, *learnable(layout, perm))
+        return (Draw("block-permutation", "permutations", layout.shape[1], 1),)
+
+    def keyed_transform(self, shape, keys):
+        layout, _ = self.layout(shape)
+        return scatter(layout, *learnable(layout, keys[0]))
 
 
 @register
@@ -151,11 +165,13 @@ class ELE(BlockCipher):
         nb = self.blocks(shape)
         return nb * log2_factorial(2 * self.block**2 * shape[2]) + log2_factorial(nb)
 
-    def image_transform(self, ring, shape, index):
+    def draws(self, shape):
+        n, length = self.layout(shape)[0].shape
+        return (Draw("block-permutations", "permutations", length, n), Draw("block-positions", "permutations", n, 1))
+
+    def keyed_transform(self, shape, keys):
         layout, _ = self.layout(shape)
-        n, length = layout.shape
-        perms = ring.stream("block-permutations", index).permutations(n, length)
-        positions = ring.stream("block-positions", index).permutations(1, n)[0]
+        perms, positions = keys[0], keys[1][0]
         src, xor = learnable(layout, perms)
         # output block k is input block positions[k], already LE-encrypted with its own key
         return scatter(layout, src[positions], xor[positions])
@@ -175,15 +191,18 @@ class ETC(BlockCipher):
         nb = self.blocks(shape)
         return log2_factorial(nb) + nb * (3 + 1 + (math.log2(6) if shape[2] == 3 else 0.0))
 
-    def image_transform(self, ring, shape, index):
+    def draws(self, shape):
+        n = self.layout(shape)[0].shape[0]
+        colours = (Draw("block-colour-codes", "integers", n, 6),) if shape[2] == 3 else ()
+        return (Draw("block-positions", "permutations", n, 1), Draw("block-symmetries", "integers", n, 8),
+                Draw("block-np-bits", "bits", n), *colours)  # fmt: skip
+
+    def keyed_transform(self, shape, keys):
         layout, c = self.layout(shape)
-        n = layout.shape[0]
-        positions = ring.stream("block-positions", index).permutations(1, n)[0]
-        symmetry = ring.stream("block-symmetries", index).integers(n, 8)
-        negate = ring.stream("block-np-bits", index).bits(n)
+        positions, symmetry, negate = keys[0][0], keys[1], keys[2]
         local = symmetry_table(self.block, c)[symmetry]  # (blocks, L): rotated/flipped positions
         if c == 3:
-            codes = ring.stream("block-colour-codes", index).integers(n, 6)
+            codes = keys[3]
             local = local - local % 3 + PERMUTATIONS[codes][:, np.arange(local.shape[1]) % 3]
         src = np.take_along_axis(layout[positions], local, axis=1)
         xor = np.repeat(negate.astype(np.uint8) * np.uint8(255), layout.shape[1]).reshape(layout.shape)

@@ -16,12 +16,20 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..keys.derive import KeyRing
+from ..keys.draws import Draw
 from .base import PERMUTATIONS, ImageCipher, PixelGroup, register
 from .transform import GatherXor
 
 CODE_NAMES = ("RGB", "RBG", "GRB", "GBR", "BRG", "BGR")
 NP_PURPOSE = "np-bits-c{}"
 CODES_PURPOSE = "colour-codes"
+
+
+# Output component c of a pixel with code k takes input component c + OFFSETS[k][c].
+OFFSETS = (PERMUTATIONS - np.arange(3)).astype(np.int32)
+# The code of each code's inverse permutation: undoing code k is shuffling by INVERSE[k].
+INVERSE = np.array([next(j for j in range(6) if (PERMUTATIONS[j][PERMUTATIONS[k]] == np.arange(3)).all()) for k in range(6)])
+IMAGE_BATCH_BYTES = 1 << 20  # image-scope keys are built and applied this many image bytes at a time (in cache)
 
 
 @dataclass(frozen=True)
@@ -32,27 +40,32 @@ class PixelKey:
     flips: np.ndarray
     codes: np.ndarray | None = None
 
-    def gather_xor(self) -> GatherXor:
+    def gather_xor(self, inverse: bool = False) -> GatherXor:
+        """Encryption (or, with ``inverse``, decryption) as one gather and one XOR. NP comes
+        first, so encryption XORs each output component with the flip of the input component it
+        takes; decryption gathers with the inverse codes and XORs with the flips where they are."""
         *lead, h, w, c = self.flips.shape
-        flips = self.flips.reshape(*lead, h * w, c).astype(np.uint8)
+        mask = self.flips.reshape(*lead, h * w * c).astype(np.uint8) * np.uint8(255)
         if self.codes is None:
-            return GatherXor(None, (flips * np.uint8(255)).reshape(*lead, h * w * c))
-        perm = PERMUTATIONS[self.codes.reshape(*lead, h * w)]  # (..., HW, 3)
-        src = np.arange(h * w, dtype=np.int32)[:, None] * np.int32(c) + perm
-        # NP comes first, so output component c carries the flip bit of input component perm[c].
-        xor = np.take_along_axis(flips, perm, axis=-1) * np.uint8(255)
-        return GatherXor(src.reshape(*lead, h * w * c), xor.reshape(*lead, h * w * c))
+            return GatherXor(None, mask)
+        codes = self.codes.reshape(*lead, h * w)
+        base = np.arange(h * w * c, dtype=np.int32).reshape(h * w, c)
+        src = (np.take(OFFSETS, INVERSE[codes] if inverse else codes, axis=0) + base).reshape(*lead, h * w * c)
+        if inverse:
+            return GatherXor(src, mask)
+        return GatherXor(src, np.take_along_axis(mask, src, axis=-1) if lead else mask[src])
 
     def apply(self, images: np.ndarray) -> np.ndarray:
         return self.gather_xor().apply(images)
 
     def invert(self, images: np.ndarray) -> np.ndarray:
-        return self.gather_xor().inverse().apply(images)
+        return self.gather_xor(inverse=True).apply(images)
 
 
 class GatherXorCipher(ImageCipher):
     """A method whose per-image transform is a :class:`GatherXor`. Dataset-scope transforms
-    are built once per (key, shape) and cached; image-scope ones are built per batch."""
+    are built once per (key, shape) and cached; image-scope ones are built and applied a
+    batch of about IMAGE_BATCH_BYTES at a time, so neither keys nor indices outgrow the cache."""
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -62,19 +75,26 @@ class GatherXorCipher(ImageCipher):
     def build(self, ring: KeyRing | None, shape: tuple[int, int, int], indices: list | None) -> GatherXor:
         """The transform for one shared key (``indices`` None) or one per index."""
 
+    def build_inverse(self, ring: KeyRing | None, shape: tuple[int, int, int], indices: list | None) -> GatherXor:
+        """The inverse of :meth:`build`'s transform; a method that knows it directly says so."""
+        return self.build(ring, shape, indices).inverse()
+
     def _transform(self, ring, shape, indices, inverse: bool) -> GatherXor:
-        shape = tuple(int(s) for s in shape)
-        if ring is not None and ring.scope == "image":
-            t = self.build(ring, shape, list(indices))
-            return t.inverse() if inverse else t
-        key = (ring, shape, inverse)
-        if key not in self._cache:
-            t = self.build(ring, shape, None)
-            self._cache[key] = t.inverse() if inverse else t
-        return self._cache[key]
+        return (self.build_inverse if inverse else self.build)(ring, shape, indices)
 
     def apply(self, images, ring, indices, inverse):
-        return self._transform(ring, images.shape[1:], indices, inverse).apply(images)
+        shape = tuple(int(s) for s in images.shape[1:])
+        if ring is None or ring.scope != "image":
+            key = (ring, shape, inverse)
+            if key not in self._cache:
+                self._cache[key] = self._transform(ring, shape, None, inverse)
+            return self._cache[key].apply(images)
+        indices = list(indices)
+        step = max(1, IMAGE_BATCH_BYTES // max(1, images[0].size if len(images) else 1))
+        out = np.empty_like(images)
+        for a in range(0, len(images), step):
+            out[a : a + step] = self._transform(ring, shape, indices[a : a + step], inverse).apply(images[a : a + step])
+        return out
 
 
 class PixelCipher(GatherXorCipher):
@@ -94,23 +114,37 @@ class PixelCipher(GatherXorCipher):
         bits = tuple(NP_PURPOSE.format(c) for c in range(channels))
         return bits + ((CODES_PURPOSE,) if self._shuffles(channels) else ())
 
+    def draws(self, shape) -> tuple[Draw, ...]:
+        """[P]'s K_R, K_G, K_B (a bit per pixel each), then K_s (a colour code per pixel)."""
+        h, w, c = shape
+        bits = tuple(Draw(NP_PURPOSE.format(ch), "bits", h * w) for ch in range(c))
+        return bits + ((Draw(CODES_PURPOSE, "integers", h * w, 6),) if self._shuffles(c) else ())
+
     def _shuffles(self, channels: int) -> bool:
         return self.shuffle_colours and channels == 3
 
-    def pixel_key(self, ring: KeyRing, shape, index=None) -> PixelKey:
-        """The key of one image (or the shared key when ``index`` is None)."""
+    def pixel_keys(self, ring: KeyRing, shape, indices=None) -> PixelKey:
+        """The keys of the images ``indices`` (None: the shared key), one row per image."""
         ring = self._bound(ring, shape)
         h, w, c = shape
-        flips = np.stack([ring.stream(NP_PURPOSE.format(ch), index).bits(h * w) for ch in range(c)], axis=-1)
-        codes = ring.stream(CODES_PURPOSE, index).integers(h * w, 6) if self._shuffles(c) else None
-        return PixelKey(flips.reshape(h, w, c), None if codes is None else codes.reshape(h, w))
+        drawn = ring.draws(self.draws(shape), indices)
+        flips = np.stack(drawn[:c], axis=-1).reshape(-1, h, w, c)
+        return PixelKey(flips, drawn[c].reshape(-1, h, w) if self._shuffles(c) else None)
+
+    def pixel_key(self, ring: KeyRing, shape, index=None) -> PixelKey:
+        """The key of one image (or the shared key when ``index`` is None)."""
+        keys = self.pixel_keys(ring, shape, None if index is None else [index])
+        return PixelKey(keys.flips[0], None if keys.codes is None else keys.codes[0])
 
     def build(self, ring, shape, indices):
         if indices is None:
             return self.pixel_key(ring, shape).gather_xor()
-        keys = [self.pixel_key(ring, shape, i) for i in indices]
-        codes = None if keys[0].codes is None else np.stack([k.codes for k in keys])
-        return PixelKey(np.stack([k.flips for k in keys]), codes).gather_xor()
+        return self.pixel_keys(ring, shape, indices).gather_xor()
+
+    def build_inverse(self, ring, shape, indices):
+        if indices is None:
+            return self.pixel_key(ring, shape).gather_xor(inverse=True)
+        return self.pixel_keys(ring, shape, indices).gather_xor(inverse=True)
 
 
 @register

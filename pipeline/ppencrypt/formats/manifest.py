@@ -25,12 +25,12 @@ from .files import FileProblem, read_regular
 
 MANIFEST = "manifest.json"
 FORMAT = "ppencrypt-dataset"
-VERSION = 2
-READS = (1, 2)  # version 1: no salt, no MAC, v1 derivation labels, maybe no cipher facts
+VERSION = 3
+READS = (1, 2, 3)  # version 1: no salt, no MAC, v1 derivation labels, maybe no cipher facts; 3: kdf v3
 FAMILIES = ("pixel", "block", "none")  # as ppencrypt.ciphers states them; the server must not import those
 AUGMENT_OPS = ("crop", "flip")  # what a client-augmented copy applies (augment.py), in pptrain's names
 KEY_SCOPES = ("dataset", "image")  # keys/derive.py's scopes (it imports them from here)
-KDFS = {1: ("ppencrypt/v1",), 2: ("ppencrypt/v2",)}  # the key derivations each manifest version may name
+KDFS = {1: ("ppencrypt/v1",), 2: ("ppencrypt/v2",), 3: ("ppencrypt/v3",)}  # the key derivations each manifest version may name
 MAX_SIDE = 1 << 14  # pixels: larger images are refused before anything is allocated for them
 MAX_BYTES = 1 << 20  # of manifest.json: reading a bigger one would be the server's memory bomb
 SPLIT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -72,7 +72,7 @@ class CipherInfo:
     adapt: str = "pixel"
     block: int | None = None
     pixel_group: str | None = None
-    kdf: str = "ppencrypt/v1"  # the key derivation (keys/derive.py): ppencrypt/v2 since version 2
+    kdf: str = "ppencrypt/v1"  # the key derivation (keys/derive.py): v2 in version 2, v3 in version 3
     salt: str | None = None  # hex, 128 bits, fresh per dataset: image scope only (public)
 
     @property
@@ -243,7 +243,7 @@ class Manifest:
                 raise ManifestError(f"{shown}: cipher: a key id is 32 lowercase hex digits, with a key scope of {' or '.join(KEY_SCOPES)}")
             needs_salt = self.version >= 2 and c.key_scope == "image"
             if needs_salt != (c.salt is not None):
-                raise ManifestError(f"{shown}: cipher: a salt belongs to image-scope keys of version 2, and they all have one")
+                raise ManifestError(f"{shown}: cipher: a salt belongs to image-scope keys of version 2 and later, and they all have one")
         if not all(isinstance(label, str) for label in c.derivations):
             raise ManifestError(f"{shown}: cipher: derivations must be labels (strings)")
         if self.mac is not None and (len(self.mac) != 64 or not HEX.fullmatch(self.mac)):

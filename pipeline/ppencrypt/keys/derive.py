@@ -5,8 +5,9 @@ Construction (docs/cipher.md has the full text and known-answer vectors):
     subkey = HKDF-SHA256(ikm=master key, salt=<kdf>, info=label, L=32)   (RFC 5869)
     stream = ChaCha20(key=subkey, counter=0, nonce=12-byte nonce)         (RFC 8439)
 
-``kdf`` is ``ppencrypt/v2`` for datasets written now and ``ppencrypt/v1`` for manifest
-version 1. A v2 label names everything that must give another mask:
+``kdf`` is ``ppencrypt/v3`` for datasets written now, ``ppencrypt/v2`` and ``ppencrypt/v1``
+for datasets written before (they still decrypt). A v2 label names everything that must give
+another mask:
 
     ppencrypt/v2|method=<m>|purpose=<p>|scope=<s>|shape=<H>x<W>x<C>[|<param>=<value>...]
         [|salt=<32 hex>|split=<name>]     image scope, dataset images
@@ -19,6 +20,11 @@ mask between the training, test and query images of every dataset made with the 
 The nonce is all zeros for a dataset-scope key and the image's index (64-bit little-endian,
 zero-padded to 12 bytes) for an image-scope key, so every image of a split gets an independent
 stream without a second HKDF call.
+
+Version 3 keeps v2's labels but for the purpose, and draws a method's whole key for an image
+from one fixed-size record of one stream per split, image i at its own stretch of blocks
+(records.py): every image's key in one call for a whole batch, and vectorised (draws.py). A
+purpose appears only in the labels of secondary keys (``…|purpose=query-nonce``), at the end.
 
 numpy's generators never produce key material; they are not cryptographic.
 """
@@ -35,9 +41,12 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ..formats.manifest import KEY_SCOPES
+from .draws import Draw, from_records, from_stream
+from .records import record_at, records
 
-KDF_V1, KDF_V2 = "ppencrypt/v1", "ppencrypt/v2"
-KDFS = (KDF_V1, KDF_V2)
+KDF_V1, KDF_V2, KDF_V3 = "ppencrypt/v1", "ppencrypt/v2", "ppencrypt/v3"
+KDFS = (KDF_V1, KDF_V2, KDF_V3)
+KDF_LATEST = KDF_V3  # what new datasets use
 SALT = KDF_V1.encode()  # the HKDF salt of v1 and of the key id
 NONCE_BYTES = 12
 ZERO_NONCE = bytes(NONCE_BYTES)
@@ -102,8 +111,8 @@ class KeyRing:
     method: str
     scope: str
     split: str | None = None  # image scope, dataset images
-    salt: bytes | None = None  # image scope, v2: the dataset's salt
-    kdf: str = KDF_V2
+    salt: bytes | None = None  # image scope, v2 and v3: the dataset's salt
+    kdf: str = KDF_LATEST  # a new dataset's; KeyUse passes the manifest's for one written before
     query: bool = False  # image scope: a query image (its nonce is a keyed hash of its pixels)
     shape: tuple[int, int, int] | None = None
     params: tuple[tuple[str, object], ...] = ()
@@ -114,9 +123,9 @@ class KeyRing:
             raise ValueError(f"unknown key scope {self.scope!r}")
         if self.kdf not in KDFS:
             raise ValueError(f"unknown key derivation {self.kdf!r}")
-        if self.kdf == KDF_V2 and self.scope == "image":
+        if self.kdf != KDF_V1 and self.scope == "image":
             if self.salt is None or len(self.salt) != DATASET_SALT_BYTES:
-                raise ValueError("a v2 image-scope key needs the dataset's 16-byte salt")
+                raise ValueError(f"a {self.kdf} image-scope key needs the dataset's 16-byte salt")
             if self.query == (self.split is not None):
                 raise ValueError("an image-scope key is for one split's images or for queries")
 
@@ -128,22 +137,29 @@ class KeyRing:
             return self
         return replace(self, shape=shape, params=params, _cache={})
 
-    def label(self, purpose: str) -> str:
+    def label(self, purpose: str | None = None) -> str:
+        """The HKDF info of the subkey for ``purpose``; version 3: of the record stream when
+        ``purpose`` is None, of a secondary key otherwise."""
         if self.kdf == KDF_V1:
             label = f"{KDF_V1}|method={self.method}|purpose={purpose}|scope={self.scope}"
             if self.scope == "image":
                 label += f"|split={'query' if self.query else self.split}"
             return label
         if self.shape is None:
-            raise ValueError("a v2 key ring must be bound to an image shape (KeyRing.bind)")
+            raise ValueError(f"a {self.kdf} key ring must be bound to an image shape (KeyRing.bind)")
+        if self.kdf == KDF_V2 and purpose is None:
+            raise ValueError("a v2 subkey is for one purpose")
         h, w, c = self.shape
-        label = f"{KDF_V2}|method={self.method}|purpose={purpose}|scope={self.scope}|shape={h}x{w}x{c}"
+        named = f"|purpose={purpose}" if self.kdf == KDF_V2 else ""
+        label = f"{self.kdf}|method={self.method}{named}|scope={self.scope}|shape={h}x{w}x{c}"
         label += "".join(f"|{k}={v}" for k, v in self.params)
         if self.scope == "image":
             label += f"|salt={self.salt.hex()}" + ("|query" if self.query else f"|split={self.split}")
+        if self.kdf == KDF_V3 and purpose is not None:
+            label += f"|purpose={purpose}"
         return label
 
-    def subkey(self, purpose: str) -> bytes:
+    def subkey(self, purpose: str | None = None) -> bytes:
         if purpose not in self._cache:
             self._cache[purpose] = hkdf_sha256(self.master, self.label(purpose).encode(), salt=self.kdf.encode())
         return self._cache[purpose]
@@ -156,6 +172,22 @@ class KeyRing:
             raise ValueError("an image-scope key needs the image's index")
         nonce = index if isinstance(index, bytes) else index_nonce(index)
         return Keystream(self.subkey(purpose), nonce)
+
+    def draws(self, schedule: tuple[Draw, ...], indices=None) -> list[np.ndarray]:
+        """Every draw of ``schedule`` (a method's key for one image) for the images
+        ``indices`` — positions in their split, or nonces from :meth:`content_nonce` for query
+        images; None for the one key of a dataset-scope ring — one row per image."""
+        if self.kdf == KDF_V3:
+            size = sum(d.record_bytes() for d in schedule)
+            if indices is None:
+                rows = records(self.subkey(), [0], size)
+            elif self.query:
+                rows = np.concatenate([record_at(self.subkey(), nonce, size) for nonce in indices])
+            else:
+                rows = records(self.subkey(), indices, size)
+            return from_records(rows, schedule)
+        keys = [None] if indices is None else list(indices)
+        return [np.stack([from_stream(self.stream(d.purpose, i), d) for i in keys]) for d in schedule]
 
     def content_nonce(self, data: bytes) -> bytes:
         """A nonce for a query image under image scope: a keyed hash of its pixels, so that

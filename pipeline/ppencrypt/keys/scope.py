@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..formats.manifest import CipherInfo
-from .derive import DATASET_SALT_BYTES, KDF_V2, KeyRing
+from .derive import DATASET_SALT_BYTES, KDF_LATEST, KDF_V3, KeyRing
 from .file import MasterKey
 
 if TYPE_CHECKING:  # the ciphers import this package's derivation: a run-time import would be circular
@@ -19,16 +19,16 @@ if TYPE_CHECKING:  # the ciphers import this package's derivation: a run-time im
 @dataclass(frozen=True)
 class KeyUse:
     scope: str | None  # 'dataset' | 'image'; None: no key (plain)
-    kdf: str = KDF_V2
-    salt: bytes | None = None  # image scope (v2): 16 bytes, fresh per dataset
+    kdf: str = KDF_LATEST
+    salt: bytes | None = None  # image scope (v2, v3): 16 bytes, fresh per dataset
 
     @classmethod
     def new(cls, scope: str | None, salt: bytes | None = None) -> KeyUse:
         """For a dataset about to be encrypted: a fresh salt under image scope, unless one is
         given to reproduce a dataset byte for byte."""
         if scope != "image":
-            return cls(scope)
-        return cls(scope, salt=salt if salt is not None else secrets.token_bytes(DATASET_SALT_BYTES))
+            return cls(scope, KDF_LATEST)
+        return cls(scope, KDF_LATEST, salt if salt is not None else secrets.token_bytes(DATASET_SALT_BYTES))
 
     @classmethod
     def of(cls, c: CipherInfo) -> KeyUse:
@@ -52,4 +52,6 @@ class KeyUse:
         if not cipher.needs_key:
             return []
         rings = [self.ring(cipher, key, s).bind(shape, cipher.params) for s in (sorted(splits) if self.scope == "image" else [None])]
+        if self.kdf == KDF_V3 and cipher.draws(shape) is not None:  # one record stream per ring
+            return [r.label() for r in rings]
         return [r.label(p) for r in rings for p in cipher.purposes(shape[2])]
