@@ -44,8 +44,7 @@ def main() -> None:
     rows = [("numpy x.copy()", copy), ("numpy np.copyto (preallocated)", copyto)]
 
     pe = make_cipher("pe")
-    ring = KeyRing(MASTER, "pe", "dataset")
-    t = pe._transform(ring, x.shape[1:], None, False)
+    t = pe._transform(ring("pe", "dataset", KDF_V3), x.shape[1:], None, False)
     flat = x.reshape(len(x), -1)
     rows.append(("pe dataset, fancy indexing x[:, src] ^ m", best_of(lambda: flat[:, t.src] ^ t.xor, 2)))
     for method in ("pe", "np"):
@@ -57,8 +56,7 @@ def main() -> None:
             secs = best_of(lambda: c.encrypt(part, r, part_idx), 3) * len(x) / n
             rows.append((f"{method} {scope}-scope encrypt ({kdf[-2:]})", secs))
         rows.append((f"{method} image-scope decrypt (v3)", best_of(lambda: c.decrypt(x, ring(method, "image", KDF_V3), idx), 3)))
-        r = KeyRing(MASTER, method, "dataset")
-        rows.append((f"{method} dataset-scope decrypt", best_of(lambda: c.decrypt(x, r, idx), 3)))
+        rows.append((f"{method} dataset-scope decrypt", best_of(lambda: c.decrypt(x, ring(method, "dataset", KDF_V3), idx), 3)))
 
     print(f"\n{'operation':44s} {'seconds':>8s} {'GB/s':>7s} {'vs copy()':>10s} {'vs copyto':>10s}")
     for name, secs in rows:

@@ -26,7 +26,7 @@ CODES_PURPOSE = "colour-codes"
 
 
 # Output component c of a pixel with code k takes input component c + OFFSETS[k][c].
-OFFSETS = (PERMUTATIONS - np.arange(3)).astype(np.int32)
+OFFSETS = (PERMUTATIONS - np.arange(3)).astype(np.intp)  # intp: np.take would convert any other index type
 # The code of each code's inverse permutation: undoing code k is shuffling by INVERSE[k].
 INVERSE = np.array([next(j for j in range(6) if (PERMUTATIONS[j][PERMUTATIONS[k]] == np.arange(3)).all()) for k in range(6)])
 IMAGE_BATCH_BYTES = 1 << 20  # image-scope keys are built and applied this many image bytes at a time (in cache)
@@ -41,19 +41,19 @@ class PixelKey:
     codes: np.ndarray | None = None
 
     def gather_xor(self, inverse: bool = False) -> GatherXor:
-        """Encryption (or, with ``inverse``, decryption) as one gather and one XOR. NP comes
-        first, so encryption XORs each output component with the flip of the input component it
-        takes; decryption gathers with the inverse codes and XORs with the flips where they are."""
+        """Encryption (or, with ``inverse``, decryption) as one gather and one XOR: NP on the
+        input, then the shuffle; decryption shuffles back with the inverse codes, then NP."""
         *lead, h, w, c = self.flips.shape
         mask = self.flips.reshape(*lead, h * w * c).astype(np.uint8) * np.uint8(255)
         if self.codes is None:
             return GatherXor(None, mask)
         codes = self.codes.reshape(*lead, h * w)
-        base = np.arange(h * w * c, dtype=np.int32).reshape(h * w, c)
-        src = (np.take(OFFSETS, INVERSE[codes] if inverse else codes, axis=0) + base).reshape(*lead, h * w * c)
-        if inverse:
-            return GatherXor(src, mask)
-        return GatherXor(src, np.take_along_axis(mask, src, axis=-1) if lead else mask[src])
+        src = np.take(OFFSETS, INVERSE[codes] if inverse else codes, axis=0)
+        src += np.arange(h * w * c, dtype=np.intp).reshape(h * w, c)
+        src = src.reshape(*lead, h * w * c)
+        if not lead and not inverse:  # one shared transform: gather its mask once, XOR after
+            return GatherXor(src, mask[src])
+        return GatherXor(src, mask, before=not inverse)
 
     def apply(self, images: np.ndarray) -> np.ndarray:
         return self.gather_xor().apply(images)

@@ -22,10 +22,13 @@ PER_ROW = 16_384  # bytes per image from which a per-image transform gathers ima
 @dataclass(frozen=True)
 class GatherXor:
     """``src`` is None (no move) or an index array; ``xor`` a uint8 array. Both are either
-    shape (D,) — one transform for every image — or (N, D) — one per image."""
+    shape (D,) — one transform for every image — or (N, D) — one per image. ``before``: the XOR
+    acts on the input, ``y = (x ^ xor)[src]``, instead of the output, ``y = x[src] ^ xor``; a
+    transform and its inverse share their ``xor`` that way, so neither is gathered."""
 
     src: np.ndarray | None
     xor: np.ndarray
+    before: bool = False
 
     @property
     def per_image(self) -> bool:
@@ -41,23 +44,26 @@ class GatherXor:
         out = np.empty_like(flat)
         if self.src is None:
             np.bitwise_xor(flat, self.xor, out=out)
+            return out.reshape(images.shape)
+        if self.per_image and flat.shape[1] >= PER_ROW:  # image by image, each gather in cache
+            rows = [(flat[i], self.src[i], self.xor[i], out[i]) for i in range(n)]
         elif self.per_image:
-            if flat.shape[1] >= PER_ROW:  # one cache-resident gather per image, no bounds checks
-                for i in range(n):
-                    np.take(flat[i], self.src[i], out=out[i], mode="wrap")
-            else:
-                out[...] = np.take_along_axis(flat, self.src, axis=1)
-            np.bitwise_xor(out, self.xor, out=out)
+            rows = [(flat, self.src, self.xor, out)]
         else:
-            for i in range(0, n, CHUNK):
-                part = out[i : i + CHUNK]
-                np.take(flat[i : i + CHUNK], self.src, axis=1, out=part, mode="wrap")
-                np.bitwise_xor(part, self.xor, out=part)
+            rows = [(flat[i : i + CHUNK], self.src, self.xor, out[i : i + CHUNK]) for i in range(0, n, CHUNK)]
+        for x, src, xor, y in rows:
+            if self.before:
+                x = x ^ xor
+            if src.ndim == 2 and x.ndim == 2 and len(src) == len(x):  # one index row per image
+                y[...] = np.take_along_axis(x, src, axis=1)
+            else:  # mode="wrap" skips the bounds check "raise" makes per element
+                np.take(x, src, axis=-1, out=y, mode="wrap")
+            if not self.before:
+                np.bitwise_xor(y, xor, out=y)
         return out.reshape(images.shape)
 
     def inverse(self) -> GatherXor:
-        """y = x[src] ^ m  <=>  x = y[inv] ^ m[inv], with inv[src[j]] = j."""
+        """y = x[src] ^ m  <=>  x = (y ^ m)[inv], with inv[src[j]] = j (and the other way round)."""
         if self.src is None:
             return self
-        inv = np.argsort(self.src, axis=-1, kind="stable")
-        return GatherXor(inv, np.take_along_axis(self.xor, inv, axis=-1))
+        return GatherXor(np.argsort(self.src, axis=-1, kind="stable"), self.xor, not self.before)
