@@ -36,11 +36,11 @@ def test_size_option(tmp_path, cifar10_dir, key_file):
     "opts, option, message",
     [
         (dict(method="plain", scope="image"), "--key-scope", "method 'plain' uses no key, so there is no key per image"),
-        (dict(method="plain", salt="00"), "--salt", "method 'plain' uses no key, so no salt"),
+        (dict(method="plain", reproduce="x"), "--reproduce", "method 'plain' uses no key: the same input always gives the same output"),
         (dict(params={"block_size": 4}), "--block-size", "method 'pe' is pixel-based and takes no block size"),
         (dict(augment_seed=1), "--augment-seed", "--augment-seed belongs to --copies (the client's augmentation)"),
-        (dict(scope="dataset", salt="00" * 16), "--salt", "a dataset-scope key uses no salt"),
-        (dict(salt="0011"), "--salt", "expected 32 hexadecimal digits (a manifest's cipher.salt)"),
+        (dict(scope="dataset", reproduce="x"), "--reproduce",
+         "a dataset-scope key's masks depend on nothing but the key: the same input gives the same output"),
     ],
 )
 def test_options_that_do_not_fit_are_refused_by_the_library(opts, option, message):
@@ -50,10 +50,9 @@ def test_options_that_do_not_fit_are_refused_by_the_library(opts, option, messag
     assert (e.value.option, str(e.value)) == (option, message)
 
 
-def test_options_read_a_salt_in_hex_and_default_to_image_scope():
-    opts = EncryptOptions(salt="00" * 16)
-    assert opts.salt == bytes(16) and opts.key_scope == "image"
-    assert EncryptOptions(method="plain", scope="dataset").salt is None  # a keyless method may name a scope it ignores
+def test_options_default_to_image_scope():
+    assert EncryptOptions().key_scope == "image"
+    assert EncryptOptions(method="plain", scope="dataset").reproduce is None  # a keyless method may name a scope it ignores
 
 
 def test_inspect(encrypted, key_file):

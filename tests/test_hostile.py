@@ -148,7 +148,8 @@ def test_a_manifest_that_says_plain_gets_no_query_in_the_clear(tmp_path, dataset
     lambda d: d["splits"]["train"]["shards"][0].update(sha256="0" * 64),  # a swapped shard's hash
     lambda d: d.update(mac=None),
     lambda d: d.update(extra="anything the server adds"),
-], ids=["scope", "method", "salt", "classes", "shard-hash", "no-mac", "extra-field"])  # fmt: skip
+    lambda d: d["cipher"]["sources"].update(train="0" * 64),  # digests that let --reproduce take other data
+], ids=["scope", "method", "salt", "classes", "shard-hash", "no-mac", "extra-field", "sources"])  # fmt: skip
 def test_every_command_that_holds_the_key_refuses_an_altered_manifest(tmp_path, dataset, key_file, change):
     d = doc(dataset)
     change(d)
@@ -158,6 +159,16 @@ def test_every_command_that_holds_the_key_refuses_an_altered_manifest(tmp_path, 
         line = one_line_error(ppencrypt(*args, "--key", key_file))
         assert "manifest.json: " in line and ("MAC" in line), line
     assert not any((tmp_path / n).exists() for n in ("q", "dest", "p.png"))
+
+
+def test_reproduce_refuses_an_altered_manifest_before_reading_the_source(tmp_path, dataset, cifar10_dir, key_file):
+    """A server that rewrites the digests (or the salt) of a dataset cannot make --reproduce reuse
+    a salt on other data: the manifest is authenticated first."""
+    d = doc(dataset)
+    d["cipher"]["sources"]["train"] = "0" * 64
+    save(dataset, d)
+    line = one_line_error(ppencrypt("dataset", cifar10_dir, tmp_path / "y", "--key", key_file, "--reproduce", dataset))
+    assert "manifest.json: MAC mismatch" in line and not (tmp_path / "y").exists()
 
 
 def test_verify_without_the_key_checks_integrity_only_and_says_so(dataset, key_file):

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import SALT, encrypt, expected_pngs, ppencrypt, read_pngs, tree_bytes
+from conftest import encrypt, expected_pngs, ppencrypt, read_pngs, tree_bytes
 from ppencrypt.formats import open_dataset
 from ppencrypt.formats.remote import classify
 from ppencrypt.sources.idx import FASHION_CLASSES
@@ -80,9 +80,9 @@ def pushed(gcs_server, env, shapes_pe) -> str:
 def test_the_client_commands_read_and_write_gs_urls(gcs_server, env, fmnist_dir, fmnist, key_file, tmp_path):
     bucket = new_bucket(gcs_server)
     url, local = f"{bucket}/datasets/fm", tmp_path / "local"
-    args = ("--key", key_file, "--quiet", "--workers", "1", "--shard-size", "4", "--salt", SALT.hex())
+    encrypt(fmnist_dir, local, key_file)
+    args = ("--key", key_file, "--quiet", "--workers", "1", "--shard-size", "4", "--reproduce", local)
     ok(cli(env, "ppencrypt", "dataset", fmnist_dir, url, *args))
-    encrypt(fmnist_dir, local, key_file, "--salt", SALT.hex())
     listed = {f.path for f in open_dataset(local).manifest.all_files()}
     fs = storage(gcs_server)
     assert sorted(k.removeprefix(url[5:] + "/") for k in fs.find(url)) == sorted(listed | {"manifest.json"})

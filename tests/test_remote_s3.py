@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import SALT, encrypt, ppencrypt, tree_bytes
+from conftest import encrypt, ppencrypt, tree_bytes
 from ppencrypt.errors import ManifestError
 from ppencrypt.formats import open_dataset, remote
 from ppencrypt.formats.remote import MARKER, RemoteDir, classify
@@ -78,9 +78,8 @@ def keys(url: str) -> list[str]:
 @pytest.mark.parametrize("storage", ["wds", "zarr"])
 def test_a_dataset_written_to_s3_verifies_and_is_the_local_one(bucket, fmnist_dir, key_file, tmp_path, storage):
     url = f"{bucket}/datasets/fm"
-    args = ("--format", storage, "--salt", SALT.hex())
-    encrypt(fmnist_dir, url, key_file, *args)
-    encrypt(fmnist_dir, tmp_path / "local", key_file, *args)
+    encrypt(fmnist_dir, tmp_path / "local", key_file, "--format", storage)
+    encrypt(fmnist_dir, url, key_file, "--format", storage, "--reproduce", tmp_path / "local")  # the same salt, checked
     listed = {f.path for f in open_dataset(tmp_path / "local").manifest.all_files()}
     assert keys(url) == sorted(listed | {"manifest.json"})  # no marker, nothing else
     r = ppencrypt("verify", url, "--key", key_file)

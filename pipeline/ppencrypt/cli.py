@@ -78,6 +78,12 @@ DATASET_SCOPE_WARNING = (
 )
 
 
+def _salt_removed(value: str | None) -> None:
+    if value is not None:
+        raise click.BadParameter("removed: a salt given by hand gave its dataset's masks to whatever was encrypted with it "
+                                 "(docs/security.md); use --reproduce DATASET, which checks that SRC is that dataset's source")
+
+
 def _methods_help() -> str:
     return "; ".join(f"{n}: {cipher_class(n).summary}" for n in method_names())
 
@@ -126,12 +132,13 @@ def keygen(path):
 @click.option("--augment-seed", type=int, help="Seeds the draws of the --copies. [default: 0]")
 @OVERWRITE
 @click.option("--skip-bad", is_flag=True, help="Skip undecodable files (named on stderr) instead of stopping.")
-@click.option("--salt", metavar="HEX", help="Image scope: reuse the salt of an earlier run (32 hex digits, from its manifest) to "
-              "reproduce that dataset byte for byte from the same files. Never for other data: the salt keeps masks apart.")
+@click.option("--reproduce", metavar="DATASET", help="Image scope: reproduce DATASET (a folder or URL made with this key) byte "
+              "for byte from the same SRC, reusing its salt; refused, with nothing written, when SRC is other data.")
+@click.option("--salt", hidden=True, callback=lambda ctx, param, value: _salt_removed(value), expose_value=False)
 @QUIET
 @click.pass_context
 def dataset(ctx, src, out, key_path, method, key_scope, storage, block_size, size, shard_size, workers, copies, pad, augment_seed,
-            overwrite, skip_bad, salt, quiet):  # fmt: skip
+            overwrite, skip_bad, reproduce, quiet):  # fmt: skip
     """Encrypt the dataset in SRC into shards under OUT (a folder, or a URL: s3://, gs://).
 
     SRC is an ImageFolder (class folders, or train/ test/ val/ of class folders), a CIFAR-10
@@ -139,7 +146,7 @@ def dataset(ctx, src, out, key_path, method, key_scope, storage, block_size, siz
     given = ctx.get_parameter_source("key_scope") == ParameterSource.COMMANDLINE  # the default is the library's
     opts = EncryptOptions(
         method=method, params={} if block_size is None else {"block_size": block_size}, scope=key_scope if given else None,
-        storage=storage, size=size, shard_size=shard_size, workers=workers, skip_bad=skip_bad, salt=salt, copies=copies,
+        storage=storage, size=size, shard_size=shard_size, workers=workers, skip_bad=skip_bad, reproduce=reproduce, copies=copies,
         pad=pad, augment_seed=augment_seed,
     )  # fmt: skip
     if opts.key_scope == "dataset" and cipher_class(method).needs_key:

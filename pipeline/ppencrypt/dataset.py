@@ -27,7 +27,7 @@ from .ciphers import ImageCipher, cipher_class, make_cipher
 from .errors import CipherError, KeyFileError, OptionError, OutputError, SourceError
 from .formats import STORAGES, Manifest, SplitInfo, SplitWriter, open_location, other_files, split_writer
 from .formats.manifest import CipherInfo, ClientAugment
-from .keys import DATASET_SALT_BYTES, KeyRing, KeyUse, MasterKey, sign
+from .keys import KeyRing, KeyUse, MasterKey, open_keyed, sign, source_digest
 from .parallel import WorkerPool, default_workers
 from .progress import ProgressFactory, no_progress
 from .sources import Source, open_source, run_task
@@ -50,9 +50,9 @@ class EncryptOptions:
     shard_size: int = 10_000  # samples per shard
     workers: int = field(default_factory=default_workers)
     skip_bad: bool = False
-    # Image scope: reuse a dataset's salt (its manifest's 32 hex digits, or the 16 bytes) to
-    # reproduce it byte for byte; never for new data. Hex digits are read into bytes here.
-    salt: bytes | str | None = None
+    # Image scope: an earlier dataset (folder or URL) to reproduce byte for byte from the same
+    # source: its salt is reused only once the source is known to be the same (its digests)
+    reproduce: str | None = None
     copies: int | None = None  # --copies: augmented copies of the train split (None: as it is)
     pad: int | None = None  # the copies' largest shift, pixels (None: PAD); only with copies
     augment_seed: int | None = None  # seeds the copies' draws (None: AUGMENT_SEED); only with copies
@@ -61,18 +61,15 @@ class EncryptOptions:
         cls = cipher_class(self.method)
         if not cls.needs_key and self.scope == "image":
             raise OptionError("--key-scope", f"method {self.method!r} uses no key, so there is no key per image")
-        if not cls.needs_key and self.salt is not None:
-            raise OptionError("--salt", f"method {self.method!r} uses no key, so no salt")
+        if not cls.needs_key and self.reproduce is not None:
+            raise OptionError("--reproduce", f"method {self.method!r} uses no key: the same input always gives the same output")
         if "block_size" in self.params and "block_size" not in cls.defaults:
             raise OptionError("--block-size", f"method {self.method!r} is pixel-based and takes no block size")
         for name, value in (("--pad", self.pad), ("--augment-seed", self.augment_seed)):
             if value is not None and self.copies is None:
                 raise OptionError(name, f"{name} belongs to --copies (the client's augmentation)")
-        if self.salt is not None:
-            if self.key_scope != "image":
-                raise OptionError("--salt", "a dataset-scope key uses no salt")
-            if isinstance(self.salt, str):
-                self.salt = _salt_from_hex(self.salt)
+        if self.reproduce is not None and self.key_scope != "image":
+            raise OptionError("--reproduce", "a dataset-scope key's masks depend on nothing but the key: the same input gives the same output")
 
     @property
     def key_scope(self) -> str:
@@ -85,16 +82,6 @@ class EncryptOptions:
         pad = PAD if self.pad is None else self.pad
         seed = AUGMENT_SEED if self.augment_seed is None else self.augment_seed
         return ClientAugment(self.copies, pad, seed, list(client.OPS), client.FILL, client.SPLIT)
-
-
-def _salt_from_hex(text: str) -> bytes:
-    try:
-        salt = bytes.fromhex(text)
-    except ValueError:
-        salt = b""
-    if len(salt) != DATASET_SALT_BYTES:
-        raise OptionError("--salt", "expected 32 hexadecimal digits (a manifest's cipher.salt)")
-    return salt
 
 
 @dataclass
@@ -111,19 +98,30 @@ def _check_paths(src: Path, out: Path) -> None:
         raise OutputError(f"{out}: the output must not contain the source {src}")
 
 
-def prepare(opts: EncryptOptions, key: MasterKey | None) -> tuple[ImageCipher, KeyUse]:
+def prepare(opts: EncryptOptions, key: MasterKey | None) -> tuple[ImageCipher, KeyUse, dict[str, str] | None]:
+    """The cipher, how it uses the key, and with ``--reproduce`` the digests the source must have."""
     cipher = make_cipher(opts.method, opts.params)
     if cipher.needs_key and key is None:
         raise KeyFileError(f"method {opts.method!r} encrypts with a key: pass --key")
-    return cipher, KeyUse.new(opts.key_scope if cipher.needs_key else None, opts.salt)
+    if opts.reproduce is None:
+        return cipher, KeyUse.new(opts.key_scope if cipher.needs_key else None), None
+    earlier = open_keyed(opts.reproduce, key, accept_v1=False).manifest  # its MAC vouches for salt and digests
+    c, shown = earlier.cipher, f"--reproduce {opts.reproduce}"
+    if c.sources is None:
+        raise SourceError(f"{shown}: made before ppencrypt recorded its source's digests (version {earlier.version}), "
+                          "so nothing shows that SRC is that source; encrypt anew")  # fmt: skip
+    if (c.method, c.params, c.key_scope) != (cipher.name, cipher.params, "image"):
+        raise SourceError(f"{shown}: made with method {c.method} {c.params} and {c.key_scope} keys, not {cipher.name} {cipher.params}")
+    return cipher, KeyUse.new("image", bytes.fromhex(c.salt)), c.sources
 
 
 def encrypt_split(
     src: str, source: Source, name: str, cipher: ImageCipher, ring: KeyRing | None, writer: SplitWriter, pool: WorkerPool,
-    augment: ClientAugment | None = None, progress: ProgressFactory = no_progress,
+    augment: ClientAugment | None = None, progress: ProgressFactory = no_progress, digest=None,
 ) -> tuple[int, list[int], list[tuple[str, str]]]:  # fmt: skip
     """Encrypt split ``name`` of ``source`` (read from ``src``) into ``writer``: image j as
-    sample j, or, when ``augment`` copies this split, copy k of image j as sample k x N + j.
+    sample j, or, when ``augment`` copies this split, copy k of image j as sample k x N + j;
+    ``digest`` (keys.source_digest) is fed every plain image as it is encrypted.
     Returns the samples written, their count per class, and the files that could not be
     decoded (each once, however many copies were made)."""
     loader = source.splits[name]
@@ -147,6 +145,8 @@ def encrypt_split(
                 if chunk.labels.min() < 0 or chunk.labels.max() >= len(source.classes):
                     raise SourceError(f"{src}: split {name} has labels outside 0..{len(source.classes) - 1}")
                 images = chunk.images if draws is None else client.shift_flip(chunk.images, draws[at : at + n])
+                if digest is not None:
+                    digest.update(np.ascontiguousarray(images))
                 writer.write(cipher.encrypt(images, ring, np.arange(count, count + n, dtype=np.int64)), chunk.labels)
                 per_class += np.bincount(chunk.labels, minlength=len(source.classes))
                 count += n
@@ -166,7 +166,7 @@ def encrypt_dataset(
         raise CipherError(f"unknown format {opts.storage!r}")
     if opts.shard_size < 1:
         raise CipherError("--shard-size must be at least 1")
-    cipher, use = prepare(opts, key)
+    cipher, use, expected = prepare(opts, key)
     target = open_location(out)  # a folder, or a URL: built locally, then uploaded, manifest last
     if target.local:
         _check_paths(Path(src), target.root)
@@ -180,16 +180,26 @@ def encrypt_dataset(
                 raise CipherError(problem or f"{src}: --copies augments the {augment.split!r} split, and there is none")
         skipped = list(source.skipped)
         splits: dict[str, SplitInfo] = {}
+        sources: dict[str, str] = {}
         for name in source.splits:
             ring = use.ring(cipher, key, name)
             writer = split_writer(opts.storage, tmp, name, source.shape, opts.shard_size)
-            count, per_class, bad = encrypt_split(src, source, name, cipher, ring, writer, pool, augment, progress)
+            digest = source_digest(key, use.salt, name) if use.scope == "image" else None
+            count, per_class, bad = encrypt_split(src, source, name, cipher, ring, writer, pool, augment, progress, digest)
             skipped.extend(bad)
             shards = writer.close()
             if count:
                 splits[name] = SplitInfo(count, per_class, shards)
+                if digest is not None:
+                    sources[name] = digest.hexdigest()
             else:
                 shutil.rmtree(tmp / name, ignore_errors=True)  # every file of the split was bad
+        if expected is not None and sources != expected:
+            # Before anything leaves this machine: the reused salt gave these images the masks of
+            # the earlier dataset's, which XORed with its ciphertexts would reveal both.
+            differ = sorted(set(sources) ^ set(expected)) or sorted(k for k in sources if sources[k] != expected[k])
+            raise SourceError(f"{src}: not the source --reproduce {opts.reproduce} was made from (split {differ[0]} differs); "
+                              "reusing its salt would give these images its masks; nothing written")  # fmt: skip
         if not splits:
             raise SourceError(f"{src}: no image could be decoded ({len(skipped)} bad files skipped)")
         listed = {sh.path for s in splits.values() for sh in s.shards}
@@ -197,7 +207,7 @@ def encrypt_dataset(
             storage=opts.storage,
             cipher=CipherInfo(cipher.name, cipher.params, key.key_id if cipher.needs_key else None, use.scope,
                               use.labels(cipher, key, splits, source.shape), **cipher.facts(source.shape[2]),
-                              kdf=use.kdf, salt=use.salt_hex),  # fmt: skip
+                              kdf=use.kdf, salt=use.salt_hex, sources=sources if use.scope == "image" else None),  # fmt: skip
             height=source.shape[0],
             width=source.shape[1],
             channels=source.shape[2],

@@ -74,6 +74,9 @@ class CipherInfo:
     pixel_group: str | None = None
     kdf: str = "ppencrypt/v1"  # the key derivation (keys/derive.py): v2 in version 2, v3 in version 3
     salt: str | None = None  # hex, 128 bits, fresh per dataset: image scope only (public)
+    # Version 3, image scope: per split, a keyed digest of its plain images (keys/mac.py), so that
+    # --reproduce reuses the salt only on the same source
+    sources: dict[str, str] | None = None
 
     @property
     def pixelwise(self) -> bool:
@@ -196,6 +199,8 @@ class Manifest:
             facts = legacy_facts(method, params, img.get("channels", int), shown)
         if version >= 2:
             facts.update(kdf=c.get("kdf", str), salt=c.get("salt", (str, type(None))))
+        if version >= 3:
+            facts.update(sources=c.get("sources", (dict, type(None))))
         cipher = CipherInfo(
             method, params, c.get("key_id", (str, type(None))), c.get("key_scope", (str, type(None))), c.get("derivations", list), **facts
         )  # fmt: skip
@@ -244,6 +249,7 @@ class Manifest:
             needs_salt = self.version >= 2 and c.key_scope == "image"
             if needs_salt != (c.salt is not None):
                 raise ManifestError(f"{shown}: cipher: a salt belongs to image-scope keys of version 2 and later, and they all have one")
+
         if not all(isinstance(label, str) for label in c.derivations):
             raise ManifestError(f"{shown}: cipher: derivations must be labels (strings)")
         if self.mac is not None and (len(self.mac) != 64 or not HEX.fullmatch(self.mac)):
@@ -259,6 +265,11 @@ class Manifest:
             _check_augment(shown, self.augment, self)
         for name, s in self.splits.items():
             _check_split(shown, name, s, len(self.classes))
+        # Whether a dataset should have them is the MAC's to say; --reproduce refuses one without.
+        if c.sources is not None and (
+            set(c.sources) != set(self.splits) or not all(isinstance(d, str) and len(d) == 64 and HEX.fullmatch(d) for d in c.sources.values())
+        ):  # fmt: skip
+            raise ManifestError(f"{shown}: cipher: sources must give every split 64 lowercase hex digits")
         for f in self.all_files():
             _check_file(shown, f)
 

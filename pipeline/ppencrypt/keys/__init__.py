@@ -15,7 +15,7 @@ No torch here, and nothing the server imports: pptrain never holds a key.
 from .derive import DATASET_SALT_BYTES, KDF_LATEST, KDF_V1, KDF_V2, KDF_V3, KDFS, SCOPES, KeyRing, Keystream, hkdf_sha256, index_nonce
 from .file import HEADER, KEY_BYTES, MasterKey, generate_key_file, key_id_of, load_key
 from .keyed import KeyedDataset, open_keyed
-from .mac import mac_key, sign
+from .mac import mac_key, sign, source_digest
 from .scope import KeyUse
 
 __all__ = [
@@ -41,4 +41,5 @@ __all__ = [
     "mac_key",
     "open_keyed",
     "sign",
+    "source_digest",
 ]

@@ -23,15 +23,25 @@ import hmac
 from ..errors import KeyFileError, ManifestError
 from ..formats import Dataset, Manifest
 from ..formats.manifest import MANIFEST
-from .derive import KDF_V2, hkdf_sha256
+from .derive import KDF_V2, KDF_V3, hkdf_sha256
 from .file import MasterKey
 
 MAC_LABEL = b"ppencrypt/v2|manifest-mac"
+SOURCE_LABEL = "ppencrypt/v3|source-digest|salt={salt}|split={split}"
 
 
 def mac_key(master: bytes) -> bytes:
     """The subkey that authenticates manifests (HMAC-SHA256), under a label of its own."""
     return hkdf_sha256(master, MAC_LABEL, salt=KDF_V2.encode())
+
+
+def source_digest(key: MasterKey, salt: bytes, split: str) -> hmac.HMAC:
+    """A keyed digest of one split's plain images, fed in order as they are encrypted, under a
+    subkey of the dataset's salt and split. The manifest records it (``cipher.sources``), so
+    ``--reproduce`` can tell the same source from other data before reusing the salt, which
+    would give the other data the first dataset's masks. It reveals nothing without the key."""
+    label = SOURCE_LABEL.format(salt=salt.hex(), split=split).encode()
+    return hmac.new(hkdf_sha256(key.secret, label, salt=KDF_V3.encode()), digestmod=hashlib.sha256)
 
 
 def _mac(key: MasterKey, data: bytes) -> str:
