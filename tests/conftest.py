@@ -30,6 +30,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 settings.register_profile("repeatable", derandomize=True)
 settings.register_profile("explore", derandomize=False)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
+
+
+@pytest.fixture(autouse=True)
+def client_state(tmp_path_factory, monkeypatch):
+    """Where ppencrypt remembers the datasets it wrote (keys/binding.py): a folder of the test's
+    own, never the user's ~/.local/state, and inherited by the processes a test starts."""
+    state = tmp_path_factory.mktemp("state")
+    monkeypatch.setenv("PPENCRYPT_STATE", str(state))
+    return state
+
+
 CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 

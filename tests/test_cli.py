@@ -21,7 +21,8 @@ def test_dataset_prints_a_summary(tmp_path, cifar10_dir, key_file):
     r = ppencrypt("dataset", cifar10_dir, out, "--key", key_file, "--workers", 1, "--key-scope", "image", "--format", "zarr")
     assert r.exit_code == 0, r.output
     key_id = load_key(key_file).key_id
-    assert r.stdout == f"{out}: 15 train, 5 test images of 32x32x3, pe, key {key_id} (image scope), zarr\n"
+    dataset_id = open_dataset(out).manifest.dataset_id
+    assert r.stdout == f"{out}: 15 train, 5 test images of 32x32x3, pe, key {key_id} (image scope), zarr, dataset {dataset_id}\n"
 
 
 def test_size_option(tmp_path, cifar10_dir, key_file):
@@ -39,8 +40,6 @@ def test_size_option(tmp_path, cifar10_dir, key_file):
         (dict(method="plain", reproduce="x"), "--reproduce", "method 'plain' uses no key: the same input always gives the same output"),
         (dict(params={"block_size": 4}), "--block-size", "method 'pe' is pixel-based and takes no block size"),
         (dict(augment_seed=1), "--augment-seed", "--augment-seed belongs to --copies (the client's augmentation)"),
-        (dict(scope="dataset", reproduce="x"), "--reproduce",
-         "a dataset-scope key's masks depend on nothing but the key: the same input gives the same output"),
     ],
 )
 def test_options_that_do_not_fit_are_refused_by_the_library(opts, option, message):

@@ -9,8 +9,8 @@ from conftest import encrypt, ppencrypt, tile_real, tree_bytes, write_imagefolde
 def test_two_runs_are_byte_identical(tmp_path, cifar10_dir, key_file, storage, scope):
     outs = [tmp_path / "a", tmp_path / "b"]
     encrypt(cifar10_dir, outs[0], key_file, "--format", storage, "--key-scope", scope)
-    again = ("--reproduce", outs[0]) if scope == "image" else ()  # an image-scope dataset gets a fresh salt otherwise
-    encrypt(cifar10_dir, outs[1], key_file, "--format", storage, "--key-scope", scope, *again)
+    # A new dataset gets a fresh id (and, image scope, salt): the same bytes are a reproduction.
+    encrypt(cifar10_dir, outs[1], key_file, "--format", storage, "--key-scope", scope, "--reproduce", outs[0])
     a, b = (tree_bytes(o) for o in outs)
     assert "manifest.json" in a and len(a) > 3
     assert a == b
@@ -48,8 +48,8 @@ def test_two_image_scope_runs_share_no_mask(tmp_path, cifar10_dir, cifar10, key_
     # Same plain images: the XOR of the two ciphertexts is the XOR of the two masks, which
     # would be all zeros if the masks were reused; independent NP masks differ in about half.
     assert 0.4 < ((a ^ b) == 255).mean() < 0.6
-    r = ppencrypt("dataset", cifar10_dir, tmp_path / "c", "--key", key_file, "--key-scope", "dataset", "--reproduce", outs[0], "-q")
-    assert r.exit_code == 2 and "a dataset-scope key's masks depend on nothing but the key" in r.output
+    r = ppencrypt("dataset", cifar10_dir, tmp_path / "c", "--key", key_file, "--method", "np", "--key-scope", "dataset", "--reproduce", outs[0], "-q")
+    assert r.exit_code == 1 and "made with method np {} and image scope, not np {} and dataset scope" in r.output
 
 
 def test_reproducing_a_dataset_from_other_data_is_refused_before_anything_is_written(tmp_path, cifar10_dir, cifar10, key_file):

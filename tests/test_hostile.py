@@ -178,9 +178,10 @@ def test_verify_without_the_key_checks_integrity_only_and_says_so(dataset, key_f
     assert r.exit_code == 0 and "authenticated with the key" in r.output
 
 
-def test_a_manifest_downgraded_to_version_1_gets_no_query_unless_trusted(tmp_path, dataset, key_file):
+def test_a_manifest_downgraded_to_version_1_gets_no_query_unless_trusted(tmp_path, dataset, key_file, client_state):
     """Version 1 had no MAC: rewriting a manifest as version 1 must not let the server choose the
-    scope of the user's queries."""
+    scope of the user's queries. Where ppencrypt remembers writing the dataset, a manifest without
+    its id is refused outright; elsewhere, only with a warning and --trust-manifest."""
     d = doc(dataset)
     d["version"] = 1
     for k in ("mac",):
@@ -190,6 +191,9 @@ def test_a_manifest_downgraded_to_version_1_gets_no_query_unless_trusted(tmp_pat
     save(dataset, d)
     line = one_line_error(ppencrypt("image", QUERY, "--like", dataset, "--key", key_file, "-o", tmp_path / "q"))
     assert "version 1 carries no MAC" in line and "--trust-manifest" in line
+    line = one_line_error(ppencrypt("verify", dataset, "--key", key_file))
+    assert line.startswith(f"Error: {dataset}: holds dataset none (manifest version 1), not ")
+    shutil.rmtree(client_state)  # another machine
     r = ppencrypt("verify", dataset, "--key", key_file)
     assert r.exit_code == 0 and "warning: " in r.stderr and "version 1 carries no MAC" in r.stderr
 
@@ -453,3 +457,48 @@ def test_dataset_scope_warns(tmp_path, cifar10_dir, key_file):
     r = ppencrypt("dataset", cifar10_dir, tmp_path / "out2", "--key", key_file, "-q")
     assert r.exit_code == 0 and "warning" not in r.stderr
     assert open_dataset(tmp_path / "out2").manifest.cipher.key_scope == "image"
+
+
+def test_a_genuine_manifest_of_another_dataset_of_the_key_is_refused(tmp_path, cifar10_dir, key_file, client_state):
+    """Issue 22, 1: one key, two datasets — A (pe, image keys) and B (np, a dataset key, as made to
+    reproduce the paper). The server serves B where A was: B's MAC checks (the key made it), but
+    it is not the dataset the user means, and a query "like A" would go out under B's shared
+    mask, which one known pair of B reveals. The client remembers the id of what it wrote where."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    encrypt(cifar10_dir, a, key_file)
+    encrypt(cifar10_dir, b, key_file, "--method", "np", "--key-scope", "dataset")
+    meant = json.loads((a / "manifest.json").read_text())["dataset_id"]
+    shutil.rmtree(a)
+    shutil.copytree(b, a)  # the swap
+    other = json.loads((a / "manifest.json").read_text())["dataset_id"]
+    for args in (("verify", a), ("decrypt", a, tmp_path / "dest"), ("preview", a, "-o", tmp_path / "p.png"),
+                 ("image", QUERY, "--like", a, "-o", tmp_path / "q", "--shared-mask")):  # fmt: skip
+        line = one_line_error(ppencrypt(*args, "--key", key_file))
+        assert line.startswith(f"Error: {a}: holds dataset {other}, not {meant} as ppencrypt dataset wrote there"), line
+    assert not any((tmp_path / n).exists() for n in ("q", "dest", "p.png"))
+    # On another machine (no memory of A) the user names the dataset meant.
+    shutil.rmtree(client_state)
+    line = one_line_error(ppencrypt("verify", a, "--key", key_file, "--dataset-id", meant))
+    assert line == f"Error: {a}: holds dataset {other}, not {meant} as --dataset-id says: another dataset of this key was put in its place; refusing it"
+    assert ppencrypt("verify", a, "--key", key_file, "--dataset-id", other).exit_code == 0
+
+
+@pytest.mark.parametrize("method, scope, why", [
+    ("np", "dataset", "its key scope is dataset"),
+    ("etc", "image", "method etc is block-wise"),
+])  # fmt: skip
+def test_a_query_under_a_shared_mask_needs_the_user_to_say_so(tmp_path, cifar10_dir, key_file, method, scope, why):
+    out = tmp_path / "out"
+    encrypt(cifar10_dir, out, key_file, "--method", method, "--key-scope", scope)
+    r = ppencrypt("image", QUERY, "--like", out, "-o", tmp_path / "q", "--key", key_file)
+    assert r.exit_code == 1 and one_line_error(r).startswith(f"Error: {out}: {why}") and "--shared-mask" in r.stderr
+    assert not (tmp_path / "q").exists()
+    r = ppencrypt("image", QUERY, "--like", out, "-o", tmp_path / "q", "--key", key_file, "--shared-mask")
+    assert r.exit_code == 0 and f"encrypted like {out}: method {method}, {scope} scope" in r.stderr
+
+
+def test_image_says_what_a_query_gets(tmp_path, dataset, key_file):
+    r = ppencrypt("image", QUERY, "--like", dataset, "-o", tmp_path / "q", "--key", key_file)
+    dataset_id = json.loads((dataset / "manifest.json").read_text())["dataset_id"]
+    assert r.exit_code == 0, r.output
+    assert r.stderr == f"encrypted like {dataset}: method pe, image scope (a fresh mask per query), dataset {dataset_id}\n"

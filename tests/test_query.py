@@ -12,7 +12,8 @@ VENDORED = {"cifar10": sorted((DATA / "cifar10").glob("*.png")), "fmnist": sorte
 
 def query(out, dest, key_file, *images, expect: int = 0):
     key = ("--key", key_file) if key_file is not None else ()  # a plain dataset's queries take none
-    r = ppencrypt("image", *images, "--like", out, *key, "-o", dest)
+    # [P]'s model: queries share the dataset-scope mask, which image refuses unless asked (test_hostile.py)
+    r = ppencrypt("image", *images, "--like", out, *key, "-o", dest, "--shared-mask")
     assert r.exit_code == expect, r.output
     return r
 

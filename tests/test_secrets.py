@@ -54,7 +54,7 @@ def test_no_secret_in_any_output(tmp_path, src, key_file, storage, scope):
     for args in (
         ("decrypt", out, dest, "--key", key_file, "--quiet"),
         ("preview", out, "-o", picture, "--key", key_file),
-        ("image", query, "--like", out, "--key", key_file, "-o", queries),
+        ("image", query, "--like", out, "--key", key_file, "-o", queries, "--shared-mask"),
     ):
         r = ppencrypt(*args)
         assert r.exit_code == 0, r.output

@@ -75,7 +75,8 @@ def test_eval_reports_the_runs_test_accuracy(trained, shapes_pe):
 
 
 def encrypt_queries(files, like, key, out_dir):
-    result = CliRunner().invoke(ppencrypt, ["image", *map(str, files), "--key", str(key), "--like", str(like), "-o", str(out_dir)])
+    result = CliRunner().invoke(ppencrypt, ["image", *map(str, files), "--key", str(key), "--like", str(like), "-o", str(out_dir),
+                                            "--shared-mask"])  # fmt: skip
     assert result.exit_code == 0, result.output
     return [line.split("\t")[1] for line in result.stdout.splitlines()]
 

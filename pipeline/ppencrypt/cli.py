@@ -89,6 +89,8 @@ def _methods_help() -> str:
 
 
 KEY = click.option("--key", "key_path", metavar="KEYFILE", help="Secret key file (from ppencrypt keygen).")
+DATASET_ID = click.option("--dataset-id", metavar="ID", help="The dataset meant (its manifest's dataset_id, printed by ppencrypt "
+                          "dataset): any other dataset of the key is refused. [default: the one ppencrypt dataset wrote there, if any]")
 AUDIT = AuditOptions()  # the audit's defaults, stated once
 QUIET = click.option("--quiet", "-q", is_flag=True, help="No progress bars or summary.")
 OVERWRITE = click.option("--overwrite", is_flag=True, help="Replace an existing output.")
@@ -161,7 +163,8 @@ def dataset(ctx, src, out, key_path, method, key_scope, storage, block_size, siz
         counts = ", ".join(f"{s.count} {name}" for name, s in m.splits.items())
         key = f", key {m.cipher.key_id} ({m.cipher.key_scope} scope)" if m.cipher.key_id else ""
         copied = f" ({m.augment.copies} augmented copies of the {m.augment.split} split)" if m.augment is not None else ""
-        click.echo(f"{out}: {counts} images{copied} of {m.width}x{m.height}x{m.channels}, {m.cipher.method}{key}, {m.storage}")
+        click.echo(f"{out}: {counts} images{copied} of {m.width}x{m.height}x{m.channels}, {m.cipher.method}{key}, {m.storage}, "
+                   f"dataset {m.dataset_id}")
 
 
 @cli.command()
@@ -198,10 +201,11 @@ def _copied(ds, to: str, quiet: bool) -> None:
 @KEY
 @OVERWRITE
 @QUIET
-def decrypt(out, dest, key_path, overwrite, quiet):
+@DATASET_ID
+def decrypt(out, dest, key_path, overwrite, quiet, dataset_id):
     """Decrypt dataset OUT into DEST/<split>/<class>/<sample key>.png, after checking the key
     and the manifest's MAC."""
-    n, warnings = decrypt_dataset(out, dest, _key(key_path), overwrite, progress_bars(quiet))
+    n, warnings = decrypt_dataset(out, dest, _key(key_path), overwrite, progress_bars(quiet), dataset_id)
     _warn(warnings)
     if not quiet:
         click.echo(f"{dest}: {n} images decrypted")
@@ -211,9 +215,10 @@ def decrypt(out, dest, key_path, overwrite, quiet):
 @click.argument("out", type=click.Path())
 @click.option("--key", "key_path", metavar="KEYFILE", help="Also check the manifest's MAC: that it is the one ppencrypt wrote with this key.")
 @QUIET
-def verify(out, key_path, quiet):
+@DATASET_ID
+def verify(out, key_path, quiet, dataset_id):
     """Recompute the checksums and counts of dataset OUT; with --key, authenticate it."""
-    report = verify_dataset(out, progress_bars(quiet), _key(key_path))
+    report = verify_dataset(out, progress_bars(quiet), _key(key_path), dataset_id)
     _warn(report.warnings)
     if not quiet:
         how = "authenticated with the key" if report.authenticated else "integrity only: pass --key to authenticate the manifest"
@@ -233,9 +238,10 @@ def inspect(out):
 @KEY
 @click.option("-n", "count", type=click.IntRange(min=1), default=16, show_default=True, help="Samples to show.")
 @click.option("--split", help="Split to show (default: the first).")
-def preview(out, output, key_path, count, split):
+@DATASET_ID
+def preview(out, output, key_path, count, split, dataset_id):
     """Write a picture of encrypted samples; with --key, their decryptions beside them."""
-    shown, warnings = make_preview(out, output, _key(key_path), count, split)
+    shown, warnings = make_preview(out, output, _key(key_path), count, split, dataset_id)
     _warn(warnings)
     click.echo(f"{output}: {shown} samples" + (" (encrypted | decrypted)" if key_path else ""))
 
@@ -247,11 +253,15 @@ def preview(out, output, key_path, count, split):
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for the encrypted PNGs.")
 @OVERWRITE
 @click.option("--trust-manifest", is_flag=True, help="Accept a version 1 manifest, which has no MAC to check (re-encrypting is safer).")
-def image(images, key_path, like, out_dir, overwrite, trust_manifest):
+@click.option("--shared-mask", is_flag=True, help="Accept a dataset whose queries would share a mask with other images "
+              "(dataset scope, or a block-wise method): refused otherwise.")
+@DATASET_ID
+def image(images, key_path, like, out_dir, overwrite, trust_manifest, shared_mask, dataset_id):
     """Encrypt query IMAGES as dataset LIKE was (its manifest authenticated by the key), into
     numbered PNGs in a folder."""
-    queries, warnings = encrypt_queries(list(images), like, out_dir, _key(key_path), overwrite, trust_manifest)
+    queries, warnings, how = encrypt_queries(list(images), like, out_dir, _key(key_path), overwrite, trust_manifest, shared_mask, dataset_id)
     _warn(warnings)
+    click.echo(f"encrypted like {like}: {how}", err=True)
     for q in queries:
         click.echo(f"{q.source}\t{q.output}")
 

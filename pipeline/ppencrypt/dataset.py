@@ -15,6 +15,7 @@ built in a local temporary folder, then uploaded, every shard first and manifest
 
 from __future__ import annotations
 
+import secrets
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ from .ciphers import ImageCipher, cipher_class, make_cipher
 from .errors import CipherError, KeyFileError, OptionError, OutputError, SourceError
 from .formats import STORAGES, Manifest, SplitInfo, SplitWriter, open_location, other_files, split_writer
 from .formats.manifest import CipherInfo, ClientAugment
-from .keys import KeyRing, KeyUse, MasterKey, open_keyed, sign, source_digest
+from .keys import KeyRing, KeyUse, MasterKey, binding, open_keyed, sign, source_digest
 from .parallel import WorkerPool, default_workers
 from .progress import ProgressFactory, no_progress
 from .sources import Source, open_source, run_task
@@ -50,8 +51,8 @@ class EncryptOptions:
     shard_size: int = 10_000  # samples per shard
     workers: int = field(default_factory=default_workers)
     skip_bad: bool = False
-    # Image scope: an earlier dataset (folder or URL) to reproduce byte for byte from the same
-    # source: its salt is reused only once the source is known to be the same (its digests)
+    # An earlier dataset (folder or URL) to reproduce byte for byte from the same source: its id
+    # (and, image scope, salt) are reused only once the source is known to be the same (its digests)
     reproduce: str | None = None
     copies: int | None = None  # --copies: augmented copies of the train split (None: as it is)
     pad: int | None = None  # the copies' largest shift, pixels (None: PAD); only with copies
@@ -68,8 +69,6 @@ class EncryptOptions:
         for name, value in (("--pad", self.pad), ("--augment-seed", self.augment_seed)):
             if value is not None and self.copies is None:
                 raise OptionError(name, f"{name} belongs to --copies (the client's augmentation)")
-        if self.reproduce is not None and self.key_scope != "image":
-            raise OptionError("--reproduce", "a dataset-scope key's masks depend on nothing but the key: the same input gives the same output")
 
     @property
     def key_scope(self) -> str:
@@ -98,8 +97,9 @@ def _check_paths(src: Path, out: Path) -> None:
         raise OutputError(f"{out}: the output must not contain the source {src}")
 
 
-def prepare(opts: EncryptOptions, key: MasterKey | None) -> tuple[ImageCipher, KeyUse, dict[str, str] | None]:
-    """The cipher, how it uses the key, and with ``--reproduce`` the digests the source must have."""
+def prepare(opts: EncryptOptions, key: MasterKey | None) -> tuple[ImageCipher, KeyUse, Manifest | None]:
+    """The cipher, how it uses the key, and with ``--reproduce`` the dataset to reproduce (its
+    salt, its id, and the digests the source must have)."""
     cipher = make_cipher(opts.method, opts.params)
     if cipher.needs_key and key is None:
         raise KeyFileError(f"method {opts.method!r} encrypts with a key: pass --key")
@@ -110,9 +110,10 @@ def prepare(opts: EncryptOptions, key: MasterKey | None) -> tuple[ImageCipher, K
     if c.sources is None:
         raise SourceError(f"{shown}: made before ppencrypt recorded its source's digests (version {earlier.version}), "
                           "so nothing shows that SRC is that source; encrypt anew")  # fmt: skip
-    if (c.method, c.params, c.key_scope) != (cipher.name, cipher.params, "image"):
-        raise SourceError(f"{shown}: made with method {c.method} {c.params} and {c.key_scope} keys, not {cipher.name} {cipher.params}")
-    return cipher, KeyUse.new("image", bytes.fromhex(c.salt)), c.sources
+    if (c.method, c.params, c.key_scope) != (cipher.name, cipher.params, opts.key_scope):
+        raise SourceError(f"{shown}: made with method {c.method} {c.params} and {c.key_scope} scope, "
+                          f"not {cipher.name} {cipher.params} and {opts.key_scope} scope")  # fmt: skip
+    return cipher, KeyUse.new(c.key_scope, None if c.salt is None else bytes.fromhex(c.salt)), earlier
 
 
 def encrypt_split(
@@ -166,7 +167,9 @@ def encrypt_dataset(
         raise CipherError(f"unknown format {opts.storage!r}")
     if opts.shard_size < 1:
         raise CipherError("--shard-size must be at least 1")
-    cipher, use, expected = prepare(opts, key)
+    cipher, use, earlier = prepare(opts, key)
+    expected = None if earlier is None else earlier.cipher.sources
+    dataset_id = secrets.token_hex(16) if earlier is None else earlier.dataset_id  # a reproduction is that dataset
     target = open_location(out)  # a folder, or a URL: built locally, then uploaded, manifest last
     if target.local:
         _check_paths(Path(src), target.root)
@@ -184,7 +187,7 @@ def encrypt_dataset(
         for name in source.splits:
             ring = use.ring(cipher, key, name)
             writer = split_writer(opts.storage, tmp, name, source.shape, opts.shard_size)
-            digest = source_digest(key, use.salt, name) if use.scope == "image" else None
+            digest = source_digest(key, dataset_id, name) if cipher.needs_key else None
             count, per_class, bad = encrypt_split(src, source, name, cipher, ring, writer, pool, augment, progress, digest)
             skipped.extend(bad)
             shards = writer.close()
@@ -207,7 +210,7 @@ def encrypt_dataset(
             storage=opts.storage,
             cipher=CipherInfo(cipher.name, cipher.params, key.key_id if cipher.needs_key else None, use.scope,
                               use.labels(cipher, key, splits, source.shape), **cipher.facts(source.shape[2]),
-                              kdf=use.kdf, salt=use.salt_hex, sources=sources if use.scope == "image" else None),  # fmt: skip
+                              kdf=use.kdf, salt=use.salt_hex, sources=sources if cipher.needs_key else None),  # fmt: skip
             height=source.shape[0],
             width=source.shape[1],
             channels=source.shape[2],
@@ -218,8 +221,10 @@ def encrypt_dataset(
             splits=splits,
             files=other_files(tmp, listed),
             augment=augment,
+            dataset_id=dataset_id,
         )
         if cipher.needs_key:
             manifest.mac = sign(manifest, key)  # last: it covers every field above
         manifest.write(tmp)
+    binding.remember(target, manifest)  # once it is there: the id this client expects at OUT
     return EncryptResult(manifest, skipped, source.warnings)

@@ -51,10 +51,10 @@ def target(dest: Path, *parts: str) -> Path:
 
 def decrypt_dataset(
     root: str | os.PathLike, dest: str | os.PathLike, key: MasterKey | None, overwrite: bool = False,
-    progress: ProgressFactory = no_progress,
+    progress: ProgressFactory = no_progress, dataset_id: str | None = None,
 ) -> tuple[int, list[str]]:  # fmt: skip
     """Writes DEST/<split>/<class>/<sample key>.png; returns the count and warnings."""
-    keyed = open_keyed(root, key)  # before anything is written
+    keyed = open_keyed(root, key, dataset_id=dataset_id)  # before anything is written
     ds, m, cipher = keyed.dataset, keyed.manifest, keyed.cipher
     refuse_plain_inside(dest, ds.loc)
     folders = class_folders(m.classes)

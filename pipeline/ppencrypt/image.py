@@ -22,10 +22,31 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_writer
-from .errors import OutputError, SourceError
+from .errors import KeyFileError, OutputError, SourceError
 from .imageio import load_image
 from .keys import MasterKey, open_keyed
 from .pictures import to_pil
+
+
+def shared_by(m) -> str | None:
+    """Why a query encrypted like ``m``'s dataset would share its mask with other images, if it would."""
+    if m.cipher.key_id is None:
+        return None
+    if m.cipher.key_scope == "dataset":
+        return ("its key scope is dataset: every query would share the one mask of all its images, which one known "
+                "plain image of the dataset reveals")  # fmt: skip
+    if m.cipher.family == "block":
+        return f"method {m.cipher.method} is block-wise: the known-plaintext and jigsaw attacks recover its queries (docs/privacy.md)"
+    return None
+
+
+def describe(m) -> str:
+    """What a query will get, said before it goes anywhere."""
+    if m.cipher.key_id is None:
+        return f"method {m.cipher.method}: queries are written unencrypted"
+    scope = "a fresh mask per query" if m.cipher.key_scope == "image" else "the dataset's one shared mask"
+    ident = f", dataset {m.dataset_id}" if m.dataset_id else ""
+    return f"method {m.cipher.method}, {m.cipher.key_scope} scope ({scope}){ident}"
 
 
 @dataclass
@@ -36,12 +57,16 @@ class Query:
 
 def encrypt_queries(
     images: list[str], like: str | os.PathLike, out_dir: str | os.PathLike, key: MasterKey | None,
-    overwrite: bool = False, trust_manifest: bool = False,
-) -> tuple[list[Query], list[str]]:  # fmt: skip
+    overwrite: bool = False, trust_manifest: bool = False, shared_mask: bool = False, dataset_id: str | None = None,
+) -> tuple[list[Query], list[str], str]:  # fmt: skip
+    """The queries written, warnings, and what the queries got (method, scope, dataset id)."""
     # With a key, a manifest that says "plain" is refused (keys/mac.py); without one, a plain
     # dataset's queries are written as they are, the baseline's inputs.
-    keyed = open_keyed(like, key, accept_v1=trust_manifest)
+    keyed = open_keyed(like, key, accept_v1=trust_manifest, dataset_id=dataset_id)
     m, cipher = keyed.manifest, keyed.cipher
+    shared = shared_by(m)
+    if shared and not shared_mask:
+        raise KeyFileError(f"{like}: {shared}; pass --shared-mask to encrypt queries so anyway")
     plain = []
     for path in images:  # decode everything first: a bad file stops us before any write
         arr = load_image(path, path, m.channels, m.resize)
@@ -68,4 +93,4 @@ def encrypt_queries(
         with atomic_writer(target) as f:
             to_pil(image).save(f, format="PNG")
         done.append(Query(src, target))
-    return done, keyed.warnings
+    return done, keyed.warnings, describe(m)

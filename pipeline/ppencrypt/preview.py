@@ -16,10 +16,10 @@ from .pictures import MIN_TILE, grid, refuse_plain_inside, to_pil
 
 def preview(
     root: str | os.PathLike, output: str | os.PathLike, key: MasterKey | None = None, n: int = 16,
-    split: str | None = None,
+    split: str | None = None, dataset_id: str | None = None,
 ) -> tuple[int, list[str]]:  # fmt: skip
     """Writes the picture; returns the samples shown and warnings."""
-    keyed = open_keyed(root, key) if key is not None else None  # without the key: no decryptions to show
+    keyed = open_keyed(root, key, dataset_id=dataset_id) if key is not None else None  # without the key: no decryptions to show
     ds = keyed.dataset if keyed is not None else open_dataset(root)
     m = ds.manifest
     cipher = keyed.cipher if keyed is not None else None

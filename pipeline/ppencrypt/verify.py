@@ -28,11 +28,12 @@ class VerifyReport:
     warnings: list[str] = field(default_factory=list)
 
 
-def verify_dataset(root: str | os.PathLike, progress: ProgressFactory = no_progress, key: MasterKey | None = None) -> VerifyReport:
+def verify_dataset(root: str | os.PathLike, progress: ProgressFactory = no_progress, key: MasterKey | None = None,
+                   dataset_id: str | None = None) -> VerifyReport:  # fmt: skip
     """Raise naming the first file that is missing, altered, unlisted or miscounted (and, with
     ``key``, a manifest that is not the one ppencrypt wrote with it). ``root``: a folder or a URL."""
     if key is not None:
-        keyed = open_keyed(root, key)
+        keyed = open_keyed(root, key, dataset_id=dataset_id)
         ds, warnings = keyed.dataset, list(keyed.warnings)
     else:
         ds, warnings = open_dataset(root), []

@@ -74,8 +74,8 @@ class CipherInfo:
     pixel_group: str | None = None
     kdf: str = "ppencrypt/v1"  # the key derivation (keys/derive.py): v2 in version 2, v3 in version 3
     salt: str | None = None  # hex, 128 bits, fresh per dataset: image scope only (public)
-    # Version 3, image scope: per split, a keyed digest of its plain images (keys/mac.py), so that
-    # --reproduce reuses the salt only on the same source
+    # Version 3, keyed methods: per split, a keyed digest of its plain images (keys/mac.py), so
+    # that --reproduce reuses a dataset's id and salt only on the same source
     sources: dict[str, str] | None = None
 
     @property
@@ -141,6 +141,9 @@ class Manifest:
     mac: str | None = None  # hex HMAC-SHA256 of signed (keys/mac.py); None: plain, or version 1
     signed: bytes = field(default=b"", repr=False, compare=False)  # what the MAC covers, as read or written
     augment: ClientAugment | None = None  # written only when the client augmented (--copies)
+    # Version 3: 128 random bits naming this dataset, under the MAC, so that a client can tell the
+    # dataset it means from another one its key made (keys/binding.py)
+    dataset_id: str | None = None
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -162,6 +165,8 @@ class Manifest:
         }
         if self.version >= 2:
             doc["mac"] = self.mac
+        if self.version >= 3:
+            doc["dataset_id"] = self.dataset_id
         return doc
 
     def signing_bytes(self) -> bytes:
@@ -221,6 +226,7 @@ class Manifest:
             img.get("resize", (int, type(None))), r.get("classes", list), src.get("layout", str),
             src.get("skipped_bad_files", int), splits, files, r.get("tool", str), version,
             r.get("mac", (str, type(None))) if version >= 2 else None, canonical(doc), augment,
+            r.get("dataset_id", str) if version >= 3 else None,
         )  # fmt: skip
         m._check(shown)
         return m
@@ -252,6 +258,8 @@ class Manifest:
 
         if not all(isinstance(label, str) for label in c.derivations):
             raise ManifestError(f"{shown}: cipher: derivations must be labels (strings)")
+        if self.version >= 3 and (not isinstance(self.dataset_id, str) or len(self.dataset_id) != 32 or not HEX.fullmatch(self.dataset_id)):
+            raise ManifestError(f"{shown}: dataset_id must be 32 lowercase hex digits")
         if self.mac is not None and (len(self.mac) != 64 or not HEX.fullmatch(self.mac)):
             raise ManifestError(f"{shown}: mac must be 64 lowercase hex digits")
         if not all(isinstance(n, str) and 0 < len(n) <= 256 for n in self.classes) or len(set(self.classes)) != len(self.classes):

@@ -8,6 +8,7 @@
     scope.py   how a dataset uses its key: scope, derivation, salt (KeyUse)
     mac.py     the manifest's HMAC: signing, and checking it
     keyed.py   open_keyed, the one door through which a command holding the key opens a dataset
+    binding.py which dataset the user means: the ids this client wrote where, or --dataset-id
 
 No torch here, and nothing the server imports: pptrain never holds a key.
 """

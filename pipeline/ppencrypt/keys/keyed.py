@@ -22,6 +22,7 @@ from ..formats import Dataset, open_dataset
 from ..formats.manifest import Manifest
 from .derive import KeyRing
 from .file import MasterKey
+from . import binding
 from .mac import authenticate
 from .scope import KeyUse
 
@@ -61,16 +62,19 @@ class KeyedDataset:
         return self.use.ring(self.cipher, self.key, split, query)
 
 
-def open_keyed(root: str | os.PathLike, key: MasterKey | None, *, accept_v1: bool = True) -> KeyedDataset:
+def open_keyed(root: str | os.PathLike, key: MasterKey | None, *, accept_v1: bool = True, dataset_id: str | None = None) -> KeyedDataset:
     """The dataset at ``root`` (a folder or a URL), its manifest authenticated by ``key``.
 
     Raises unless ``key`` is the dataset's and the manifest is the one ppencrypt wrote with it
     (a version 1 manifest, which has no MAC, passes with a warning under ``accept_v1`` and is
-    refused otherwise). Without a key only a plain dataset opens: nothing encrypted it, so there
-    is nothing for a key to check."""
+    refused otherwise), and unless it is the dataset meant at that place (binding.py: the id
+    ``dataset_id``, or the one this machine's ppencrypt wrote there). Without a key only a plain
+    dataset opens: nothing encrypted it, so there is nothing for a key to check."""
     ds = open_dataset(root)
     if key is not None:
-        return KeyedDataset(ds, key, authenticate(ds, key, accept_v1))
+        warnings = authenticate(ds, key, accept_v1)
+        binding.check(ds, key.key_id, dataset_id)
+        return KeyedDataset(ds, key, warnings)
     if _unverified_cipher(ds.manifest).needs_key:
         raise KeyFileError(f"this dataset is encrypted ({ds.manifest.cipher.method}): pass --key")
     return KeyedDataset(ds, None, [])

@@ -27,7 +27,7 @@ from .derive import KDF_V2, KDF_V3, hkdf_sha256
 from .file import MasterKey
 
 MAC_LABEL = b"ppencrypt/v2|manifest-mac"
-SOURCE_LABEL = "ppencrypt/v3|source-digest|salt={salt}|split={split}"
+SOURCE_LABEL = "ppencrypt/v3|source-digest|dataset={dataset_id}|split={split}"
 
 
 def mac_key(master: bytes) -> bytes:
@@ -35,12 +35,13 @@ def mac_key(master: bytes) -> bytes:
     return hkdf_sha256(master, MAC_LABEL, salt=KDF_V2.encode())
 
 
-def source_digest(key: MasterKey, salt: bytes, split: str) -> hmac.HMAC:
+def source_digest(key: MasterKey, dataset_id: str, split: str) -> hmac.HMAC:
     """A keyed digest of one split's plain images, fed in order as they are encrypted, under a
-    subkey of the dataset's salt and split. The manifest records it (``cipher.sources``), so
-    ``--reproduce`` can tell the same source from other data before reusing the salt, which
-    would give the other data the first dataset's masks. It reveals nothing without the key."""
-    label = SOURCE_LABEL.format(salt=salt.hex(), split=split).encode()
+    subkey of the dataset's id and split. The manifest records it (``cipher.sources``), so
+    ``--reproduce`` can tell the same source from other data before reusing the dataset's salt
+    (which would give the other data its masks) and id (which would let the server pass one for
+    the other). It reveals nothing without the key."""
+    label = SOURCE_LABEL.format(dataset_id=dataset_id, split=split).encode()
     return hmac.new(hkdf_sha256(key.secret, label, salt=KDF_V3.encode()), digestmod=hashlib.sha256)
 
 
