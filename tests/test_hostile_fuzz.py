@@ -2,13 +2,19 @@
 random, fed to everything that reads a dataset — verify, inspect, preview, decrypt, audit's
 reader and pptrain's loaders. Each either works or raises the library's typed error (which the
 CLIs print as one line, exit 1): never another exception, never an allocation of more than a
-few tens of MiB, never a file written outside the output folder."""
+few tens of MiB, never a file written outside the output folder.
+
+The values include JSON's edge cases, which Python's json reads into values that crash a later
+step: numbers that are not finite (NaN, Infinity, ``1e400``), lone surrogates in strings and
+keys, and nesting from just under the readers' limit to ~1200 levels (written as raw text by
+:func:`dump`: json.dumps cannot write some of them, and deep Python lists would recurse here)."""
 
 from __future__ import annotations
 
 import copy
 import hashlib
 import json
+import re
 import shutil
 import tempfile
 import tracemalloc
@@ -36,13 +42,24 @@ V1_KEY = MasterKey(bytes(range(32)))
 PEAK_MIB = 64  # no hostile input may make a reader allocate more than this
 CPU = torch.device("cpu")
 ODD_STRINGS = ["../x", "/etc/passwd", "a/../b", "\x00", "\x1b[2J", "..", "", "x" * 600, "train/000000.tar", "0" * 64]
+SURROGATES = st.text(st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), min_size=1, max_size=2)  # json.dumps escapes them
+# Raw JSON text in a document, as a marker string that dump() replaces: what json.dumps will not
+# write (1e400, a surrogate escape in a key written by hand) and nesting too deep to build here.
+RAW_TEXT = ["1e400", "-1e400", "NaN", "-Infinity", '"\\ud800"', '{"\\udfff": 1}']
+RAW = (st.sampled_from(range(len(RAW_TEXT))).map(lambda i: f"\x00raw:{i}\x00")
+       | st.integers(30, 1200).map(lambda n: f"\x00deep:{n}\x00"))  # fmt: skip
+MARKER = re.compile(r'"\\u0000(raw|deep):(\d+)\\u0000"')
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.sampled_from([0, 1, -1, 2**31, 2**63, 10**12])
-    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=12) | st.sampled_from(ODD_STRINGS),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    | st.floats() | st.sampled_from([float("inf"), float("-inf"), float("nan")]) | st.text(max_size=12)
+    | st.sampled_from(ODD_STRINGS) | SURROGATES | RAW,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6) | SURROGATES, inner, max_size=3),
     max_leaves=6,
 )  # fmt: skip
 MUTATION = st.tuples(st.integers(0, 10**6), st.sampled_from(["replace", "delete", "add"]), JSON)
+EDGE = (st.sampled_from([float("inf"), float("-inf"), float("nan")]) | SURROGATES | RAW
+        | st.dictionaries(SURROGATES, JSON, min_size=1, max_size=2))  # fmt: skip
+EDGE_MUTATION = st.tuples(st.integers(0, 10**6), st.sampled_from(["replace", "add"]), EDGE)
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
@@ -77,6 +94,16 @@ def mutate(doc, mutations):
         else:
             parent[last] = value
     return doc
+
+
+def dump(doc) -> str:
+    """JSON text of ``doc`` (non-finite floats as NaN and Infinity, as json.dumps writes them),
+    each RAW marker replaced by its raw text."""
+    def raw(m: re.Match) -> str:
+        n = int(m[2])
+        return RAW_TEXT[n] if m[1] == "raw" else "[" * n + "]" * n
+
+    return MARKER.sub(raw, json.dumps(doc))
 
 
 def restamp(root: Path, rel: str) -> None:
@@ -154,7 +181,7 @@ def test_mutated_manifests(datasets, which, mutations):
     root, work = fresh(datasets[which])
     try:
         d = json.loads((root / "manifest.json").read_text())
-        (root / "manifest.json").write_text(json.dumps(mutate(d, mutations)))
+        (root / "manifest.json").write_text(dump(mutate(d, mutations)))
         check(root, work, V1_KEY if which == "v1" else None)  # a v1 manifest has no MAC: decrypt reads it
     finally:
         shutil.rmtree(root.parent, ignore_errors=True)
@@ -196,8 +223,25 @@ def test_mutated_zarr_metadata(datasets, mutations, which):
     try:
         rel = f"train/{which}/zarr.json"
         meta = json.loads((root / rel).read_text())
-        (root / rel).write_text(json.dumps(mutate(meta, mutations)))
+        (root / rel).write_text(dump(mutate(meta, mutations)))
         restamp(root, rel)
         check(root, work)
+    finally:
+        shutil.rmtree(root.parent, ignore_errors=True)
+
+
+@pytest.mark.parametrize("which, rel", [("wds", "manifest.json"), ("v1", "manifest.json"), ("zarr", "train/images/zarr.json")])
+@FUZZ
+@given(mutations=st.lists(EDGE_MUTATION, min_size=1, max_size=2))
+def test_json_edge_cases_anywhere(datasets, which, rel, mutations):
+    """Only JSON's edge cases, anywhere in a manifest or in zarr metadata — an unknown extra field
+    included, which no field check looks at (the manifest's canonical form did, and crashed)."""
+    root, work = fresh(datasets[which])
+    try:
+        d = json.loads((root / rel).read_text())
+        (root / rel).write_text(dump(mutate(d, mutations)))
+        if rel != "manifest.json":
+            restamp(root, rel)
+        check(root, work, V1_KEY if which == "v1" else None)
     finally:
         shutil.rmtree(root.parent, ignore_errors=True)

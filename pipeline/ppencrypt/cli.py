@@ -17,7 +17,7 @@ from .ciphers import cipher_class, method_names
 from .decrypt import decrypt_dataset
 from .dataset import EncryptOptions, encrypt_dataset
 from .errors import OptionError, PipelineError
-from .formats import STORAGES, open_dataset
+from .formats import STORAGES, open_dataset, shown_url, without_credentials
 from .inspect import summary
 from .keys import SCOPES, generate_key_file, load_key
 from .parallel import default_workers
@@ -55,8 +55,8 @@ class Group(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except PipelineError as e:
-            raise click.ClickException(str(e)) from None
+        except PipelineError as e:  # a URL's credentials are never printed, whoever quoted it
+            raise click.ClickException(without_credentials(str(e))) from None
         except OSError as e:  # disk full, permission denied, ...: the input's fault, not ours
             where = f"{e.filename}: " if e.filename else ""
             raise click.ClickException(f"{where}{e.strerror or e}") from None
@@ -68,7 +68,7 @@ def _key(path: str | None):
 
 def _warn(warnings: list[str]) -> None:
     for w in warnings:
-        click.echo(f"warning: {w}", err=True)
+        click.echo(f"warning: {without_credentials(w)}", err=True)
 
 
 DATASET_SCOPE_WARNING = (
@@ -155,7 +155,7 @@ def dataset(ctx, src, out, key_path, method, key_scope, storage, block_size, siz
         click.echo(f"warning: {DATASET_SCOPE_WARNING}", err=True)
     result = encrypt_dataset(src, out, _key(key_path), opts, overwrite, progress_bars(quiet))
     for warning in result.warnings:
-        click.echo(f"warning: {warning}", err=True)
+        click.echo(f"warning: {without_credentials(warning)}", err=True)
     for name, reason in result.skipped:
         click.echo(f"skipped {name}: {reason}", err=True)
     if not quiet:
@@ -163,8 +163,8 @@ def dataset(ctx, src, out, key_path, method, key_scope, storage, block_size, siz
         counts = ", ".join(f"{s.count} {name}" for name, s in m.splits.items())
         key = f", key {m.cipher.key_id} ({m.cipher.key_scope} scope)" if m.cipher.key_id else ""
         copied = f" ({m.augment.copies} augmented copies of the {m.augment.split} split)" if m.augment is not None else ""
-        click.echo(f"{out}: {counts} images{copied} of {m.width}x{m.height}x{m.channels}, {m.cipher.method}{key}, {m.storage}, "
-                   f"dataset {m.dataset_id}")
+        click.echo(f"{shown_url(out)}: {counts} images{copied} of {m.width}x{m.height}x{m.channels}, {m.cipher.method}{key}, "
+                   f"{m.storage}, dataset {m.dataset_id}")
 
 
 @cli.command()
@@ -192,7 +192,7 @@ def pull(url, out, overwrite, quiet):
 def _copied(ds, to: str, quiet: bool) -> None:
     if not quiet:
         files = ds.manifest.all_files()
-        click.echo(f"{to}: {len(files) + 1} files, {sum(f.bytes for f in files)} bytes copied from {ds.loc.shown()}")
+        click.echo(f"{shown_url(to)}: {len(files) + 1} files, {sum(f.bytes for f in files)} bytes copied from {ds.loc.shown()}")
 
 
 @cli.command()
@@ -222,7 +222,7 @@ def verify(out, key_path, quiet, dataset_id):
     _warn(report.warnings)
     if not quiet:
         how = "authenticated with the key" if report.authenticated else "integrity only: pass --key to authenticate the manifest"
-        click.echo(f"{out}: OK ({report.files} files, {report.samples} samples, {report.bytes} bytes; {how})")
+        click.echo(f"{shown_url(out)}: OK ({report.files} files, {report.samples} samples, {report.bytes} bytes; {how})")
 
 
 @cli.command()

@@ -17,6 +17,7 @@ import click
 from click.core import ParameterSource
 
 from ppencrypt.errors import PipelineError
+from ppencrypt.formats import shown_url, without_credentials
 
 from .augment import COMMUTING
 from .errors import OptionError, TrainerError
@@ -32,8 +33,8 @@ class Command(click.Command):
             return super().invoke(ctx)
         except OptionError as e:  # in the subcommand's context, so the usage line is its own
             raise click.BadParameter(str(e), ctx=ctx, param_hint=f"'{e.option}'") from None
-        except (TrainerError, PipelineError) as e:
-            raise click.ClickException(str(e)) from None
+        except (TrainerError, PipelineError) as e:  # a URL's credentials are never printed, whoever quoted it
+            raise click.ClickException(without_credentials(str(e))) from None
         except OSError as e:  # disk full, permission denied: the environment's fault, not ours
             where = f"{e.filename}: " if e.filename else ""
             raise click.ClickException(f"{where}{e.strerror or e}") from None
@@ -150,11 +151,11 @@ def eval_(run, out, split, batch_size, device, memory_limit, workers, as_json):
     split = split or trained.record.settings.test_split
     result = evaluate_run(trained, out, split, batch_size, memory_limit, workers)
     for w in result.warnings:
-        click.echo(f"warning: {w}", err=True)
+        click.echo(f"warning: {without_credentials(w)}", err=True)
     if as_json:
-        click.echo(json.dumps({"run": run, "data": out, "split": split, "images": result.count, "accuracy": result.accuracy, "loss": result.loss}))
+        click.echo(json.dumps({"run": run, "data": shown_url(out), "split": split, "images": result.count, "accuracy": result.accuracy, "loss": result.loss}))
     else:
-        click.echo(f"{out} ({split}, {result.count} images): accuracy {100 * result.accuracy:.2f}%, loss {result.loss:.4f}")
+        click.echo(f"{shown_url(out)} ({split}, {result.count} images): accuracy {100 * result.accuracy:.2f}%, loss {result.loss:.4f}")
 
 
 @cli.command()

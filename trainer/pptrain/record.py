@@ -28,6 +28,7 @@ from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any
 
 from ppencrypt.formats import Manifest
+from ppencrypt.formats.jsonsafe import load_json
 
 from .errors import RunDirError
 from .recipe import Recipe
@@ -128,10 +129,7 @@ class RunRecord:
 
     @classmethod
     def from_json(cls, text: str, shown: str) -> RunRecord:
-        try:
-            doc = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise RunDirError(f"{shown}: cannot read (JSONDecodeError: {e})") from None
+        doc = load_json(text, shown, RunDirError)  # the server may have written it: strict JSON, shallow
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
             raise RunDirError(f"{shown}: not a pptrain run configuration")
         if not isinstance(doc.get("version"), int) or isinstance(doc["version"], bool) or doc["version"] not in READS:

@@ -24,7 +24,7 @@ from typing import Callable
 
 import torch
 
-from ppencrypt.formats import Dataset, ShardCache, dataset_name, open_dataset
+from ppencrypt.formats import Dataset, ShardCache, dataset_name, open_dataset, shown_url
 
 from . import checkpoint, distributed
 from .augment import BatchAugment, block_method_warning, parse_augment
@@ -182,7 +182,7 @@ def prepare(given: Settings, explicit: set[str], resume: bool, d: Dist) -> Train
         if not run.checkpoint.exists():
             raise RunDirError(f"{run.path}: no checkpoint.pt to resume from (the run stopped before its first epoch ended)")
         asked = resume_settings(run, record.settings, given, explicit)
-        check_dataset(run, record.dataset, ds.manifest, given.data, strict=True)
+        check_dataset(run, record.dataset, ds.manifest, shown_url(given.data), strict=True)
         state = checkpoint.load(run.checkpoint)
     else:
         if run.holds_run():
@@ -277,7 +277,7 @@ def build_loaders(plan: TrainPlan, d: Dist, device: torch.device, warn) -> tuple
     s, ds = plan.s, plan.ds
     has_test = s.test_split in ds.manifest.splits
     if not has_test:
-        warn(f"{s.data}: no {s.test_split!r} split; test metrics are left empty")
+        warn(f"{shown_url(s.data)}: no {s.test_split!r} split; test metrics are left empty")
     splits = [s.train_split] + ([s.test_split] if has_test else [])
     stream = s.stream or not fits_in_memory(ds, splits, s.memory_limit)
     spec = LoaderSpec(split=s.train_split, batch=s.batch_size // d.world, train=True, seed=s.seed, stream=stream, workers=s.workers,
@@ -312,10 +312,10 @@ def run_record(plan: TrainPlan, model: torch.nn.Module, stream: bool, device: to
     s, m = plan.s, plan.ds.manifest
     parameters = sum(p.numel() for p in model.parameters())
     return RunRecord(
-        settings=plan.asked,
+        settings=replace(plan.asked, data=shown_url(plan.asked.data)),  # never a URL's credentials
         resolved=Resolved.of(RECIPES[s.recipe], s, augment=plan.augment, stream=stream, adapt=plan.adapt, augment_from=plan.augment_from,
                              augment_until=plan.augment_until),  # fmt: skip
-        dataset=DatasetRecord.of(m, s.data),
+        dataset=DatasetRecord.of(m, shown_url(s.data)),
         model=ModelRecord(in_channels=m.channels, num_classes=len(m.classes), width=s.width, adapt=plan.adapt, adapt_block=plan.block,
                           parameters=parameters, stem=plan.stem, adapt_group=plan.group),  # fmt: skip
         runtime=runtime_record(device, d.world),

@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import SourceError
-from ..formats import Batch, Manifest, open_dataset
+from ..formats import Batch, Manifest, open_dataset, shown_url
 from ..progress import ProgressFactory, no_progress
 from ..sources import open_source, read_head
 from .attacks import Attack, KnownPairs, Outcome, Target, attacks
@@ -157,7 +157,7 @@ def run_audit(out: str | os.PathLike, src: str | os.PathLike, opts: AuditOptions
         learner, recognition, recognise = prepare_learning(src, m, opts, plain, labels, progress)
     rows = [run_attack(a, ciphertexts, truth, target, pairs, opts.shown, learner, recognise) for a in attacks()]
     return AuditReport(
-        out, target.method, target.params, target.scope, m.shape, opts.split, k, len(truth),
+        shown_url(out), target.method, target.params, target.scope, m.shape, opts.split, k, len(truth),
         key_space(target.method, target.params, target.scope, m.shape), rows, time.perf_counter() - start, truth[: opts.shown],
         learner_info(learner, opts), recognition,
     )  # fmt: skip

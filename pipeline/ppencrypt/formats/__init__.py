@@ -22,7 +22,7 @@ from .batch import Batch
 from .cache import ShardCache
 from .checksum import sha256_file
 from .locate import open_location
-from .location import Location, dataset_name, is_url
+from .location import Location, dataset_name, is_url, shown_url, without_credentials
 from .manifest import MANIFEST, FileInfo, Manifest, ShardInfo, SplitInfo, is_dataset
 
 # The storages, by the name the manifest and --format use. A new storage: its module, one line.
@@ -31,7 +31,7 @@ STORAGES: dict[str, Storage] = {s.name: s for s in (wds.STORAGE, zarrstore.STORA
 __all__ = [
     "Batch", "Dataset", "FileInfo", "Location", "Manifest", "STORAGES", "ShardCache", "ShardInfo", "SplitInfo",
     "SplitReader", "SplitWriter", "Storage", "dataset_name", "is_dataset", "is_url", "open_dataset", "open_location",
-    "other_files", "sha256_file", "split_writer",
+    "other_files", "sha256_file", "shown_url", "split_writer", "without_credentials",
 ]  # fmt: skip
 
 

@@ -49,10 +49,38 @@ def is_url(target: str | os.PathLike) -> bool:
     return url_scheme(target) not in (None, "file")
 
 
+def shown_url(target: str | os.PathLike) -> str:
+    """A path or URL as every message and record shows it: a URL without the user info before
+    its host (``user:password@``) and without its query string and fragment (a token, a
+    pre-signed signature), which may hold credentials; a plain path as it is. Requests still
+    go to the URL as given (remote.RemoteDir): this is only what is shown, printed or written."""
+    text = os.fspath(target)
+    m = SCHEME.match(text) if isinstance(text, str) else None
+    if not m:
+        return str(text)
+    rest = text[m.end() :]
+    slash = rest.find("/")
+    authority, path = (rest, "") if slash < 0 else (rest[:slash], rest[slash:])
+    # the host follows the last '@' before the path, whatever a password holds ('?', '#', ':')
+    shown = authority.rsplit("@", 1)[-1] + path
+    for mark in "?#":
+        shown = shown.split(mark, 1)[0]
+    return m.group(0) + shown
+
+
+URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
+
+
+def without_credentials(text: str) -> str:
+    """``text`` (a message, a backend's error) with every URL in it as :func:`shown_url` shows it."""
+    return URL.sub(lambda m: shown_url(m.group(0)), text)
+
+
 def dataset_name(target: str | os.PathLike) -> str:
     """The last component of a path or URL: ``runs/<name>`` is a run's default directory."""
     if is_url(target):
-        return urlsplit(str(target)).path.rstrip("/").rsplit("/", 1)[-1] or urlsplit(str(target)).netloc
+        shown = shown_url(target)
+        return urlsplit(shown).path.rstrip("/").rsplit("/", 1)[-1] or urlsplit(shown).netloc
     return Path(local_path(target)).resolve().name
 
 

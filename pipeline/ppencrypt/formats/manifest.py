@@ -22,6 +22,7 @@ from .. import __version__
 from ..atomic import write_file
 from ..errors import ManifestError
 from .files import FileProblem, read_regular
+from .jsonsafe import load_json
 
 MANIFEST = "manifest.json"
 FORMAT = "ppencrypt-dataset"
@@ -181,11 +182,7 @@ class Manifest:
 
     @classmethod
     def from_json(cls, text: str, shown: str) -> Manifest:
-        try:
-            doc = json.loads(text, parse_constant=_no_constants)
-        except (json.JSONDecodeError, RecursionError, ValueError) as e:
-            msg = f"{e.msg} at line {e.lineno}" if isinstance(e, json.JSONDecodeError) else "nested too deeply or not finite"
-            raise ManifestError(f"{shown}: not valid JSON ({msg})") from None
+        doc = load_json(text, shown, ManifestError)  # finite numbers, Unicode strings, shallow nesting
         r = _Reader(doc, shown)
         if r.get("format", str) != FORMAT:
             raise ManifestError(f"{shown}: not a ppencrypt dataset manifest")
@@ -332,10 +329,6 @@ def _shown_name(name: str) -> str:
     return ascii(name) if CONTROL.search(name) or not name.isprintable() else repr(name)
 
 
-def _no_constants(name: str):
-    raise ValueError(name)  # NaN and Infinity are not JSON
-
-
 class _Reader:
     """Typed access to one JSON object, with errors that say which field is wrong."""
 
@@ -393,7 +386,7 @@ def is_dataset(root: Path) -> bool:
 def names_a_dataset(text: str) -> bool:
     """Whether a manifest.json's text is a ppencrypt dataset's (any version)."""
     try:
-        doc = json.loads(text)
-    except (ValueError, RecursionError):
+        doc = load_json(text, MANIFEST, ManifestError)
+    except ManifestError:
         return False
     return isinstance(doc, dict) and doc.get("format") == FORMAT

@@ -18,7 +18,9 @@ gcsfs); these are on top.
 Credentials are the backends' business — AWS_* variables and ~/.aws for s3fs (and
 AWS_ENDPOINT_URL for an S3-compatible server), Google's application default credentials for
 gcsfs (STORAGE_EMULATOR_HOST for an emulator, FSSPEC_GCS_TOKEN=anon for none), fsspec's
-configuration files — never an option of ours, never in a message.
+configuration files — never an option of ours, never in a message. Credentials a user puts
+in the URL itself (``https://user:password@host/ds?token=…``) are sent with every request (the
+query string after each file's path) and never shown: messages name ``location.shown_url``.
 
 Writing (``ppencrypt dataset SRC URL``, ``push``): the files are uploaded to their final keys
 and manifest.json last, the commit point. Before the first upload a marker object
@@ -46,7 +48,7 @@ from typing import Callable, Iterator, TypeVar
 
 from ..atomic import terminate_as_exit
 from ..errors import ManifestError, OutputError, PipelineError, ShardError, StorageError
-from .location import Files, Location, tree_files, url_scheme
+from .location import Files, Location, shown_url, tree_files, url_scheme, without_credentials
 from .manifest import MANIFEST, MAX_BYTES, names_a_dataset
 
 EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "http": "http", "https": "http"}
@@ -144,7 +146,7 @@ def _brief(e: Exception) -> str:
         return str(e)
     if status is not None:
         return f"server error (HTTP {status})"
-    text = " ".join(str(e).split())
+    text = without_credentials(" ".join(str(e).split()))  # a backend's message may quote the URL it asked
     return f"{type(e).__name__}: {text[:200]}" if text else type(e).__name__
 
 
@@ -153,8 +155,13 @@ class RemoteDir(Location):
     parallel = PARALLEL
 
     def __init__(self, url: str, cache=None):
-        self.url = self.root = url.rstrip("/")
         self.protocol = url_scheme(url) or ""
+        # Requests go to the URL as given, user info and an HTTP query string included (a token
+        # the user chose to put there, sent with every file); messages and records name it
+        # without them (shown_url).
+        base, query = url.split("#", 1)[0].partition("?")[::2] if self.protocol in READ_ONLY else (url, "")
+        self._base, self._query = base.rstrip("/"), f"?{query}" if query else ""
+        self.url = self.root = shown_url(self._base)
         self.cache = cache  # cache.ShardCache or None
         self._fs, self._pid, self._sizes = None, None, None
         self._locks: dict[str, threading.Lock] = {}  # per file, while it is fetched into the cache
@@ -199,7 +206,7 @@ class RemoteDir(Location):
         parts = rel.split("/")
         if not all(NAME.fullmatch(p) and p not in (".", "..") for p in parts):
             raise ShardError(f"{self.shown(rel)}: not a name ppencrypt writes (letters, digits, '._-'); refused for a URL")
-        return self.shown(rel)
+        return f"{self._base}/{rel}{self._query}"
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -228,7 +235,7 @@ class RemoteDir(Location):
         object, a listing or a bucket alike). Anything but a 404 for the bucket says no."""
         if self.protocol in READ_ONLY:
             return False
-        bucket = self.fs._strip_protocol(self.url).split("/", 1)[0]
+        bucket = self.fs._strip_protocol(self._base).split("/", 1)[0]
         try:
             self.fs.info(bucket)
         except FileNotFoundError:
@@ -316,8 +323,8 @@ class RemoteDir(Location):
 
     def _listed_sizes(self) -> dict[str, int]:
         if self._sizes is None:
-            found = self._attempts("", lambda: self.fs.find(self.url, detail=True))
-            base = self.fs._strip_protocol(self.url).rstrip("/") + "/"
+            found = self._attempts("", lambda: self.fs.find(self._base, detail=True))
+            base = self.fs._strip_protocol(self._base).rstrip("/") + "/"
             self._sizes = {p[len(base) :]: int(info.get("size") or 0) for p, info in found.items()
                            if p.startswith(base) and not p.endswith("/")}  # fmt: skip
         return self._sizes

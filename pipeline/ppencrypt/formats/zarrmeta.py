@@ -11,9 +11,8 @@ manifest's shape, the regular chunk grid of its shards, and the codecs ``shardin
 
 from __future__ import annotations
 
-import json
-
 from ..errors import ShardError
+from .jsonsafe import load_json
 
 CODECS = ("sharding_indexed", "bytes", "zstd", "crc32c")  # what zarrstore.py writes
 
@@ -23,10 +22,7 @@ class Meta:
 
     def __init__(self, text: str, shown: str):
         self.shown = shown
-        try:
-            doc = json.loads(text)
-        except (ValueError, RecursionError):
-            raise ShardError(f"{shown}: not valid JSON") from None
+        doc = load_json(text, shown, ShardError)
         if not isinstance(doc, dict):
             raise ShardError(f"{shown}: not a zarr metadata object")
         self.doc = doc
