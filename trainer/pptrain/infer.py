@@ -41,17 +41,27 @@ class TrainedRun:
 
 
 def load_run(run_dir: str, device: str = "auto") -> TrainedRun:
+    """The run's model with its weights. config.json is read and checked whole first
+    (record.py: every field bounded, the model consistent with the dataset); the model it
+    describes is then built on the meta device, its parameter count checked against the
+    record's, and the checkpoint checked against its shapes (checkpoint.py) — all before the
+    model is allocated."""
     run = RunDir(Path(run_dir))
     record = run.read_record()
-    state = checkpoint.load(run.checkpoint)
-    spec, data = record.model, record.dataset
-    if len(data.shape) != 3 or len(data.classes) != spec.num_classes:
-        raise RunDirError(f"{run.config}: the dataset record's shape or classes do not fit the model record")
+    spec = record.model
+
+    def build() -> PrivacyResNet:
+        return PrivacyResNet(spec.in_channels, spec.num_classes, width=spec.width, adapt=spec.adapt, block=spec.adapt_block or TANAKA_BLOCK,
+                             group=spec.adapt_group, stem=spec.stem)  # fmt: skip
+
     try:
-        model = PrivacyResNet(spec.in_channels, spec.num_classes, width=spec.width, adapt=spec.adapt, block=spec.adapt_block or TANAKA_BLOCK,
-                              group=spec.adapt_group, stem=spec.stem)  # fmt: skip
+        shapes = checkpoint.shapes_of(build)
     except ValueError as e:
         raise RunDirError(f"{run.config}: {e}") from None
+    if spec.parameters is not None and spec.parameters != shapes.count:
+        raise RunDirError(f"{run.config}: model: {spec.parameters} parameters recorded, but the model it describes has {shapes.count}")
+    state = checkpoint.load(run.checkpoint, shapes)
+    model = build()
     checkpoint.load_model_state(model, state, run.checkpoint)
     dev = pick_device(device, Dist())
     model = model.to(dev, memory_format=memory_format(dev)).eval()

@@ -17,11 +17,18 @@ fields they lack take the values those runs had (the CIFAR stem, one copy, augme
 the first epoch to the last, no calibration). Version 1 also covers the run directories written before
 ``--adapt`` took a name: their ``model.adapt`` is a bool, and ``model.adapt_block`` and
 ``resolved.adapt`` are absent.
+
+A run directory may come from the server, so reading checks what the manifest reader checks
+(run.py reads the file as a dataset's files are read): every string free of control
+characters and at most MAX_STRING characters, every number finite and within what pptrain
+writes (:data:`LIMITS`, :data:`CHOICES`), and the model record consistent with the dataset
+record — before anything is built from it.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import types
 import typing
 from dataclasses import MISSING, asdict, dataclass, fields
@@ -29,13 +36,36 @@ from typing import Any
 
 from ppencrypt.formats import Manifest
 from ppencrypt.formats.jsonsafe import load_json
+from ppencrypt.formats.manifest import KEY_SCOPES, MAX_SIDE, class_names_problem, control_problem
 
 from .errors import RunDirError
-from .recipe import Recipe
-from .settings import Settings, adapt_name
+from .model import INVARIANT_GROUPS, STEMS
+from .recipe import RECIPES, Recipe
+from .settings import ADAPT_CHOICES, MAX_WIDTH, STEM_CHOICES, Settings, adapt_name
 
 FORMAT, VERSION = "pptrain-run", 3
 READS = (1, 2, 3)  # the versions from_json accepts
+SECTIONS = ("settings", "resolved", "dataset", "model", "runtime")
+MAX_STRING = 4096  # characters of any string (as in a manifest)
+MAX_DEPTH = 16  # nesting of the JSON document (the cipher's params are the deepest part)
+MAX_EPOCHS = 1 << 20
+# The integers a record may hold, by field name in whichever section has it: what pptrain could
+# have written, no more (resolved.augment_until is 0 when no epoch is augmented). The model is
+# bounded further by its checkpoint (checkpoint.py).
+LIMITS = {
+    "epochs": (1, MAX_EPOCHS), "augment_from": (1, MAX_EPOCHS), "augment_until": (0, MAX_EPOCHS), "stop_after": (1, MAX_EPOCHS),
+    "tail": (0, MAX_EPOCHS), "batch_size": (1, 1 << 30), "warmup_steps": (0, 1 << 40), "calibrate": (0, 1 << 40),
+    "memory_limit": (0, 1 << 40), "cache_limit": (1, 1 << 40), "workers": (0, 1024), "prefetch": (0, 1024),
+    "shuffle_buffer": (1, 1 << 30), "pad": (0, MAX_SIDE), "seed": (-(1 << 63), (1 << 64) - 1), "width": (1, MAX_WIDTH),
+    "in_channels": (1, 3), "num_classes": (1, 1 << 20), "adapt_block": (1, MAX_SIDE), "parameters": (1, 1 << 40),
+    "copies": (1, 1 << 40), "world": (1, 1 << 16),
+}  # fmt: skip
+# The names a record may hold, by (section, field).
+CHOICES = {
+    ("settings", "recipe"): tuple(RECIPES), ("settings", "stem"): STEM_CHOICES, ("settings", "adapt"): (*ADAPT_CHOICES, None),
+    ("resolved", "adapt"): (*ADAPT_CHOICES, None), ("model", "adapt"): ADAPT_CHOICES, ("model", "stem"): STEMS,
+    ("model", "adapt_group"): (*INVARIANT_GROUPS, None), ("dataset", "key_scope"): (*KEY_SCOPES, None),
+}  # fmt: skip
 
 
 @dataclass(kw_only=True)
@@ -132,21 +162,68 @@ class RunRecord:
         doc = load_json(text, shown, RunDirError)  # the server may have written it: strict JSON, shallow
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
             raise RunDirError(f"{shown}: not a pptrain run configuration")
-        if not isinstance(doc.get("version"), int) or isinstance(doc["version"], bool) or doc["version"] not in READS:
-            raise RunDirError(f"{shown}: version {doc.get('version')}, this pptrain reads {', '.join(map(str, READS[:-1]))} and {READS[-1]}")
-        for key in ("settings", "resolved", "dataset", "model", "runtime"):
+        version = doc.get("version")
+        if not isinstance(version, int) or isinstance(version, bool) or version not in READS:
+            raise RunDirError(f"{shown}: version {ascii(version)[:40]}, this pptrain reads {', '.join(map(str, READS[:-1]))} and {READS[-1]}")
+        for key in SECTIONS:
             if not isinstance(doc.get(key), dict):
                 raise RunDirError(f"{shown}: missing {key!r}")
+        for key in SECTIONS:
+            check_values(doc[key], f"{shown}: {key}")
         model = dict(doc["model"], adapt=adapt_name(doc["model"].get("adapt")))
         settings = dict(doc["settings"], adapt=adapt_name(doc["settings"].get("adapt")))
-        return cls(
+        record = cls(
             settings=Settings.from_dict(typed(Settings, settings, f"{shown}: settings", partial=True)),
             resolved=Resolved(**typed(Resolved, doc["resolved"], f"{shown}: resolved")),
             dataset=DatasetRecord(**typed(DatasetRecord, doc["dataset"], f"{shown}: dataset")),
             model=ModelRecord(**typed(ModelRecord, model, f"{shown}: model")),
             runtime=RuntimeRecord(**typed(RuntimeRecord, doc["runtime"], f"{shown}: runtime")),
-            version=doc["version"],
+            version=version,
         )
+        record.check(shown)
+        return record
+
+    def check(self, shown: str) -> None:
+        """Every field within what pptrain writes (:data:`LIMITS`, :data:`CHOICES`), and the
+        model record consistent with the dataset record: nothing is built from it otherwise."""
+        for section in SECTIONS:
+            for name, value in vars(getattr(self, section)).items():
+                where = f"{shown}: {section}: {name}"
+                if name in LIMITS and isinstance(value, int):
+                    low, high = LIMITS[name]
+                    if not low <= value <= high:
+                        raise RunDirError(f"{where} {value} is not in {low}..{high}")
+                if (section, name) in CHOICES and value not in CHOICES[section, name]:
+                    raise RunDirError(f"{where} {value!r} is none of {', '.join(map(str, CHOICES[section, name]))}")
+        d, m = self.dataset, self.model
+        if len(d.shape) != 3 or not all(1 <= side <= MAX_SIDE for side in d.shape[:2]) or d.shape[2] not in (1, 3):
+            raise RunDirError(f"{shown}: dataset: shape {d.shape} is no image shape (H, W, C: sides 1..{MAX_SIDE}, 1 or 3 channels)")
+        problem = class_names_problem(d.classes)
+        if problem:
+            raise RunDirError(f"{shown}: dataset: {problem}")
+        if not all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 1 << 40 for n in d.counts.values()):
+            raise RunDirError(f"{shown}: dataset: counts must be numbers of images")
+        if (m.in_channels, m.num_classes) != (d.shape[2], len(d.classes)) or (m.adapt_block or 1) > min(d.shape[:2]):
+            raise RunDirError(f"{shown}: the dataset record's shape or classes do not fit the model record")
+
+
+def check_values(doc: Any, where: str) -> None:
+    """Every string in ``doc`` (keys too) free of control characters and at most MAX_STRING
+    characters, every number finite and below 2**64 in size, nothing nested deeper than MAX_DEPTH."""
+    stack = [(doc, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            problem = control_problem(value) or (f"a string of {len(value)} characters (at most {MAX_STRING})" if len(value) > MAX_STRING else None)
+            if problem:
+                raise RunDirError(f"{where}: {problem}")
+        elif isinstance(value, float) and not math.isfinite(value) or isinstance(value, int) and not -(1 << 64) < value < 1 << 64:
+            raise RunDirError(f"{where}: a number that is not finite or too large")
+        elif isinstance(value, (dict, list)):
+            if depth >= MAX_DEPTH:
+                raise RunDirError(f"{where}: nested more than {MAX_DEPTH} deep")
+            items = [*value, *value.values()] if isinstance(value, dict) else value
+            stack += [(v, depth + 1) for v in items]
 
 
 def typed(cls, doc: dict, where: str, partial: bool = False) -> dict:

@@ -1,6 +1,10 @@
 """The run directory: config.json (record.py), metrics.jsonl, checkpoint.pt, curves.png
 (docs/trainer.md), and the rules for continuing a run: which options a --resume may change,
 and which datasets a run may be resumed or evaluated on.
+
+A run directory may come from the server (``pptrain eval`` and ``predict`` on a copy of it), so
+its files are read as a dataset's are (ppencrypt.formats.files): never through a symbolic link,
+only a regular file (a FIFO cannot block the open), at most a size known before reading.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import torch
 
 from ppencrypt.atomic import write_file
 from ppencrypt.formats import Manifest
+from ppencrypt.formats.files import FileProblem, read_regular
 
 from .errors import RunDirError
 from .record import DatasetRecord, RunRecord, RuntimeRecord
@@ -20,6 +25,7 @@ from .settings import PER_INVOCATION, Settings
 CONFIG, METRICS, CHECKPOINT, CURVES = "config.json", "metrics.jsonl", "checkpoint.pt", "curves.png"
 # What must agree between a run and a dataset it continues on (a moved or re-stored copy is fine).
 IDENTITY = ("method", "key_scope", "key_id", "shape", "classes")
+MAX_CONFIG = 1 << 22  # bytes of config.json: the class names of the largest manifest (1 MiB) and room for the rest
 
 
 @dataclass
@@ -51,10 +57,12 @@ class RunDir:
     def read_record(self) -> RunRecord:
         if not self.path.is_dir():
             raise RunDirError(f"{self.path}: no such run directory")
-        try:
-            text = self.config.read_text(encoding="utf-8")
+        try:  # as a dataset's files are read: no link followed, a regular file (a FIFO does not block), bounded
+            text = read_regular(self.config, limit=MAX_CONFIG).decode("utf-8")
         except FileNotFoundError:
             raise RunDirError(f"{self.path}: not a pptrain run (no {CONFIG})") from None
+        except FileProblem as e:
+            raise RunDirError(f"{self.config}: {e}") from None
         except (OSError, UnicodeDecodeError) as e:
             raise RunDirError(f"{self.config}: cannot read ({type(e).__name__}: {e})") from None
         return RunRecord.from_json(text, str(self.config))

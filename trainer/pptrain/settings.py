@@ -21,6 +21,7 @@ from .recipe import RECIPES, Recipe
 DEFAULT_AUGMENT = ("crop", "flip")  # [P]'s augmentation: shift by pad-and-crop, horizontal flip
 ADAPT_CHOICES = ("pixel", "invariant", "tanaka", "none")  # the adaptation networks of model.py
 STEM_CHOICES = ("auto", "cifar", "imagenet")  # model.py; auto: by image size
+MAX_WIDTH = 1024  # --width: 2.9e9 parameters already; a run record claiming more is refused (record.py)
 
 
 def setting(default, help: str):
@@ -68,7 +69,7 @@ class Settings:
     pad: int = setting(4, "Largest shift of 'crop', in pixels.")
     mix_alpha: float = setting(1.0, "Beta(a, a) parameter of mixup and cutmix.")
     # --- model (model.py)
-    width: int = setting(64, "Base channels (64 is ResNet-18; the stages have width x 1, 2, 4, 8).")
+    width: int = setting(64, f"Base channels (64 is ResNet-18; the stages have width x 1, 2, 4, 8; at most {MAX_WIDTH}).")
     adapt: str | None = setting(
         None, "Adaptation network: pixel ([P]'s 1x1 convolutions), tanaka (the block-wise baselines', block side "
         "from the manifest), none. [default: the one the manifest names for its cipher: tanaka for block "
@@ -113,6 +114,8 @@ class Settings:
                             ("--augment-from", self.augment_from), ("--augment-until", self.augment_until)):  # fmt: skip
             if value is not None and value < 1:
                 raise OptionError(name, f"{name} must be at least 1, not {value}")
+        if self.width > MAX_WIDTH:
+            raise OptionError("--width", f"--width must be at most {MAX_WIDTH}, not {self.width}")
         if self.augment_until is not None and self.augment_until < (self.augment_from or 1):
             raise OptionError("--augment-until", f"--augment-until {self.augment_until} is before --augment-from {self.augment_from or 1}: "
                               "no epoch would be augmented (for that, --augment none)")  # fmt: skip

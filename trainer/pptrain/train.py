@@ -70,6 +70,12 @@ class TrainPlan:
     stem: str  # cifar | imagenet
     copies: int  # client-augmented copies per image in the train split (1: none)
 
+    def new_model(self) -> PrivacyResNet:
+        """The network this run trains, initialised afresh (its shapes only, under the meta device)."""
+        m = self.ds.manifest
+        return PrivacyResNet(m.channels, len(m.classes), width=self.s.width, adapt=self.adapt, block=self.block or TANAKA_BLOCK,
+                             group=self.group, stem=self.stem)  # fmt: skip
+
 
 def configure_determinism(device: torch.device, seed: int) -> None:
     torch.manual_seed(seed)
@@ -170,7 +176,6 @@ def prepare(given: Settings, explicit: set[str], resume: bool, d: Dist) -> Train
     """The settings as asked and resolved, the run directory, the dataset, the checkpoint to
     continue from, and the choices that depend on the dataset — each made once, here."""
     run = RunDir(Path(given.run_dir))
-    state = None
     ds = open_dataset(given.data, cache=shard_cache(given))
     if resume:
         record = run.read_record()
@@ -183,7 +188,6 @@ def prepare(given: Settings, explicit: set[str], resume: bool, d: Dist) -> Train
             raise RunDirError(f"{run.path}: no checkpoint.pt to resume from (the run stopped before its first epoch ended)")
         asked = resume_settings(run, record.settings, given, explicit)
         check_dataset(run, record.dataset, ds.manifest, shown_url(given.data), strict=True)
-        state = checkpoint.load(run.checkpoint)
     else:
         if run.holds_run():
             raise RunDirError(f"{run.path}: already holds a run; pass --resume to continue it, or choose another --run-dir")
@@ -202,8 +206,11 @@ def prepare(given: Settings, explicit: set[str], resume: bool, d: Dist) -> Train
     augment_from, augment_until = augment_window(s)
     if augment_until < augment_from:
         augment = ()  # a short run under the recipe's schedule
-    return TrainPlan(asked=asked, s=s, run=run, ds=ds, state=state, augment=augment, augment_from=augment_from,
+    plan = TrainPlan(asked=asked, s=s, run=run, ds=ds, state=None, augment=augment, augment_from=augment_from,
                      augment_until=augment_until, adapt=adapt, block=block, group=group, stem=stem, copies=copies)  # fmt: skip
+    if resume:  # checked against the model the run builds, on the meta device, before that is allocated
+        plan.state = checkpoint.load(run.checkpoint, checkpoint.shapes_of(plan.new_model))
+    return plan
 
 
 def shard_cache(s: Settings) -> ShardCache | None:
@@ -290,9 +297,8 @@ def build_loaders(plan: TrainPlan, d: Dist, device: torch.device, warn) -> tuple
 def build_training(plan: TrainPlan, device: torch.device, d: Dist):
     """The model (from the checkpoint when resuming), what the loop calls (DDP-wrapped,
     compiled, as asked), and the optimiser."""
-    s, m, recipe = plan.s, plan.ds.manifest, RECIPES[plan.s.recipe]
-    model = PrivacyResNet(m.channels, len(m.classes), width=s.width, adapt=plan.adapt, block=plan.block or TANAKA_BLOCK, group=plan.group,
-                          stem=plan.stem)  # fmt: skip
+    s, recipe = plan.s, RECIPES[plan.s.recipe]
+    model = plan.new_model()
     if plan.state is not None:
         checkpoint.load_model_state(model, plan.state, plan.run.checkpoint)
     model = model.to(device, memory_format=memory_format(device))

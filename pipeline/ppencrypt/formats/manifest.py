@@ -259,11 +259,9 @@ class Manifest:
             raise ManifestError(f"{shown}: dataset_id must be 32 lowercase hex digits")
         if self.mac is not None and (len(self.mac) != 64 or not HEX.fullmatch(self.mac)):
             raise ManifestError(f"{shown}: mac must be 64 lowercase hex digits")
-        if not all(isinstance(n, str) and 0 < len(n) <= 256 for n in self.classes) or len(set(self.classes)) != len(self.classes):
-            raise ManifestError(f"{shown}: classes must be distinct names of 1 to 256 characters")
-        for name in self.classes:
-            if CONTROL.search(name):
-                raise ManifestError(f"{shown}: class name {_shown_name(name)} holds a control character")
+        problem = class_names_problem(self.classes)
+        if problem:
+            raise ManifestError(f"{shown}: {problem}")
         if self.skipped < 0:
             raise ManifestError(f"{shown}: source: skipped_bad_files is negative")
         if self.augment is not None:
@@ -322,6 +320,24 @@ def _check_file(shown: str, f: FileInfo) -> None:
         raise ManifestError(f"{shown}: file path {f.path!r} leaves the dataset or is not a plain relative path")
     if len(f.sha256) != 64 or not HEX.fullmatch(f.sha256) or f.bytes < 0:
         raise ManifestError(f"{shown}: file {f.path}: sha256 must be 64 lowercase hex digits and bytes a size")
+
+
+def class_names_problem(classes: list) -> str | None:
+    """What is wrong with class names from the server, None when nothing: they must be distinct
+    strings of 1 to 256 characters, none holding a control character (pptrain's run record
+    checks its copy of them with this too)."""
+    if not all(isinstance(n, str) and 0 < len(n) <= 256 for n in classes) or len(set(classes)) != len(classes):
+        return "classes must be distinct names of 1 to 256 characters"
+    for name in classes:
+        if CONTROL.search(name):
+            return f"class name {control_problem(name)}"
+    return None
+
+
+def control_problem(value: str) -> str | None:
+    """A string from the server that holds a control character (a terminal escape, a NUL),
+    named safely to print: '<the string, escaped> holds a control character'; None for any other."""
+    return f"{_shown_name(value)} holds a control character" if CONTROL.search(value) else None
 
 
 def _shown_name(name: str) -> str:
