@@ -28,7 +28,13 @@ ROWS ?=
 REPRO_ARGS = $(or $(CIFAR10),$(FMNIST)) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(WIDTH),--width $(WIDTH)) \
   $(if $(DEVICE),--device $(DEVICE)) $(if $(ROWS),--rows $(ROWS))
 
-.PHONY: install test data demo encrypt train eval bench reproduce reproduce-smoke clean
+# make bench [BENCH_QUICK=1]   make bench-record [BENCH_QUICK=1]
+BENCH_QUICK ?=
+QUICK := $(filter-out 0 no false,$(BENCH_QUICK))
+BENCH_SCRIPTS := cipher_throughput dataset_write photo_write input_pipeline train_cpu audit remote_stream
+BENCH_OUT = out/bench-$(if $(QUICK),quick,full)
+
+.PHONY: install test data demo encrypt train eval bench bench-run bench-record reproduce reproduce-smoke clean
 
 install: $(VENV)/.installed
 
@@ -72,13 +78,20 @@ eval: install
 	@if [ -z "$(DATA)" ] || [ -z "$(RUN)" ]; then echo "usage: make eval RUN=rundir DATA=dataset" >&2; exit 2; fi
 	$(BIN)/pptrain eval $(RUN) $(DATA)
 
-bench: install data
-	$(BIN)/python bench/cipher_throughput.py
-	$(BIN)/python bench/dataset_write.py
-	$(BIN)/python bench/input_pipeline.py
-	$(BIN)/python bench/train_cpu.py
-	$(BIN)/python bench/audit.py
-	$(BIN)/python bench/remote_stream.py
+# Every benchmark writes its key ratios (ours / the baseline of the same run) to $(BENCH_OUT);
+# bench/guard.py compares them with docs/benchmarks.md's "Recorded ratios" (exit 1: one regressed
+# by more than 25 %), or with bench-record rewrites that record. BENCH_QUICK=1: smaller sizes,
+# compared with the quick record.
+bench: bench-run
+	$(BIN)/python bench/guard.py $(BENCH_OUT)
+
+bench-record: bench-run
+	$(BIN)/python bench/guard.py --record $(BENCH_OUT)
+
+bench-run: install data
+	rm -rf $(BENCH_OUT) && mkdir -p $(BENCH_OUT)
+	@for s in $(BENCH_SCRIPTS); do \
+	  echo "== bench/$$s.py" && $(BIN)/python bench/$$s.py $(if $(QUICK),--quick) --json $(BENCH_OUT)/$$s.json || exit 1; done
 
 # [P]'s Tables 2 and 3 (experiments/): tables into docs/results.md, runs under out/reproduce.
 reproduce: install $(if $(CIFAR10),,data)

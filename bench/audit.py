@@ -1,7 +1,7 @@
 """``ppencrypt audit`` on 1,000 32x32 RGB images: the issue's bound is one minute (without
 ``--learned``).
 
-    python bench/audit.py [--n 1000] [--method pe] [--scope dataset] [--learned]
+    python bench/audit.py [--n 1000] [--method pe] [--scope dataset] [--learned] [--quick] [--json PATH]
 
 Data: the 20 vendored real CIFAR-10 test images, tiled into 1,000 + k images by horizontal
 rolls (tests/conftest.py ``tile_real``; a 32 px roll is the image again, so 640 of them differ), written as a cifar-10-batches-py folder and
@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from common import ROOT, machine, public_cifar
+from ratios import Ratios, bench_args
 
 sys.path.insert(0, str(ROOT / "tests"))
 from conftest import load_vendored, tile_real, write_cifar10  # noqa: E402
@@ -43,7 +44,8 @@ def main() -> None:
     ap.add_argument("--method", default="pe")
     ap.add_argument("--scope", default="dataset")
     ap.add_argument("--learned", action="store_true", help="also the learned attacks and recognition (default budgets)")
-    args = ap.parse_args()
+    args = bench_args(ap, quick={"n": 300})
+    ratios = Ratios(__file__, args)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         images, labels = tile_real(*load_vendored("cifar10"), args.n + 1 + 100)
@@ -70,6 +72,10 @@ def main() -> None:
             print(f"  {row['attack']:<16} n/a")
     print()
     print(run.stdout, end="")
+    ratios.add("wall_seconds" + "_learned" * args.learned, wall, "lower", f"ppencrypt audit{' --learned' * args.learned}, {args.method} "
+               f"{args.scope} key, {args.n} images, wall seconds (no baseline to divide by: machine-dependent)",
+               goal=None if args.learned else 60, unit="s")  # fmt: skip
+    ratios.report()
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from common import machine
+from ratios import Ratios, bench_args
 from ppencrypt.formats import open_dataset
 from pptrain.augment import BatchAugment
 from pptrain.memory import MemoryLoader
@@ -63,7 +64,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--images", type=int, default=60_000, help="images per pass (at most the train split)")
     p.add_argument("--repeat", type=int, default=3)
-    args = p.parse_args()
+    args = bench_args(p, quick={"images": 20_000, "repeat": 2})
+    ratios = Ratios(__file__, args)
     root = encrypted_fmnist("wds")
     ds = open_dataset(root)
     shape = ds.manifest.shape
@@ -83,6 +85,9 @@ def main() -> None:
     print(f"pptrain in memory:  {mem:,.0f} img/s  ({mem / base:.1f}x baseline; one-time decode to the device {load:.2f} s)")
     print(f"pptrain streaming:  {stm:,.0f} img/s  ({stm / base:.1f}x baseline; 2 workers)")
     print(f"| {base:,.0f} | {mem:,.0f} | {mem / base:.1f}x | {stm:,.0f} | {stm / base:.1f}x |")
+    ratios.add("memory_speed", mem / base, "higher", "pptrain's in-memory loader: images/s / the baseline's", goal=20)
+    ratios.add("streaming_speed", stm / base, "higher", "pptrain's streaming loader: images/s / the baseline's", goal=10)
+    ratios.report()
 
 
 if __name__ == "__main__":

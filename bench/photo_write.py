@@ -1,7 +1,7 @@
 """``ppencrypt dataset`` on photo JPEGs to 224 px, next to the 20-line script a user would write,
 in the same run (issue 21's first two rows).
 
-    python bench/photo_write.py [--images 2000] [--large 0.1] [--workers 2] [--repeat 3]
+    python bench/photo_write.py [--images 2000] [--large 0.1] [--workers 2] [--repeat 3] [--quick] [--json PATH]
 
 The photos: the 20 vendored ImageNet JPEGs (tests/data/imagenet, 512x512) cropped, shifted and
 resized to 500x375 (a tenth of them, with ``--large``, to 3000x2000 like a phone photo), JPEG
@@ -31,6 +31,7 @@ import numpy as np
 from PIL import Image
 
 from common import ROOT, machine
+from ratios import Ratios, bench_args
 
 BASELINE = textwrap.dedent('''
     import sys, multiprocessing as mp
@@ -92,7 +93,8 @@ def main() -> None:
     ap.add_argument("--large", type=float, default=0.0, help="fraction of 3000x2000 photos")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3)
-    args = ap.parse_args()
+    args = bench_args(ap, quick={"images": 400, "repeat": 2})
+    ratios = Ratios(__file__, args)
     print(f"machine: {machine()}; load average {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -119,12 +121,18 @@ def main() -> None:
                 subprocess.run(["rm", "-rf", str(out)], check=True)
             results[name] = (best, rss)
         base = results["baseline: Pool + PIL + ShardWriter, plain"][0]
-        dataset_key = results["ppencrypt dataset, dataset key"][0]
+        image_keys, image_rss = results["ppencrypt dataset, image keys (default)"]
+        dataset_key, dataset_rss = results["ppencrypt dataset, dataset key"]
         print(f"\n| job | seconds (best of {args.repeat}) | images/s | × baseline | × dataset key | peak RSS of its largest process |")
         print("|---|---|---|---|---|---|")
         for name, (seconds, rss) in results.items():
             print(f"| {name} | {seconds:.2f} | {args.images / seconds:,.0f} | {seconds / base:.2f}× | "
                   f"{seconds / dataset_key:.3f}× | {rss / 1024:.0f} MiB |")  # fmt: skip
+    ratios.add("image_keys_time", image_keys / base, "lower", "ppencrypt dataset --size 224, image keys: time / the 20-line Pool + PIL script's", goal=0.5)
+    ratios.add("dataset_key_time", dataset_key / base, "lower", "the same with a dataset key: time / the script's")
+    ratios.add("image_vs_dataset_key_time", image_keys / dataset_key, "lower", "image keys' time / a dataset key's, the same photos", goal=1.05)
+    ratios.add("peak_rss", max(image_rss, dataset_rss) / 1024, "lower", "peak RSS of ppencrypt dataset's largest process (no baseline)", goal=512, unit="MiB")
+    ratios.report()
 
 
 if __name__ == "__main__":

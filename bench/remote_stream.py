@@ -1,7 +1,7 @@
 """Streaming from object storage against streaming from local disk: the same shards, the same
 run, the same loader settings.
 
-    python bench/remote_stream.py [--repeat R] [--workers W] [--prefetch P]
+    python bench/remote_stream.py [--repeat R] [--workers W] [--prefetch P] [--quick] [--json PATH]
 
 The encrypted Fashion-MNIST wds dataset (trainer_common.encrypted_fmnist: 60,000 train images,
 6 shards of ~25 MB) is pushed to an S3-compatible server on 127.0.0.1 (moto's, tests/servers.py,
@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from common import ROOT, machine
+from ratios import Ratios, bench_args
 from ppencrypt.formats import ShardCache, open_dataset
 from ppencrypt.formats.copy import copy_dataset
 from pptrain.augment import BatchAugment
@@ -83,7 +84,8 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--prefetch", type=int, default=2)
-    args = p.parse_args()
+    args = bench_args(p, quick={"repeat": 2})
+    ratios = Ratios(__file__, args)
     root = encrypted_fmnist("wds")
     scratch = Path(tempfile.mkdtemp(prefix="pptrain-bench-remote-"))
     server = Server(scratch)
@@ -129,6 +131,10 @@ def main() -> None:
         for name in sources:
             rate = best(runs[name])
             print(f"| {name} | {rate:,.0f} | {rate / base:.2f}x | {np.median(sent[name]) / 1e6:,.1f} MB |")
+        for name, key, goal in (("S3, no cache", "no_cache", None), ("S3, cache cold", "cache_cold", 0.8), ("S3, cache warm", "cache_warm", 0.95)):
+            ratios.add(f"{key}_speed", best(runs[name]) / base, "higher", f"streaming an epoch from {name}: images/s / from local disk", goal)
+        for name, key, goal in (("S3, no cache", "no_cache", None), ("S3, cache cold", "cache_cold", 1.05)):  # the split once (and the manifest)
+            ratios.add(f"{key}_bytes", np.median(sent[name]) / size, "lower", f"bytes sent per epoch from {name} / the split's size", goal)
 
         loads = []
         for name, ds in (("local disk", local), ("S3", remote)):
@@ -136,6 +142,7 @@ def main() -> None:
             MemoryLoader(ds, "train", BATCH, Dist(), CPU, 0, train=True)
             loads.append((name, time.perf_counter() - t))
         print("in memory, one-time load of the train split: " + ", ".join(f"{n} {s:.2f} s" for n, s in loads))
+        ratios.report()
     finally:
         server.stop()
         shutil.rmtree(scratch, ignore_errors=True)

@@ -1,6 +1,6 @@
 """CPU training throughput of the adaptation network + ResNet-18 at widths 16 and 64.
 
-    python bench/train_cpu.py [--steps N] [--widths 16,64]
+    python bench/train_cpu.py [--steps N] [--widths 16,64] [--quick] [--json PATH]
 
 Per width, in the same run: pptrain's training step (pptrain.loop.train_epoch: in-memory
 loader, batched crop + flip, SGD step, fp32) against the same model and step fed by the
@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from common import machine
+from ratios import Ratios, bench_args
 from ppencrypt.formats import open_dataset
 from pptrain.augment import BatchAugment
 from pptrain.memory import MemoryLoader
@@ -81,7 +82,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=20, help="timed steps at width 16 (width 64 runs a quarter)")
     p.add_argument("--widths", default="16,64")
-    args = p.parse_args()
+    args = bench_args(p, quick={"steps": 8, "widths": "16"})
+    ratios = Ratios(__file__, args)
     ds = open_dataset(encrypted_fmnist("wds"))
     print(f"machine: {machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"baseline input pipeline: {BASELINE}")
@@ -89,6 +91,8 @@ def main() -> None:
         steps = max(args.steps * 16 // width, 4)
         base, mine = baseline(ds, width, steps), ours(ds, width, steps)
         print(f"width {width:>2}: pptrain {mine:,.0f} img/s, baseline {base:,.0f} img/s ({mine / base:.2f}x), {steps} steps of {BATCH}")
+        ratios.add(f"width{width}_speed", mine / base, "higher", f"training at width {width}, CPU: pptrain's images/s / the baseline pipeline's")
+    ratios.report()
 
 
 if __name__ == "__main__":
