@@ -502,3 +502,13 @@ def test_image_says_what_a_query_gets(tmp_path, dataset, key_file):
     dataset_id = json.loads((dataset / "manifest.json").read_text())["dataset_id"]
     assert r.exit_code == 0, r.output
     assert r.stderr == f"encrypted like {dataset}: method pe, image scope (a fresh mask per query), dataset {dataset_id}\n"
+
+
+def test_a_state_folder_that_cannot_be_written_costs_a_warning_not_the_dataset(tmp_path, cifar10_dir, key_file, monkeypatch):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the state folder would be")
+    monkeypatch.setenv("PPENCRYPT_STATE", str(blocker / "ppencrypt"))
+    r = ppencrypt("dataset", cifar10_dir, tmp_path / "out", "--key", key_file, "-q")
+    dataset_id = json.loads((tmp_path / "out" / "manifest.json").read_text())["dataset_id"]
+    assert r.exit_code == 0 and "warning: " in r.stderr and f"could not remember dataset {dataset_id}" in r.stderr, r.output
+    assert f"--dataset-id {dataset_id}" in r.stderr

@@ -25,7 +25,7 @@ import numpy as np
 from . import augment as client
 from .atomic import is_within
 from .ciphers import ImageCipher, cipher_class, make_cipher
-from .errors import CipherError, KeyFileError, OptionError, OutputError, SourceError
+from .errors import CipherError, KeyFileError, ManifestError, OptionError, OutputError, SourceError
 from .formats import STORAGES, Manifest, SplitInfo, SplitWriter, open_location, other_files, split_writer
 from .formats.manifest import CipherInfo, ClientAugment
 from .keys import KeyRing, KeyUse, MasterKey, binding, open_keyed, sign, source_digest
@@ -226,5 +226,11 @@ def encrypt_dataset(
         if cipher.needs_key:
             manifest.mac = sign(manifest, key)  # last: it covers every field above
         manifest.write(tmp)
-    binding.remember(target, manifest)  # once it is there: the id this client expects at OUT
-    return EncryptResult(manifest, skipped, source.warnings)
+    warnings = list(source.warnings)
+    try:  # once the dataset is there: the id this client expects at OUT
+        binding.remember(target, manifest)
+    except (OSError, ManifestError) as e:  # the dataset is written all the same: say what is not remembered
+        where = f"{e.filename}: " if isinstance(e, OSError) and e.filename else ""
+        warnings.append(f"{where}could not remember dataset {manifest.dataset_id} for {out} "
+                        f"({e.strerror if isinstance(e, OSError) else e}); pass --dataset-id {manifest.dataset_id} to commands that use it")
+    return EncryptResult(manifest, skipped, warnings)
