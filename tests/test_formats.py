@@ -305,3 +305,44 @@ def test_image_scope_samples_are_keyed_by_their_index_in_the_split(tmp_path, cif
         ring = KeyRing(secret, "pe", "image", split, salt)
         expected = make_cipher("pe").encrypt(plain, ring, np.arange(len(plain)))
         assert np.array_equal(open_dataset(out).split(split).read().images, expected)
+
+
+def test_whole_shard_decode_equals_the_member_walk(wds, monkeypatch):
+    """Shards as WdsSplitWriter writes them are decoded as whole arrays (no per-sample Python);
+    the result is the member walk's, sample for sample."""
+    from ppencrypt.formats import wds as storage
+
+    ds = open_dataset(wds)
+    shape = ds.manifest.shape
+    for split in ("train", "test"):
+        reader = ds.split(split)
+        for shard in reader.shards:
+            data = reader.fetch(shard)
+            fast = storage._parse_canonical(data, shard, shape, storage.npy_header(shape))
+            assert fast is not None
+            with monkeypatch.context() as m:
+                m.setattr(storage, "_parse_canonical", lambda *a: None)
+                walked = storage.parse_shard(data, shard, shape, "shard.tar")
+            for f in ("images", "labels", "indices"):
+                a, b = getattr(fast, f), getattr(walked, f)
+                assert a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)
+
+
+def test_a_shard_written_by_another_tar_writer_is_read_by_the_member_walk(wds):
+    """Other header bytes (here tarfile's own mtime and owner): not the array path's layout, so
+    the member walk reads it, to the same samples."""
+    from ppencrypt.formats import wds as storage
+
+    ds = open_dataset(wds)
+    shard = ds.manifest.splits["train"].shards[0]
+    data = (wds / shard.path).read_bytes()
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as tar, tarfile.open(fileobj=io.BytesIO(data)) as src:
+        for member in src.getmembers():
+            member.mtime, member.uname = 1, "someone"
+            tar.addfile(member, src.extractfile(member))
+    other = out.getvalue()
+    shape = ds.manifest.shape
+    assert storage._parse_canonical(other, shard, shape, storage.npy_header(shape)) is None
+    a, b = storage.parse_shard(other, shard, shape, "x.tar"), storage.parse_shard(data, shard, shape, "x.tar")
+    assert all(np.array_equal(getattr(a, f), getattr(b, f)) for f in ("images", "labels", "indices"))

