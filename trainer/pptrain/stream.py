@@ -225,7 +225,10 @@ def in_process(plan: ReadPlan, handler) -> Iterator[Loaded | Failure]:
         if isinstance(item, Failure):
             yield item
         else:
-            yield torch.from_numpy(np.ascontiguousarray(item.images)), torch.from_numpy(item.labels), torch.from_numpy(item.indices)
+            # A batch decoded straight from a shard's bytes can be a read-only view of them (a
+            # one-sample shard's slice is already contiguous): torch needs writable memory.
+            images = np.require(item.images, requirements=["C", "W"])
+            yield torch.from_numpy(images), torch.from_numpy(item.labels), torch.from_numpy(item.indices)
 
 
 def interleave(sources: list[Iterator], batch: int) -> Iterator[Loaded | Failure]:
