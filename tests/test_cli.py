@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import encrypt, ppencrypt
+from conftest import DATA, encrypt, ppencrypt
 from PIL import Image
 
 from ppencrypt.ciphers import method_names
@@ -114,6 +114,39 @@ def test_preview_of_an_unknown_split(tmp_path, encrypted):
     r = ppencrypt("preview", encrypted, "-o", tmp_path / "p.png", "--split", "val")
     assert r.exit_code == 1 and "no split 'val'" in r.stderr
     assert not (tmp_path / "p.png").exists()
+
+
+QUERY = sorted((DATA / "cifar10").glob("*.png"))[0]
+
+
+@pytest.mark.parametrize("command", ["decrypt", "verify", "image", "preview", "audit", "dataset --reproduce"])
+def test_a_missing_key_file_for_existing_data_never_suggests_a_new_key(tmp_path, encrypted, cifar10_dir, command):
+    """Issue 24: a mistyped key path on a command that opens data a key already encrypted said
+    "create one with: ppencrypt keygen ..." — a new key can never open it. It names the data
+    and how to find the key it needs, and writes nothing."""
+    missing = tmp_path / "mistyped.key"
+    out = {"decrypt": tmp_path / "dest", "image": tmp_path / "q", "preview": tmp_path / "p.png", "audit": tmp_path / "report",
+           "dataset --reproduce": tmp_path / "again"}.get(command)  # fmt: skip
+    args = {
+        "decrypt": ("decrypt", encrypted, out), "verify": ("verify", encrypted),
+        "image": ("image", QUERY, "--like", encrypted, "-o", out), "preview": ("preview", encrypted, "-o", out),
+        "audit": ("audit", encrypted, "--plain", cifar10_dir, "-o", out),
+        "dataset --reproduce": ("dataset", cifar10_dir, out, "--reproduce", encrypted),
+    }[command]  # fmt: skip
+    r = ppencrypt(*args, "--key", missing)
+    assert (r.exit_code, r.stdout) == (1, "")
+    assert r.stderr == (f"Error: {missing}: no such key file (only the key that encrypted {encrypted} can open it: "
+                        f"`ppencrypt inspect {encrypted}` shows its key id; a new key never can)\n")  # fmt: skip
+    assert "keygen" not in r.stderr
+    assert out is None or not list(tmp_path.glob(out.name + "*"))
+
+
+def test_a_missing_key_file_for_new_data_suggests_keygen(tmp_path, cifar10_dir):
+    missing = tmp_path / "mistyped.key"
+    r = ppencrypt("dataset", cifar10_dir, tmp_path / "out", "--key", missing)
+    assert (r.exit_code, r.stdout) == (1, "")
+    assert r.stderr == f"Error: {missing}: no such key file (create one with: ppencrypt keygen {missing})\n"
+    assert not (tmp_path / "out").exists()
 
 
 def test_help_lists_every_method():

@@ -171,6 +171,32 @@ def test_reproduce_refuses_an_altered_manifest_before_reading_the_source(tmp_pat
     assert "manifest.json: MAC mismatch" in line and not (tmp_path / "y").exists()
 
 
+def test_audit_with_the_key_refuses_an_edited_scope_and_without_says_unauthenticated(tmp_path, dataset, cifar10_dir, key_file):
+    """Issue 22, 9: the audit's header and key-space line come from the manifest, which the
+    server can edit. Before: an image-scope dataset whose manifest was edited to say dataset
+    scope was audited as 'pe (dataset-scope key)', 'one key per dataset', with nothing to tell.
+    Now `audit --key` authenticates the manifest first, as verify and decrypt do, and a report
+    made without the key says it is unauthenticated, on stdout and in report.json."""
+    audit = ("audit", dataset, "--plain", cifar10_dir, "-n", 4)
+    r = ppencrypt(*audit, "-o", tmp_path / "genuine", "--key", key_file)
+    assert r.exit_code == 0, r.output
+    assert "manifest: authenticated with the key (its MAC checks)" in r.stdout and "unauthenticated" not in r.stdout
+    assert json.loads((tmp_path / "genuine.json").read_text())["manifest"] == "authenticated"
+    d = doc(dataset)
+    d["cipher"].update(key_scope="dataset", salt=None)
+    save(dataset, d)
+    line = one_line_error(ppencrypt(*audit, "-o", tmp_path / "edited", "--key", key_file))
+    assert line == f"Error: {dataset / 'manifest.json'}: MAC mismatch: the manifest was altered after ppencrypt wrote it"
+    assert not list(tmp_path.glob("edited*"))
+    r = ppencrypt(*audit, "-o", tmp_path / "keyless")
+    assert r.exit_code == 0, r.output
+    header, trust = r.stdout.splitlines()[:2]
+    assert header.startswith(f"{dataset}: pe (dataset-scope key)")  # what the edit says: without the key, nothing can tell
+    assert trust.startswith("manifest: unauthenticated: method, scope and key space are what the manifest says")
+    assert "(pass --key to check its MAC)" in trust
+    assert json.loads((tmp_path / "keyless.json").read_text())["manifest"] == "unauthenticated"
+
+
 def test_verify_without_the_key_checks_integrity_only_and_says_so(dataset, key_file):
     r = ppencrypt("verify", dataset)
     assert r.exit_code == 0 and "integrity only: pass --key to authenticate the manifest" in r.output

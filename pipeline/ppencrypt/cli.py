@@ -4,6 +4,7 @@ usage errors with exit 2, the library's (:class:`ppencrypt.errors.OptionError`) 
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Callable
 
@@ -16,7 +17,7 @@ from .audit.extra import EXTRA
 from .ciphers import cipher_class, method_names
 from .decrypt import decrypt_dataset
 from .dataset import EncryptOptions, encrypt_dataset
-from .errors import OptionError, PipelineError
+from .errors import KeyFileError, MissingKeyFileError, OptionError, PipelineError
 from .formats import STORAGES, open_dataset, shown_url, without_credentials
 from .inspect import summary
 from .keys import SCOPES, generate_key_file, load_key
@@ -62,8 +63,20 @@ class Group(click.Group):
             raise click.ClickException(f"{where}{e.strerror or e}") from None
 
 
-def _key(path: str | None):
-    return None if path is None else load_key(path)
+def _key(path: str | None, opens: str | os.PathLike | None = None):
+    """The key at ``path`` (None without --key). A missing file gets advice that fits the
+    command: a new key for new data (``dataset``), but never for data a key already encrypted
+    (``opens``: the dataset it must open), which only that key opens."""
+    if path is None:
+        return None
+    try:
+        return load_key(path)
+    except MissingKeyFileError as e:
+        if opens is None:
+            raise KeyFileError(f"{e} (create one with: ppencrypt keygen {e.path})") from None
+        where = shown_url(opens)
+        raise KeyFileError(f"{e} (only the key that encrypted {where} can open it: `ppencrypt inspect {where}` shows its key id; "
+                           "a new key never can)") from None
 
 
 def _warn(warnings: list[str]) -> None:
@@ -153,7 +166,7 @@ def dataset(ctx, src, out, key_path, method, key_scope, storage, block_size, siz
     )  # fmt: skip
     if opts.key_scope == "dataset" and cipher_class(method).needs_key:
         click.echo(f"warning: {DATASET_SCOPE_WARNING}", err=True)
-    result = encrypt_dataset(src, out, _key(key_path), opts, overwrite, progress_bars(quiet))
+    result = encrypt_dataset(src, out, _key(key_path, reproduce), opts, overwrite, progress_bars(quiet))
     for warning in result.warnings:
         click.echo(f"warning: {without_credentials(warning)}", err=True)
     for name, reason in result.skipped:
@@ -205,7 +218,7 @@ def _copied(ds, to: str, quiet: bool) -> None:
 def decrypt(out, dest, key_path, overwrite, quiet, dataset_id):
     """Decrypt dataset OUT into DEST/<split>/<class>/<sample key>.png, after checking the key
     and the manifest's MAC."""
-    n, warnings = decrypt_dataset(out, dest, _key(key_path), overwrite, progress_bars(quiet), dataset_id)
+    n, warnings = decrypt_dataset(out, dest, _key(key_path, out), overwrite, progress_bars(quiet), dataset_id)
     _warn(warnings)
     if not quiet:
         click.echo(f"{dest}: {n} images decrypted")
@@ -218,7 +231,7 @@ def decrypt(out, dest, key_path, overwrite, quiet, dataset_id):
 @DATASET_ID
 def verify(out, key_path, quiet, dataset_id):
     """Recompute the checksums and counts of dataset OUT; with --key, authenticate it."""
-    report = verify_dataset(out, progress_bars(quiet), _key(key_path), dataset_id)
+    report = verify_dataset(out, progress_bars(quiet), _key(key_path, out), dataset_id)
     _warn(report.warnings)
     if not quiet:
         how = "authenticated with the key" if report.authenticated else "integrity only: pass --key to authenticate the manifest"
@@ -241,7 +254,7 @@ def inspect(out):
 @DATASET_ID
 def preview(out, output, key_path, count, split, dataset_id):
     """Write a picture of encrypted samples; with --key, their decryptions beside them."""
-    shown, warnings = make_preview(out, output, _key(key_path), count, split, dataset_id)
+    shown, warnings = make_preview(out, output, _key(key_path, out), count, split, dataset_id)
     _warn(warnings)
     click.echo(f"{output}: {shown} samples" + (" (encrypted | decrypted)" if key_path else ""))
 
@@ -259,7 +272,8 @@ def preview(out, output, key_path, count, split, dataset_id):
 def image(images, key_path, like, out_dir, overwrite, trust_manifest, shared_mask, dataset_id):
     """Encrypt query IMAGES as dataset LIKE was (its manifest authenticated by the key), into
     numbered PNGs in a folder."""
-    queries, warnings, how = encrypt_queries(list(images), like, out_dir, _key(key_path), overwrite, trust_manifest, shared_mask, dataset_id)
+    queries, warnings, how = encrypt_queries(list(images), like, out_dir, _key(key_path, like), overwrite, trust_manifest, shared_mask,
+                                             dataset_id)  # fmt: skip
     _warn(warnings)
     click.echo(f"encrypted like {like}: {how}", err=True)
     for q in queries:
@@ -288,13 +302,19 @@ def image(images, key_path, like, out_dir, overwrite, trust_manifest, shared_mas
               help="Wall-clock limit of each learned model's training (a model it stops is no longer reproducible).")
 @click.option("--seed", type=int, default=AUDIT.seed, show_default=True,
               help="The learned attacker's keys, initial weights and batches.")
-def audit(out, src, split, count, known, output, learned, public, public_count, train_steps, train_seconds, seed):
+@click.option("--key", "key_path", metavar="KEYFILE", help="Authenticate the manifest first (its MAC and dataset id), so the "
+              "method, scope and key space reported are the ones ppencrypt wrote; without it the report says it is unauthenticated. "
+              "The attacks never use the key.")  # fmt: skip
+@DATASET_ID
+def audit(out, src, split, count, known, output, learned, public, public_count, train_steps, train_seconds, seed, key_path, dataset_id):
     """Measure what dataset OUT gives away: attack it as its server could, score the
     reconstructions against the plain images of SRC (PSNR, SSIM; with --learned, also
-    recognition accuracy; docs/privacy.md). Takes no key and writes none."""
+    recognition accuracy; docs/privacy.md). No attack uses the key; --key only authenticates
+    the manifest, and the report writes none."""
     opts = AuditOptions(split=split, count=count, known=known, learned=learned, public=public, public_count=public_count,
                         train_steps=train_steps, train_seconds=train_seconds, seed=seed)  # fmt: skip
-    report = run_audit(out, src, opts, progress_bars())
+    report = run_audit(out, src, opts, progress_bars(), _key(key_path, out), dataset_id)
+    _warn(report.warnings)
     click.echo(table(report), nl=False)
     for path in write_report(report, output, out):
         click.echo(f"wrote {path}")

@@ -22,6 +22,15 @@ class KeyFileError(PipelineError):
     """A key file is missing, unreadable, too open, malformed, or the wrong key."""
 
 
+class MissingKeyFileError(KeyFileError):
+    """No file at the key path. What to do about it depends on the command, so cli.py says it:
+    a new key for new data, never for data a key already encrypted. ``path`` as the user gave it."""
+
+    def __init__(self, path: str):
+        super().__init__(f"{path}: no such key file")
+        self.path = path
+
+
 class SourceError(PipelineError):
     """The source dataset is empty, unrecognised or inconsistent (mixed sizes, ...)."""
 

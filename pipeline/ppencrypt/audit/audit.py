@@ -23,7 +23,8 @@ from typing import Callable
 import numpy as np
 
 from ..errors import SourceError
-from ..formats import Batch, Manifest, open_dataset, shown_url
+from ..formats import Batch, Dataset, Manifest, open_dataset, shown_url
+from ..keys import MasterKey, open_keyed
 from ..progress import ProgressFactory, no_progress
 from ..sources import open_source, read_head
 from .attacks import Attack, KnownPairs, Outcome, Target, attacks
@@ -68,9 +69,21 @@ def load_plain(src: str, m: Manifest, split: str, n: int) -> tuple[np.ndarray, n
     return read_head(loader, n)
 
 
-def read_samples(out: str, opts: AuditOptions) -> tuple[Manifest, Batch]:
-    """The dataset's manifest and the first k + N samples of the split."""
-    ds = open_dataset(out)
+def open_audited(out: str, key: MasterKey | None, dataset_id: str | None) -> tuple[Dataset, bool, list[str]]:
+    """The dataset, whether its manifest is authenticated, and warnings. The report's header and
+    key-space line come from the manifest's method and scope, which the server can edit: with the
+    key, the MAC (and the dataset id) is checked first, as verify and decrypt check it; without,
+    the report says it is unauthenticated. A version 1 manifest has no MAC: it passes with the
+    warning, unauthenticated."""
+    if key is None:
+        return open_dataset(out), False, []
+    keyed = open_keyed(out, key, dataset_id=dataset_id)
+    return keyed.dataset, not keyed.warnings, keyed.warnings
+
+
+def read_samples(out: str, opts: AuditOptions, ds: Dataset | None = None) -> tuple[Manifest, Batch]:
+    """The dataset's manifest and the first k + N samples of the split (of ``ds``, when opened already)."""
+    ds = ds if ds is not None else open_dataset(out)
     m = ds.manifest
     reader = ds.split(opts.split)  # a missing split is a ManifestError naming the ones there are
     if m.skipped:
@@ -138,12 +151,16 @@ def prepare_learning(src: str, m: Manifest, opts: AuditOptions, plain: np.ndarra
     return learner, info, lambda images: recogniser.accuracy(images, truth)
 
 
-def run_audit(out: str | os.PathLike, src: str | os.PathLike, opts: AuditOptions, progress: ProgressFactory = no_progress) -> AuditReport:
+def run_audit(out: str | os.PathLike, src: str | os.PathLike, opts: AuditOptions, progress: ProgressFactory = no_progress,
+              key: MasterKey | None = None, dataset_id: str | None = None) -> AuditReport:  # fmt: skip
+    """The audit of ``out`` against the plain images of ``src``; with ``key``, only once the key
+    has authenticated the manifest (open_audited)."""
     start = time.perf_counter()
     out, src = str(out), str(src)
     if opts.learned:
         require_torch()  # before reading anything: a missing extra is a one-line error at once
-    m, batch = read_samples(out, opts)
+    ds, authenticated, warnings = open_audited(out, key, dataset_id)
+    m, batch = read_samples(out, opts, ds)
     plain, labels = load_plain(src, m, opts.split, len(batch))
     if len(labels) != len(batch) or not np.array_equal(labels, batch.labels):
         first = int(np.argmax(labels != batch.labels)) if len(labels) == len(batch) else min(len(labels), len(batch))
@@ -159,7 +176,7 @@ def run_audit(out: str | os.PathLike, src: str | os.PathLike, opts: AuditOptions
     return AuditReport(
         shown_url(out), target.method, target.params, target.scope, m.shape, opts.split, k, len(truth),
         key_space(target.method, target.params, target.scope, m.shape), rows, time.perf_counter() - start, truth[: opts.shown],
-        learner_info(learner, opts), recognition,
+        learner_info(learner, opts), recognition, authenticated, warnings,
     )  # fmt: skip
 
 

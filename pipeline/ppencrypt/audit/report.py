@@ -78,11 +78,18 @@ class AuditReport:
     plain_shown: np.ndarray | None = None
     learning: dict | None = None  # --learned: the attacker's public images and training budget
     recognition: RecognitionInfo | None = None  # --learned, when the public images carry the classes
+    authenticated: bool = False  # the key checked the manifest's MAC (audit --key): method and scope are the client's
+    warnings: list[str] = field(default_factory=list)  # for the user: a version 1 manifest, which has no MAC
+
+    @property
+    def manifest_trust(self) -> str:
+        return "authenticated" if self.authenticated else "unauthenticated"
 
     def to_dict(self) -> dict:
         h, w, c = self.shape
         return {
             "dataset": self.dataset,
+            "manifest": self.manifest_trust,
             "method": self.method,
             "params": self.params,
             "key_scope": self.scope,
@@ -119,6 +126,13 @@ def _learning_lines(report: AuditReport) -> list[str]:
     return lines
 
 
+def _trust_line(report: AuditReport) -> str:
+    if report.authenticated:
+        return "manifest: authenticated with the key (its MAC checks): method, scope and key space are the ones ppencrypt wrote"
+    return ("manifest: unauthenticated: method, scope and key space are what the manifest says, which the server can edit "
+            "(pass --key to check its MAC)")
+
+
 def table(report: AuditReport) -> str:
     h, w, c = report.shape
     recog_head = f" {'recog.':>7}" if report.recognition is not None else ""
@@ -128,6 +142,7 @@ def table(report: AuditReport) -> str:
     lines = [
         f"{report.dataset}: {report.method} ({scope}), {w}x{h}x{c}, split {report.split}: "
         f"{report.scored} images scored, {report.known} known pair{'s' * (report.known != 1)} not scored",
+        _trust_line(report),
         "key space: none (no key)" if ks.per == "nothing" else f"key space: {bits} per key, one key per {ks.per}"
         + (f" (a search over master keys: at most {ks.effective_bits:.0f} bits)" if ks.bits > ks.effective_bits else ""),
         *_learning_lines(report),

@@ -16,7 +16,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import KeyFileError
+from ..errors import KeyFileError, MissingKeyFileError
 from .derive import hkdf_sha256
 
 KEY_BYTES = 32
@@ -82,7 +82,7 @@ def load_key(path: str | os.PathLike) -> MasterKey:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
-        raise KeyFileError(f"{path}: no such key file (create one with: ppencrypt keygen {path})") from None
+        raise MissingKeyFileError(origin) from None  # the advice fits the command: cli.py gives it
     except OSError as e:
         if e.errno == errno.ELOOP:
             raise KeyFileError(f"{path}: is a symbolic link; refusing to follow it (point --key at the key file itself)") from None
