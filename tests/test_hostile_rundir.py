@@ -244,3 +244,36 @@ def test_an_untouched_run_still_resumes(trained, shapes_pe, tmp_path):
     r = copy_run(trained, tmp_path / "r")
     assert run(shapes_pe, "--resume", "--epochs", 2, "--quiet", "--run-dir", r).stdout.startswith(f"{r}: done, 2/2 epochs")
     assert len(io.StringIO((r / "metrics.jsonl").read_text()).readlines()) == 2
+
+
+def plant(at: Path, victim: Path, link: str) -> None:
+    if link == "symbolic":
+        at.symlink_to(victim)
+    else:
+        os.link(victim, at)
+
+
+@pytest.mark.parametrize("link", ["symbolic", "hard"])
+def test_a_trace_is_never_written_through_a_link_planted_in_the_run_directory(trained, shapes_pe, tmp_path, link):
+    """Before: --trace truncated (a new run) and appended to (a resumed one) trace-rank0.jsonl by
+    its path, so a link the server planted there in the run directory had pptrain write into the
+    file it named. Now a new trace replaces whatever is there (atomically), and a resumed one is
+    opened with O_NOFOLLOW and must be a regular file with no other name, or the run stops at
+    once with one line naming it."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("a file of the user's\n")
+    r = copy_run(trained, tmp_path / "r")
+    plant(r / "trace-rank0.jsonl", victim, link)
+    out = run(shapes_pe, "--resume", "--epochs", 2, "--trace", "--quiet", "--run-dir", r, code=1).output
+    why = "is a symbolic link; refusing to follow it" if link == "symbolic" else "has another name (a hard link); refusing to write through it"
+    assert out == f"Error: {r / 'trace-rank0.jsonl'}: {why}\n"
+    assert victim.read_text() == "a file of the user's\n"
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    plant(fresh / "trace-rank0.jsonl", victim, link)
+    run(shapes_pe, *TINY, "--epochs", 1, "--trace", "--run-dir", fresh)
+    assert victim.read_text() == "a file of the user's\n"
+    trace = fresh / "trace-rank0.jsonl"
+    assert not trace.is_symlink() and trace.stat().st_nlink == 1
+    (line,) = trace.read_text().splitlines()
+    assert json.loads(line)["epoch"] == 1

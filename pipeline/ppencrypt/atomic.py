@@ -8,16 +8,19 @@ only after the new one is complete, and only when OUT is one of ours (``is_ours`
 A single file (a query PNG, a preview, a manifest, a checkpoint) is written to a temporary
 sibling created with O_EXCL | O_NOFOLLOW under an unpredictable name and renamed over the
 target: a symbolic link planted at the temporary name cannot redirect the write, and one
-planted at the target is replaced, not followed.
+planted at the target is replaced, not followed. A file that grows line by line (pptrain's
+trace) is opened by ``open_append``: no link followed, a regular file of one name, or refused.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 import shutil
 import signal
+import stat
 import tempfile
 import threading
 from pathlib import Path
@@ -145,3 +148,28 @@ def atomic_writer(path: str | os.PathLike, mode: int = 0o644, fsync: bool = True
 def write_file(path: str | os.PathLike, data: bytes, mode: int = 0o644, fsync: bool = True) -> None:
     with atomic_writer(path, mode, fsync) as f:
         f.write(data)
+
+
+def open_append(path: str | os.PathLike) -> BinaryIO:
+    """A file to add lines to in a folder someone else may have written (pptrain's trace in a run
+    directory from the server): opened once, created if missing, never through a symbolic link
+    (O_NOFOLLOW) and without blocking on a FIFO (O_NONBLOCK), then checked on the open file:
+    a regular file with no other name, for a hard link planted there would carry the lines into
+    the file it names as surely as a symbolic link."""
+    path = Path(path)
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags, 0o644 & ~_umask())
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise OutputError(f"{path}: is a symbolic link; refusing to follow it") from None
+        if e.errno == errno.ENXIO:  # a FIFO nobody reads: the non-blocking open for writing fails at once
+            raise OutputError(f"{path}: is not a regular file") from None
+        raise OutputError(f"{path}: cannot open ({e.strerror})") from None
+    st = os.fstat(fd)
+    problem = "is not a regular file" if not stat.S_ISREG(st.st_mode) else "has another name (a hard link)" if st.st_nlink != 1 else ""
+    if problem:
+        os.close(fd)
+        raise OutputError(f"{path}: {problem}; refusing to write through it")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "ab")

@@ -24,6 +24,7 @@ from typing import Callable
 
 import torch
 
+from ppencrypt.atomic import open_append, write_file
 from ppencrypt.formats import Dataset, ShardCache, dataset_name, open_dataset, shown_url
 
 from . import checkpoint, distributed
@@ -341,9 +342,12 @@ class Trace:
     def __init__(self, path: Path, start_epoch: int):
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        if start_epoch == 0:
-            path.write_text("")
+        if start_epoch == 0:  # a new trace replaces whatever is there, a planted link included
+            write_file(path, b"", fsync=False)
+        with open_append(path):  # a resumed one is checked now, not after an epoch of training
+            pass
 
     def write(self, epoch: int, rank: int, seen: list[torch.Tensor]) -> None:
-        with open(self.path, "a") as f:
-            f.write(json.dumps({"epoch": epoch + 1, "rank": rank, "batches": [b.tolist() for b in seen]}) + "\n")
+        # The run directory may come from the server: never through a link it planted (open_append).
+        with open_append(self.path) as f:
+            f.write((json.dumps({"epoch": epoch + 1, "rank": rank, "batches": [b.tolist() for b in seen]}) + "\n").encode())
