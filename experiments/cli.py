@@ -4,12 +4,14 @@ one-line message with exit 1."""
 
 from __future__ import annotations
 
-import json
 import shlex
 import sys
 from pathlib import Path
 
 import click
+
+from ppencrypt.formats.files import FileProblem, read_regular
+from ppencrypt.formats.jsonsafe import load_json
 
 from . import record as rec
 from .commands import Runner, launcher
@@ -86,17 +88,38 @@ def reproduce(src, epochs, width, device, batch_size, copies, train_subset, test
         raise ExperimentError(f"{len(failed)} row(s) failed: {', '.join(failed)} (see {Path(work) / 'results.md'})")
 
 
+MAX_RESULTS = 1 << 24  # bytes of a results.json: a few KiB per row
+
+
+def read_results(path: Path) -> dict:
+    """A results.json that may come from another machine (a GPU server sent it back): read as
+    pptrain reads a run directory — no link followed, a regular file (a FIFO is not waited on), at
+    most MAX_RESULTS bytes, strict JSON (ppencrypt.formats.jsonsafe) — or one line naming it."""
+    try:
+        text = read_regular(path, limit=MAX_RESULTS).decode("utf-8")
+    except FileNotFoundError:
+        raise ExperimentError(f"{path}: no such file") from None
+    except FileProblem as e:
+        raise ExperimentError(f"{path}: {e}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ExperimentError(f"{path}: cannot read ({type(e).__name__})") from None
+    record = load_json(text, str(path), ExperimentError)
+    if not isinstance(record, dict):
+        raise ExperimentError(f"{path}: not a results.json of `experiments reproduce` (not a JSON object)")
+    return record
+
+
 @cli.command()
 @click.argument("results", type=click.Path(dir_okay=False))
 @click.option("--doc", type=click.Path(dir_okay=False), help="Write the tables into this markdown file's section.")
 def report(results, doc):
     """Render RESULTS (a results.json of `reproduce`, e.g. one a GPU machine sent back) as
     markdown on stdout, and into DOC's section for its dataset and device."""
+    record = read_results(Path(results))
     try:
-        record = json.loads(Path(results).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise ExperimentError(f"{results}: cannot read ({e})") from None
-    text = render(record)
+        text = render(record)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:  # valid JSON, not what reproduce writes
+        raise ExperimentError(f"{results}: not a results.json of `experiments reproduce` ({type(e).__name__}: {e})"[:300]) from None
     if doc:
         update_doc(Path(doc), section(record), text)
     click.echo(text)

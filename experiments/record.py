@@ -29,13 +29,16 @@ rendering reads those measurements.
 from __future__ import annotations
 
 import fnmatch
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from pptrain.errors import TrainerError
+from pptrain.metrics import read_metrics
 from pptrain.recipe import RECIPES
+from pptrain.run import METRICS
 
 from .commands import Checkout, Command, CommandFailed, Runner, command
+from .errors import ExperimentError
 from .measurements import Measurement, Store
 from .sections import Section
 from .staging import FMNIST
@@ -215,10 +218,13 @@ def shown(cell: Cell, lay: Layout) -> str:
 
 def finished_run(cell: Cell, lay: Layout) -> Measurement | None:
     """The cell's run directory's metrics, or None unless every epoch is there."""
-    path = lay.run(cell) / "metrics.jsonl"
-    if not path.exists():
+    path = lay.run(cell) / METRICS
+    if not path.exists() and not path.is_symlink():
         return None
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    try:  # as the server may have left it: a regular file, bounded, strict JSON, one record per epoch
+        rows = read_metrics(path)
+    except TrainerError as e:
+        raise ExperimentError(str(e)) from None
     return Measurement.from_metrics(cell.id, shown(cell, lay), rows) if len(rows) == cell.epochs else None
 
 

@@ -29,7 +29,9 @@ from pathlib import Path
 from typing import Callable
 
 from ppencrypt.ciphers import cipher_class
-from pptrain.run import RunDir
+from pptrain.errors import TrainerError
+from pptrain.metrics import read_metrics
+from pptrain.run import METRICS, RunDir
 
 from .commands import Command, CommandFailed, Runner, command
 from .errors import UsageError
@@ -182,10 +184,15 @@ class Harness:
             self.log(f"  failed: {e}")
             rec["error"] = str(e)
             return rec
-        result = json.loads(scored.stdout)
-        config = RunDir(run_dir).read_record()
-        history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-        rec.update(accuracy=100 * result["accuracy"], loss=result["loss"], last_epoch_acc=100 * history[-1]["test_acc"],
+        result = json.loads(scored.stdout)  # pptrain eval --json: our own process's line
+        try:  # the run directory is read as the server may have left it (pptrain.run, pptrain.metrics)
+            config, history = RunDir(run_dir).read_record(), read_metrics(run_dir / METRICS)
+        except TrainerError as e:
+            self.log(f"  failed: {e}")
+            rec["error"] = str(e)
+            return rec
+        last = history[-1]["test_acc"] if history else None
+        rec.update(accuracy=100 * result["accuracy"], loss=result["loss"], last_epoch_acc=None if last is None else 100 * last,
                    train_s=trained.seconds, eval_s=scored.seconds, device_name=config.runtime.device_name,
                    device=config.runtime.device, adapt_resolved=config.model.adapt,
                    train_images=config.dataset.counts.get("train"), test_images=result["images"])  # fmt: skip

@@ -17,6 +17,7 @@ from experiments.cli import cli as harness
 from experiments.commands import Runner, launcher
 from experiments.measurements import Measurement, Store
 from ppencrypt.formats.manifest import VERSION
+from pptrain.metrics import write_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 CELL = rec.Cell("after", "8k", "pe-image", 3)
@@ -31,8 +32,13 @@ def invoke(*args, code=0):
 def finish(lay: rec.Layout, cell: rec.Cell, accs=(0.5, 0.6, 0.8), losses=(1.0, 3.5, 0.5)) -> None:
     """A run directory holding every epoch of ``cell``, as pptrain writes metrics.jsonl."""
     lay.run(cell).mkdir(parents=True)
-    rows = [{"epoch": e + 1, "test_acc": a, "test_loss": v, "seconds": 10.0} for e, (a, v) in enumerate(zip(accs, losses))]
-    (lay.run(cell) / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_metrics(lay.run(cell) / "metrics.jsonl", [epoch_metrics(e, a, v) for e, (a, v) in enumerate(zip(accs, losses))])
+
+
+def epoch_metrics(e: int, acc: float, loss: float) -> dict:
+    """One epoch's record, every field pptrain's metrics.jsonl has (pptrain.metrics.FIELDS)."""
+    return {"epoch": e + 1, "lr": 0.1, "train_loss": loss, "train_acc": acc, "test_loss": loss, "test_acc": acc,
+            "images_per_s": 1000.0, "seconds": 10.0}  # fmt: skip
 
 
 @pytest.fixture

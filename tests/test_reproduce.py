@@ -4,6 +4,7 @@ lands in the tables; the client's augmentation is a crop + flip of the plain ima
 stays out of every output."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from experiments.rows import BEYOND, BY_ID, ROWS, TABLE2, TABLE3
 from experiments.sections import update_doc
 from ppencrypt.formats import open_dataset
 from ppencrypt.keys import load_key, open_keyed
+from test_experiments_record import finish
 from trainer_fixtures import write_three_shapes
 
 
@@ -208,9 +210,7 @@ def test_the_recipe_record_renders_its_cells_from_the_run_directories(tmp_path):
     lay = rec.Layout(work=tmp_path / "w", key="keys/k.key", before="/tmp/before")
     cell = rec.Cell("after", "8k", "pe-image", 3)
     assert cell in rec.select(("after-8k-*",)) and all(c.variant == "after" for c in rec.select(("after-8k-*",)))
-    lines = [{"epoch": e + 1, "test_acc": a, "test_loss": l, "seconds": 10.0} for e, (a, l) in enumerate(((0.5, 1.0), (0.6, 3.5), (0.8, 0.5)))]
-    (lay.run(cell)).mkdir(parents=True)
-    (lay.run(cell) / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    finish(lay, cell)  # metrics.jsonl as pptrain writes it: 50, 60, 80 %; losses 1.0, 3.5, 0.5
     text = rec.tables(lay)
     assert "| 8,000 | 3 | pe, image keys | not yet measured | not yet measured | **80.00** (loss ×3.5) |" in text
     assert "| `after-8k-pe-image-e3` | 50.0, 60.0, 80.0 | 1.00, 3.50, 0.50 | 30 s |" in text
@@ -277,3 +277,112 @@ def test_the_harness_modules_import_one_another_without_a_cycle():
 
     assert graph["commands"] == {"errors"}
     assert [m for m in graph if cycle_from(m)] == []
+
+
+# --- the run directory is read as the server may have left it --------------------------------
+
+
+def hostile_metrics(run_dir, kind: str, victim) -> str:
+    """metrics.jsonl replaced as a server could; the error the harness must report."""
+    path = run_dir / "metrics.jsonl"
+    good = path.read_text()
+    path.unlink()
+    if kind == "symlink":  # to a file of metrics elsewhere: read through the link before
+        victim.write_text(good)
+        path.symlink_to(victim)
+        return f"{path}: is a symbolic link; refusing to follow it"
+    if kind == "inf":  # Python's json read 1e400 as inf: a row of "inf %" before
+        path.write_text(good.replace('"test_acc": ', '"test_acc": 1e400, "was": '))
+        return f"{path}:1: not valid JSON (the number 1e400 is beyond a float's range)"
+    path.write_text(good + "[1]\n")  # not a record of the metrics: a traceback (TypeError) before
+    return f"{path}:2: not the metrics of epoch 2 as pptrain writes them"
+
+
+@pytest.mark.parametrize("kind", ["symlink", "inf", "not-a-record"])
+def test_the_harness_reads_metrics_jsonl_as_the_server_may_have_left_it(shapes_src, tmp_path, kind):
+    """issue 22 (hardening): reproduce read a row's metrics.jsonl with read_text and json.loads,
+    through any link and whatever it held. Now it is read as pptrain reads config.json (no link
+    followed, a regular file, bounded, strict JSON) and checked line by line; a bad one fails
+    its row with one line naming the file, and the other rows still run."""
+    from experiments.commands import Runner
+    from experiments.reproduce import Config, Harness
+
+    cfg = Config(src=str(shapes_src), work=str(tmp_path / "w"), key=str(tmp_path / "k.key"), epochs=1, width=4, batch_size=16,
+                 workers=1, rows=("plain",), in_process=True)  # fmt: skip
+    h = Harness(cfg, log=lambda line: None)
+    expected = []
+
+    def server_edits_after_eval(cmd):  # the run directory as the server hands it back
+        done = Runner(True, lambda line: None)(cmd)
+        if cmd.args[0] == "eval":
+            expected.append(hostile_metrics(h.paths.run("plain"), kind, tmp_path / "elsewhere.jsonl"))
+        return done
+
+    h.run = server_edits_after_eval
+    h.prepare()
+    rec = h.train_row(h.rows[0])
+    assert rec["error"] == expected[0] and rec["last_epoch_acc"] is None
+
+
+@pytest.mark.parametrize("kind", ["dev-zero", "fifo", "too-large", "nan"])
+def test_read_metrics_takes_only_what_pptrain_writes(tmp_path, kind):
+    """The reader under the harness: a link to /dev/zero, a FIFO (which would block for ever),
+    a file larger than any run's metrics are refused before reading; a NaN loss — what a
+    diverged run logs — is read."""
+    import math
+
+    from pptrain.errors import RunDirError
+    from pptrain.metrics import MAX_METRICS, read_metrics, write_metrics
+    from test_experiments_record import epoch_metrics
+
+    path = tmp_path / "metrics.jsonl"
+    if kind == "dev-zero":
+        path.symlink_to("/dev/zero")
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "too-large":
+        path.write_bytes(b" " * (MAX_METRICS + 1))
+    else:
+        write_metrics(path, [epoch_metrics(0, 0.1, float("nan"))])
+        (row,) = read_metrics(path)
+        assert math.isnan(row["train_loss"]) and row["train_acc"] == 0.1
+        return
+    why = {"dev-zero": "is a symbolic link; refusing to follow it", "fifo": "is not a regular file",
+           "too-large": f"{MAX_METRICS + 1} bytes, more than the {MAX_METRICS} a file of this kind may have"}[kind]  # fmt: skip
+    with pytest.raises(RunDirError) as e:
+        read_metrics(path)
+    assert str(e.value) == f"{path}: {why}"
+
+
+def test_the_record_refuses_a_run_directorys_bad_metrics_with_one_line(tmp_path):
+    """`python -m experiments record` copies finished cells from their run directories: a
+    metrics.jsonl it cannot take is one line naming it, exit 1."""
+    from experiments import record as rec
+
+    lay = rec.Layout(work=tmp_path / "w", key="keys/k.key", before="/tmp/before")
+    cell = rec.Cell("after", "8k", "pe-image", 3)
+    finish(lay, cell)
+    path = lay.run(cell) / "metrics.jsonl"
+    path.write_text(path.read_text().replace('"epoch": 2', '"epoch": 7'))
+    r = invoke("record", "--cells", "after-8k-pe-image-e3", "--list", "--work", tmp_path / "w", "--store", tmp_path / "s.jsonl", code=1)
+    assert r.output == f"Error: {path}:2: not the metrics of epoch 2 as pptrain writes them\n"
+
+
+def test_report_reads_a_results_json_sent_back_as_hostile_input(shapes_src, tmp_path):
+    """`experiments report RESULTS` renders a results.json that a GPU machine sent back: before,
+    read_text and json.loads took it through any link, whatever its size, 1e400 as inf, and a
+    record of another shape ended in a KeyError traceback. Now: the run directory's rules and
+    one line naming the file."""
+    work = tmp_path / "w"
+    invoke("reproduce", shapes_src, "--rows", "plain", "--epochs", 1, "--width", 4, "--batch-size", 16, "--in-process",
+           "--workers", 1, "--work", work, "--key", tmp_path / "k.key")  # fmt: skip
+    results = work / "results.json"
+    assert "| `plain` |" in invoke("report", results).stdout  # what reproduce wrote renders
+    link = tmp_path / "link.json"
+    link.symlink_to(results)
+    assert invoke("report", link, code=1).output == f"Error: {link}: is a symbolic link; refusing to follow it\n"
+    edited = tmp_path / "edited.json"
+    edited.write_text(results.read_text().replace('"total_s": ', '"total_s": 1e400, "was": '))
+    assert invoke("report", edited, code=1).output == f"Error: {edited}: not valid JSON (the number 1e400 is beyond a float's range)\n"
+    edited.write_text(json.dumps({"rows": 5}))
+    assert invoke("report", edited, code=1).output.startswith(f"Error: {edited}: not a results.json of `experiments reproduce` (")

@@ -29,13 +29,12 @@ from ppencrypt.atomic import atomic_writer
 from ppencrypt.formats.files import FileProblem, open_regular
 
 from .errors import CheckpointError
-from .metrics import FIELDS
+from .metrics import is_record
 from .record import MAX_EPOCHS
 
 FORMAT = "pptrain-checkpoint"
 VERSION = 1
 OVERHEAD = 16 << 20  # bytes beyond the tensors: the pickle, the zip's headers, the history, the optimiser's settings
-OPTIONAL = ("test_loss", "test_acc")  # history fields that are None without a test split
 
 
 def save(path: Path, epoch: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None, history: list[dict]) -> None:
@@ -135,7 +134,7 @@ def check_state(state: dict, shapes: Shapes, path: Path) -> None:
     epoch, history = state.get("epoch"), state.get("history")
     if not isinstance(epoch, int) or isinstance(epoch, bool) or not 0 <= epoch <= MAX_EPOCHS:
         raise CheckpointError(f"{path}: epoch {ascii(epoch)[:40]} is not in 0..{MAX_EPOCHS}")
-    if not isinstance(history, list) or len(history) != epoch or not all(_a_record(r) for r in history):
+    if not isinstance(history, list) or len(history) != epoch or not all(is_record(r) for r in history):
         raise CheckpointError(f"{path}: the history is not one record of the metrics per epoch")
 
 
@@ -165,14 +164,6 @@ def _optimizer_fits(opt, parameters: list[Shape]) -> bool:
         if entry.get("momentum_buffer") is not None and not _fits(entry["momentum_buffer"], parameters[index]):
             return False
     return True
-
-
-def _a_record(r) -> bool:
-    """One line of metrics.jsonl: its fields, numbers (NaN for a run that diverged; None for the
-    test split's when there is none)."""
-    return isinstance(r, dict) and all(
-        k in r and (r[k] is None and k in OPTIONAL or isinstance(r[k], (int, float)) and not isinstance(r[k], bool)) for k in FIELDS
-    )
 
 
 def load_model_state(model: torch.nn.Module, state: dict, path: Path) -> None:

@@ -6,10 +6,47 @@ import json
 from pathlib import Path
 
 from ppencrypt.atomic import atomic_writer
+from ppencrypt.formats.files import FileProblem, read_regular
+from ppencrypt.formats.jsonsafe import load_json
 
+from .errors import RunDirError
 from .run import write_atomic
 
 FIELDS = ("epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "images_per_s", "seconds")
+OPTIONAL = ("test_loss", "test_acc")  # None when the run had no split to evaluate on
+MAX_METRICS = 1 << 24  # bytes of metrics.jsonl: about 200 per epoch, so some 80,000 epochs
+
+
+def is_record(r) -> bool:
+    """One line of metrics.jsonl as the trainer writes it: its fields, numbers (NaN for a run
+    that diverged; None for the test split's when there is none)."""
+    return isinstance(r, dict) and all(
+        k in r and (r[k] is None and k in OPTIONAL or isinstance(r[k], (int, float)) and not isinstance(r[k], bool)) for k in FIELDS
+    )
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """metrics.jsonl of a run directory that may come from the server (the experiment harness
+    reads it back): read as a dataset's files are (no link followed, a regular file, a FIFO not
+    waited on, at most MAX_METRICS bytes), every line strict JSON (ppencrypt.formats.jsonsafe) and
+    one record per epoch, numbered from 1, as write_metrics writes them; else RunDirError naming
+    the file (and the line) in one line."""
+    try:
+        text = read_regular(path, limit=MAX_METRICS).decode("utf-8")
+    except FileNotFoundError:
+        raise RunDirError(f"{path}: no such file (the run wrote no epoch)") from None
+    except FileProblem as e:
+        raise RunDirError(f"{path}: {e}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise RunDirError(f"{path}: cannot read ({type(e).__name__})") from None
+    rows = []
+    for number, line in enumerate(text.splitlines(), 1):
+        where = f"{path}:{number}"
+        row = load_json(line, where, RunDirError, constants=True)
+        if not is_record(row) or row["epoch"] != number:
+            raise RunDirError(f"{where}: not the metrics of epoch {number} as pptrain writes them")
+        rows.append(row)
+    return rows
 
 
 def write_metrics(path: Path, history: list[dict]) -> None:

@@ -42,9 +42,12 @@ def depth(text: str) -> int:
     return max(itertools.accumulate(map(_STEP.__getitem__, brackets)), default=0)
 
 
-def load_json(text: str, shown: str, error: type[Exception]):
+def load_json(text: str, shown: str, error: type[Exception], constants: bool = False):
     """The JSON value of ``text`` (read from the file ``shown``), or ``error`` naming the file
-    and what is wrong, in one line: ``<shown>: not valid JSON (<why>)``."""
+    and what is wrong, in one line: ``<shown>: not valid JSON (<why>)``. With ``constants``,
+    ``NaN``, ``Infinity`` and ``-Infinity`` are read as floats, for the one file that holds them
+    by design: pptrain's metrics.jsonl, where a run that diverged logs a NaN loss (a literal
+    beyond a float's range is still refused)."""
 
     def refuse(why: str) -> Exception:
         return error(f"{shown}: not valid JSON ({why})")
@@ -55,7 +58,7 @@ def load_json(text: str, shown: str, error: type[Exception]):
     if levels > MAX_DEPTH:
         raise refuse(f"nested {levels} levels deep, more than {MAX_DEPTH}")
     try:
-        doc = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
+        doc = json.loads(text, parse_constant=float if constants else _no_constant, parse_float=_finite)
     except json.JSONDecodeError as e:
         raise refuse(f"{e.msg} at line {e.lineno}") from None
     except _Refused as e:
