@@ -6,14 +6,16 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import DATA, encrypt, ppencrypt
-from PIL import Image
+from conftest import CIFAR10_NAMES, DATA, encrypt, ppencrypt
+from PIL import Image, ImageFont
 
 from ppencrypt.ciphers import method_names
 from ppencrypt.dataset import EncryptOptions
 from ppencrypt.errors import OptionError
 from ppencrypt.formats import open_dataset
 from ppencrypt.keys import load_key
+from ppencrypt.pictures import GAP
+from ppencrypt.preview import CAPTION, HEADER, compose, layout
 
 
 def test_dataset_prints_a_summary(tmp_path, cifar10_dir, key_file):
@@ -76,37 +78,74 @@ def test_inspect_plain(tmp_path, cifar10_dir):
     assert "method    plain (not encrypted)" in r.stdout and "key id" not in r.stdout
 
 
-SCALE, GAP = 3, 2  # 32-pixel images are enlarged 3x to reach 96 pixels; 2-pixel gaps
+SCALE = 3  # 32-pixel images are enlarged 3x to reach 96 pixels
 
 
-def tile(picture: np.ndarray, t: int, columns: int) -> np.ndarray:
-    """Tile t of a preview grid, shrunk back to 32 x 32."""
-    r, q = divmod(t, columns)
+def tile(picture: np.ndarray, lay, t: int) -> np.ndarray:
+    """Tile t of a preview, where its layout puts it, shrunk back to 32 x 32."""
+    x, y = lay.tiles[t]
     size = 32 * SCALE
-    y, x = GAP + r * (size + GAP), GAP + q * (size + GAP)
     return picture[y : y + size : SCALE, x : x + size : SCALE]
 
 
+def strip(picture: np.ndarray, label) -> np.ndarray:
+    left, top, right, bottom = label.box
+    return picture[top:bottom, left:right]
+
+
 def test_preview_with_key_shows_encrypted_and_decrypted(tmp_path, encrypted, key_file, cifar10):
+    """Issue 24: the grid said nothing of what it showed. Each column is headed "encrypted" or
+    "decrypted", and under each sample its class name is written: read back from the layout the
+    picture was drawn from, and seen in the pixels (a header or caption strip is not blank)."""
     picture = tmp_path / "p.png"
     r = ppencrypt("preview", encrypted, "-o", picture, "--key", key_file, "-n", 4)
     assert r.exit_code == 0 and "4 samples (encrypted | decrypted)" in r.stdout
     image = np.asarray(Image.open(picture))
-    assert image.shape == (2 * (96 + GAP) + GAP, 4 * (96 + GAP) + GAP, 3)  # 4 pairs: 2 rows of 4 tiles
+    labels = [int(v) for v in cifar10[1][5:9]]  # the train split: the samples after the 5 test ones
+    lay = layout([CIFAR10_NAMES[v] for v in labels], True, (96, 96))
+    # 4 pairs: 2 rows of 4 tiles, a header strip, a caption strip under each row
+    assert image.shape == (HEADER + 2 * (96 + CAPTION + GAP), 4 * (96 + GAP) + GAP, 3) and lay.size == image.shape[1::-1]
+    assert [h.text for h in lay.headers] == ["encrypted", "decrypted", "encrypted", "decrypted"]
+    assert [c.text for c in lay.captions] == [CIFAR10_NAMES[v] for v in labels]
     stored = open_dataset(encrypted).split("train").read().images
     for i in range(4):
-        assert np.array_equal(tile(image, 2 * i, 4), stored[i])
-        assert np.array_equal(tile(image, 2 * i + 1, 4), cifar10[0][5 + i])
+        assert np.array_equal(tile(image, lay, 2 * i), stored[i])
+        assert np.array_equal(tile(image, lay, 2 * i + 1), cifar10[0][5 + i])
+    for label in lay.headers + lay.captions:
+        assert (strip(image, label) < 128).any(), label  # text drawn, in black on the white strip
+    assert [h.box for h in lay.headers] == [(GAP + q * 98, 0, GAP + q * 98 + 96, HEADER) for q in range(4)]
+    # what a header says is in its pixels: a header of other text would draw other pixels
+    enc, dec = (strip(image, h) for h in lay.headers[:2])
+    assert np.array_equal(enc, strip(image, lay.headers[2])) and not np.array_equal(enc, dec)
 
 
-def test_preview_without_key_and_of_a_split(tmp_path, encrypted):
+def test_preview_labels_fit_their_strips(cifar10):
+    """A class name too long for its strip is cut with "...", never drawn over the next one; the
+    keyless grid heads every column "encrypted"."""
+    long = "a class name far longer than one tile is wide, as an ImageFolder's folder may be"
+    picture, lay = compose(np.full((3, 96, 96, 3), 200, np.uint8), ["cat", long, "dog"], False)
+    assert [h.text for h in lay.headers] == ["encrypted", "encrypted"]
+    assert lay.captions[0].text == "cat" and lay.captions[1].text.endswith("...") and long.startswith(lay.captions[1].text[:-3])
+    font = ImageFont.load_default()
+    for c in lay.captions:
+        left, _, right, _ = c.box
+        assert font.getlength(c.text) <= right - left
+    image = np.asarray(picture)
+    assert (strip(image, lay.captions[1]) < 128).any() and (image[lay.size[1] - GAP :] == 255).all()
+    blank = np.asarray(compose(np.full((3, 96, 96, 3), 200, np.uint8), ["", "", ""], False)[0])
+    assert not np.array_equal(strip(image, lay.captions[0]), strip(blank, lay.captions[0]))
+
+
+def test_preview_without_key_and_of_a_split(tmp_path, encrypted, cifar10):
     picture = tmp_path / "p.png"
     r = ppencrypt("preview", encrypted, "-o", picture, "--split", "test")
     assert r.exit_code == 0 and r.stdout.strip() == f"{picture}: 5 samples"
     image = np.asarray(Image.open(picture))
-    assert image.shape == (2 * (96 + GAP) + GAP, 3 * (96 + GAP) + GAP, 3)  # 5 tiles, 3 per row
+    lay = layout([CIFAR10_NAMES[int(v)] for v in cifar10[1][:5]], False, (96, 96))
+    assert image.shape == (HEADER + 2 * (96 + CAPTION + GAP), 3 * (96 + GAP) + GAP, 3)  # 5 tiles, 3 per row
     stored = open_dataset(encrypted).split("test").read().images
-    assert all(np.array_equal(tile(image, i, 3), stored[i]) for i in range(5))
+    assert all(np.array_equal(tile(image, lay, i), stored[i]) for i in range(5))
+    assert [h.text for h in lay.headers] == ["encrypted"] * 3
     assert (image[-GAP:] == 255).all()
 
 
