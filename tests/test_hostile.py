@@ -150,15 +150,16 @@ def test_a_manifest_that_says_plain_gets_no_query_in_the_clear(tmp_path, dataset
     lambda d: d.update(extra="anything the server adds"),
     lambda d: d["cipher"]["sources"].update(train="0" * 64),  # digests that let --reproduce take other data
 ], ids=["scope", "method", "salt", "classes", "shard-hash", "no-mac", "extra-field", "sources"])  # fmt: skip
-def test_every_command_that_holds_the_key_refuses_an_altered_manifest(tmp_path, dataset, key_file, change):
+def test_every_command_that_holds_the_key_refuses_an_altered_manifest(tmp_path, dataset, cifar10_dir, key_file, change):
     d = doc(dataset)
     change(d)
     save(dataset, d)
     for args in (("image", QUERY, "--like", dataset, "-o", tmp_path / "q"), ("decrypt", dataset, tmp_path / "dest"),
-                 ("preview", dataset, "-o", tmp_path / "p.png"), ("verify", dataset)):  # fmt: skip
+                 ("preview", dataset, "-o", tmp_path / "p.png"), ("verify", dataset),
+                 ("audit", dataset, "--plain", cifar10_dir, "-n", 4, "-o", tmp_path / "r")):  # fmt: skip
         line = one_line_error(ppencrypt(*args, "--key", key_file))
         assert "manifest.json: " in line and ("MAC" in line), line
-    assert not any((tmp_path / n).exists() for n in ("q", "dest", "p.png"))
+    assert not any((tmp_path / n).exists() for n in ("q", "dest", "p.png", "r.json", "r.png"))
 
 
 def test_reproduce_refuses_an_altered_manifest_before_reading_the_source(tmp_path, dataset, cifar10_dir, key_file):
@@ -498,10 +499,11 @@ def test_a_genuine_manifest_of_another_dataset_of_the_key_is_refused(tmp_path, c
     shutil.copytree(b, a)  # the swap
     other = json.loads((a / "manifest.json").read_text())["dataset_id"]
     for args in (("verify", a), ("decrypt", a, tmp_path / "dest"), ("preview", a, "-o", tmp_path / "p.png"),
-                 ("image", QUERY, "--like", a, "-o", tmp_path / "q", "--shared-mask")):  # fmt: skip
+                 ("image", QUERY, "--like", a, "-o", tmp_path / "q", "--shared-mask"),
+                 ("audit", a, "--plain", cifar10_dir, "-n", 4, "-o", tmp_path / "r")):  # fmt: skip
         line = one_line_error(ppencrypt(*args, "--key", key_file))
         assert line.startswith(f"Error: {a}: holds dataset {other}, not {meant} as ppencrypt dataset wrote there"), line
-    assert not any((tmp_path / n).exists() for n in ("q", "dest", "p.png"))
+    assert not any((tmp_path / n).exists() for n in ("q", "dest", "p.png", "r.json"))
     # On another machine (no memory of A) the user names the dataset meant.
     shutil.rmtree(client_state)
     line = one_line_error(ppencrypt("verify", a, "--key", key_file, "--dataset-id", meant))
