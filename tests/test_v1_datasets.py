@@ -86,3 +86,14 @@ def test_v1_datasets_audit(tmp_path, cifar10):
     assert r.exit_code == 0, r.output
     rows = {row["attack"]: row for row in json.loads((tmp_path / "a.json").read_text())["attacks"]}
     assert rows["identity"]["count"] == 10 and rows["known-plaintext"]["exact"] == 0  # a key per image
+
+
+def test_v1_datasets_audit_with_the_key_warns_that_nothing_authenticates_them(tmp_path, cifar10, v1_key):
+    """A version 1 manifest has no MAC: `audit --key` still audits it (as verify and decrypt do),
+    with their warning, and the report says it is unauthenticated."""
+    src = write_cifar10(tmp_path / "cifar-10-batches-py", *cifar10)
+    out = copy("cifar10-pe-image-zarr", tmp_path)
+    r = ppencrypt("audit", out, "--plain", src, "--split", "train", "-n", 4, "-o", tmp_path / "a", "--key", v1_key)
+    assert r.exit_code == 0, r.output
+    assert r.stderr.startswith(f"warning: {out / 'manifest.json'}: manifest version 1 carries no MAC")
+    assert "manifest: unauthenticated" in r.stdout and json.loads((tmp_path / "a.json").read_text())["manifest"] == "unauthenticated"
