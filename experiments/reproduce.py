@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Callable
 
 from ppencrypt.ciphers import cipher_class
+from pptrain.metrics import evaluated
 from pptrain.run import RunDir
 
 from .commands import Command, CommandFailed, Runner, command
@@ -185,7 +186,7 @@ class Harness:
         result = json.loads(scored.stdout)
         config = RunDir(run_dir).read_record()
         history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-        rec.update(accuracy=100 * result["accuracy"], loss=result["loss"], last_epoch_acc=100 * history[-1]["test_acc"],
+        rec.update(accuracy=100 * result["accuracy"], loss=result["loss"], last_epoch_acc=100 * evaluated(history[-1])[1],
                    train_s=trained.seconds, eval_s=scored.seconds, device_name=config.runtime.device_name,
                    device=config.runtime.device, adapt_resolved=config.model.adapt,
                    train_images=config.dataset.counts.get("train"), test_images=result["images"])  # fmt: skip

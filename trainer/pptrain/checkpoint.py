@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,13 +30,13 @@ from ppencrypt.atomic import atomic_writer
 from ppencrypt.formats.files import FileProblem, open_regular
 
 from .errors import CheckpointError
-from .metrics import FIELDS
+from .metrics import eval_of, fields_for
 from .record import MAX_EPOCHS
 
 FORMAT = "pptrain-checkpoint"
 VERSION = 1
 OVERHEAD = 16 << 20  # bytes beyond the tensors: the pickle, the zip's headers, the history, the optimiser's settings
-OPTIONAL = ("test_loss", "test_acc")  # history fields that are None without a test split
+PLAIN_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")  # an evaluation named after a split (manifest.py's rule), printed on resume
 
 
 def save(path: Path, epoch: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None, history: list[dict]) -> None:
@@ -169,9 +170,13 @@ def _optimizer_fits(opt, parameters: list[Shape]) -> bool:
 
 def _a_record(r) -> bool:
     """One line of metrics.jsonl: its fields, numbers (NaN for a run that diverged; None for the
-    test split's when there is none)."""
-    return isinstance(r, dict) and all(
-        k in r and (r[k] is None and k in OPTIONAL or isinstance(r[k], (int, float)) and not isinstance(r[k], bool)) for k in FIELDS
+    evaluated split's when there is none), the evaluation named after a plain split name."""
+    if not isinstance(r, dict) or not all(isinstance(k, str) for k in r):
+        return False
+    name = eval_of(r)[0]
+    optional = (f"{name}_loss", f"{name}_acc")
+    return PLAIN_NAME.fullmatch(name) is not None and all(
+        k in r and (r[k] is None and k in optional or isinstance(r[k], (int, float)) and not isinstance(r[k], bool)) for k in fields_for(name)
     )
 
 
