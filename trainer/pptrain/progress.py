@@ -80,7 +80,7 @@ class Progress:
     first_epoch: int  # this invocation's first (from 0): a resumed run estimates what is left
     device: torch.device
     train_images: int  # per epoch, all ranks
-    eval_images: int  # evaluated after every epoch, all ranks
+    eval_images: int  # forward passes only after every epoch (evaluation, BatchNorm calibration), all ranks
     width: int  # for quicker()
     terminal: bool = field(default_factory=lambda: sys.stderr.isatty())
     estimated: bool = False

@@ -64,9 +64,6 @@ class RunDir:
     def curves(self) -> Path:
         return self.path / CURVES
 
-    def holds_run(self) -> bool:
-        return self.config.exists() or self.checkpoint.exists()
-
     def holds(self) -> tuple[Holds, str | None]:
         """What the directory holds, and the first entry in it that pptrain did not write (None if none)."""
         if not self.path.exists() and not self.path.is_symlink():
@@ -80,6 +77,22 @@ class RunDir:
         if CONFIG in names or CHECKPOINT in names:
             return Holds.FOREIGN, stranger
         return (Holds.FILES if names else Holds.NOTHING), stranger
+
+    def check_start(self, overwrite: bool) -> Holds:
+        """What the directory holds, if a new run may start in it: a run only with
+        ``overwrite``, and with it nothing pptrain did not write; never someone else's
+        config.json or checkpoint.pt."""
+        holds, stranger = self.holds()
+        if holds is Holds.RUN and not overwrite:
+            raise RunDirError(f"{self.path}: already holds a run; pass --resume to continue it, --overwrite to start it afresh, "
+                              "or choose another --run-dir")  # fmt: skip
+        if holds is Holds.FOREIGN:
+            what = "holds a config.json or checkpoint.pt that is not a pptrain run's" if self.path.is_dir() else "is not a directory"
+            raise RunDirError(f"{self.path}: {what}; choose another --run-dir")
+        if overwrite and stranger is not None:
+            raise RunDirError(f"{self.path}: holds {stranger!r}, which pptrain did not write; --overwrite replaces only a "
+                              "directory that holds a pptrain run and nothing else (or is empty)")  # fmt: skip
+        return holds
 
     def _config_is_a_run_record(self) -> bool:
         """Whether config.json says it is pptrain's (any version: an old run is still a run)."""

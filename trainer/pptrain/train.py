@@ -195,16 +195,7 @@ def prepare(given: Settings, explicit: set[str], resume: bool, d: Dist, overwrit
         check_dataset(run, record.dataset, ds.manifest, shown_url(given.data), strict=True)
         holds = Holds.RUN
     else:
-        holds, stranger = run.holds()
-        if holds is Holds.RUN and not overwrite:
-            raise RunDirError(f"{run.path}: already holds a run; pass --resume to continue it, --overwrite to start it afresh, "
-                              "or choose another --run-dir")  # fmt: skip
-        if holds is Holds.FOREIGN:
-            what = "is not a directory" if stranger is None and not run.path.is_dir() else "holds a config.json or checkpoint.pt that is not a pptrain run's"
-            raise RunDirError(f"{run.path}: {what}; choose another --run-dir")
-        if overwrite and stranger is not None:
-            raise RunDirError(f"{run.path}: holds {stranger!r}, which pptrain did not write; --overwrite replaces only a "
-                              "directory that holds a pptrain run and nothing else (or is empty)")  # fmt: skip
+        holds = run.check_start(overwrite)
         asked = given
     check_split_and_recipe(asked, ds)
     asked = test_split_for(asked, ds, explicit)
@@ -278,7 +269,7 @@ def _train(given, explicit, resume, quiet, log, d: Dist, device: torch.device, o
                   batches=train_loader.batches, batch=s.batch_size))  # fmt: skip
     progress = Progress(log=log, warn=warn, speak=d.main and not quiet, every=s.progress_every, epochs=s.epochs,
                         first_epoch=start_epoch, device=device, train_images=train_loader.images,
-                        eval_images=test_loader.images if test_loader is not None else 0, width=s.width)  # fmt: skip
+                        eval_images=(test_loader.images if test_loader is not None else 0) + recipe.calibrate, width=s.width)  # fmt: skip
     aug = BatchAugment(plan.augment, m.shape, len(m.classes), s.pad, s.mix_alpha)
     loop = Loop(net=net, optimizer=optimizer, aug=aug, recipe=recipe, lr=s.lr, total_steps=train_loader.batches * s.epochs, seed=s.seed,
                 epochs=s.epochs, device=device, d=d, trace=s.trace, progress=progress, augment_from=plan.augment_from,
