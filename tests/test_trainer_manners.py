@@ -209,6 +209,37 @@ def test_the_device_model_size_estimate_and_progress_lines_are_said(shapes_pe, t
     assert PLAN.search(default.stderr) and ESTIMATE.search(default.stderr) and not LINE.search(default.stderr)  # 60 s apart
 
 
+def test_on_a_terminal_a_progress_bar_replaces_the_lines(shapes_pe, tmp_path):
+    """stderr a terminal (a pseudo-terminal here): tqdm's bar, redrawn in place, and no progress lines."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    main, other = pty.openpty()
+    fcntl.ioctl(other, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a fresh pty is 0 columns wide: no bar fits
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "pipeline"), str(ROOT / "trainer"), os.environ.get("PYTHONPATH", "")]))
+    args = [str(shapes_pe), *TINY, "--batch-size", "38", "--epochs", "1", "--progress-every", "0.001", "--run-dir", str(tmp_path / "r")]
+    proc = subprocess.Popen([sys.executable, "-m", "pptrain", *args], env=env, stdout=subprocess.DEVNULL, stderr=other)
+    os.close(other)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(main, 4096)
+        except OSError:  # the terminal's other end closed: the process is gone
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(main)
+    assert proc.wait(timeout=300) == 0
+    text = seen.decode().replace("\r\n", "\n")  # the terminal's line ends
+    shown = re.sub(r"[^\n]*\r", "", text)  # what stays on the screen: each line after its last carriage return
+    assert PLAN.search(shown) and ESTIMATE.search(shown) and not LINE.search(text)
+    bars = re.findall(r"\repoch 1/1: +(\d+)%\|[^\r\n]*\| (\d)/3 ", text)  # redrawn in place
+    assert [int(done) for _, done in bars][-1] == 3 and bars[0] == ("0", "0")
+
+
 def test_a_run_of_more_than_an_hour_on_the_cpu_is_warned_of_with_quicker_settings(shapes_pe, tmp_path):
     out = run(shapes_pe, *TINY, "--batch-size", 57, "--epochs", 1 << 20, "--stop-after", 1, "--quiet", "--run-dir", tmp_path / "r")
     m = re.search(r"^warning: this run would take about (\d+) h (\d+) min on the CPU; for a first try, --epochs 3 takes about "
