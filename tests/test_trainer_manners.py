@@ -22,7 +22,7 @@ from ppencrypt.ciphers import cipher_class, method_names
 from ppencrypt.formats import open_dataset
 from pptrain.cli import cli as pptrain
 from pptrain.metrics import curves_figure, evaluated
-from pptrain.progress import duration, quicker
+from pptrain.progress import WIDTH_EXPONENT, duration, quicker
 from pptrain.settings import ADAPT_CHOICES, ADAPT_DEFAULTS
 from pptrain.train import curves_title, default_adaptation
 from trainer_fixtures import encrypt, session_key, shapes_pe, shapes_src  # noqa: F401  (fixtures)
@@ -245,7 +245,8 @@ def test_a_run_of_more_than_an_hour_on_the_cpu_is_warned_of_with_quicker_setting
     m = re.search(r"^warning: this run would take about (\d+) h (\d+) min on the CPU; for a first try, --epochs 3 takes about "
                   r"(\d+ s|\d+ min \d+ s); or use a GPU \(--device cuda\)$", out.stderr, re.M)  # fmt: skip
     assert m and int(m.group(1)) >= 1 and out.stderr.count("\n") == 1  # --quiet keeps warnings, and only them
-    assert quicker(64, 30) == ("--width 16 --epochs 3", (16 / 64) ** 2 * 3 / 30) and quicker(16, 3) is None
+    assert quicker(64, 30) == ("--width 16 --epochs 3", (16 / 64) ** WIDTH_EXPONENT * 3 / 30) and 1 < WIDTH_EXPONENT <= 2
+    assert quicker(16, 3) == ("--width 8 --epochs 1", (8 / 16) ** WIDTH_EXPONENT / 3) and quicker(8, 1) is None
     assert quicker(8, 30) == ("--epochs 3", 0.1)
     assert [duration(s) for s in (0.2, 42, 370, 11100)] == ["1 s", "42 s", "6 min 10 s", "3 h 5 min"]
 

@@ -24,7 +24,14 @@ from tqdm import tqdm
 ESTIMATE_STEPS = 5  # steps timed after the first one (which pays for allocation, cuDNN's search, compilation)
 ESTIMATE_SECONDS = 20.0  # ... or fewer, when that many slow steps would keep the estimate waiting longer
 LONG_ON_CPU = 3600.0  # seconds of a run on a CPU worth a warning before it starts in earnest
-QUICK_WIDTH, QUICK_EPOCHS = 16, 3  # a first try on a CPU (README: 87-88 % on Fashion-MNIST at 8,000 images)
+# First tries on a CPU, the larger first (README: width 16, 3 epochs: 87-88 % on 8,000 Fashion-MNIST
+# images; make demo: width 8, 1 epoch).
+QUICK = ((16, 3), (8, 1))
+# A ResNet's work grows with the square of its width, but a narrow one uses a CPU's cores less
+# well: on the shared 2-core development machine width 16 took 10.4 s per step of 512 images and
+# width 64 40.1-73.8 s (x3.9-x7.1 as the load varied, not x16), so the time is scaled by
+# width ** 1.25 (x5.7 from 64 to 16).
+WIDTH_EXPONENT = 1.25
 EVAL_COST = 1 / 3  # an evaluated image costs about a third of a trained one: forward only, no backward
 
 
@@ -59,13 +66,14 @@ def plan_line(*, device: torch.device, world: int, model: str, parameters: int, 
 
 
 def quicker(width: int, epochs: int) -> tuple[str, float] | None:
-    """Settings for a first try, and the fraction of the run's time they take (a ResNet's work
-    grows with the square of its width); None when the run is already that small."""
-    w, e = min(width, QUICK_WIDTH), min(epochs, QUICK_EPOCHS)
-    if (w, e) == (width, epochs):
-        return None
-    args = " ".join([f"--width {w}"] * (w != width) + [f"--epochs {e}"] * (e != epochs))
-    return args, (w / width) ** 2 * e / epochs
+    """Settings for a first try (the first of :data:`QUICK` that is smaller than the run), and
+    the fraction of the run's time they take; None when the run is already that small."""
+    for quick_width, quick_epochs in QUICK:
+        w, e = min(width, quick_width), min(epochs, quick_epochs)
+        if (w, e) != (width, epochs):
+            args = " ".join([f"--width {w}"] * (w != width) + [f"--epochs {e}"] * (e != epochs))
+            return args, (w / width) ** WIDTH_EXPONENT * e / epochs
+    return None
 
 
 @dataclass(kw_only=True)
