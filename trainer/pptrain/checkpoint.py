@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,13 +29,12 @@ from ppencrypt.atomic import atomic_writer
 from ppencrypt.formats.files import FileProblem, open_regular
 
 from .errors import CheckpointError
-from .metrics import eval_of, fields_for
+from .metrics import is_record
 from .record import MAX_EPOCHS
 
 FORMAT = "pptrain-checkpoint"
 VERSION = 1
 OVERHEAD = 16 << 20  # bytes beyond the tensors: the pickle, the zip's headers, the history, the optimiser's settings
-PLAIN_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")  # an evaluation named after a split (manifest.py's rule), printed on resume
 
 
 def save(path: Path, epoch: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None, history: list[dict]) -> None:
@@ -136,7 +134,7 @@ def check_state(state: dict, shapes: Shapes, path: Path) -> None:
     epoch, history = state.get("epoch"), state.get("history")
     if not isinstance(epoch, int) or isinstance(epoch, bool) or not 0 <= epoch <= MAX_EPOCHS:
         raise CheckpointError(f"{path}: epoch {ascii(epoch)[:40]} is not in 0..{MAX_EPOCHS}")
-    if not isinstance(history, list) or len(history) != epoch or not all(_a_record(r) for r in history):
+    if not isinstance(history, list) or len(history) != epoch or not all(is_record(r) for r in history):
         raise CheckpointError(f"{path}: the history is not one record of the metrics per epoch")
 
 
@@ -166,18 +164,6 @@ def _optimizer_fits(opt, parameters: list[Shape]) -> bool:
         if entry.get("momentum_buffer") is not None and not _fits(entry["momentum_buffer"], parameters[index]):
             return False
     return True
-
-
-def _a_record(r) -> bool:
-    """One line of metrics.jsonl: its fields, numbers (NaN for a run that diverged; None for the
-    evaluated split's when there is none), the evaluation named after a plain split name."""
-    if not isinstance(r, dict) or not all(isinstance(k, str) for k in r):
-        return False
-    name = eval_of(r)[0]
-    optional = (f"{name}_loss", f"{name}_acc")
-    return PLAIN_NAME.fullmatch(name) is not None and all(
-        k in r and (r[k] is None and k in optional or isinstance(r[k], (int, float)) and not isinstance(r[k], bool)) for k in fields_for(name)
-    )
 
 
 def load_model_state(model: torch.nn.Module, state: dict, path: Path) -> None:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 from ppencrypt.atomic import atomic_writer
 
 from .run import write_atomic
 
+PLAIN_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")  # a split's name (manifest.py's rule): the evaluation's, printed on resume
 TRAIN_FIELDS = ("epoch", "lr", "train_loss", "train_acc")
 TIMING_FIELDS = ("images_per_s", "seconds")
 LEGACY = "test"  # the evaluation's name in run directories written before it followed the split
@@ -42,6 +44,19 @@ def eval_of(rec: dict) -> tuple[str, float | None, float | None]:
 def evaluated(rec: dict) -> tuple[float | None, float | None]:
     """The evaluation's (loss, accuracy) of one record, whatever the split it is named after."""
     return eval_of(rec)[1:]
+
+
+def is_record(r) -> bool:
+    """One line of metrics.jsonl as the trainer writes it: its fields, numbers (NaN for a run
+    that diverged; None for the evaluated split's when there is none), the evaluation named as
+    a split is (a checkpoint's history, checked before a resume prints any of it)."""
+    if not isinstance(r, dict) or not all(isinstance(k, str) for k in r):
+        return False
+    name = eval_of(r)[0]
+    optional = (f"{name}_loss", f"{name}_acc")
+    return PLAIN_NAME.fullmatch(name) is not None and all(
+        k in r and (r[k] is None and k in optional or isinstance(r[k], (int, float)) and not isinstance(r[k], bool)) for k in fields_for(name)
+    )
 
 
 def renamed(history: list[dict], name: str) -> list[dict]:
