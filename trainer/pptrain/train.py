@@ -260,6 +260,7 @@ def _train(given, explicit, resume, quiet, log, d: Dist, device: torch.device, o
             run.clear()
         run.path.mkdir(parents=True, exist_ok=True)
         run.write_record(run_record(plan, model, stream, device, d))
+    d.barrier()  # rank 0 has cleared (--overwrite) and written the directory before another rank writes its trace there
     trace = Trace(run.path / f"trace-rank{d.rank}.jsonl", start_epoch) if s.trace else None
 
     recipe = RECIPES[s.recipe]
