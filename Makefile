@@ -58,8 +58,7 @@ demo: install data
 	$(BIN)/ppencrypt verify out/demo
 	$(BIN)/ppencrypt inspect out/demo
 	$(BIN)/ppencrypt preview out/demo -o out/demo-preview.png --key keys/demo.key
-	rm -rf out/demo-run
-	$(BIN)/pptrain out/demo --width 8 --epochs 1 --run-dir out/demo-run
+	$(BIN)/pptrain out/demo --width 8 --epochs 1 --run-dir out/demo-run --overwrite
 	$(BIN)/pptrain eval out/demo-run out/demo
 
 encrypt: install

@@ -52,7 +52,7 @@ def ours(ds, width: int, steps: int) -> float:
     aug = BatchAugment(("crop", "flip"), m.shape, len(m.classes), pad=4)
     memory = MemoryLoader(ds, "train", BATCH, Dist(), CPU, 0, train=True)
     loop = lambda n: Loop(net=model, optimizer=opt, aug=aug, recipe=recipe, lr=0.1, total_steps=n, seed=0, epochs=1,  # noqa: E731
-                          device=CPU, d=Dist(), quiet=True)  # fmt: skip
+                          device=CPU, d=Dist())  # fmt: skip
     go = lambda n: train_epoch(loop(n), FirstBatches(memory, n), 0)  # noqa: E731
     go(WARMUP)
     t = time.perf_counter()

@@ -81,7 +81,7 @@ def train_throughput(device: torch.device, shape: tuple[int, int, int], width: i
     aug = BatchAugment(("crop", "flip"), shape, classes, pad=4)
     data = lambda n: DeviceBatches(device, shape, classes, batch, n, pool)  # noqa: E731
     loop = lambda n: Loop(net=net, optimizer=opt, aug=aug, recipe=recipe, lr=recipe.lr, total_steps=n, seed=0, epochs=1,  # noqa: E731
-                          device=device, d=Dist(), quiet=True)  # fmt: skip
+                          device=device, d=Dist())  # fmt: skip
     step = lambda n: train_epoch(loop(n), data(n), 0)  # noqa: E731
     step(warmup)  # compilation, cuDNN autotuning, allocator growth
     cuda = device.type == "cuda"

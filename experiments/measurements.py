@@ -21,6 +21,8 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from pptrain.metrics import evaluated
+
 from .errors import ExperimentError
 
 
@@ -35,9 +37,10 @@ class Measurement:
 
     @classmethod
     def from_metrics(cls, cell: str, command: str, rows: list[dict]) -> Measurement:
-        """From a run directory's metrics.jsonl rows."""
-        return cls(cell=cell, command=command, test_acc=tuple(r["test_acc"] for r in rows),
-                   test_loss=tuple(r["test_loss"] for r in rows), seconds=round(sum(r["seconds"] for r in rows), 1))  # fmt: skip
+        """From a run directory's metrics.jsonl rows (the evaluation named after its split, or
+        ``test_*`` as pptrain wrote it before)."""
+        losses, accs = zip(*(evaluated(r) for r in rows)) if rows else ((), ())
+        return cls(cell=cell, command=command, test_acc=tuple(accs), test_loss=tuple(losses), seconds=round(sum(r["seconds"] for r in rows), 1))
 
     def line(self) -> str:
         d = asdict(self)

@@ -30,7 +30,7 @@ from typing import Callable
 
 from ppencrypt.ciphers import cipher_class
 from pptrain.errors import TrainerError
-from pptrain.metrics import read_metrics
+from pptrain.metrics import evaluated, read_metrics
 from pptrain.run import METRICS, RunDir
 
 from .commands import Command, CommandFailed, Runner, command
@@ -191,7 +191,7 @@ class Harness:
             self.log(f"  failed: {e}")
             rec["error"] = str(e)
             return rec
-        last = history[-1]["test_acc"] if history else None
+        last = evaluated(history[-1])[1] if history else None
         rec.update(accuracy=100 * result["accuracy"], loss=result["loss"], last_epoch_acc=None if last is None else 100 * last,
                    train_s=trained.seconds, eval_s=scored.seconds, device_name=config.runtime.device_name,
                    device=config.runtime.device, adapt_resolved=config.model.adapt,

@@ -226,6 +226,8 @@ def test_a_checkpoint_larger_than_its_model_needs_is_not_read(trained, shapes_pe
 @pytest.mark.parametrize("change, expected", [
     (lambda s: s["optimizer"]["state"][0].__setitem__("momentum_buffer", torch.zeros(3)), "the optimiser's state does not fit the model"),
     (lambda s: s["history"][0].__setitem__("train_acc", "high"), "the history is not one record of the metrics per epoch"),
+    (lambda s: s["history"][0].update({"\x1b[2J_acc": s["history"][0].pop("test_acc"), "\x1b[2J_loss": s["history"][0].pop("test_loss")}),
+     "the history is not one record of the metrics per epoch"),
     (lambda s: s.__setitem__("epoch", -1), "epoch -1 is not in 0..1048576"),
     (lambda s: s["model"].__setitem__("fc.bias", torch.zeros(4)), "does not fit the model (fc.bias is [4] torch.float32, the model's is [3] torch.float32)"),
 ])  # fmt: skip

@@ -171,11 +171,11 @@ def test_a_dataset_with_val_but_no_test_split_evaluates_on_val(tmp_path, fmnist,
     data = encrypt(src, tmp_path / "data", session_key)
     out = run(data, *TINY, "--batch-size", 7, "--epochs", 1, "--run-dir", tmp_path / "r")
     assert "warning" not in out.stderr
-    assert metrics(tmp_path / "r")[0]["test_acc"] is not None
+    assert metrics(tmp_path / "r")[0]["val_acc"] is not None and "test_acc" not in metrics(tmp_path / "r")[0]
     assert json.loads((tmp_path / "r" / "config.json").read_text())["settings"]["test_split"] == "val"
     got = json.loads(run("eval", tmp_path / "r", data, "--json").stdout)
     assert (got["split"], got["images"]) == ("val", 6)
-    assert got["loss"] == pytest.approx(metrics(tmp_path / "r")[0]["test_loss"], rel=1e-5)
+    assert got["loss"] == pytest.approx(metrics(tmp_path / "r")[0]["val_loss"], rel=1e-5)
     r = run(data, *TINY, "--batch-size", 7, "--epochs", 1, "--test-split", "test", "--run-dir", tmp_path / "r2", code=2)
     assert f"Error: Invalid value for '--test-split': {data}: no split 'test' (it has train, val)" in r.output
     assert not (tmp_path / "r2").exists()
@@ -225,7 +225,8 @@ def test_resume_refusals(shapes_pe, shapes_src, session_key, tmp_path):
     assert r.output == f"Error: {r_dir}: no such run directory\n"
     run(shapes_pe, *TINY, "--epochs", 2, "--stop-after", 1, "--run-dir", r_dir)
     r = run(shapes_pe, *TINY, "--epochs", 2, "--run-dir", r_dir, code=1)
-    assert r.output == f"Error: {r_dir}: already holds a run; pass --resume to continue it, or choose another --run-dir\n"
+    assert r.output == (f"Error: {r_dir}: already holds a run; pass --resume to continue it, --overwrite to start it afresh, "
+                        "or choose another --run-dir\n")  # fmt: skip
     r = run(shapes_pe, "--width", 8, "--resume", "--run-dir", r_dir, code=1)
     assert r.output == (f"Error: {r_dir / 'config.json'}: this run was started with --width 4; resuming with --width 8 would not "
                         "continue it (start a new --run-dir instead)\n")  # fmt: skip
@@ -236,7 +237,8 @@ def test_resume_refusals(shapes_pe, shapes_src, session_key, tmp_path):
     assert r.output.startswith(f"Error: {other}: its key id is {load_key(other_key).key_id}, but run {r_dir} was trained on ")
     (r_dir / "checkpoint.pt").unlink()
     r = run(shapes_pe, "--resume", "--run-dir", r_dir, code=1)
-    assert r.output == f"Error: {r_dir}: no checkpoint.pt to resume from (the run stopped before its first epoch ended)\n"
+    assert r.output == (f"Error: {r_dir}: no checkpoint.pt to resume from (the run stopped before its first epoch ended); "
+                        "run the same command without --resume to start it afresh\n")  # fmt: skip
 
 
 def test_eval_refusals(trained, tmp_path, cifar10_dir, session_key, shapes_pe):

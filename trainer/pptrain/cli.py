@@ -25,6 +25,7 @@ from .recipe import MIN_STEPS, RECIPES
 from .settings import ADAPT_CHOICES, STEM_CHOICES, Settings, default, help_of
 
 SUBCOMMAND_HELP = ("-h", "--help", "--version")
+OFF = "  [default: off]"  # a flag's default, which click shows only for flags that default to on
 
 
 class Command(click.Command):
@@ -54,9 +55,11 @@ def setting(name: str, *decls: str, help: str | None = None, **kwargs):
     (settings.py), so they are stated once. ``--name`` unless ``decls`` say otherwise."""
     value = kwargs.pop("default", default(name))
     kwargs.setdefault("show_default", value is not None and not isinstance(value, bool) and value != "")
+    help = help or help_of(name)
     if isinstance(value, bool):
         kwargs.setdefault("is_flag", True)
-    return click.option(*(decls or ("--" + name.replace("_", "-"),)), default=value, help=help or help_of(name), **kwargs)
+        help += OFF if not value else ""
+    return click.option(*(decls or ("--" + name.replace("_", "-"),)), default=value, help=help, **kwargs)
 
 
 def _recipe_help() -> str:
@@ -101,13 +104,16 @@ def cli():
 @setting("pad", type=int)
 @setting("mix_alpha", type=float)
 @setting("adapt", type=click.Choice(ADAPT_CHOICES))
-@click.option("--no-adapt", is_flag=True, help="Same as --adapt none.")
+@click.option("--no-adapt", is_flag=True, help="Same as --adapt none." + OFF)
 @setting("width", type=int)
 @setting("stem", type=click.Choice(STEM_CHOICES))
 @DEVICE
 @setting("seed", type=int)
 @setting("run_dir", type=click.Path(file_okay=False), default=None)
-@click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its checkpoint.")
+@click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its checkpoint." + OFF)
+@click.option("--overwrite", is_flag=True, help="Start afresh in a --run-dir that holds a run, removing its files; a "
+              "directory that holds anything else is refused. (A run that never finished an epoch is replaced "
+              "without it.)" + OFF)  # fmt: skip
 @setting("compile")
 @WORKERS
 @setting("stream")
@@ -120,16 +126,18 @@ def cli():
 @setting("test_split")
 @setting("stop_after", type=click.IntRange(min=1))
 @setting("trace")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar or per-epoch lines (the summary stays).")
+@setting("progress_every", type=click.FloatRange(min=0), metavar="SECONDS")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or lines, no per-epoch lines, no estimate (warnings "
+              "and the summary stay)." + OFF)  # fmt: skip
 @click.pass_context
-def train(ctx, resume, quiet, **options):
-    """Train on dataset OUT (from `ppencrypt dataset`; a folder or a URL), evaluating on its test split each epoch."""
+def train(ctx, resume, overwrite, quiet, **options):
+    """Train on dataset OUT (from `ppencrypt dataset`; a folder or a URL), evaluating on its test split (or val) each epoch."""
     from .train import train as run_training
 
     given = Settings.from_options(**options)
     explicit = {Settings.field_of(p) for p in ctx.params
                 if ctx.get_parameter_source(p) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)}  # fmt: skip
-    outcome = run_training(given, explicit, resume=resume, quiet=quiet, log=lambda line: click.echo(line, err=True))
+    outcome = run_training(given, explicit, resume=resume, quiet=quiet, log=lambda line: click.echo(line, err=True), overwrite=overwrite)
     if outcome.main:
         click.echo(outcome.summary)
 
@@ -142,7 +150,7 @@ def train(ctx, resume, quiet, **options):
 @DEVICE
 @MEMORY_LIMIT
 @WORKERS
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a sentence.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a sentence." + OFF)
 def eval_(run, out, split, batch_size, device, memory_limit, workers, as_json):
     """Accuracy and loss of trained RUN on a split of dataset OUT."""
     from .infer import evaluate_run, load_run

@@ -10,17 +10,16 @@ what training reported.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from .augment import BatchAugment, normalise
 from .device import model_input
 from .distributed import Dist
 from .loader import Loader
+from .progress import Progress
 from .recipe import Recipe
 from .seeding import AUGMENT, epoch_rng
 
@@ -38,7 +37,7 @@ class Loop:
     device: torch.device
     d: Dist
     trace: bool = False  # keep the sample indices of every batch
-    quiet: bool = False
+    progress: Progress | None = None  # the bar or progress lines, the estimate (progress.py); None: silent
     augment_from: int = 1  # the first epoch (from 1) whose batches are augmented
     augment_until: int | None = None  # the last one (None: the last epoch)
 
@@ -67,8 +66,7 @@ def train_epoch(loop: Loop, loader: Loader, epoch: int) -> EpochStats:
     cuda = device.type == "cuda"
     step = epoch * loader.batches
     lr = loop.lr
-    bar = tqdm(total=loader.batches, desc=f"epoch {epoch + 1}/{loop.epochs}", unit="batch", file=sys.stderr,
-               disable=True if (loop.quiet or not loop.d.main) else None, leave=False, dynamic_ncols=True)  # fmt: skip
+    meter = loop.progress.epoch(epoch, loader.batches) if loop.progress is not None else None
     for images, labels, indices in loader.epoch(epoch):
         lr = loop.recipe.lr_at(loop.lr, step, loop.total_steps, loader.batches)
         for group in loop.optimizer.param_groups:
@@ -87,9 +85,11 @@ def train_epoch(loop: Loop, loader: Loader, epoch: int) -> EpochStats:
         step += 1
         if loop.trace:
             seen.append(indices.cpu())
-        bar.update(1)
-    bar.close()
+        if meter is not None:
+            meter.step(lambda: (loss_sum / max(count, 1)).item())
     loss, accuracy = _mean(loop.d, loss_sum, correct, count, device)
+    if meter is not None:
+        meter.close()
     return EpochStats(loss, accuracy, lr, seen)
 
 

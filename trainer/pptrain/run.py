@@ -9,7 +9,10 @@ only a regular file (a FIFO cannot block the open), at most a size known before 
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import asdict, dataclass, fields
+from enum import Enum
 from pathlib import Path
 
 import torch
@@ -19,13 +22,26 @@ from ppencrypt.formats import Manifest
 from ppencrypt.formats.files import FileProblem, read_regular
 
 from .errors import RunDirError
-from .record import DatasetRecord, RunRecord, RuntimeRecord
+from .record import FORMAT as RECORD_FORMAT, DatasetRecord, RunRecord, RuntimeRecord
 from .settings import PER_INVOCATION, Settings
 
 CONFIG, METRICS, CHECKPOINT, CURVES = "config.json", "metrics.jsonl", "checkpoint.pt", "curves.png"
 # What must agree between a run and a dataset it continues on (a moved or re-stored copy is fine).
 IDENTITY = ("method", "key_scope", "key_id", "shape", "classes")
 MAX_CONFIG = 1 << 22  # bytes of config.json: the class names of the largest manifest (1 MiB) and room for the rest
+# Every name pptrain writes in a run directory: the files above, --trace's, and what an atomic
+# write killed half-way leaves (ppencrypt.atomic: .<name>.<16 hex digits>.tmp).
+OURS = re.compile(r"\.?(config\.json|metrics\.jsonl|checkpoint\.pt|curves\.png|trace-rank\d+\.jsonl)(\.[0-9a-f]{16}\.tmp)?")
+
+
+class Holds(Enum):
+    """What a --run-dir holds, as far as starting a run there goes."""
+
+    NOTHING = "nothing"  # absent, or an empty directory
+    FILES = "files"  # files of someone else's and no run: a run is written beside them, --overwrite refused
+    UNSTARTED = "unstarted"  # a run's config.json, but no epoch finished: nothing to lose by starting afresh
+    RUN = "run"  # a run with a checkpoint: --resume continues it, --overwrite replaces it
+    FOREIGN = "foreign"  # not a directory, or a config.json / checkpoint.pt that is not a pptrain run's
 
 
 @dataclass
@@ -48,8 +64,50 @@ class RunDir:
     def curves(self) -> Path:
         return self.path / CURVES
 
-    def holds_run(self) -> bool:
-        return self.config.exists() or self.checkpoint.exists()
+    def holds(self) -> tuple[Holds, str | None]:
+        """What the directory holds, and the first entry in it that pptrain did not write (None if none)."""
+        if not self.path.exists() and not self.path.is_symlink():
+            return Holds.NOTHING, None
+        if not self.path.is_dir():
+            return Holds.FOREIGN, None
+        names = sorted(p.name for p in self.path.iterdir())
+        stranger = next((n for n in names if not OURS.fullmatch(n)), None)
+        if CONFIG in names and self._config_is_a_run_record():
+            return (Holds.RUN if CHECKPOINT in names else Holds.UNSTARTED), stranger
+        if CONFIG in names or CHECKPOINT in names:
+            return Holds.FOREIGN, stranger
+        return (Holds.FILES if names else Holds.NOTHING), stranger
+
+    def check_start(self, overwrite: bool) -> Holds:
+        """What the directory holds, if a new run may start in it: a run only with
+        ``overwrite``, and with it nothing pptrain did not write; never someone else's
+        config.json or checkpoint.pt."""
+        holds, stranger = self.holds()
+        if holds is Holds.RUN and not overwrite:
+            raise RunDirError(f"{self.path}: already holds a run; pass --resume to continue it, --overwrite to start it afresh, "
+                              "or choose another --run-dir")  # fmt: skip
+        if holds is Holds.FOREIGN:
+            what = "holds a config.json or checkpoint.pt that is not a pptrain run's" if self.path.is_dir() else "is not a directory"
+            raise RunDirError(f"{self.path}: {what}; choose another --run-dir")
+        if overwrite and stranger is not None:
+            raise RunDirError(f"{self.path}: holds {stranger!r}, which pptrain did not write; --overwrite replaces only a "
+                              "directory that holds a pptrain run and nothing else (or is empty)")  # fmt: skip
+        return holds
+
+    def _config_is_a_run_record(self) -> bool:
+        """Whether config.json says it is pptrain's (any version: an old run is still a run)."""
+        try:
+            doc = json.loads(read_regular(self.config, limit=MAX_CONFIG))
+        except (OSError, FileProblem, ValueError, RecursionError):
+            return False
+        return isinstance(doc, dict) and doc.get("format") == RECORD_FORMAT
+
+    def clear(self) -> None:
+        """Remove every file pptrain wrote here (holds() found nothing else): the directory
+        itself stays, so a link or mount point the user made is kept."""
+        for p in self.path.iterdir():
+            if OURS.fullmatch(p.name) and (p.is_file() or p.is_symlink()):
+                p.unlink()
 
     def write_record(self, record: RunRecord) -> None:
         write_atomic(self.config, record.to_json())

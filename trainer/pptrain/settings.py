@@ -16,11 +16,26 @@ from pathlib import Path
 from ppencrypt.formats import dataset_name
 
 from .errors import OptionError
-from .recipe import RECIPES, Recipe
+from .recipe import MIN_STEPS, RECIPES, Recipe
 
 DEFAULT_AUGMENT = ("crop", "flip")  # [P]'s augmentation: shift by pad-and-crop, horizontal flip
 ADAPT_CHOICES = ("pixel", "invariant", "tanaka", "none")  # the adaptation networks of model.py
 STEM_CHOICES = ("auto", "cifar", "imagenet")  # model.py; auto: by image size
+# --adapt's default per built-in method, as train.default_adaptation decides it from the manifest's
+# cipher section. pptrain never imports the ciphers, so the methods are named here for the help;
+# test_trainer_manners checks every registered method against the code.
+ADAPT_DEFAULTS = {"invariant": ("pe", "np"), "tanaka": ("le", "ele", "etc"), "pixel": ("plain",)}
+
+
+def _listed(names) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+ADAPT_DEFAULT_HELP = "by the dataset's cipher: " + ", ".join(f"{a} for {_listed(m)}" for a, m in ADAPT_DEFAULTS.items())
+RECIPE_EPOCHS = ", ".join(f"{name} {r.epochs}" for name, r in RECIPES.items())
+RECIPE_BATCH = ", ".join(f"{name} {f'sized to the train split (at most {r.batch_size}, at least {MIN_STEPS} steps per epoch)' if r.scaled else r.batch_size}"
+                         for name, r in RECIPES.items())  # fmt: skip
+RECIPE_LR = ", ".join(f"{name} {f'{r.lr} x sqrt(batch/{r.batch_size})' if r.scaled else r.lr}" for name, r in RECIPES.items())
 MAX_WIDTH = 1024  # --width: 2.9e9 parameters already; a run record claiming more is refused (record.py)
 
 
@@ -48,7 +63,7 @@ class Settings:
     shuffle_buffer: int = setting(20_000, "Samples mixed across shards when streaming.")
     prefetch: int = setting(2, "Shards each streaming reader fetches ahead, in threads, while it decodes one (0: none).")
     cache_dir: str = setting("", "For a URL dataset: keep its downloaded files here (named by their hash, checked on every "
-                                 "read), so later epochs and runs do not download them again. [no cache]")
+                                 "read), so later epochs and runs do not download them again. [default: no cache]")
     cache_limit: int = setting(10_240, "MiB the --cache-dir may hold; the least recently used files go first.")
     # --- augmentation (augment.py), applied to ciphertext on the device
     augment: tuple[str, ...] | None = setting(
@@ -71,23 +86,26 @@ class Settings:
     # --- model (model.py)
     width: int = setting(64, f"Base channels (64 is ResNet-18; the stages have width x 1, 2, 4, 8; at most {MAX_WIDTH}).")
     adapt: str | None = setting(
-        None, "Adaptation network: pixel ([P]'s 1x1 convolutions), tanaka (the block-wise baselines', block side "
-        "from the manifest), none. [default: the one the manifest names for its cipher: tanaka for block "
-        "ciphers, else pixel]",
+        None, "Adaptation network in front of the ResNet: pixel ([P]'s 1x1 convolutions); invariant (the same "
+        "behind a fixed statistic that the cipher's pixel group leaves unchanged, so a key per image and a "
+        "dataset key look alike to it); tanaka (the block-wise baselines', block side from the manifest); none "
+        f"(the ResNet takes the image). [default: {ADAPT_DEFAULT_HELP}]",
     )  # fmt: skip
     stem: str = setting("auto", "ResNet stem: cifar (3x3, stride 1), imagenet (7x7 stride 2 + max-pool), auto "
                         "(cifar up to 64 px, imagenet above).")  # fmt: skip
     # --- optimisation; None: the recipe's value
     recipe: str = setting("fast", "Training recipe (recipe.py).")
-    epochs: int | None = setting(None, "Passes over the train split [recipe's].")
-    batch_size: int | None = setting(None, "Images per optimiser step, all processes together [recipe's].")
-    lr: float | None = setting(None, "Peak learning rate [recipe's].")
+    epochs: int | None = setting(None, f"Passes over the train split. [default: the recipe's: {RECIPE_EPOCHS}]")
+    batch_size: int | None = setting(None, f"Images per optimiser step, all processes together. [default: the recipe's: {RECIPE_BATCH}]")
+    lr: float | None = setting(None, f"Peak learning rate. [default: the recipe's: {RECIPE_LR}]")
     # --- runtime
     device: str = setting("auto", "auto (CUDA when present, else CPU), cpu, cuda, cuda:N.")
     seed: int = setting(0, "Seeds the model, data order and augmentation.")
     compile: bool = setting(False, "torch.compile the model.")
-    run_dir: str = setting("", "Run directory: config.json, metrics.jsonl, checkpoint.pt, curves.png [runs/<name of OUT>].")
-    stop_after: int | None = setting(None, "Stop after this epoch; --resume continues later.")
+    run_dir: str = setting("", "Run directory: config.json, metrics.jsonl, checkpoint.pt, curves.png. [default: runs/<name of OUT>]")
+    stop_after: int | None = setting(None, "Stop after this epoch; --resume continues later. [default: the last epoch]")
+    progress_every: float = setting(60.0, "Seconds between progress lines (rate, ETA, loss) when stderr is not a terminal "
+                                    "(Slurm, CI, a log file); on a terminal a progress bar. 0: none.")  # fmt: skip
     trace: bool = setting(False, "Each process records the sample indices of its batches (trace-rank<R>.jsonl).")
 
     @classmethod
@@ -173,4 +191,5 @@ def help_of(name: str) -> str:
 # Options a --resume takes afresh from its own command line: they change where and how fast a
 # run goes, not its result (read-ahead keeps the order; the cache holds verified bytes). Every other option comes from config.json (the loader options
 # too: the streaming order depends on the worker count and on streaming at all).
-PER_INVOCATION = frozenset({"data", "run_dir", "device", "compile", "stop_after", "trace", "prefetch", "cache_dir", "cache_limit"})
+PER_INVOCATION = frozenset({"data", "run_dir", "device", "compile", "stop_after", "trace", "prefetch", "cache_dir", "cache_limit",
+                            "progress_every"})  # fmt: skip

@@ -25,7 +25,7 @@ from typing import Callable
 import torch
 
 from ppencrypt.atomic import open_append, write_file
-from ppencrypt.formats import Dataset, ShardCache, dataset_name, open_dataset, shown_url
+from ppencrypt.formats import Dataset, Manifest, ShardCache, dataset_name, open_dataset, shown_url
 
 from . import checkpoint, distributed
 from .augment import BatchAugment, block_method_warning, parse_augment
@@ -36,11 +36,12 @@ from .distributed import Dist
 from .errors import OptionError, RunDirError
 from .loader import Loader
 from .loop import EpochStats, Loop, evaluate, train_epoch
-from .metrics import epoch_line, plot_curves, summary_line, write_metrics
+from .metrics import epoch_line, eval_name, plot_curves, renamed, summary_line, write_metrics
 from .model import INVARIANT_GROUPS, TANAKA_BLOCK, PrivacyResNet, stem_for
+from .progress import Progress, plan_line
 from .recipe import RECIPES
 from .record import VERSION, DatasetRecord, ModelRecord, Resolved, RunRecord
-from .run import RunDir, check_dataset, resume_settings, runtime_record
+from .run import Holds, RunDir, check_dataset, resume_settings, runtime_record
 from .settings import DEFAULT_AUGMENT, Settings
 
 
@@ -70,6 +71,7 @@ class TrainPlan:
     group: str | None  # invariant's pixel group
     stem: str  # cifar | imagenet
     copies: int  # client-augmented copies per image in the train split (1: none)
+    holds: Holds  # what --run-dir held: the run to continue, one to replace (--overwrite, or never past epoch 1), or nothing
 
     def new_model(self) -> PrivacyResNet:
         """The network this run trains, initialised afresh (its shapes only, under the meta device)."""
@@ -173,10 +175,12 @@ def augment_window(s: Settings) -> tuple[int, int]:
     return s.augment_from or 1, until
 
 
-def prepare(given: Settings, explicit: set[str], resume: bool, d: Dist) -> TrainPlan:
+def prepare(given: Settings, explicit: set[str], resume: bool, d: Dist, overwrite: bool = False) -> TrainPlan:
     """The settings as asked and resolved, the run directory, the dataset, the checkpoint to
     continue from, and the choices that depend on the dataset — each made once, here."""
     run = RunDir(Path(given.run_dir))
+    if resume and overwrite:
+        raise OptionError("--overwrite", "--overwrite starts the run afresh, --resume continues it: pass one of them")
     ds = open_dataset(given.data, cache=shard_cache(given))
     if resume:
         record = run.read_record()
@@ -186,12 +190,13 @@ def prepare(given: Settings, explicit: set[str], resume: bool, d: Dist) -> Train
                 "differed; pptrain eval and predict read it, but resuming would not continue it"
             )  # fmt: skip
         if not run.checkpoint.exists():
-            raise RunDirError(f"{run.path}: no checkpoint.pt to resume from (the run stopped before its first epoch ended)")
+            raise RunDirError(f"{run.path}: no checkpoint.pt to resume from (the run stopped before its first epoch ended); "
+                              "run the same command without --resume to start it afresh")  # fmt: skip
         asked = resume_settings(run, record.settings, given, explicit)
         check_dataset(run, record.dataset, ds.manifest, shown_url(given.data), strict=True)
+        holds = Holds.RUN
     else:
-        if run.holds_run():
-            raise RunDirError(f"{run.path}: already holds a run; pass --resume to continue it, or choose another --run-dir")
+        holds = run.check_start(overwrite)
         asked = given
     check_split_and_recipe(asked, ds)
     asked = test_split_for(asked, ds, explicit)
@@ -208,7 +213,8 @@ def prepare(given: Settings, explicit: set[str], resume: bool, d: Dist) -> Train
     if augment_until < augment_from:
         augment = ()  # a short run under the recipe's schedule
     plan = TrainPlan(asked=asked, s=s, run=run, ds=ds, state=None, augment=augment, augment_from=augment_from,
-                     augment_until=augment_until, adapt=adapt, block=block, group=group, stem=stem, copies=copies)  # fmt: skip
+                     augment_until=augment_until, adapt=adapt, block=block, group=group, stem=stem, copies=copies,
+                     holds=holds)  # fmt: skip
     if resume:  # checked against the model the run builds, on the meta device, before that is allocated
         plan.state = checkpoint.load(run.checkpoint, checkpoint.shapes_of(plan.new_model))
     return plan
@@ -220,20 +226,22 @@ def shard_cache(s: Settings) -> ShardCache | None:
 
 
 def train(given: Settings, explicit: set[str] = frozenset(), resume: bool = False, quiet: bool = False,
-          log: Callable[[str], None] = lambda line: print(line, file=sys.stderr)) -> Outcome:  # fmt: skip
+          log: Callable[[str], None] = lambda line: print(line, file=sys.stderr), overwrite: bool = False) -> Outcome:  # fmt: skip
+    """``overwrite``: start afresh in a --run-dir that holds a run (run.py's Holds.RUN)."""
     d = distributed.from_env()
     device = pick_device(given.device, d)
     distributed.start(d, device)
     try:
-        return _train(given, explicit, resume, quiet, log, d, device)
+        return _train(given, explicit, resume, quiet, log, d, device, overwrite)
     finally:
         d.close()
 
 
-def _train(given, explicit, resume, quiet, log, d: Dist, device: torch.device) -> Outcome:
-    plan = prepare(given, explicit, resume, d)
+def _train(given, explicit, resume, quiet, log, d: Dist, device: torch.device, overwrite: bool) -> Outcome:
+    plan = prepare(given, explicit, resume, d, overwrite)
     d.barrier()  # every rank has checked the run directory before rank 0 writes into it
     s, m, run = plan.s, plan.ds.manifest, plan.run
+    say = log if d.main and not quiet else (lambda text: None)
     warn = (lambda text: log(f"warning: {text}")) if d.main else (lambda text: None)
     warning = block_method_warning(plan.augment, m.cipher.method, m.cipher.pixelwise)
     if warning:
@@ -244,18 +252,30 @@ def _train(given, explicit, resume, quiet, log, d: Dist, device: torch.device) -
 
     train_loader, test_loader, stream = build_loaders(plan, d, device, warn)
     model, net, optimizer = build_training(plan, device, d)
-    start_epoch, history = (int(plan.state["epoch"]), list(plan.state["history"])) if plan.state is not None else (0, [])
+    name = eval_name(s.test_split)
+    start_epoch, history = (int(plan.state["epoch"]), renamed(list(plan.state["history"]), name)) if plan.state is not None else (0, [])
     if d.main:
+        if not resume and plan.holds in (Holds.RUN, Holds.UNSTARTED):
+            if plan.holds is Holds.UNSTARTED and not overwrite:
+                say(f"{run.path}: its run never finished an epoch (no checkpoint.pt); starting it afresh")
+            run.clear()
         run.path.mkdir(parents=True, exist_ok=True)
         run.write_record(run_record(plan, model, stream, device, d))
+    d.barrier()  # rank 0 has cleared (--overwrite) and written the directory before another rank writes its trace there
     trace = Trace(run.path / f"trace-rank{d.rank}.jsonl", start_epoch) if s.trace else None
 
     recipe = RECIPES[s.recipe]
+    last = s.epochs if s.stop_after is None else min(s.epochs, s.stop_after)
+    parameters = sum(p.numel() for p in model.parameters())
+    say(plan_line(device=device, world=d.world, model=model_name(plan), parameters=parameters, epochs=s.epochs, first_epoch=start_epoch,
+                  batches=train_loader.batches, batch=s.batch_size))  # fmt: skip
+    progress = Progress(log=log, warn=warn, speak=d.main and not quiet, every=s.progress_every, epochs=s.epochs,
+                        first_epoch=start_epoch, device=device, train_images=train_loader.images,
+                        eval_images=(test_loader.images if test_loader is not None else 0) + recipe.calibrate, width=s.width)  # fmt: skip
     aug = BatchAugment(plan.augment, m.shape, len(m.classes), s.pad, s.mix_alpha)
     loop = Loop(net=net, optimizer=optimizer, aug=aug, recipe=recipe, lr=s.lr, total_steps=train_loader.batches * s.epochs, seed=s.seed,
-                epochs=s.epochs, device=device, d=d, trace=s.trace, quiet=quiet, augment_from=plan.augment_from,
+                epochs=s.epochs, device=device, d=d, trace=s.trace, progress=progress, augment_from=plan.augment_from,
                 augment_until=plan.augment_until)  # fmt: skip
-    last = s.epochs if s.stop_after is None else min(s.epochs, s.stop_after)
     for epoch in range(start_epoch, last):
         t0 = time.perf_counter()
         stats = train_epoch(loop, train_loader, epoch)
@@ -263,20 +283,32 @@ def _train(given, explicit, resume, quiet, log, d: Dist, device: torch.device) -
         if recipe.calibrate:
             calibrate(model, train_loader, recipe.calibrate, loop.augment(epoch), s.seed, epoch, device, d)
         test_loss, test_acc = evaluate(net, test_loader, device, d) if test_loader is not None else (None, None)
-        rec = epoch_record(epoch, stats, test_loss, test_acc, train_loader.images / train_seconds, time.perf_counter() - t0)
+        rec = epoch_record(epoch, stats, name, test_loss, test_acc, train_loader.images / train_seconds, time.perf_counter() - t0)
         history.append(rec)
         if trace is not None:
             trace.write(epoch, d.rank, stats.seen)
         if d.main:
             checkpoint.save(run.checkpoint, epoch + 1, model, optimizer, history)
             write_metrics(run.metrics, history)
-            plot_curves(run.curves, history, f"{dataset_name(s.data)}: {m.cipher.method}, width {s.width}")
-            if not quiet:
-                log(epoch_line(rec, s.epochs))
+            plot_curves(run.curves, history, curves_title(s.data, m, s.width, plan.adapt))
+            say(epoch_line(rec, s.epochs))
         d.barrier()
     if d.main and not run.metrics.exists():
         write_metrics(run.metrics, history)
     return Outcome(run.path, history, s.epochs, summary_line(run.path, history, s.epochs), d.main)
+
+
+def model_name(plan: TrainPlan) -> str:
+    """What the run trains, in words: the ResNet, its width and stem, the network in front of it."""
+    front = "no adaptation network" if plan.adapt == "none" else f"the {plan.adapt} adaptation network"
+    return f"ResNet-18 at width {plan.s.width} ({plan.stem} stem) behind {front}"
+
+
+def curves_title(data: str, m: Manifest, width: int, adapt: str) -> str:
+    """curves.png's title: the data, its encryption (method, key scope) and the model."""
+    scope = f", {m.cipher.key_scope} key scope" if m.cipher.key_id is not None and m.cipher.key_scope else ""
+    front = "no adaptation" if adapt == "none" else f"{adapt} adaptation"
+    return f"{dataset_name(data)}: {m.cipher.method}{scope}; ResNet-18 width {width}, {front}"
 
 
 def build_loaders(plan: TrainPlan, d: Dist, device: torch.device, warn) -> tuple[Loader, Loader | None, bool]:
@@ -329,10 +361,10 @@ def run_record(plan: TrainPlan, model: torch.nn.Module, stream: bool, device: to
     )
 
 
-def epoch_record(epoch: int, stats: EpochStats, test_loss, test_acc, images_per_s: float, seconds: float) -> dict:
-    """One line of metrics.jsonl (metrics.FIELDS)."""
+def epoch_record(epoch: int, stats: EpochStats, name: str, loss, acc, images_per_s: float, seconds: float) -> dict:
+    """One line of metrics.jsonl (metrics.fields_for): the evaluation named ``name``, after its split."""
     return {"epoch": epoch + 1, "lr": stats.lr, "train_loss": stats.loss, "train_acc": stats.accuracy,
-            "test_loss": test_loss, "test_acc": test_acc, "images_per_s": images_per_s, "seconds": seconds}  # fmt: skip
+            f"{name}_loss": loss, f"{name}_acc": acc, "images_per_s": images_per_s, "seconds": seconds}  # fmt: skip
 
 
 class Trace:
