@@ -1,0 +1,143 @@
+"""WebDataset shards as a source: ``*.tar`` files in a folder or under a URL prefix, or a
+brace pattern (``s3://bucket/imagenet/train-{000000..001023}.tar``).
+
+Members are grouped into samples as webdataset groups them: by key, the member's path up to
+the first dot of its base name, consecutive members with one key making one sample. A sample's
+image is its ``jpg``, ``jpeg``, ``png`` or ``webp`` member; its label the ``cls`` member (an
+integer), else ``json`` (its ``label`` field), else ``txt`` (an integer or a class name).
+Class names come from ``--classes FILE`` or a ``classes.txt`` beside the shards, else they are
+the label numbers. Sample order: shards in sorted (or the pattern's) order, samples in tar
+order. One task per shard, streamed member by member; member names stay in messages, never in
+the output.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from ..errors import BadImageError, SourceError
+from .base import Chunk
+from .place import Place
+from .streamed import Labels, Spec, chunk_of, decoded_or_bad, first_spec
+from .tarstream import TarStream
+
+IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")  # in this order of preference
+LABEL_EXTS = ("cls", "json", "txt")
+MAX_IMAGE = 64 << 20  # bytes of an image member; a larger one is an error naming it
+MAX_LABEL = 64 << 10  # bytes of a label member
+
+
+def split_key(name: str) -> tuple[str, str]:
+    """webdataset's rule: key = the path up to the first dot of the base name, ext = the rest."""
+    slash = name.rfind("/") + 1
+    dot = name.find(".", slash)
+    return (name, "") if dot < 0 else (name[:dot], name[dot + 1 :].lower())
+
+
+def _wanted(name: str) -> int:
+    ext = split_key(name)[1]
+    return MAX_IMAGE if ext in IMAGE_EXTS else MAX_LABEL if ext in LABEL_EXTS else 0
+
+
+def samples(place: Place, rel: str):
+    """(key, {ext: bytes}) of a shard, in tar order, streamed."""
+    shown = place.shown(rel)
+    with place.open(rel) as f:
+        key, parts = None, {}
+        for name, data in TarStream(f, shown).members(_wanted):
+            k, ext = split_key(name)
+            if k != key:
+                if key is not None:
+                    yield key, parts
+                key, parts = k, {}
+            if data is not None:
+                parts[ext] = data
+        if key is not None:
+            yield key, parts
+
+
+def image_of(parts: dict) -> bytes | None:
+    return next((parts[e] for e in IMAGE_EXTS if e in parts), None)
+
+
+def label_of(parts: dict, name: str, labels: Labels) -> int:
+    if "cls" in parts:
+        return labels(parts["cls"], name)
+    if "json" in parts:
+        try:
+            doc = json.loads(parts["json"])
+        except (ValueError, UnicodeDecodeError):
+            raise SourceError(f"{name}: its json member is not JSON") from None
+        if not isinstance(doc, dict) or "label" not in doc:
+            raise SourceError(f"{name}: its json member has no 'label' field")
+        return labels(doc["label"], name)
+    if "txt" in parts:
+        return labels(parts["txt"], name)
+    raise SourceError(f"{name}: no label (a cls, json or txt member)")
+
+
+@dataclass
+class WdsTask:
+    place: Place
+    shard: str  # relative to place
+    spec: Spec
+    labels: Labels
+    skip_bad: bool
+
+    def describe(self) -> str:
+        return self.place.shown(self.shard)
+
+    def run(self) -> Chunk:
+        images, labels, bad = [], [], []
+        shown = self.describe()
+        for key, parts in samples(self.place, self.shard):
+            name = f"{shown}:{key}"
+            data = image_of(parts)
+            if data is None:
+                if not parts:
+                    continue  # members no sample needs (a __key__-less extra), as webdataset drops them
+                e = BadImageError(name, f"no image ({', '.join(IMAGE_EXTS)} member)")
+                if not self.skip_bad:
+                    raise e
+                bad.append((e.name, e.reason))
+                continue
+            label = label_of(parts, name, self.labels)
+            image = decoded_or_bad(data, name, self.spec, self.skip_bad, bad)
+            if image is not None:
+                images.append(image)
+                labels.append(label)
+        return chunk_of(images, labels, bad, self.spec.channels)
+
+
+@dataclass
+class WdsLoader:
+    place: Place
+    shards: list[str]
+    spec: Spec
+    labels: Labels
+    skip_bad: bool
+    parallel = True
+    count = None  # unknown until read: a tar does not say how many samples it holds
+
+    @property
+    def inputs(self) -> list[str]:
+        return self.shards
+
+    def tasks(self):
+        for rel in self.shards:
+            yield WdsTask(self.place, rel, self.spec, self.labels, self.skip_bad)
+
+
+def probe(place: Place, shards: list[str], size: int | None, skip_bad: bool) -> Spec:
+    """The spec from the first image that decodes (the first one, without --skip-bad)."""
+    for rel in shards:
+        for key, parts in samples(place, rel):
+            data = image_of(parts)
+            if data is not None:
+                try:
+                    return first_spec(data, f"{place.shown(rel)}:{key}", size)
+                except BadImageError:
+                    if not skip_bad:
+                        raise
+    raise SourceError(f"{place.shown()}: its shards hold no image ({', '.join(IMAGE_EXTS)} member)")

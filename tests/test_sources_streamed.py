@@ -1,0 +1,232 @@
+"""Streamed sources (issue 23): webdataset shards and parquet files in a folder or in S3 (moto's
+server on 127.0.0.1), brace patterns, an ImageFolder under a URL prefix, --split NAME=SRC.
+Each is encrypted, verified and decrypted back exactly to the decoded source images, the same
+images as the ImageFolder that holds them; and every bad source is a one-line error naming the
+file, exit 1, with nothing written."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tarfile
+import uuid
+
+import fsspec
+import numpy as np
+import pytest
+from conftest import CIFAR10_NAMES, encrypt, leftovers, ppencrypt, read_pngs, tree_bytes
+from streamed_fixtures import encode, expected, in_folder_order, write_folder, write_parquet, write_wds
+
+from ppencrypt.formats import open_dataset
+from ppencrypt.formats import remote
+from servers import S3Server, make_bucket
+
+
+def decrypted(out, key_file, dest) -> dict[str, np.ndarray]:
+    r = ppencrypt("verify", out, "--key", key_file, "-q")
+    assert r.exit_code == 0, r.output
+    r = ppencrypt("decrypt", out, dest, "--key", key_file, "-q")
+    assert r.exit_code == 0, r.output
+    return read_pngs(dest)
+
+
+def same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def refused(tmp_path, *args, out=None):
+    """``ppencrypt dataset ARGS OUT``: a one-line error, exit 1, no OUT and no partial."""
+    out = out or tmp_path / "out"
+    r = ppencrypt("dataset", *args[:1], out, *args[1:], "-q", "--workers", 1)
+    assert r.exit_code == 1, r.output
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and "Traceback" not in r.output, r.output
+    assert leftovers(out) == []
+    return lines[0]
+
+
+# --- local ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("label", ["cls", "json", "txt"])
+def test_wds_shards_decrypt_to_the_images_of_the_same_imagefolder(tmp_path, cifar10, key_file, label):
+    folder = write_folder(tmp_path / "folder", *cifar10)
+    shards = write_wds(tmp_path / "wds", *cifar10, label=label)
+    encrypt(folder, tmp_path / "a", key_file)
+    encrypt(shards, tmp_path / "b", key_file)
+    want = expected(*cifar10)
+    assert same(decrypted(tmp_path / "a", key_file, tmp_path / "da"), want)
+    assert same(decrypted(tmp_path / "b", key_file, tmp_path / "db"), want)
+    m = open_dataset(tmp_path / "b").manifest
+    assert m.layout == "wds" and m.classes == CIFAR10_NAMES and {s: x.count for s, x in m.splits.items()} == {"train": 15, "test": 5}
+    # the order read: a digest of the shards' names in order, and their count (never the names)
+    names = [f"train/shard-{k:04d}.tar" for k in range(4)]
+    assert m.inputs["train"].files == 4 and m.inputs["train"].sha256 == hashlib.sha256("".join(f"{n}\n" for n in names).encode()).hexdigest()
+    raw = (tmp_path / "b" / "manifest.json").read_text()
+    assert "shard-0000" not in raw and "img_" not in raw
+
+
+def test_parquet_files_decrypt_to_the_same_images(tmp_path, cifar10, key_file):
+    for hf in (True, False):
+        src = write_parquet(tmp_path / f"pq{hf}", *cifar10, hf=hf)
+        extra = () if hf else ("--classes", tmp_path / "names.txt")
+        (tmp_path / "names.txt").write_text("\n".join(CIFAR10_NAMES))
+        encrypt(src, tmp_path / f"o{hf}", key_file, *extra)
+        assert same(decrypted(tmp_path / f"o{hf}", key_file, tmp_path / f"d{hf}"), expected(*cifar10))
+        m = open_dataset(tmp_path / f"o{hf}").manifest
+        assert m.layout == "parquet" and m.classes == CIFAR10_NAMES and m.inputs["test"].files == 1
+
+
+def test_string_labels_without_names_are_sorted_and_numbers_are_the_names(tmp_path, cifar10, key_file):
+    encrypt(write_parquet(tmp_path / "pq", *cifar10, hf=False), tmp_path / "o", key_file)
+    present = sorted({CIFAR10_NAMES[y] for y in cifar10[1]})
+    assert open_dataset(tmp_path / "o").manifest.classes == present
+    encrypt(write_wds(tmp_path / "wds", *cifar10, classes=False), tmp_path / "n", key_file)
+    m = open_dataset(tmp_path / "n").manifest
+    assert m.classes == [str(i) for i in range(int(cifar10[1].max()) + 1)]
+    assert sum(m.splits["train"].per_class) == 15 and len(m.splits["test"].per_class) == len(m.classes)
+
+
+def test_a_brace_pattern_and_split_sources(tmp_path, cifar10, key_file):
+    shards = write_wds(tmp_path / "wds", *cifar10)
+    pq = write_parquet(tmp_path / "pq", *cifar10)
+    out = tmp_path / "o"
+    encrypt("-", out, key_file, "--split", f"train={shards}/train/shard-{{0000..0003}}.tar",
+            "--split", f"test={pq}/data/test-00000-of-00001.parquet", "--classes", shards / "classes.txt")  # fmt: skip
+    assert same(decrypted(out, key_file, tmp_path / "d"), expected(*cifar10))
+    m = open_dataset(out).manifest
+    assert m.layout == "mixed" and m.inputs["train"].layout == "wds" and m.inputs["test"].layout == "parquet"
+    r = ppencrypt("dataset", shards, tmp_path / "x", "--key", key_file, "--split", f"train={shards}")
+    assert r.exit_code == 2 and "--split" in r.output
+    r = ppencrypt("dataset", "-", tmp_path / "x", "--key", key_file, "--split", "a/b=x")
+    assert r.exit_code == 2
+
+
+def test_worker_count_does_not_change_the_bytes(tmp_path, cifar10, key_file):
+    for name, src in (("wds", write_wds(tmp_path / "wds", *cifar10, per_shard=3)), ("pq", write_parquet(tmp_path / "pq", *cifar10, rows_per_group=2))):
+        a, b = tmp_path / f"{name}1", tmp_path / f"{name}2"
+        encrypt(src, a, key_file, "--shard-size", 5, workers=1)
+        encrypt(src, b, key_file, "--shard-size", 5, "--reproduce", a, workers=2)
+        assert tree_bytes(a) == tree_bytes(b)
+
+
+def test_the_mac_covers_the_recorded_order(tmp_path, cifar10, key_file):
+    out = tmp_path / "o"
+    encrypt(write_wds(tmp_path / "wds", *cifar10), out, key_file)
+    doc = json.loads((out / "manifest.json").read_text())
+    doc["source"]["inputs"]["train"]["files"] = 3
+    (out / "manifest.json").write_text(json.dumps(doc))
+    r = ppencrypt("decrypt", out, tmp_path / "d", "--key", key_file, "-q")
+    assert r.exit_code == 1 and "MAC" in r.output
+    doc["source"]["inputs"]["nosuch"] = {"layout": "wds", "files": 1, "sha256": "0" * 64}
+    (out / "manifest.json").write_text(json.dumps(doc))
+    r = ppencrypt("inspect", out)
+    assert r.exit_code == 1 and "inputs" in r.output
+
+
+# --- bad sources ------------------------------------------------------------------------------
+
+
+def test_a_truncated_tar_is_an_error_naming_it(tmp_path, cifar10, key_file):
+    shards = write_wds(tmp_path / "wds", *cifar10)
+    tar = shards / "train" / "shard-0001.tar"
+    tar.write_bytes(tar.read_bytes()[:3000])
+    assert "shard-0001.tar: truncated tar" in refused(tmp_path, shards, "--key", key_file)
+    assert "shard-0001.tar: truncated tar" in refused(tmp_path, shards, "--key", key_file, "--skip-bad")
+
+
+def test_a_member_claiming_a_huge_size_is_an_error_not_an_allocation(tmp_path, cifar10, key_file):
+    shards = write_wds(tmp_path / "wds", *cifar10)
+    tar = shards / "train" / "shard-0002.tar"
+    with tarfile.open(tar, "w") as t:  # a header saying 1 TiB, and nothing after it
+        info = tarfile.TarInfo("x/evil.png")
+        info.size = 1 << 40
+        t.addfile(info)
+    msg = refused(tmp_path, shards, "--key", key_file)
+    assert "shard-0002.tar" in msg and ("more than" in msg or "truncated" in msg)
+
+
+def test_an_undecodable_image_is_an_error_or_skipped(tmp_path, cifar10, key_file):
+    import webdataset
+
+    shards = write_wds(tmp_path / "wds", *cifar10)
+    rows = in_folder_order(*cifar10)["train"]
+    with webdataset.TarWriter(str(shards / "train" / "shard-0001.tar")) as w:
+        for stem, image, y in rows[4:8]:
+            w.write({"__key__": stem, "png": b"not a png" if stem == rows[5][0] else encode(image), "cls": str(y).encode()})
+    msg = refused(tmp_path, shards, "--key", key_file)
+    assert f"shard-0001.tar:{rows[5][0]}: not an image file" in msg
+    r = ppencrypt("dataset", shards, tmp_path / "o", "--key", key_file, "-q", "--skip-bad", "--workers", 2)
+    assert r.exit_code == 0 and f"skipped {shards}/train/shard-0001.tar:{rows[5][0]}" in r.output
+    m = open_dataset(tmp_path / "o").manifest
+    assert m.skipped == 1 and m.splits["train"].count == 14
+
+
+def test_labels_outside_the_classes_or_missing_are_errors(tmp_path, cifar10, key_file):
+    shards = write_wds(tmp_path / "wds", *cifar10)
+    (shards / "classes.txt").write_text("a\nb\n")
+    assert "label" in (msg := refused(tmp_path, shards, "--key", key_file)) and "outside the 2 classes of" in msg and "shard-0000.tar:" in msg
+    shards = write_wds(tmp_path / "nolabel", *cifar10, label="none")
+    assert "no label (a cls, json or txt member)" in refused(tmp_path, shards, "--key", key_file)
+
+
+def test_a_pattern_matching_nothing_and_parquet_without_images(tmp_path, cifar10, key_file):
+    assert "the brace pattern matches no file" in refused(tmp_path, f"{tmp_path}/none-{{00..09}}.tar", "--key", key_file)
+    shards = write_wds(tmp_path / "wds", *cifar10)
+    msg = refused(tmp_path, f"{shards}/train/shard-{{0000..0009}}.tar", "--key", key_file)
+    assert "shard-0004.tar: missing" in msg
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "pq").mkdir()
+    pq.write_table(pa.table({"label": [1, 2], "caption": ["a", "b"]}), tmp_path / "pq" / "part-0.parquet")
+    assert "part-0.parquet: no image column" in refused(tmp_path, tmp_path / "pq", "--key", key_file)
+
+
+def test_copies_of_a_streamed_split_are_refused(tmp_path, cifar10, key_file):
+    r = ppencrypt("dataset", write_wds(tmp_path / "wds", *cifar10), tmp_path / "o", "--key", key_file, "--copies", "2", "-q")
+    assert r.exit_code == 2 and "--copies" in r.output and leftovers(tmp_path / "o") == []
+
+
+# --- S3 -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def s3_server():
+    server = S3Server()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def bucket(s3_server, monkeypatch, tmp_path) -> str:
+    monkeypatch.setattr(remote, "BACKOFF", 0.01)
+    for name, value in s3_server.env(tmp_path).items():
+        monkeypatch.setenv(name, value)
+    name = f"src-{uuid.uuid4().hex[:12]}"
+    make_bucket(name)
+    return f"s3://{name}"
+
+
+def upload(folder, url):
+    fs = fsspec.filesystem("s3", skip_instance_cache=True)
+    for p in sorted(folder.rglob("*")):
+        if p.is_file():
+            fs.pipe_file(f"{url}/{p.relative_to(folder).as_posix()}", p.read_bytes())
+
+
+def test_sources_in_s3_decrypt_to_the_local_images(tmp_path, bucket, cifar10, key_file):
+    upload(write_wds(tmp_path / "wds", *cifar10), f"{bucket}/wds")
+    upload(write_parquet(tmp_path / "pq", *cifar10), f"{bucket}/pq")
+    upload(write_folder(tmp_path / "folder", *cifar10), f"{bucket}/photos")
+    want = expected(*cifar10)
+    for name, src in (("wds", f"{bucket}/wds"), ("pq", f"{bucket}/pq"), ("photos", f"{bucket}/photos")):
+        encrypt(src, tmp_path / f"o-{name}", key_file, workers=2)
+        assert same(decrypted(tmp_path / f"o-{name}", key_file, tmp_path / f"d-{name}"), want), name
+    assert open_dataset(tmp_path / "o-photos").manifest.layout == "url-imagefolder"
+    # a pattern per split, written to S3 as well
+    out = f"{bucket}/enc"
+    encrypt("-", out, key_file, "--split", f"train={bucket}/wds/train/shard-{{0000..0003}}.tar",
+            "--split", f"test={bucket}/wds/test/shard-{{0000..0001}}.tar", "--classes", tmp_path / "wds" / "classes.txt")  # fmt: skip
+    assert same(decrypted(out, key_file, tmp_path / "d-enc"), want)
+    assert "matches no file" in refused(tmp_path, f"{bucket}/wds/train/x-{{0..3}}.tar", "--key", key_file)
