@@ -62,8 +62,9 @@ def test_wds_shards_decrypt_to_the_images_of_the_same_imagefolder(tmp_path, cifa
     # the order read: a digest of the shards' names in order, and their count (never the names)
     names = [f"train/shard-{k:04d}.tar" for k in range(4)]
     assert m.inputs["train"].files == 4 and m.inputs["train"].sha256 == hashlib.sha256("".join(f"{n}\n" for n in names).encode()).hexdigest()
-    raw = (tmp_path / "b" / "manifest.json").read_text()
-    assert "shard-0000" not in raw and "img_" not in raw
+    # no source name — shard, member key, class folder path — in any file of the output
+    for rel, data in tree_bytes(tmp_path / "b").items():
+        assert b"shard-" not in data and b"img_" not in data and "img_" not in rel, rel
 
 
 def test_parquet_files_decrypt_to_the_same_images(tmp_path, cifar10, key_file):
@@ -110,6 +111,23 @@ def test_worker_count_does_not_change_the_bytes(tmp_path, cifar10, key_file):
         assert tree_bytes(a) == tree_bytes(b)
 
 
+def test_a_shard_cut_into_pieces_gives_the_same_samples(tmp_path, cifar10, monkeypatch):
+    """Shards larger than PIECE_BYTES are cut into pieces by the byte offset of each sample's
+    first header: every sample once, in tar order, memory bounded by a piece."""
+    from ppencrypt.sources import open_source, read_head
+    from ppencrypt.sources import wds
+
+    loader = open_source(str(write_wds(tmp_path / "wds", *cifar10, per_shard=8))).splits["train"]
+    whole = read_head(loader)
+    monkeypatch.setattr(wds, "PIECE_BYTES", 2048)  # a 32 px PNG sample is about 3 KiB: a piece or two each
+    tasks = list(loader.tasks())
+    chunks = [t.run() for t in tasks]
+    assert len(tasks) > 2 * len(loader.shards) and any(len(c.labels) == 0 for c in chunks) and max(len(c.labels) for c in chunks) <= 2
+    assert np.array_equal(np.concatenate([c.images for c in chunks if len(c.labels)]), whole[0])
+    assert np.array_equal(np.concatenate([c.labels for c in chunks]), whole[1])
+    assert tasks[1].describe().endswith("shard-0000.tar bytes 2048-4095")
+
+
 def test_the_mac_covers_the_recorded_order(tmp_path, cifar10, key_file):
     out = tmp_path / "o"
     encrypt(write_wds(tmp_path / "wds", *cifar10), out, key_file)
@@ -144,6 +162,21 @@ def test_a_member_claiming_a_huge_size_is_an_error_not_an_allocation(tmp_path, c
         t.addfile(info)
     msg = refused(tmp_path, shards, "--key", key_file)
     assert "shard-0002.tar" in msg and ("more than" in msg or "truncated" in msg)
+
+
+def test_an_extended_header_announcing_gigabytes_is_refused_before_it_is_read(tmp_path, cifar10, key_file):
+    """tarfile reads a pax header's data whole, whatever size it announces; ours refuses one over 1 MiB."""
+    shards = write_wds(tmp_path / "wds", *cifar10)
+    header = bytearray(512)
+    header[:9] = b"PaxHeader"
+    header[100:108], header[108:116], header[116:124] = b"0000644\0", b"0000000\0", b"0000000\0"
+    header[124:136], header[136:148], header[156:157] = b"%011o\0" % (1 << 33), b"00000000000\0", b"x"
+    header[257:263], header[263:265] = b"ustar\0", b"00"
+    header[148:156] = b"        "
+    header[148:156] = b"%06o\0 " % sum(header)
+    (shards / "train" / "shard-0000.tar").write_bytes(bytes(header) + b"\0" * 4096)
+    msg = refused(tmp_path, shards, "--key", key_file)
+    assert "shard-0000.tar: a tar extended header of 8589934592 bytes" in msg
 
 
 def test_an_undecodable_image_is_an_error_or_skipped(tmp_path, cifar10, key_file):
@@ -215,7 +248,10 @@ def upload(folder, url):
             fs.pipe_file(f"{url}/{p.relative_to(folder).as_posix()}", p.read_bytes())
 
 
-def test_sources_in_s3_decrypt_to_the_local_images(tmp_path, bucket, cifar10, key_file):
+def test_sources_in_s3_decrypt_to_the_local_images(tmp_path, bucket, cifar10, key_file, monkeypatch):
+    from ppencrypt.sources import wds
+
+    monkeypatch.setattr(wds, "PIECE_BYTES", 4096)  # shards read in pieces from S3 too (the workers are forked with it)
     upload(write_wds(tmp_path / "wds", *cifar10), f"{bucket}/wds")
     upload(write_parquet(tmp_path / "pq", *cifar10), f"{bucket}/pq")
     upload(write_folder(tmp_path / "folder", *cifar10), f"{bucket}/photos")

@@ -30,6 +30,7 @@ class Found:
     layout: str  # wds | parquet
     place: Place  # the folder the files are relative to
     splits: dict[str, list[str]]  # split -> files, in order
+    sizes: dict[str, int]  # bytes of each file, as listed
     classes_at: list[str]  # where a classes.txt may lie, relative to place
 
 
@@ -80,7 +81,7 @@ def find_in(place: Place, files: dict[str, int]) -> Found | None:
     if empty:
         raise SourceError(f"{place.shown(empty[0])}: empty file (0 bytes)")
     dirs = sorted({posixpath.dirname(rel) for rel in data})
-    return Found(layout=kind, place=place, splits={s: sorted(v) for s, v in splits.items()}, classes_at=[CLASSES_FILE] +
+    return Found(layout=kind, place=place, splits={s: sorted(v) for s, v in splits.items()}, sizes=files, classes_at=[CLASSES_FILE] +
                  [posixpath.join(d, CLASSES_FILE) for d in dirs if d])  # fmt: skip
 
 
@@ -106,7 +107,7 @@ def find_pattern(src: str) -> Found:
         raise SourceError(f"{place.shown(missing)}: missing (named by the brace pattern, {len(rels) - len(present)} of {len(rels)} missing)")
     if any(sizes[r] == 0 for r in rels):
         raise SourceError(f"{place.shown(next(r for r in rels if sizes[r] == 0))}: empty file (0 bytes)")
-    return Found(layout=kind, place=place, splits={"train": rels}, classes_at=[CLASSES_FILE])
+    return Found(layout=kind, place=place, splits={"train": rels}, sizes=sizes, classes_at=[CLASSES_FILE])
 
 
 def _sizes(place: Place, rels: list[str]) -> dict[str, int | None]:
@@ -135,7 +136,8 @@ def open_found(found: Found, size: int | None, skip_bad: bool, opts: StreamOptio
         labels = Labels(names, shown_classes)
         spec = wds.probe(place, [r for s in ordered_splits(found.splits) for r in found.splits[s]], size, skip_bad)
         for split in ordered_splits(found.splits):
-            loaders[split] = wds.WdsLoader(place, found.splits[split], spec, labels, skip_bad)
+            files = found.splits[split]
+            loaders[split] = wds.WdsLoader(place, files, [found.sizes[f] for f in files], spec, labels, skip_bad)
         classes, numbered = (names, False) if names is not None else ([], True)
     else:
         scanned = {s: parquet.scan(place, files, opts.image_column, opts.label_column) for s, files in found.splits.items()}

@@ -22,8 +22,11 @@ NAMES = {b"L": "path", b"K": "linkpath"}  # GNU long names
 
 
 class TarStream:
-    def __init__(self, f: BinaryIO, shown: str):
-        self.f, self.shown, self.pos = f, shown, 0
+    """``seekable``: skipped data is sought past, not read (a local file; a remote one is read
+    on, since each seek would be a new request)."""
+
+    def __init__(self, f: BinaryIO, shown: str, seekable: bool = False):
+        self.f, self.shown, self.pos, self.seekable = f, shown, 0, seekable
 
     def _read(self, n: int) -> bytes:
         parts, got = [], 0
@@ -37,6 +40,11 @@ class TarStream:
         return b"".join(parts) if len(parts) != 1 else parts[0]
 
     def _skip(self, n: int) -> None:
+        if self.seekable and n > 0:
+            self.f.seek(n - 1, 1)
+            self.pos += n - 1
+            self._read(1)  # a member cut short is an error here too
+            return
         while n > 0:
             step = min(n, SKIP)
             self._read(step)
@@ -58,11 +66,15 @@ class TarStream:
             raise SourceError(f"{self.shown}: not a tar archive, or a damaged one (bad header at byte {self.pos - BLOCK})")
         return block
 
-    def members(self, wanted: Callable[[str], int]) -> Iterator[tuple[str, bytes | None]]:
-        """(name, data) of every regular member in order; ``wanted(name)`` is the most bytes
-        worth reading for it (0: skip it, data None). A larger member is an error naming it."""
+    def members(self, wanted: Callable[[int, str], int]) -> Iterator[tuple[int, str, bytes | None]]:
+        """(offset, name, data) of every regular member in order, ``offset`` where its first
+        header starts; ``wanted(offset, name)`` is the most bytes worth reading for it (0: skip
+        it, data None). A larger member is an error naming it."""
         pax: dict[str, str] = {}
+        start = None
         while True:
+            if start is None:
+                start = self.pos  # a member's pax or long-name header starts it
             block = self._header()
             if block is None:
                 return
@@ -80,6 +92,7 @@ class TarStream:
                 continue
             if kind == b"g":  # global pax header: nothing a sample needs
                 self._skip(padded)
+                start = None
                 continue
             name = pax.get("path") or _name(block)
             if "size" in pax:
@@ -88,19 +101,19 @@ class TarStream:
                 except ValueError:
                     raise SourceError(f"{self.shown}: bad size in the extended header of {name}") from None
                 padded = size + (-size % BLOCK)
-            pax = {}
+            pax, at, start = {}, start, None
             if kind not in REGULAR:  # folders, links: not samples
                 self._skip(padded)
                 continue
-            limit = wanted(name)
+            limit = wanted(at, name)
             if limit == 0:
                 self._skip(padded)
-                yield name, None
+                yield at, name, None
                 continue
             if size > limit:
                 raise SourceError(f"{self.shown}: member {name} is {size} bytes, more than the {limit} a sample's file may have")
             data = self._read(padded)[:size]
-            yield name, data
+            yield at, name, data
 
 
 def _size(block: bytes, shown: str, pos: int) -> int:

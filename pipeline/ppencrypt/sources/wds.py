@@ -7,8 +7,14 @@ image is its ``jpg``, ``jpeg``, ``png`` or ``webp`` member; its label the ``cls`
 integer), else ``json`` (its ``label`` field), else ``txt`` (an integer or a class name).
 Class names come from ``--classes FILE`` or a ``classes.txt`` beside the shards, else they are
 the label numbers. Sample order: shards in sorted (or the pattern's) order, samples in tar
-order. One task per shard, streamed member by member; member names stay in messages, never in
-the output.
+order. Member names stay in messages, never in the output.
+
+A task is one shard, streamed member by member, or for a shard larger than PIECE_BYTES one
+piece of it: piece k holds the samples whose first member's header starts in bytes
+[k x PIECE_BYTES, (k + 1) x PIECE_BYTES) — a rule on the shard's bytes, so the pieces of any
+run are the same, and memory stays bounded by a piece's images, not a shard's. Finding piece
+k's first sample walks the headers before it: sought past in a local file, read through
+(not kept) from a URL, where a seek would be a request per member.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")  # in this order of preference
 LABEL_EXTS = ("cls", "json", "txt")
 MAX_IMAGE = 64 << 20  # bytes of an image member; a larger one is an error naming it
 MAX_LABEL = 64 << 10  # bytes of a label member
+PIECE_BYTES = 128 << 20  # of a shard, a task at most (its images decoded: a few thousand at 224 px)
 
 
 def split_key(name: str) -> tuple[str, str]:
@@ -40,20 +47,31 @@ def _wanted(name: str) -> int:
     return MAX_IMAGE if ext in IMAGE_EXTS else MAX_LABEL if ext in LABEL_EXTS else 0
 
 
-def samples(place: Place, rel: str):
-    """(key, {ext: bytes}) of a shard, in tar order, streamed."""
+def samples(place: Place, rel: str, lo: int = 0, hi: int | None = None):
+    """(key, {ext: bytes}) of a shard's samples whose first header starts in bytes [lo, hi)
+    (hi None: to the end), in tar order, streamed."""
     shown = place.shown(rel)
+    current = {"key": None, "inside": False}
+
+    def wanted(offset: int, name: str) -> int:
+        k = split_key(name)[0]
+        if k != current["key"]:  # a sample starts here
+            current["key"], current["inside"] = k, lo <= offset and (hi is None or offset < hi)
+        return _wanted(name) if current["inside"] else 0
+
     with place.open(rel) as f:
-        key, parts = None, {}
-        for name, data in TarStream(f, shown).members(_wanted):
+        key, parts, inside = None, {}, False
+        for offset, name, data in TarStream(f, shown, seekable=not place.remote).members(wanted):
             k, ext = split_key(name)
             if k != key:
-                if key is not None:
+                if key is not None and inside:
                     yield key, parts
-                key, parts = k, {}
-            if data is not None:
+                if hi is not None and offset >= hi:
+                    return  # the next piece's
+                key, parts, inside = k, {}, lo <= offset
+            if inside and data is not None:
                 parts[ext] = data
-        if key is not None:
+        if key is not None and inside:
             yield key, parts
 
 
@@ -81,17 +99,20 @@ def label_of(parts: dict, name: str, labels: Labels) -> int:
 class WdsTask:
     place: Place
     shard: str  # relative to place
+    lo: int  # the piece: samples whose first header starts in bytes [lo, hi) (hi None: to the end)
+    hi: int | None
     spec: Spec
     labels: Labels
     skip_bad: bool
 
     def describe(self) -> str:
-        return self.place.shown(self.shard)
+        whole = self.lo == 0 and self.hi is None
+        return self.place.shown(self.shard) + ("" if whole else f" bytes {self.lo}-{'end' if self.hi is None else self.hi - 1}")
 
     def run(self) -> Chunk:
         images, labels, bad = [], [], []
-        shown = self.describe()
-        for key, parts in samples(self.place, self.shard):
+        shown = self.place.shown(self.shard)
+        for key, parts in samples(self.place, self.shard, self.lo, self.hi):
             name = f"{shown}:{key}"
             data = image_of(parts)
             if data is None:
@@ -114,6 +135,7 @@ class WdsTask:
 class WdsLoader:
     place: Place
     shards: list[str]
+    sizes: list[int]  # bytes of each shard, as listed: how many pieces it is cut into
     spec: Spec
     labels: Labels
     skip_bad: bool
@@ -125,8 +147,11 @@ class WdsLoader:
         return self.shards
 
     def tasks(self):
-        for rel in self.shards:
-            yield WdsTask(self.place, rel, self.spec, self.labels, self.skip_bad)
+        for rel, size in zip(self.shards, self.sizes):
+            pieces = max(1, -(-size // PIECE_BYTES))
+            for k in range(pieces):
+                hi = (k + 1) * PIECE_BYTES if k + 1 < pieces else None
+                yield WdsTask(self.place, rel, k * PIECE_BYTES, hi, self.spec, self.labels, self.skip_bad)
 
 
 def probe(place: Place, shards: list[str], size: int | None, skip_bad: bool) -> Spec:
