@@ -22,6 +22,11 @@ from ppencrypt.formats import remote
 from servers import S3Server, make_bucket
 
 
+@pytest.fixture(autouse=True)
+def quick_retries(monkeypatch):
+    monkeypatch.setattr(remote, "BACKOFF", 0.01)
+
+
 def decrypted(out, key_file, dest) -> dict[str, np.ndarray]:
     r = ppencrypt("verify", out, "--key", key_file, "-q")
     assert r.exit_code == 0, r.output
@@ -233,7 +238,6 @@ def s3_server():
 
 @pytest.fixture
 def bucket(s3_server, monkeypatch, tmp_path) -> str:
-    monkeypatch.setattr(remote, "BACKOFF", 0.01)
     for name, value in s3_server.env(tmp_path).items():
         monkeypatch.setenv(name, value)
     name = f"src-{uuid.uuid4().hex[:12]}"
@@ -266,3 +270,31 @@ def test_sources_in_s3_decrypt_to_the_local_images(tmp_path, bucket, cifar10, ke
             "--split", f"test={bucket}/wds/test/shard-{{0000..0001}}.tar", "--classes", tmp_path / "wds" / "classes.txt")  # fmt: skip
     assert same(decrypted(out, key_file, tmp_path / "d-enc"), want)
     assert "matches no file" in refused(tmp_path, f"{bucket}/wds/train/x-{{0..3}}.tar", "--key", key_file)
+
+
+def test_shards_over_https_by_a_brace_pattern(tmp_path, cifar10, key_file):
+    from servers import http_server
+
+    shards = write_wds(tmp_path / "wds", *cifar10)
+    with http_server(shards) as server:
+        encrypt("-", tmp_path / "o", key_file, "--split", f"train={server.url}/train/shard-{{0000..0003}}.tar",
+                "--split", f"test={server.url}/test/shard-{{0000..0001}}.tar", "--classes", f"{server.url}/classes.txt", workers=2)  # fmt: skip
+        assert same(decrypted(tmp_path / "o", key_file, tmp_path / "d"), expected(*cifar10))
+        assert "can't be listed" not in (msg := refused(tmp_path, f"{server.url}/train", "--key", key_file))
+        assert "cannot be listed; give its shards as a brace pattern" in msg
+        # a transfer cut short is tried again from where it stopped; cut every time, a one-line error naming the shard
+        server.fail("/train/shard-0002.tar", "truncate", "truncate")
+        encrypt(f"{server.url}/train/shard-{{0000..0003}}.tar", tmp_path / "again", key_file, "--classes", shards / "classes.txt")
+        assert server.requests["/train/shard-0002.tar"] >= 3
+        assert np.array_equal(open_dataset(tmp_path / "again").split("train").read().labels, open_dataset(tmp_path / "o").split("train").read().labels)
+        server.fail("/train/shard-0002.tar", "truncate", sticky=True)
+        msg = refused(tmp_path, f"{server.url}/train/shard-{{0000..0003}}.tar", "--key", key_file)
+        assert f"{server.url}/train/shard-0002.tar: " in msg and "not enough data" in msg.lower()
+
+
+def test_audit_reads_a_streamed_plain_source(tmp_path, cifar10, key_file):
+    shards = write_wds(tmp_path / "wds", *cifar10)
+    encrypt(shards, tmp_path / "o", key_file)
+    r = ppencrypt("audit", tmp_path / "o", "--plain", shards, "-n", 4, "-o", tmp_path / "rep")
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "rep.json").read_text())["split"] == "test"

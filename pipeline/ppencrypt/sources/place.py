@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from ..errors import SourceError, StorageError
+from ..errors import PipelineError, SourceError, StorageError
 from ..formats.location import is_url, local_path, shown_url, url_scheme
+from ..formats import remote
 from ..formats.remote import EXTRAS, READ_ONLY, classify
 
 CHUNK = 8 << 20  # bytes a remote read asks for at a time: a tar streams in 8 MiB ranged GETs
@@ -133,6 +135,10 @@ class Place:
                 return open(os.path.join(self.root, rel), "rb")
             except OSError as e:
                 raise SourceError(f"{self.shown(rel)}: cannot read ({e.strerror})") from None
+        seekable = url_scheme(self.root) not in READ_ONLY  # an HTTP stream is read from its start again
+        return Guarded(lambda: self._open_remote(rel), lambda e: self._storage_error(rel, e), seekable)
+
+    def _open_remote(self, rel: str):
         try:
             if url_scheme(self.root) in READ_ONLY:
                 return self.fs.open(self._url(rel), "rb", block_size=0, headers={"Accept-Encoding": "identity"})
@@ -147,6 +153,75 @@ class Place:
         if len(data) > limit:
             raise SourceError(f"{self.shown(rel)}: more than {limit} bytes")
         return data
+
+
+class Guarded:
+    """A remote file read through transfer errors: a transient one (a connection cut, a payload
+    cut short, a 5xx: remote.classify says which) reopens the file where the read had got to
+    (sought, or read through where the server cannot seek) and tries again, TRIES reads in all;
+    then, or at once for a 4xx, a SourceError naming the file: one line, exit 1."""
+
+    def __init__(self, opener, error, seekable: bool):
+        self._opener, self._error, self._seekable = opener, error, seekable
+        self._f, self._pos = opener(), 0
+
+    def _again(self, fn):
+        for attempt in range(remote.TRIES):
+            try:
+                if attempt:
+                    time.sleep(remote.BACKOFF * 2 ** (attempt - 1))
+                    self._reopen()
+                return fn(self._f)
+            except PipelineError:
+                raise
+            except Exception as e:  # aiohttp, botocore, gcsfs: many types
+                if classify(e) is not None or attempt + 1 == remote.TRIES:
+                    raise self._error(e) from None
+
+    def _reopen(self) -> None:
+        self.close()
+        self._f = self._opener()
+        if self._pos and self._seekable:
+            self._f.seek(self._pos)
+            return
+        left = self._pos
+        while left:
+            piece = self._f.read(min(left, CHUNK))
+            if not piece:
+                raise EOFError("shorter than before")
+            left -= len(piece)
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._again(lambda f: f.read(n))
+        self._pos += len(data)
+        return data
+
+    def readinto(self, b) -> int:
+        got = self._again(lambda f: f.readinto(b))
+        self._pos += got or 0
+        return got
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self._pos = self._again(lambda f: f.seek(offset, whence))
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def __getattr__(self, name):  # tell, seekable, size, closed, ...
+        return getattr(self._f, name)
+
+    def __enter__(self) -> Guarded:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        try:
+            self._f.close()
+        except Exception:  # closing a stream cut short: nothing more to say than the error already raised
+            pass
 
 
 def _connect(protocol: str, shown: str):
