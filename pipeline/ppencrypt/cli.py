@@ -4,6 +4,7 @@ usage errors with exit 2, the library's (:class:`ppencrypt.errors.OptionError`) 
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Callable
 
@@ -17,7 +18,7 @@ from .ciphers import cipher_class, method_names
 from .decrypt import decrypt_dataset
 from .dataset import EncryptOptions, encrypt_dataset
 from .errors import OptionError, PipelineError
-from .formats import STORAGES, open_dataset, shown_url, without_credentials
+from .formats import STORAGES, is_url, open_dataset, shown_url, without_credentials
 from .inspect import summary
 from .keys import SCOPES, generate_key_file, load_key
 from .parallel import default_workers
@@ -28,6 +29,7 @@ from .pull import pull_dataset
 from .push import push_dataset
 from .formats.manifest import SPLIT_NAME
 from .sources import StreamOptions
+from .sources.shards import KINDS as SOURCE_FILES
 from .verify import verify_dataset
 
 
@@ -126,8 +128,16 @@ def _split_sources(ctx, param, values) -> dict[str, str] | None:
     return out or None
 
 
+def _source(ctx, param, value: str) -> str:
+    """SRC: a folder, a URL, a brace pattern, one .tar or .parquet file, or '-'; another local
+    file is a usage error, as click.Path(file_okay=False) made it."""
+    if value != "-" and not is_url(value) and os.path.isfile(value) and os.path.splitext(value)[1].lower() not in SOURCE_FILES:
+        raise click.BadParameter(f"{value!r} is a file: point SRC at the folder that holds the dataset (or at .tar or .parquet files)")
+    return value
+
+
 @cli.command()
-@click.argument("src")
+@click.argument("src", callback=_source)
 @click.argument("out", type=click.Path())
 @KEY
 @click.option("--split", "split_sources", multiple=True, metavar="NAME=SRC", callback=_split_sources,
