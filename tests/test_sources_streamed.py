@@ -14,6 +14,7 @@ import uuid
 import fsspec
 import numpy as np
 import pytest
+from PIL import Image
 from conftest import CIFAR10_NAMES, encrypt, leftovers, ppencrypt, read_pngs, tree_bytes
 from streamed_fixtures import encode, expected, in_folder_order, write_folder, write_parquet, write_wds
 
@@ -298,3 +299,61 @@ def test_audit_reads_a_streamed_plain_source(tmp_path, cifar10, key_file):
     r = ppencrypt("audit", tmp_path / "o", "--plain", shards, "-n", 4, "-o", tmp_path / "rep")
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "rep.json").read_text())["split"] == "test"
+
+
+def test_imagenet_jpegs_as_folder_wds_and_parquet_decrypt_alike(tmp_path, key_file):
+    """The vendored ImageNet photos, their JPEG bytes unchanged, as an ImageFolder, as webdataset
+    shards (``jpg`` members, ``json`` labels) and as Hugging Face parquet: resized to 48 px, the
+    three decrypt to the same images, which are the source JPEGs decoded by the documented rule."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import webdataset
+
+    from conftest import DATA
+    from ppencrypt.imageio import load_image
+
+    files = sorted((DATA / "imagenet").glob("*.jpg"))[:8]
+    names = sorted({f.stem.rsplit("_", 1)[1] for f in files})
+    rows = sorted(((names.index(f.stem.rsplit("_", 1)[1]), f) for f in files), key=lambda r: (names[r[0]], r[1].name))
+    for y, f in rows:
+        (tmp_path / "folder" / names[y]).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "folder" / names[y] / f.name).write_bytes(f.read_bytes())
+    (tmp_path / "wds").mkdir()
+    with webdataset.TarWriter(str(tmp_path / "wds" / "in-000.tar")) as w:
+        for y, f in rows:
+            w.write({"__key__": f.stem, "jpg": f.read_bytes(), "json": json.dumps({"label": y}).encode()})
+    (tmp_path / "wds" / "classes.txt").write_text("\n".join(names) + "\n")
+    (tmp_path / "pq").mkdir()
+    meta = {"info": {"features": {"image": {"_type": "Image"}, "label": {"_type": "ClassLabel", "names": names}}}}
+    table = pa.table({"image": [{"bytes": f.read_bytes(), "path": f.name} for _, f in rows], "label": [y for y, _ in rows]})
+    pq.write_table(table.replace_schema_metadata({"huggingface": json.dumps(meta)}), tmp_path / "pq" / "train-0.parquet", row_group_size=3)
+    want = {f"train/{names[y]}/{i:08d}.png": load_image(str(f), f.name, 3, 48) for i, (y, f) in enumerate(rows)}
+    for name in ("folder", "wds", "pq"):
+        encrypt(tmp_path / name, tmp_path / f"o-{name}", key_file, "--size", 48, workers=2)
+        assert same(decrypted(tmp_path / f"o-{name}", key_file, tmp_path / f"d-{name}"), want), name
+
+
+def test_a_streamed_source_takes_its_channels_from_its_first_image(tmp_path, cifar10, fmnist, key_file):
+    import webdataset
+
+    (tmp_path / "wds").mkdir()
+    with webdataset.TarWriter(str(tmp_path / "wds" / "x.tar")) as w:
+        w.write({"__key__": "a", "png": encode(fmnist[0][0]), "cls": b"0"})
+        w.write({"__key__": "b", "png": encode(np.asarray(Image.fromarray(cifar10[0][1]).resize((28, 28)))), "cls": b"1"})
+    msg = refused(tmp_path, tmp_path / "wds", "--key", key_file)
+    assert "x.tar:b: a colour image in a grayscale dataset" in msg and "x.tar:a" in msg
+
+
+def test_img2dataset_output_is_read_as_webdataset(tmp_path, cifar10, key_file):
+    """img2dataset writes NNNNN.tar with a metadata NNNNN.parquet (no images) and NNNNN_stats.json beside it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    shards = write_wds(tmp_path / "wds", *cifar10)
+    for tar in (shards / "train").glob("*.tar"):
+        pq.write_table(pa.table({"key": ["x"], "status": ["success"]}), tar.with_suffix(".parquet"))
+        tar.with_name(tar.stem + "_stats.json").write_text("{}")
+    encrypt(shards / "train", tmp_path / "o", key_file, "--classes", shards / "classes.txt")
+    assert open_dataset(tmp_path / "o").manifest.splits["train"].count == 15
+    (shards / "train" / "stray.png").write_bytes(encode(cifar10[0][0]))
+    assert "holds both image files and parquet and wds files" in refused(tmp_path, shards / "train", "--key", key_file)

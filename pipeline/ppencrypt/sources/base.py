@@ -51,6 +51,10 @@ class ArrayTask:
     images: np.ndarray
     labels: np.ndarray
     size: int | None
+    first: int = 0  # the index of its first image in the split
+
+    def describe(self) -> str:
+        return f"images {self.first}-{self.first + len(self.labels) - 1}"
 
     def run(self) -> Chunk:
         images = self.images
@@ -75,7 +79,7 @@ class ArrayLoader:
 
     def tasks(self):
         for a in range(0, len(self), ARRAY_TASK):
-            yield ArrayTask(self.images[a : a + ARRAY_TASK], self.labels[a : a + ARRAY_TASK], self.size)
+            yield ArrayTask(self.images[a : a + ARRAY_TASK], self.labels[a : a + ARRAY_TASK], self.size, a)
 
 
 @dataclass
@@ -86,6 +90,9 @@ class FileTask:
     channels: int
     size: int | None
     skip_bad: bool
+
+    def describe(self) -> str:
+        return self.names[0] + (f" and {len(self.names) - 1} more" if len(self.names) > 1 else "")
 
     def run(self) -> Chunk:
         images, labels, bad = [], [], []

@@ -43,9 +43,17 @@ class StreamOptions:
     label_column: str | None = None
 
 
+IMAGES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
+
+
 def _kind(names: list[str], shown: str) -> str | None:
     kinds = {KINDS.get(posixpath.splitext(n)[1].lower()) for n in names} - {None}
+    if kinds and any(posixpath.splitext(n)[1].lower() in IMAGES for n in names):
+        raise SourceError(f"{shown}: holds both image files and {' and '.join(sorted(kinds))} files; point SRC at one kind of source")
     if len(kinds) > 1:
+        stems = {posixpath.splitext(n)[0] for n in names if n.lower().endswith(".tar")}
+        if all(posixpath.splitext(n)[0] in stems for n in names if n.lower().endswith(".parquet")):
+            return "wds"  # img2dataset's output: NNNNN.tar with its metadata NNNNN.parquet beside it
         raise SourceError(f"{shown}: holds both webdataset shards (.tar) and parquet files; point SRC at one of them")
     return kinds.pop() if kinds else None
 

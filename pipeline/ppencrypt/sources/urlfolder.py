@@ -36,7 +36,8 @@ class UrlFileTask:
     skip_bad: bool
 
     def describe(self) -> str:
-        return f"{self.place.shown(self.files[0][0])} and {len(self.files) - 1} more"
+        more = len(self.files) - 1
+        return self.place.shown(self.files[0][0]) + (f" and {more} more" if more else "")
 
     def run(self) -> Chunk:
         images, labels, bad = [], [], []
