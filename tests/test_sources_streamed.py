@@ -118,14 +118,14 @@ def test_worker_count_does_not_change_the_bytes(tmp_path, cifar10, key_file):
 
 
 def test_a_shard_cut_into_pieces_gives_the_same_samples(tmp_path, cifar10, monkeypatch):
-    """Shards larger than PIECE_BYTES are cut into pieces by the byte offset of each sample's
+    """Shards larger than a piece are cut into pieces by the byte offset of each sample's
     first header: every sample once, in tar order, memory bounded by a piece."""
     from ppencrypt.sources import open_source, read_head
     from ppencrypt.sources import wds
 
     loader = open_source(str(write_wds(tmp_path / "wds", *cifar10, per_shard=8))).splits["train"]
     whole = read_head(loader)
-    monkeypatch.setattr(wds, "PIECE_BYTES", 2048)  # a 32 px PNG sample is about 3 KiB: a piece or two each
+    monkeypatch.setattr(wds, "LOCAL_PIECE", 2048)  # a 32 px PNG sample is about 3 KiB: a piece or two each
     tasks = list(loader.tasks())
     chunks = [t.run() for t in tasks]
     assert len(tasks) > 2 * len(loader.shards) and any(len(c.labels) == 0 for c in chunks) and max(len(c.labels) for c in chunks) <= 2
@@ -256,7 +256,7 @@ def upload(folder, url):
 def test_sources_in_s3_decrypt_to_the_local_images(tmp_path, bucket, cifar10, key_file, monkeypatch):
     from ppencrypt.sources import wds
 
-    monkeypatch.setattr(wds, "PIECE_BYTES", 4096)  # shards read in pieces from S3 too (the workers are forked with it)
+    monkeypatch.setattr(wds, "REMOTE_PIECE", 4096)  # shards read in pieces from S3 too (the workers are forked with it)
     upload(write_wds(tmp_path / "wds", *cifar10), f"{bucket}/wds")
     upload(write_parquet(tmp_path / "pq", *cifar10), f"{bucket}/pq")
     upload(write_folder(tmp_path / "folder", *cifar10), f"{bucket}/photos")
