@@ -357,3 +357,26 @@ def test_img2dataset_output_is_read_as_webdataset(tmp_path, cifar10, key_file):
     assert open_dataset(tmp_path / "o").manifest.splits["train"].count == 15
     (shards / "train" / "stray.png").write_bytes(encode(cifar10[0][0]))
     assert "holds both image files and parquet and wds files" in refused(tmp_path, shards / "train", "--key", key_file)
+
+
+def test_labels_that_look_like_numbers(tmp_path, cifar10, key_file):
+    """String labels "10", "2", ... are class names (sorted as strings); a cls member is always
+    a class index, even when classes.txt names a class "3"."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    images, labels = cifar10
+    names = [str(10 + y) if y % 2 else str(y) for y in range(10)]  # "0", "11", "2", "13", ...
+    (tmp_path / "pq").mkdir()
+    pq.write_table(pa.table({"png": pa.array([encode(im) for im in images], pa.binary()), "label": [names[y] for y in labels]}),
+                   tmp_path / "pq" / "train-0.parquet")  # fmt: skip
+    encrypt(tmp_path / "pq", tmp_path / "o", key_file)
+    m = open_dataset(tmp_path / "o").manifest
+    present = sorted({names[y] for y in labels})
+    assert m.classes == present
+    got = open_dataset(tmp_path / "o").split("train").read().labels
+    assert [m.classes[i] for i in got] == [names[y] for y in labels]
+    shards = write_wds(tmp_path / "wds", *cifar10, names=[str(9 - i) for i in range(10)])  # classes.txt: "9", "8", ...
+    encrypt(shards, tmp_path / "w", key_file)
+    dest = decrypted(tmp_path / "w", key_file, tmp_path / "d")
+    assert same(dest, expected(*cifar10, names=[str(9 - i) for i in range(10)]))

@@ -23,7 +23,7 @@ from .place import Place
 
 CLASSES_FILE = "classes.txt"
 CLASSES_LIMIT = 16 << 20  # bytes of a classes file
-MAX_LABEL = 1 << 24  # a label number above this is no class index (a hostile or broken label)
+MAX_LABEL = 1 << 16  # label numbers without a classes file: below this (their names and counts fit the manifest)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,11 +65,12 @@ class Labels:
         self.classes, self.shown_classes = classes, shown_classes
         self.index = {c: i for i, c in enumerate(classes)} if classes is not None else {}
 
-    def __call__(self, value, name: str) -> int:
+    def __call__(self, value, name: str, number: bool = False) -> int:
+        """``number``: the value is a class index (webdataset's cls), even if a class is named like one."""
         if isinstance(value, bytes):
             value = value.decode("utf-8", "replace").strip()
-        if isinstance(value, str) and value.lstrip("-").isdigit():
-            value = int(value)
+        if isinstance(value, str) and (number or value not in self.index) and value.lstrip("-").isdigit():
+            value = int(value)  # a number in text, unless it is a class's name
         if isinstance(value, (bool, float)) or value is None or not isinstance(value, (int, np.integer, str)):
             raise SourceError(f"{name}: label {value!r} is not a class index or name")
         if isinstance(value, str):

@@ -84,7 +84,7 @@ def image_of(parts: dict) -> bytes | None:
 
 def label_of(parts: dict, name: str, labels: Labels) -> int:
     if "cls" in parts:
-        return labels(parts["cls"], name)
+        return labels(parts["cls"], name, number=True)
     if "json" in parts:
         try:
             doc = json.loads(parts["json"])
