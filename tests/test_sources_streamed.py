@@ -20,6 +20,7 @@ from streamed_fixtures import encode, expected, in_folder_order, write_folder, w
 
 from ppencrypt.formats import open_dataset
 from ppencrypt.formats import remote
+from ppencrypt.sources import StreamOptions
 from servers import S3Server, make_bucket
 
 
@@ -117,21 +118,34 @@ def test_worker_count_does_not_change_the_bytes(tmp_path, cifar10, key_file):
         assert tree_bytes(a) == tree_bytes(b)
 
 
-def test_a_shard_cut_into_pieces_gives_the_same_samples(tmp_path, cifar10, monkeypatch):
-    """Shards larger than a piece are cut into pieces by the byte offset of each sample's
-    first header: every sample once, in tar order, memory bounded by a piece."""
+@pytest.mark.parametrize("where", ["local", "url"])
+def test_a_shard_cut_into_pieces_gives_the_same_samples(tmp_path, cifar10, monkeypatch, where):
+    """A local shard is cut every SAMPLES samples (at headers the loader found), one at a URL
+    by the byte offset of each sample's first header: every sample once, in tar order."""
+    from servers import http_server
+
     from ppencrypt.sources import open_source, read_head
     from ppencrypt.sources import wds
 
-    loader = open_source(str(write_wds(tmp_path / "wds", *cifar10, per_shard=8))).splits["train"]
-    whole = read_head(loader)
-    monkeypatch.setattr(wds, "LOCAL_PIECE", 2048)  # a 32 px PNG sample is about 3 KiB: a piece or two each
-    tasks = list(loader.tasks())
-    chunks = [t.run() for t in tasks]
-    assert len(tasks) > 2 * len(loader.shards) and any(len(c.labels) == 0 for c in chunks) and max(len(c.labels) for c in chunks) <= 2
+    shards = write_wds(tmp_path / "wds", *cifar10, per_shard=8)
+    with http_server(shards) as server:
+        src = str(shards) if where == "local" else f"{server.url}/train/shard-{{0000..0001}}.tar"
+        loader = open_source(src, stream=StreamOptions(classes=str(shards / "classes.txt"))).splits["train"]
+        whole = read_head(loader)
+        assert len(whole[1]) == 15 and len(list(loader.tasks())) == 2  # one task a shard
+        monkeypatch.setattr(wds, "SAMPLES", 3)
+        monkeypatch.setattr(wds, "REMOTE_PIECE", 2048)  # a 32 px PNG sample is about 3 KiB: a piece or two each
+        tasks = list(loader.tasks())
+        chunks = [t.run() for t in tasks]
     assert np.array_equal(np.concatenate([c.images for c in chunks if len(c.labels)]), whole[0])
     assert np.array_equal(np.concatenate([c.labels for c in chunks]), whole[1])
-    assert tasks[1].describe().endswith("shard-0000.tar bytes 2048-4095")
+    if where == "local":
+        starts = wds.sample_starts(loader.place, "train/shard-0000.tar")  # a shard of 8 samples: pieces of 3, 3, 2
+        assert [len(c.labels) for c in chunks] == [3, 3, 2, 3, 3, 1] and len(starts) == 8
+        assert tasks[1].describe().endswith(f"shard-0000.tar bytes {starts[3]}-{starts[6] - 1}")
+    else:
+        assert len(tasks) > 8 and any(len(c.labels) == 0 for c in chunks) and max(len(c.labels) for c in chunks) <= 2
+        assert tasks[1].describe().endswith("shard-0000.tar bytes 2048-4095")
 
 
 def test_the_mac_covers_the_recorded_order(tmp_path, cifar10, key_file):
