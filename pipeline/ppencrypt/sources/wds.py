@@ -15,7 +15,8 @@ A task is a piece of a shard, so that memory is bounded by a piece's images, not
   keep the workers and the encrypting process busy together: 1,000 photos in 4 shards took
   1.28-1.4x an ImageFolder's time as 4 whole-shard tasks, 0.78x as 63-sample tasks). The
   loader finds where each piece starts by walking the shard's headers (sought past, never
-  read: about 60 ms for a 1 GB shard), as it hands out the tasks; a task seeks straight there.
+  read: 33 us a member, 0.6 s a GB of 110 KB photos on a busy 2-core machine, 2 % of decoding
+  them), as it hands out the tasks; a task seeks straight there.
 * a shard at a URL, where that walk would read the shard: REMOTE_PIECE bytes a task, piece k
   holding the samples whose first header starts in bytes [k x P, (k + 1) x P) — a rule on
   the shard's bytes, so the pieces of any run are the same. The headers before a piece are read
