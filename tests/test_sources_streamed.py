@@ -394,3 +394,20 @@ def test_labels_that_look_like_numbers(tmp_path, cifar10, key_file):
     encrypt(shards, tmp_path / "w", key_file)
     dest = decrypted(tmp_path / "w", key_file, tmp_path / "d")
     assert same(dest, expected(*cifar10, names=[str(9 - i) for i in range(10)]))
+
+
+def test_split_names_in_shard_file_names(tmp_path, cifar10, key_file):
+    """timm's imagenet-1k-wds names its shards imagenet1k-train-0000.tar, imagenet1k-validation-00.tar:
+    one folder, two splits, never one split of both."""
+    shards = write_wds(tmp_path / "wds", *cifar10)
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for split, folder in (("train", "train"), ("validation", "test")):
+        for k, tar in enumerate(sorted((shards / folder).glob("*.tar"))):
+            (flat / f"cifar-{split}-{k:04d}.tar").write_bytes(tar.read_bytes())
+    (flat / "classes.txt").write_bytes((shards / "classes.txt").read_bytes())
+    encrypt(flat, tmp_path / "o", key_file)
+    m = open_dataset(tmp_path / "o").manifest
+    assert {s: x.count for s, x in m.splits.items()} == {"train": 15, "val": 5}
+    (flat / "cifar-extra-0000.tar").write_bytes(b"")
+    assert "cifar-extra-0000.tar: in no split" in refused(tmp_path, flat, "--key", key_file)

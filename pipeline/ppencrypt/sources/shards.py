@@ -2,8 +2,9 @@
 files in a folder, under a URL prefix, or named by a brace pattern.
 
 Splits: files under a split folder (``train/``, ``test/``, ``val/``, ``valid/``,
-``validation/``, at any depth: Hugging Face's ``data/train-*.parquet`` too, by a file name
-that starts with the split and ``-`` or ``_``) make that split; a source whose files name no
+``validation/``, at any depth) or whose name holds the split as a word between ``-``, ``_``
+or ``.`` (Hugging Face's ``data/train-00000-of-00004.parquet``, timm's
+``imagenet1k-validation-00.tar``) make that split; a source whose files name no
 split is one split, ``train``. A brace pattern is one split, in the pattern's order; a folder's
 files are in sorted order.
 """
@@ -22,7 +23,7 @@ from .streamed import CLASSES_FILE, Labels, local_classes, read_classes
 
 KINDS = {".tar": "wds", ".parquet": "parquet"}
 SPLIT_NAMES = {"train": "train", "test": "test", "val": "val", "valid": "val", "validation": "val"}
-PREFIX = re.compile(r"^(train|test|val|valid|validation)[-_]", re.I)
+TOKEN = re.compile(r"(?:^|[-_.])(train|test|val|valid|validation)(?=[-_.])", re.I)  # imagenet1k-validation-00.tar
 
 
 @dataclass(kw_only=True)
@@ -63,7 +64,7 @@ def _split_of(rel: str) -> str | None:
     for d in folders:
         if d.lower() in SPLIT_NAMES:
             return SPLIT_NAMES[d.lower()]
-    m = PREFIX.match(base)
+    m = TOKEN.search(base)
     return SPLIT_NAMES[m.group(1).lower()] if m else None
 
 
