@@ -285,6 +285,8 @@ def test_sources_in_s3_decrypt_to_the_local_images(tmp_path, bucket, cifar10, ke
             "--split", f"test={bucket}/wds/test/shard-{{0000..0001}}.tar", "--classes", tmp_path / "wds" / "classes.txt")  # fmt: skip
     assert same(decrypted(out, key_file, tmp_path / "d-enc"), want)
     assert "matches no file" in refused(tmp_path, f"{bucket}/wds/train/x-{{0..3}}.tar", "--key", key_file)
+    assert "no files under this prefix" in refused(tmp_path, f"{bucket}/nothing", "--key", key_file)
+    assert refused(tmp_path, f"{bucket}-missing/wds", "--key", key_file) == f"Error: {bucket}-missing/wds: no such bucket"
 
 
 def test_shards_over_https_by_a_brace_pattern(tmp_path, cifar10, key_file):
