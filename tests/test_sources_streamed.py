@@ -413,3 +413,12 @@ def test_split_names_in_shard_file_names(tmp_path, cifar10, key_file):
     assert {s: x.count for s, x in m.splits.items()} == {"train": 15, "val": 5}
     (flat / "cifar-extra-0000.tar").write_bytes(b"")
     assert "cifar-extra-0000.tar: in no split" in refused(tmp_path, flat, "--key", key_file)
+
+
+def test_a_parquet_row_group_too_large_to_read_at_once_is_refused(tmp_path, cifar10, key_file, monkeypatch):
+    from ppencrypt.sources import parquet
+
+    src = write_parquet(tmp_path / "pq", *cifar10, rows_per_group=15)
+    monkeypatch.setattr(parquet, "MAX_GROUP", 20_000)  # a group of 15 CIFAR PNGs is about 40 KB
+    msg = refused(tmp_path, src, "--key", key_file)
+    assert "train-00000-of-00001.parquet: row group 0 is" in msg and "smaller row groups" in msg

@@ -26,6 +26,7 @@ from .place import Place
 from .streamed import Labels, Spec, chunk_of, decoded_or_bad, first_spec
 
 ROWS = 1024  # rows a task decodes at most
+MAX_GROUP = 1 << 30  # bytes of a row group (as its footer says): a task reads a whole one
 LABEL_NAMES = ("label", "labels", "cls", "class", "target")
 
 
@@ -226,6 +227,10 @@ def scan(place: Place, files: list[str], image: str | None, label: str | None) -
                 raise SourceError(f"{place.shown(rel)}: its columns differ from {place.shown(files[0])}'s")
             columns = columns or cols
             md = pf.metadata
+            for g in range(md.num_row_groups):
+                if md.row_group(g).total_byte_size > MAX_GROUP:
+                    raise SourceError(f"{place.shown(rel)}: row group {g} is {md.row_group(g).total_byte_size} bytes, more than the "
+                                      f"{MAX_GROUP} a task reads at once; rewrite it with smaller row groups")  # fmt: skip
             groups.append([md.row_group(g).num_rows for g in range(md.num_row_groups)])
             if cols.names is None:
                 for g in range(md.num_row_groups):
