@@ -6,8 +6,8 @@ The columns are found from the schema when that is unambiguous — the image: th
 with a binary ``bytes`` field, else the one binary column; the label: a Hugging Face
 ``ClassLabel`` feature (its names are the class names), else a column named ``label``,
 ``labels``, ``cls``, ``class`` or ``target``, else the one integer or string column — or
-named with ``--image-column`` / ``--label-column``. Class names: the ClassLabel's, else
-``--classes FILE`` or a ``classes.txt`` beside the files, else the distinct string labels
+named with ``--image-column`` / ``--label-column``. Class names: ``--classes FILE``, else the
+ClassLabel's, else a ``classes.txt`` beside the files, else the distinct string labels
 sorted, or the label numbers 0..max. Reading is by row group (pyarrow), ROWS rows a task,
 never a whole file; the files' footers and label columns are read first (the count and the
 classes), never their images. Order: files in sorted order, rows in file order.

@@ -129,40 +129,51 @@ def _sizes(place: Place, rels: list[str]) -> dict[str, int | None]:
     return {r: place.size(r) for r in rels}
 
 
-def _classes(found: Found, opts: StreamOptions) -> tuple[list[str] | None, str]:
+def _classes(found: Found, opts: StreamOptions, builtin: list[str] | None = None, what: str = "") -> tuple[list[str] | None, str]:
+    """Class names: --classes, else the source's own (a parquet ClassLabel), else a classes.txt
+    beside the files; None: none given (label numbers)."""
     if opts.classes is not None:
         return local_classes(opts.classes), opts.classes
+    if builtin is not None:
+        return builtin, what
     for rel in found.classes_at:
         if found.place.size(rel) is not None:
             return read_classes(found.place, rel), found.place.shown(rel)
     return None, ""
 
 
-def open_found(found: Found, size: int | None, skip_bad: bool, opts: StreamOptions) -> Source:
+def _in_order(found: Found) -> list[str]:
+    return [f for s in ordered_splits(found.splits) for f in found.splits[s]]
+
+
+def _open_wds(found: Found, size: int | None, skip_bad: bool, opts: StreamOptions) -> Source:
     names, shown_classes = _classes(found, opts)
-    place, loaders = found.place, {}
-    if found.layout == "wds":
-        labels = Labels(names, shown_classes)
-        spec = wds.probe(place, [r for s in ordered_splits(found.splits) for r in found.splits[s]], size, skip_bad)
-        for split in ordered_splits(found.splits):
-            files = found.splits[split]
-            loaders[split] = wds.WdsLoader(place, files, [found.sizes[f] for f in files], spec, labels, skip_bad)
-        classes, numbered = (names, False) if names is not None else ([], True)
-    else:
-        scanned = {s: parquet.scan(place, files, opts.image_column, opts.label_column) for s, files in found.splits.items()}
-        cols = next(iter(scanned.values())).columns
-        if any((c.columns.image, c.columns.label) != (cols.image, cols.label) for c in scanned.values()):
-            raise SourceError(f"{place.shown()}: its splits' files have different image or label columns")
-        if cols.names is not None:
-            names, shown_classes = cols.names, f"{place.shown()} (the Hugging Face ClassLabel of column {cols.label!r})"
-        elif names is None:
-            names = parquet.numbered(set().union(*(c.label_values for c in scanned.values())), place.shown())
-            shown_classes = f"{place.shown()} (its labels)"
-        labels = Labels(names, shown_classes)
-        first = [f for s in ordered_splits(found.splits) for f in found.splits[s]]
-        spec = parquet.probe(place, first, cols, size, skip_bad)
-        for split in ordered_splits(found.splits):
-            s = scanned[split]
-            loaders[split] = parquet.ParquetLoader(place, found.splits[split], s.groups, s.columns, spec, labels, skip_bad)
-        classes, numbered = names, False
-    return Source(found.layout, classes, spec.shape, loaders, numbered=numbered)
+    labels = Labels(names, shown_classes)
+    spec = wds.probe(found.place, _in_order(found), size, skip_bad)
+    loaders = {split: wds.WdsLoader(found.place, found.splits[split], [found.sizes[f] for f in found.splits[split]], spec, labels,
+                                    skip_bad) for split in ordered_splits(found.splits)}  # fmt: skip
+    return Source("wds", names or [], spec.shape, loaders, numbered=names is None)
+
+
+def _open_parquet(found: Found, size: int | None, skip_bad: bool, opts: StreamOptions) -> Source:
+    place = found.place
+    scanned = {s: parquet.scan(place, files, opts.image_column, opts.label_column) for s, files in found.splits.items()}
+    cols = next(iter(scanned.values())).columns
+    if any((c.columns.image, c.columns.label) != (cols.image, cols.label) for c in scanned.values()):
+        raise SourceError(f"{place.shown()}: its splits' files have different image or label columns")
+    names, shown_classes = _classes(found, opts, cols.names, f"{place.shown()} (the Hugging Face ClassLabel of column {cols.label!r})")
+    if names is None:
+        names = parquet.numbered(set().union(*(c.label_values for c in scanned.values())), place.shown())
+        shown_classes = f"{place.shown()} (its labels)"
+    labels = Labels(names, shown_classes)
+    spec = parquet.probe(place, _in_order(found), cols, size, skip_bad)
+    loaders = {split: parquet.ParquetLoader(place, found.splits[split], scanned[split].groups, scanned[split].columns, spec, labels,
+                                            skip_bad) for split in ordered_splits(found.splits)}  # fmt: skip
+    return Source("parquet", names, spec.shape, loaders)
+
+
+OPENERS = {"wds": _open_wds, "parquet": _open_parquet}  # a layout of KINDS: how its files become a Source
+
+
+def open_found(found: Found, size: int | None, skip_bad: bool, opts: StreamOptions) -> Source:
+    return OPENERS[found.layout](found, size, skip_bad, opts)
