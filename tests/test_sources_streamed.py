@@ -422,3 +422,33 @@ def test_a_parquet_row_group_too_large_to_read_at_once_is_refused(tmp_path, cifa
     monkeypatch.setattr(parquet, "MAX_GROUP", 20_000)  # a group of 15 CIFAR PNGs is about 40 KB
     msg = refused(tmp_path, src, "--key", key_file)
     assert "train-00000-of-00001.parquet: row group 0 is" in msg and "smaller row groups" in msg
+
+
+def test_sources_in_gcs(tmp_path, cifar10, key_file):
+    """gs:// through gcsfs, on the GCS emulator (servers.GCSServer), as its own process."""
+    import os
+    import subprocess
+    import sys
+
+    import gcsfs
+
+    from servers import GCSServer
+
+    server = GCSServer()
+    try:
+        env = {**os.environ, **server.env(tmp_path / "fsspec-config"), "OMP_NUM_THREADS": "1"}
+        bucket = f"src-{uuid.uuid4().hex[:12]}"
+        server.make_bucket(bucket)
+        fs = gcsfs.core.GCSFileSystem(endpoint_url=server.endpoint, token="anon", skip_instance_cache=True)
+        for name, folder in (("wds", write_wds(tmp_path / "wds", *cifar10)), ("pq", write_parquet(tmp_path / "pq", *cifar10))):
+            for p in sorted(folder.rglob("*")):
+                if p.is_file():
+                    fs.pipe_file(f"{bucket}/{name}/{p.relative_to(folder).as_posix()}", p.read_bytes())
+        for name in ("wds", "pq"):
+            cmd = [sys.executable, "-m", "ppencrypt", "dataset", f"gs://{bucket}/{name}", tmp_path / f"o-{name}", "--key", key_file,
+                   "-q", "--workers", "2", "--shard-size", "4"]  # fmt: skip
+            r = subprocess.run(list(map(str, cmd)), capture_output=True, text=True, timeout=240, env=env)
+            assert r.returncode == 0, r.stderr[-3000:]
+            assert same(decrypted(tmp_path / f"o-{name}", key_file, tmp_path / f"d-{name}"), expected(*cifar10)), name
+    finally:
+        server.stop()
