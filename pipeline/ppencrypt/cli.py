@@ -143,7 +143,7 @@ def _source(ctx, param, value: str) -> str:
 @click.option("--split", "split_sources", multiple=True, metavar="NAME=SRC", callback=_split_sources,
               help="Split NAME from source SRC (a folder, URL prefix or brace pattern); repeat for each split, with SRC '-'.")
 @click.option("--classes", "classes_file", metavar="FILE", help="Class names, one a line in label order, for webdataset or "
-              "parquet sources. [default: a classes.txt beside the shards, else the label numbers]")
+              "parquet sources. [default: a parquet ClassLabel's names, else a classes.txt beside the files, else the label numbers]")
 @click.option("--image-column", help="The image column of parquet sources. [default: the one image column]")
 @click.option("--label-column", help="The label column of parquet sources. [default: the ClassLabel, label, ... column]")
 @click.option("--method", type=LiveChoice(method_names), default="pe", show_default=True, help=_methods_help())
