@@ -18,7 +18,7 @@ from .ciphers import cipher_class, method_names
 from .decrypt import decrypt_dataset
 from .dataset import EncryptOptions, encrypt_dataset
 from .errors import KeyFileError, MissingKeyFileError, OptionError, PipelineError
-from .formats import STORAGES, open_dataset, shown_url, without_credentials
+from .formats import STORAGES, is_url, open_dataset, shown_url, without_credentials
 from .inspect import summary
 from .keys import SCOPES, generate_key_file, load_key
 from .parallel import default_workers
@@ -27,6 +27,9 @@ from .progress import progress_bars
 from .image import encrypt_queries
 from .pull import pull_dataset
 from .push import push_dataset
+from .formats.manifest import SPLIT_NAME
+from .sources import StreamOptions
+from .sources.shards import KINDS as SOURCE_FILES
 from .verify import verify_dataset
 
 
@@ -124,10 +127,37 @@ def keygen(path):
     click.echo(key.key_id)
 
 
+def _split_sources(ctx, param, values) -> dict[str, str] | None:
+    """--split NAME=SRC, repeated: {NAME: SRC} in the order given."""
+    out: dict[str, str] = {}
+    for value in values:
+        name, eq, src = value.partition("=")
+        if not eq or not src or not SPLIT_NAME.fullmatch(name):
+            raise click.BadParameter(f"{value!r}: expected NAME=SRC, NAME a split name (letters, digits, '.', '_', '-')")
+        if name in out:
+            raise click.BadParameter(f"split {name!r} given twice")
+        out[name] = src
+    return out or None
+
+
+def _source(ctx, param, value: str) -> str:
+    """SRC: a folder, a URL, a brace pattern, one .tar or .parquet file, or '-'; another local
+    file is a usage error, as click.Path(file_okay=False) made it."""
+    if value != "-" and not is_url(value) and os.path.isfile(value) and os.path.splitext(value)[1].lower() not in SOURCE_FILES:
+        raise click.BadParameter(f"{value!r} is a file: point SRC at the folder that holds the dataset (or at .tar or .parquet files)")
+    return value
+
+
 @cli.command()
-@click.argument("src", type=click.Path(file_okay=False))
+@click.argument("src", callback=_source)
 @click.argument("out", type=click.Path())
 @KEY
+@click.option("--split", "split_sources", multiple=True, metavar="NAME=SRC", callback=_split_sources,
+              help="Split NAME from source SRC (a folder, URL prefix or brace pattern); repeat for each split, with SRC '-'.")
+@click.option("--classes", "classes_file", metavar="FILE", help="Class names, one a line in label order, for webdataset or "
+              "parquet sources. [default: a parquet ClassLabel's names, else a classes.txt beside the files, else the label numbers]")
+@click.option("--image-column", help="The image column of parquet sources. [default: the one image column]")
+@click.option("--label-column", help="The label column of parquet sources. [default: the ClassLabel, label, ... column]")
 @click.option("--method", type=LiveChoice(method_names), default="pe", show_default=True, help=_methods_help())
 @click.option("--key-scope", type=click.Choice(SCOPES), default="image", show_default=True,
               help="image: a different mask for every image, and a fresh salt per dataset (private by default); "
@@ -152,17 +182,20 @@ def keygen(path):
 @click.option("--salt", hidden=True, callback=lambda ctx, param, value: _salt_removed(value), expose_value=False)
 @QUIET
 @click.pass_context
-def dataset(ctx, src, out, key_path, method, key_scope, storage, block_size, size, shard_size, workers, copies, pad, augment_seed,
-            overwrite, skip_bad, reproduce, quiet):  # fmt: skip
+def dataset(ctx, src, out, key_path, split_sources, classes_file, image_column, label_column, method, key_scope, storage, block_size,
+            size, shard_size, workers, copies, pad, augment_seed, overwrite, skip_bad, reproduce, quiet):  # fmt: skip
     """Encrypt the dataset in SRC into shards under OUT (a folder, or a URL: s3://, gs://).
 
     SRC is an ImageFolder (class folders, or train/ test/ val/ of class folders), a CIFAR-10
-    or CIFAR-100 python folder, or MNIST-style IDX files."""
+    or CIFAR-100 python folder, MNIST-style IDX files, webdataset shards (*.tar) or parquet
+    files; a folder, a URL prefix (s3://, gs://) or a brace pattern
+    (s3://bucket/train-{000000..001023}.tar); '-' with --split NAME=SRC for each split."""
     given = ctx.get_parameter_source("key_scope") == ParameterSource.COMMANDLINE  # the default is the library's
     opts = EncryptOptions(
         method=method, params={} if block_size is None else {"block_size": block_size}, scope=key_scope if given else None,
         storage=storage, size=size, shard_size=shard_size, workers=workers, skip_bad=skip_bad, reproduce=reproduce, copies=copies,
-        pad=pad, augment_seed=augment_seed,
+        pad=pad, augment_seed=augment_seed, split_sources=split_sources,
+        stream=StreamOptions(classes=classes_file, image_column=image_column, label_column=label_column),
     )  # fmt: skip
     if opts.key_scope == "dataset" and cipher_class(method).needs_key:
         click.echo(f"warning: {DATASET_SCOPE_WARNING}", err=True)

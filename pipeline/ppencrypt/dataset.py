@@ -26,12 +26,14 @@ from . import augment as client
 from .atomic import is_within
 from .ciphers import ImageCipher, cipher_class, make_cipher
 from .errors import CipherError, KeyFileError, ManifestError, OptionError, OutputError, SourceError
-from .formats import STORAGES, Manifest, SplitInfo, SplitWriter, open_location, other_files, split_writer
-from .formats.manifest import CipherInfo, ClientAugment
+from .formats import STORAGES, Manifest, SplitInfo, SplitWriter, is_url, open_location, other_files, split_writer
+from .formats.manifest import CipherInfo, ClientAugment, SourceInputs
 from .keys import KeyRing, KeyUse, MasterKey, binding, open_keyed, sign, source_digest
 from .parallel import WorkerPool, default_workers
 from .progress import ProgressFactory, no_progress
-from .sources import Source, open_source, run_task
+from .sources import Source, StreamOptions, open_source, run_task
+from .sources.place import is_pattern
+from .sources.streamed import MAX_LABEL, inputs_digest
 
 PAD, AUGMENT_SEED = 4, 0  # the copies' largest shift (pixels) and seed when none is given
 
@@ -57,6 +59,10 @@ class EncryptOptions:
     copies: int | None = None  # --copies: augmented copies of the train split (None: as it is)
     pad: int | None = None  # the copies' largest shift, pixels (None: PAD); only with copies
     augment_seed: int | None = None  # seeds the copies' draws (None: AUGMENT_SEED); only with copies
+    # --split NAME=SRC: each split's own source (SRC is then '-'); None: SRC's splits
+    split_sources: dict[str, str] | None = None
+    # --classes, --image-column, --label-column: the streamed sources' (wds, parquet) options
+    stream: StreamOptions = field(default_factory=StreamOptions)
 
     def __post_init__(self):
         cls = cipher_class(self.method)
@@ -126,13 +132,15 @@ def encrypt_split(
     Returns the samples written, their count per class, and the files that could not be
     decoded (each once, however many copies were made)."""
     loader = source.splits[name]
+    classes = MAX_LABEL if source.numbered else len(source.classes)  # numbered: found as they come
     per_class = np.zeros(len(source.classes), np.int64)
     bad: list[tuple[str, str]] = []
     count = 0
     passes = augment.copies if augment is not None and name == augment.split else None
-    with progress(len(loader) * (passes or 1), f"encrypt {name}") as bar:
+    total = None if loader.count is None else loader.count * (passes or 1)  # None: a streamed source's unknown size
+    with progress(total, f"encrypt {name}") as bar:
         for copy in range(passes or 1):
-            draws = client.draws(len(loader), augment.pad, augment.seed, copy) if passes else None
+            draws = client.draws(loader.count, augment.pad, augment.seed, copy) if passes else None
             at = 0  # the image's position in the split (after skipped files): its draw
             for chunk in pool.map(run_task, loader.tasks(), parallel=loader.parallel):
                 if copy == 0:
@@ -143,20 +151,21 @@ def encrypt_split(
                     continue
                 if chunk.images.shape[1:] != source.shape:
                     raise SourceError(f"{src}: an image of split {name} decoded to {chunk.images.shape[1:]}, expected {source.shape}")
-                if chunk.labels.min() < 0 or chunk.labels.max() >= len(source.classes):
-                    raise SourceError(f"{src}: split {name} has labels outside 0..{len(source.classes) - 1}")
+                if chunk.labels.min() < 0 or chunk.labels.max() >= classes:
+                    raise SourceError(f"{src}: split {name} has labels outside 0..{classes - 1}")
                 images = chunk.images if draws is None else client.shift_flip(chunk.images, draws[at : at + n])
                 if digest is not None:
                     digest.update(np.ascontiguousarray(images))
                 writer.write(cipher.encrypt(images, ring, np.arange(count, count + n, dtype=np.int64)), chunk.labels)
-                per_class += np.bincount(chunk.labels, minlength=len(source.classes))
+                seen = np.bincount(chunk.labels, minlength=len(per_class))
+                per_class = np.pad(per_class, (0, len(seen) - len(per_class))) + seen
                 count += n
                 at += n
     return count, per_class.tolist(), bad
 
 
 def encrypt_dataset(
-    src: str,
+    src: str | None,
     out: str,
     key: MasterKey | None,
     opts: EncryptOptions,
@@ -172,15 +181,20 @@ def encrypt_dataset(
     dataset_id = secrets.token_hex(16) if earlier is None else earlier.dataset_id  # a reproduction is that dataset
     target = open_location(out)  # a folder, or a URL: built locally, then uploaded, manifest last
     if target.local:
-        _check_paths(Path(src), target.root)
+        for given in [src, *(opts.split_sources or {}).values()]:
+            if given not in (None, "-") and not is_url(given) and not is_pattern(given):
+                _check_paths(Path(given), target.root)
     augment = opts.client_augment()
     with WorkerPool(opts.workers) as pool, target.output_dir(overwrite) as tmp:
-        source = open_source(src, opts.size, pool, opts.skip_bad, progress)
+        source = open_source(src, opts.size, pool, opts.skip_bad, progress, stream=opts.stream, splits=opts.split_sources)
         cipher.check(source.shape, use.scope)
         if augment is not None:
             problem = client.check(augment.copies, augment.pad, source.shape)
             if problem or augment.split not in source.splits:
                 raise CipherError(problem or f"{src}: --copies augments the {augment.split!r} split, and there is none")
+            if hasattr(source.splits[augment.split], "inputs"):  # its draws are made for a count a stream knows only at its end
+                raise OptionError("--copies", f"the {augment.split} split is streamed ({source.layout}); --copies needs a local "
+                                  "ImageFolder, CIFAR or IDX source")  # fmt: skip
         skipped = list(source.skipped)
         splits: dict[str, SplitInfo] = {}
         sources: dict[str, str] = {}
@@ -205,6 +219,14 @@ def encrypt_dataset(
                               "reusing its salt would give these images its masks; nothing written")  # fmt: skip
         if not splits:
             raise SourceError(f"{src}: no image could be decoded ({len(skipped)} bad files skipped)")
+        classes = source.classes
+        if source.numbered:  # the label numbers, up to the largest seen in any split
+            classes = [str(i) for i in range(max(len(s.per_class) for s in splits.values()))]
+            for s in splits.values():
+                s.per_class += [0] * (len(classes) - len(s.per_class))
+        inputs = {name: SourceInputs(layout=source.layouts.get(name, source.layout), files=len(loader.inputs),
+                                     sha256=inputs_digest(loader.inputs))
+                  for name, loader in source.splits.items() if name in splits and hasattr(loader, "inputs")}  # fmt: skip
         listed = {sh.path for s in splits.values() for sh in s.shards}
         manifest = Manifest(
             storage=opts.storage,
@@ -215,13 +237,14 @@ def encrypt_dataset(
             width=source.shape[1],
             channels=source.shape[2],
             resize=opts.size,
-            classes=source.classes,
+            classes=classes,
             layout=source.layout,
             skipped=len(skipped),
             splits=splits,
             files=other_files(tmp, listed),
             augment=augment,
             dataset_id=dataset_id,
+            inputs=inputs or None,
         )
         if cipher.needs_key:
             manifest.mac = sign(manifest, key)  # last: it covers every field above

@@ -20,6 +20,7 @@ Mode rule — what every image becomes before encryption:
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass
 
@@ -122,10 +123,24 @@ def convert(img: Image.Image, channels: int, size: int | None) -> np.ndarray:
 
 
 def load_image(path: str, name: str, channels: int, size: int | None) -> np.ndarray:
+    if os.path.getsize(path) == 0:
+        raise BadImageError(name, "empty file (0 bytes)")
+    return _decode(path, name, channels, size)
+
+
+def decode_image(data: bytes, name: str, channels: int | None, size: int | None) -> np.ndarray:
+    """An image file's bytes (a tar member, a parquet cell) by the same rule as load_image;
+    ``channels`` None: the image's own (1 for a grayscale mode, else 3)."""
+    if not data:
+        raise BadImageError(name, "empty file (0 bytes)")
+    return _decode(io.BytesIO(data), name, channels, size)
+
+
+def _decode(fp, name: str, channels: int | None, size: int | None) -> np.ndarray:
     try:
-        if os.path.getsize(path) == 0:
-            raise BadImageError(name, "empty file (0 bytes)")
-        with Image.open(path) as img:
+        with Image.open(fp) as img:
+            if channels is None:
+                channels = channels_of_mode(img.mode)
             if size is not None and img.format == "JPEG" and min(img.size) >= LARGE:  # square: orientation does not matter
                 img.draft(img.mode, (DRAFT_FACTOR * size, DRAFT_FACTOR * size))
             img.load()

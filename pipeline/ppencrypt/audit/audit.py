@@ -62,9 +62,9 @@ def load_plain(src: str, m: Manifest, split: str, n: int) -> tuple[np.ndarray, n
     if split not in source.splits:
         raise SourceError(f"{src}: no split {split!r} (it has {', '.join(source.splits)})")
     loader = source.splits[split]
-    if len(loader) != m.splits[split].count:
-        raise SourceError(f"{src}: split {split} has {len(loader)} images, the dataset {m.splits[split].count}: not the dataset's source")
-    if source.classes != m.classes:
+    if loader.count is not None and loader.count != m.splits[split].count:  # a streamed split's is known once read
+        raise SourceError(f"{src}: split {split} has {loader.count} images, the dataset {m.splits[split].count}: not the dataset's source")
+    if source.classes != m.classes and not source.numbered:
         raise SourceError(f"{src}: its classes differ from the dataset's: not the dataset's source")
     return read_head(loader, n)
 

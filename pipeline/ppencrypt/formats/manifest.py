@@ -99,6 +99,18 @@ class ClientAugment:
     split: str  # the split that holds the copies
 
 
+@dataclass(kw_only=True)
+class SourceInputs:
+    """``source.inputs``: per split of a streamed source (webdataset shards, parquet files, an
+    ImageFolder at a URL), how its sample order was defined: the split's source layout, how many
+    input files it read, and the SHA-256 of their names relative to its source, in the order read,
+    one a line — the order, without the names (docs/formats.md)."""
+
+    layout: str
+    files: int
+    sha256: str
+
+
 # Manifests written before the cipher section stated its facts name one of these methods,
 # whose facts are fixed: (family, adaptation network).
 LEGACY_FACTS = {"pe": ("pixel", "pixel"), "np": ("pixel", "pixel"), "plain": ("none", "pixel"),
@@ -145,6 +157,7 @@ class Manifest:
     # Version 3: 128 random bits naming this dataset, under the MAC, so that a client can tell the
     # dataset it means from another one its key made (keys/binding.py)
     dataset_id: str | None = None
+    inputs: dict[str, SourceInputs] | None = None  # written only for streamed sources
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -159,7 +172,8 @@ class Manifest:
             "cipher": asdict(self.cipher),
             "image": {"height": self.height, "width": self.width, "channels": self.channels, "dtype": "uint8", "resize": self.resize},
             "classes": self.classes,
-            "source": {"layout": self.layout, "skipped_bad_files": self.skipped},
+            "source": {"layout": self.layout, "skipped_bad_files": self.skipped,
+                       **({"inputs": {k: asdict(v) for k, v in self.inputs.items()}} if self.inputs is not None else {})},
             **({"augment": asdict(self.augment)} if self.augment is not None else {}),
             "splits": {k: asdict(v) for k, v in self.splits.items()},
             "files": [asdict(f) for f in self.files],
@@ -218,12 +232,18 @@ class Manifest:
             a = r.sub("augment")
             augment = ClientAugment(a.get("copies", int), a.get("pad", int), a.get("seed", int), a.get("ops", list),
                                     a.get("fill", int), a.get("split", str))  # fmt: skip
+        inputs = None
+        if "inputs" in src.doc:
+            inputs = {}
+            for name, x in src.get("inputs", dict).items():
+                xr = _Reader(x, f"{shown}: source: inputs: {_shown_name(name)}")
+                inputs[name] = SourceInputs(layout=xr.get("layout", str), files=xr.get("files", int), sha256=xr.get("sha256", str))
         m = cls(
             storage, cipher, img.get("height", int), img.get("width", int), img.get("channels", int),
             img.get("resize", (int, type(None))), r.get("classes", list), src.get("layout", str),
             src.get("skipped_bad_files", int), splits, files, r.get("tool", str), version,
             r.get("mac", (str, type(None))) if version >= 2 else None, canonical(doc), augment,
-            r.get("dataset_id", str) if version >= 3 else None,
+            r.get("dataset_id", str) if version >= 3 else None, inputs,
         )  # fmt: skip
         m._check(shown)
         return m
@@ -273,6 +293,10 @@ class Manifest:
             set(c.sources) != set(self.splits) or not all(isinstance(d, str) and len(d) == 64 and HEX.fullmatch(d) for d in c.sources.values())
         ):  # fmt: skip
             raise ManifestError(f"{shown}: cipher: sources must give every split 64 lowercase hex digits")
+        for name, x in (self.inputs or {}).items():
+            if name not in self.splits or x.files < 1 or len(x.sha256) != 64 or not HEX.fullmatch(x.sha256) or len(x.layout) > 64:
+                raise ManifestError(f"{shown}: source: inputs of {_shown_name(name)} must name a split, a layout, "
+                                    "a count of files and 64 lowercase hex digits")  # fmt: skip
         for f in self.all_files():
             _check_file(shown, f)
 

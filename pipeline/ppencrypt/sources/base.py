@@ -51,6 +51,10 @@ class ArrayTask:
     images: np.ndarray
     labels: np.ndarray
     size: int | None
+    first: int = 0  # the index of its first image in the split
+
+    def describe(self) -> str:
+        return f"images {self.first}-{self.first + len(self.labels) - 1}"
 
     def run(self) -> Chunk:
         images = self.images
@@ -69,9 +73,13 @@ class ArrayLoader:
     def __len__(self) -> int:
         return len(self.labels)
 
+    @property
+    def count(self) -> int | None:  # None: unknown until read (a streamed source)
+        return len(self)
+
     def tasks(self):
         for a in range(0, len(self), ARRAY_TASK):
-            yield ArrayTask(self.images[a : a + ARRAY_TASK], self.labels[a : a + ARRAY_TASK], self.size)
+            yield ArrayTask(self.images[a : a + ARRAY_TASK], self.labels[a : a + ARRAY_TASK], self.size, a)
 
 
 @dataclass
@@ -82,6 +90,9 @@ class FileTask:
     channels: int
     size: int | None
     skip_bad: bool
+
+    def describe(self) -> str:
+        return self.names[0] + (f" and {len(self.names) - 1} more" if len(self.names) > 1 else "")
 
     def run(self) -> Chunk:
         images, labels, bad = [], [], []
@@ -111,6 +122,10 @@ class FileLoader:
     def __len__(self) -> int:
         return len(self.paths)
 
+    @property
+    def count(self) -> int | None:
+        return len(self)
+
     def tasks(self):
         for a in range(0, len(self), FILE_TASK):
             b = a + FILE_TASK
@@ -119,12 +134,17 @@ class FileLoader:
 
 @dataclass
 class Source:
-    layout: str  # imagefolder | cifar10 | cifar100 | idx
+    layout: str  # imagefolder | cifar10 | cifar100 | idx | wds | parquet | url-imagefolder | mixed
     classes: list[str]
     shape: tuple[int, int, int]  # H, W, C after --size and the mode rule
     splits: dict[str, ArrayLoader | FileLoader]
     skipped: list[tuple[str, str]] = field(default_factory=list)  # bad files dropped while scanning
     warnings: list[str] = field(default_factory=list)
+    # The class names are the label numbers, known once every label is read (webdataset shards
+    # without a classes file): ``classes`` is empty until then, and encrypt_split finds them.
+    numbered: bool = False
+    # Per split, the layout of its source when it differs from ``layout`` (--split NAME=SRC)
+    layouts: dict[str, str] = field(default_factory=dict)
 
 
 def ordered_splits(names) -> list[str]:
