@@ -19,7 +19,7 @@ from .errors import OptionError
 from .recipe import RECIPES, Recipe
 
 DEFAULT_AUGMENT = ("crop", "flip")  # [P]'s augmentation: shift by pad-and-crop, horizontal flip
-ADAPT_CHOICES = ("pixel", "invariant", "tanaka", "none")  # the adaptation networks of model.py
+ADAPT_CHOICES = ("pixel", "invariant", "tanaka", "blockset", "none")  # the adaptation networks of model.py
 STEM_CHOICES = ("auto", "cifar", "imagenet")  # model.py; auto: by image size
 MAX_WIDTH = 1024  # --width: 2.9e9 parameters already; a run record claiming more is refused (record.py)
 
