@@ -130,3 +130,20 @@ def test_the_jigsaw_with_per_component_negations_beats_the_ciphertext(cifar10):
     assert len(out.variants) == 8 * 8 * 6  # the seed's symmetry, negation per component, colour order
     chosen, _ = pick_variant(out.images, images, out.variants)
     assert Scores.of(chosen, images).psnr.mean > Scores.of(encrypted, images).psnr.mean + 1.5
+
+
+def test_per_component_variants_form_a_group(cifar10):
+    from ppencrypt.audit.variants import WholeImageVariants
+
+    images = cifar10[0][:2]
+    variants = WholeImageVariants(3, square=True, per_image=True, negations="per-component")
+    assert len(variants) == 8 * 8 * 6
+    for t in range(0, len(variants), 7):
+        moved = variants.apply(images, t)
+        assert any(np.array_equal(variants.apply(moved, u), images) for u in range(len(variants)))
+    # one component negated alone is among them (etc's whole-image variants do not have it)
+    one = images.copy()
+    one[..., 1] = 255 - one[..., 1]
+    assert any(np.array_equal(variants.apply(one, u), images) for u in range(len(variants)))
+    whole = WholeImageVariants(3, square=True, per_image=True)
+    assert not any(np.array_equal(whole.apply(one, u), images) for u in range(len(whole)))
