@@ -153,21 +153,22 @@ def record(cells, do_run, do_list, work, key, before, store, doc):
 @click.option("--train-steps", type=click.IntRange(min=1), help=f"ppencrypt audit --train-steps [{fr.FULL.train_steps}; smoke: {fr.SMOKE.train_steps}].")
 @click.option("--work", default="out/frontier", show_default=True, help="Key-less scratch: source subset, datasets, runs, audits, frontier.jsonl (the kept cells).")
 @click.option("--key", default="keys/frontier.key", show_default=True, help="The client's key file (created when missing).")
+@click.option("--store", type=click.Path(dir_okay=False), help="The finished cells kept, with their budgets (docs/frontier.jsonl) [WORK/frontier.jsonl].")
 @click.option("--doc", type=click.Path(dir_okay=False), help="Write the table into this file's frontier section (docs/privacy.md) and frontier.png beside it.")
 @click.option("--smoke", "is_smoke", is_flag=True, help="A tiny budget that checks the harness, not the frontier.")
 @click.option("--in-process", is_flag=True, help="Run ppencrypt and pptrain inside this process instead of as subprocesses.")
-def frontier(src, cells, do_list, epochs, width, batch_size, train_subset, test_subset, audit_n, public_n, train_steps, work, key, doc,
-             is_smoke, in_process):  # fmt: skip
+def frontier(src, cells, do_list, epochs, width, batch_size, train_subset, test_subset, audit_n, public_n, train_steps, work, key, store,
+             doc, is_smoke, in_process):  # fmt: skip
     """The privacy–accuracy frontier on dataset SRC [default: Fashion-MNIST]: every method x key
     scope trained at one budget and audited with every attack that applies (--learned); the
-    table on stdout, WORK/frontier.md and WORK/frontier.png. Resumable: a cell kept in
-    WORK/frontier.jsonl at the same budget is not run again."""
+    table on stdout, WORK/frontier.md and WORK/frontier.png. Resumable: a cell kept in the
+    store at the same budget is not run again."""
     given = {k: v for k, v in dict(epochs=epochs, width=width, batch_size=batch_size, train=train_subset, test=test_subset,
                                    audit_n=audit_n, public_n=public_n, train_steps=train_steps).items() if v is not None}  # fmt: skip
     budget = fr.Budget(**{**(fr.asdict(fr.SMOKE) if is_smoke else fr.asdict(fr.FULL)), **given})
     if budget.test is not None and budget.audit_n >= budget.test:
         raise UsageError("--audit-n", f"--audit-n {budget.audit_n} leaves no known pair among {budget.test} test images")
-    lay = fr.Layout(src=src, work=Path(work), key=key, budget=budget, in_process=in_process)
+    lay = fr.Layout(src=src, work=Path(work), key=key, budget=budget, in_process=in_process, kept=Path(store) if store else None)
     chosen = fr.select(cells)
     if do_list:
         kept = fr.load(lay)

@@ -14,9 +14,10 @@ recognise, with plain images and chance for scale.
 The methods and their scopes come from the cipher registry, so a method added there is a new
 row here. Block-wise methods train with ``--augment none`` (shifts move block boundaries);
 every other choice is the method's default (its adaptation network, the recipe). Cells run one
-at a time and each is kept in the store (WORK/frontier.jsonl) as soon as it finishes, with the
-budget it ran at: a kept cell at the same budget is not run again, so the table is built up
-over several sittings.
+at a time and each is kept in the store (``--store``: docs/frontier.jsonl in the repository, the
+measurements the docs show; WORK/frontier.jsonl by default) as soon as it finishes, with the
+budget it ran at: a kept cell at the same budget is not run again, whatever became of its run
+directory, so the table is built up over several sittings and machines.
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ class Layout:
     key: str = "keys/frontier.key"
     budget: Budget = FULL
     in_process: bool = False  # tests: the CLIs inside this process (no environment of their own)
+    kept: Path | None = None  # the store of finished cells (None: WORK/frontier.jsonl)
 
     @property
     def source(self) -> str:
@@ -114,7 +116,7 @@ class Layout:
 
     @property
     def store(self) -> Path:
-        return self.work / "frontier.jsonl"
+        return self.kept if self.kept is not None else self.work / "frontier.jsonl"
 
 
 def preparation(cells: list[Cell], lay: Layout) -> list[tuple[Path, Command]]:

@@ -4,6 +4,7 @@ CLIs, writes the table (with every command), frontier.png and the doc section; a
 not run again at the same budget, and is not taken for another budget."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -36,7 +37,8 @@ def test_every_registered_method_and_scope_is_a_cell():
 def test_smoke_frontier_runs_keeps_and_resumes(tmp_path):
     doc = tmp_path / "privacy.md"
     doc.write_text("# Privacy\n\n## The privacy–accuracy frontier\n\nprose\n\n## Results\n", encoding="utf-8")
-    args = ("frontier", "--cells", CELLS, *TINY, "--work", tmp_path / "w", "--key", tmp_path / "k.key", "--in-process")
+    store = tmp_path / "kept" / "frontier.jsonl"
+    args = ("frontier", "--cells", CELLS, *TINY, "--work", tmp_path / "w", "--key", tmp_path / "k.key", "--store", store, "--in-process")
     first = invoke(*args, "--doc", doc)
     text = first.stdout
     for cell, method, scope in (("plain", "plain", "—"), ("pe-image", "pe", "image"), ("bsm-image", "bsm", "image")):
@@ -46,7 +48,7 @@ def test_smoke_frontier_runs_keeps_and_resumes(tmp_path):
         assert f"--run-dir {tmp_path / 'w' / 'runs' / cell}" in text and f"-o {tmp_path / 'w' / 'audits' / cell}" in text
     assert "| `plain` | — |" in text and "`identity`" in text  # plain: the best attack is the image itself
     assert "Plain images recognised:" in text and "chance" in text
-    kept = [json.loads(line) for line in (tmp_path / "w" / "frontier.jsonl").read_text().splitlines()]
+    kept = [json.loads(line) for line in store.read_text().splitlines()]
     assert sorted(k["cell"] for k in kept) == sorted(CELLS.split(","))
     bsm = next(k for k in kept if k["cell"] == "bsm-image")
     assert {"jigsaw", "known-plaintext", "learned", "identity"} <= set(bsm["attacks"])  # every attack that applies ran
@@ -56,6 +58,7 @@ def test_smoke_frontier_runs_keeps_and_resumes(tmp_path):
     assert written.index("## The privacy–accuracy frontier") < written.index("<!-- frontier:begin -->") < written.index("## Results")
     assert "![accuracy against" in written and (tmp_path / "frontier.png").exists()
 
+    shutil.rmtree(tmp_path / "w" / "runs")  # scratch lost: the store still holds every cell
     again = invoke(*args)  # resumed: everything kept, nothing runs
     assert "$ " not in again.stderr and again.stdout == text
     listed = invoke(*args, "--list").stdout.splitlines()
