@@ -1,6 +1,6 @@
 """An adaptation network in front of a ResNet-18, from torchvision's blocks.
 
-    encrypted image -> adapt (pixel | invariant | tanaka | none) -> 32 channels at H x W
+    encrypted image -> adapt (pixel | invariant | tanaka | blockset | none) -> 32 channels at H x W
                     -> stem: conv1 -> bn1 -> relu [-> maxpool] -> layer1..layer4 -> avgpool -> fc
 
 ``pixel`` is [P]'s: adapt.conv1 (1x1, C -> 8) -> adapt.conv2 (1x1, 8 -> 32), no bias, no norm,
@@ -35,6 +35,7 @@ import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, conv1x1, conv3x3
 
+from .blockset import BlockSetAdaptation
 from .settings import ADAPT_CHOICES, adapt_name
 
 STEMS = ("cifar", "imagenet")
@@ -45,6 +46,7 @@ TANAKA_CHANNELS = 48  # Tanaka's hidden maps
 ADAPT_OUT = 32  # channels every adaptation network hands the ResNet stem
 TANAKA_BLOCK = 4  # Tanaka's block side, for datasets whose manifest names none
 RESNET18_BLOCKS = (2, 2, 2, 2)
+BLOCK_ADAPTATIONS = ("tanaka", "blockset")  # the networks that take the cipher's block side
 
 
 class AdaptationNetwork(nn.Module):
@@ -126,6 +128,7 @@ ADAPTATIONS = {  # name -> (in_channels, block, group) -> module; the names are 
     "pixel": lambda channels, block, group: AdaptationNetwork(channels),
     "invariant": lambda channels, block, group: InvariantAdaptation(channels, group),
     "tanaka": lambda channels, block, group: TanakaAdaptation(channels, block),
+    "blockset": lambda channels, block, group: BlockSetAdaptation(channels, block, ADAPT_OUT),  # blockset.py
     "none": lambda channels, block, group: nn.Identity(),
 }
 

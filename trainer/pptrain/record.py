@@ -128,8 +128,8 @@ class ModelRecord:
     in_channels: int
     num_classes: int
     width: int
-    adapt: str  # pixel | invariant | tanaka | none
-    adapt_block: int | None = None  # tanaka's block side
+    adapt: str  # pixel | invariant | tanaka | blockset | none
+    adapt_block: int | None = None  # tanaka's and blockset's block side
     parameters: int | None = None
     stem: str = "cifar"  # version 2; every version 1 run had the CIFAR stem
     adapt_group: str | None = None  # invariant's pixel group (the manifest's cipher.pixel_group)

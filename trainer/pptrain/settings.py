@@ -19,7 +19,7 @@ from .errors import OptionError
 from .recipe import MIN_STEPS, RECIPES, Recipe
 
 DEFAULT_AUGMENT = ("crop", "flip")  # [P]'s augmentation: shift by pad-and-crop, horizontal flip
-ADAPT_CHOICES = ("pixel", "invariant", "tanaka", "none")  # the adaptation networks of model.py
+ADAPT_CHOICES = ("pixel", "invariant", "tanaka", "blockset", "none")  # the adaptation networks of model.py
 STEM_CHOICES = ("auto", "cifar", "imagenet")  # model.py; auto: by image size
 # --adapt's default per built-in method, as train.default_adaptation decides it from the manifest's
 # cipher section. pptrain never imports the ciphers, so the methods are named here for the help;

@@ -37,7 +37,7 @@ from .errors import OptionError, RunDirError
 from .loader import Loader
 from .loop import EpochStats, Loop, evaluate, train_epoch
 from .metrics import epoch_line, eval_name, plot_curves, renamed, summary_line, write_metrics
-from .model import INVARIANT_GROUPS, TANAKA_BLOCK, PrivacyResNet, stem_for
+from .model import BLOCK_ADAPTATIONS, INVARIANT_GROUPS, TANAKA_BLOCK, PrivacyResNet, stem_for
 from .progress import Progress, plan_line
 from .recipe import RECIPES
 from .record import VERSION, DatasetRecord, ModelRecord, Resolved, RunRecord
@@ -66,8 +66,8 @@ class TrainPlan:
     augment: tuple[str, ...]  # parse_augment's names; () for none
     augment_from: int  # the first epoch (from 1) with augmentation
     augment_until: int  # the last epoch (from 1) with augmentation
-    adapt: str  # pixel | invariant | tanaka | none
-    block: int | None  # tanaka's block side, in pixels
+    adapt: str  # pixel | invariant | tanaka | blockset | none
+    block: int | None  # tanaka's and blockset's block side, in pixels
     group: str | None  # invariant's pixel group
     stem: str  # cifar | imagenet
     copies: int  # client-augmented copies per image in the train split (1: none)
@@ -132,7 +132,7 @@ def default_adaptation(m) -> str:
 
 
 def adaptation(s: Settings, ds: Dataset) -> tuple[str, int | None, str | None]:
-    """The adaptation network the run uses, with, for ``tanaka``, its block side and, for
+    """The adaptation network the run uses, with, for ``tanaka`` and ``blockset``, its block side and, for
     ``invariant``, the cipher's pixel group: ``--adapt``, or :func:`default_adaptation`.
     Tanaka's network needs the cipher's block side as its kernel, stride and pixel shuffle
     factor (4, Tanaka's, for a pixel-wise cipher); the invariant one takes its statistic from
@@ -148,12 +148,12 @@ def adaptation(s: Settings, ds: Dataset) -> tuple[str, int | None, str | None]:
                 "(use --adapt pixel)"
             )  # fmt: skip
         return adapt, None, group
-    if adapt != "tanaka":
+    if adapt not in BLOCK_ADAPTATIONS:
         return adapt, None, None
     block = m.cipher.block or TANAKA_BLOCK
     if m.height % block or m.width % block:
         raise OptionError(
-            "--adapt", f"{ds.root}: --adapt tanaka needs image sides divisible by the block size {block}, "
+            "--adapt", f"{ds.root}: --adapt {adapt} needs image sides divisible by the block size {block}, "
             f"these images are {m.width}x{m.height} (use --adapt pixel or none)"
         )  # fmt: skip
     return adapt, block, None
