@@ -24,7 +24,7 @@ STEM_CHOICES = ("auto", "cifar", "imagenet")  # model.py; auto: by image size
 # --adapt's default per built-in method, as train.default_adaptation decides it from the manifest's
 # cipher section. pptrain never imports the ciphers, so the methods are named here for the help;
 # test_trainer_manners checks every registered method against the code.
-ADAPT_DEFAULTS = {"invariant": ("pe", "np"), "tanaka": ("le", "ele", "etc"), "pixel": ("plain",)}
+ADAPT_DEFAULTS = {"invariant": ("pe", "np"), "tanaka": ("le", "ele", "etc"), "blockset": ("bsm",), "pixel": ("plain",)}
 
 
 def _listed(names) -> str:
@@ -88,7 +88,8 @@ class Settings:
     adapt: str | None = setting(
         None, "Adaptation network in front of the ResNet: pixel ([P]'s 1x1 convolutions); invariant (the same "
         "behind a fixed statistic that the cipher's pixel group leaves unchanged, so a key per image and a "
-        "dataset key look alike to it); tanaka (the block-wise baselines', block side from the manifest); none "
+        "dataset key look alike to it); tanaka (the block-wise baselines', block side from the manifest); blockset (features of each block that no "
+        "block key changes, pooled over the blocks without their positions: bsm's); none "
         f"(the ResNet takes the image). [default: {ADAPT_DEFAULT_HELP}]",
     )  # fmt: skip
     stem: str = setting("auto", "ResNet stem: cifar (3x3, stride 1), imagenet (7x7 stride 2 + max-pool), auto "
