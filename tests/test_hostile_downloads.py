@@ -8,24 +8,26 @@ address-space limit (a safety net for the machine when the defence is missing)."
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import uuid
 
 import pytest
 
 from conftest import ppencrypt
-from ppencrypt.formats import ShardCache, open_dataset, remote
-from ppencrypt.formats import download
+from ppencrypt.formats import ShardCache, download, open_dataset, remote
 from ppencrypt.formats.copy import copy_dataset
+from ppencrypt.formats.prefetch import read_ahead
 from servers import S3Server, http_server, make_bucket
 from test_hostile import one_line_error
-from trainer_fixtures import session_key, shapes_pe, shapes_src  # noqa: F401  (fixtures)
+from trainer_fixtures import session_key, shapes_pe, shapes_src  # noqa: F401  (fixtures; shapes_pe needs shapes_src)
 
 MIB = 1 << 20
 LIMIT = 3 << 30  # address space of a measured command: a 2 GiB body does not fit, with its copy
@@ -92,10 +94,6 @@ def test_shards_a_manifest_claims_huge_are_never_held_in_memory(shapes_pe, tmp_p
 def test_files_fetched_ahead_hold_a_bounded_number_of_bytes():
     """read_ahead with a byte budget: never more than the budget fetched and unused, or one
     item however large; the order and the values unchanged."""
-    from ppencrypt.formats.prefetch import read_ahead
-
-    import threading
-
     lock, live, most = threading.Lock(), [0], [0]
 
     def fetch(n):
@@ -244,16 +242,12 @@ def test_what_a_killed_cache_write_leaves_counts_and_is_cleaned(tmp_path):
     assert len(left) == 1 and left[0].stat().st_size == 1500  # the second writer removed the first's
     cache = ShardCache(cache_dir, limit=3000)
     data = b"d" * 2500
-    import hashlib
-
     cache.put(hashlib.sha256(data).hexdigest(), data)
     assert sorted(p.name for p in cache_dir.iterdir()) == [hashlib.sha256(data).hexdigest()]  # the dead writers' files went
     assert sum(p.stat().st_size for p in cache_dir.iterdir()) <= 3000
 
 
 def test_a_live_writers_temporary_file_counts_toward_the_limit(tmp_path):
-    import hashlib
-
     cache = ShardCache(tmp_path, limit=3000)
     old = b"o" * 1000
     cache.put(hashlib.sha256(old).hexdigest(), old)
