@@ -177,17 +177,21 @@ class Counting:
             self.sent.clear()
 
 
-class Oversized:
-    """WSGI middleware of a hostile S3-compatible endpoint: a GET of a path in ``bodies``
+class Hostile:
+    """WSGI middleware of a hostile S3-compatible endpoint. A GET of a path in ``bodies``
     (path -> (size, announced)) is answered 200 with that many zero bytes, whatever Range it
     asked for, with a Content-Length when ``announced`` (else until the connection closes);
-    HEAD and everything else go to the S3 server behind it. ``sent`` counts the bytes."""
+    a request for a path in ``redirects`` (path -> URL) is answered 302 to that URL.
+    Everything else goes to the S3 server behind it. ``sent`` counts the zero bytes."""
 
     def __init__(self, app):
-        self.app, self.bodies, self.sent = app, {}, collections.Counter()
+        self.app, self.bodies, self.redirects, self.sent = app, {}, {}, collections.Counter()
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
+        if path in self.redirects:
+            start_response("302 Found", [("Location", self.redirects[path]), ("Content-Length", "0")])
+            return [b""]
         if environ.get("REQUEST_METHOD") != "GET" or path not in self.bodies:
             return self.app(environ, start_response)
         size, announced = self.bodies[path]
@@ -200,6 +204,11 @@ class Oversized:
             piece = block[: size - start]
             self.sent[path] += len(piece)
             yield piece
+
+    def clear(self) -> None:
+        self.bodies.clear()
+        self.redirects.clear()
+        self.sent.clear()
 
 
 class Served:
@@ -218,7 +227,7 @@ class Served:
 
 
 class S3Server(Served):
-    """moto's S3 on 127.0.0.1 behind :class:`Counting`, and :class:`Oversized` (which answers
+    """moto's S3 on 127.0.0.1 behind :class:`Counting`, and :class:`Hostile` (which answers
     as a hostile endpoint for the paths it is given, none by default); ``env`` points s3fs
     (botocore) at it the way a user points at any S3-compatible endpoint, with moto's dummy
     credentials."""
@@ -230,8 +239,8 @@ class S3Server(Served):
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self.counting = Counting(DomainDispatcherApplication(create_backend_app))
-        self.oversized = Oversized(self.counting)
-        server = make_server("127.0.0.1", 0, self.oversized, threaded=True, request_handler=MotoRequestHandler)
+        self.hostile = Hostile(self.counting)
+        server = make_server("127.0.0.1", 0, self.hostile, threaded=True, request_handler=MotoRequestHandler)
         server.timeout = REQUEST_TIMEOUT
         self.serve(server)
 

@@ -2,7 +2,7 @@
 memory stays bounded whatever a server sends or a manifest claims, redirects are not
 followed, and a server that trickles is dropped at a deadline or a minimum rate. Each runs
 against a real server on 127.0.0.1 (tests/servers.py): Python's http.server, and moto's S3
-behind a middleware that answers as a hostile S3-compatible endpoint (``Oversized``).
+behind a middleware that answers as a hostile S3-compatible endpoint (``Hostile``).
 Memory is measured as the peak RSS of the command in a process of its own, under an
 address-space limit (a safety net for the machine when the defence is missing)."""
 
@@ -130,7 +130,7 @@ def s3_dataset(s3_server, shapes_pe, monkeypatch, tmp_path) -> str:
     make_bucket(bucket)
     url = f"s3://{bucket}/ds"
     copy_dataset(shapes_pe, url)
-    s3_server.oversized.bodies.clear()
+    s3_server.hostile.clear()
     return url
 
 
@@ -143,7 +143,7 @@ def test_an_s3_endpoint_sending_a_huge_body_is_read_no_further_than_asked(s3_ser
     bucket_path = "/" + s3_dataset[len("s3://") :]
     rel = "manifest.json" if file == "manifest.json" else open_dataset(shapes_pe).manifest.splits["train"].shards[0].path
     size = 2 << 30
-    s3_server.oversized.bodies[f"{bucket_path}/{rel}"] = (size, announced)
+    s3_server.hostile.bodies[f"{bucket_path}/{rel}"] = (size, announced)
     code, lines, peak = measured("verify", s3_dataset, "--key", session_key)
     assert code == 1 and len(lines) == 1, lines
     if rel == "manifest.json":
@@ -153,7 +153,18 @@ def test_an_s3_endpoint_sending_a_huge_body_is_read_no_further_than_asked(s3_ser
         shard = open_dataset(shapes_pe).manifest.splits["train"].shards[0]
         assert lines[0] == f"Error: {s3_dataset}/{rel}: {size} bytes, the manifest says {shard.bytes} ({remote.TRIES} tries)"
     assert peak < 256, peak  # MiB: the interpreter, numpy, botocore (about 130); no body
-    assert s3_server.oversized.sent[f"{bucket_path}/{rel}"] < size // 8  # the client hung up early
+    assert s3_server.hostile.sent[f"{bucket_path}/{rel}"] < size // 8  # the client hung up early
+
+
+def test_an_s3_endpoint_redirecting_elsewhere_is_not_followed(s3_server, s3_dataset, shapes_pe, session_key):
+    """Before: aiobotocore's aiohttp session followed any redirect (up to 10), so the endpoint
+    chose where the client's next request went, signed."""
+    bucket_path = "/" + s3_dataset[len("s3://") :]
+    with http_server(shapes_pe.parent) as internal:
+        s3_server.hostile.redirects[f"{bucket_path}/manifest.json"] = f"{internal.url}/{shapes_pe.name}/manifest.json"
+        line = one_line_error(ppencrypt("verify", s3_dataset, "--key", session_key))
+        assert line == f"Error: {s3_dataset}/manifest.json: redirected elsewhere (HTTP 302); ppencrypt follows no redirects: give the final URL"
+        assert sum(internal.requests.values()) == 0
 
 
 # -- 6: redirects and trickling servers ------------------------------------------------------

@@ -16,8 +16,9 @@ is left of both, the first GRACE seconds free of the rate.
 
 Redirects are never followed: a 3xx answer is refused (the server would choose where the
 client sends its next request — another host, an internal address — with the URL's
-credentials). gcsfs and plain HTTP get ``allow_redirects=False``; botocore follows none of
-its own for a GET.
+credentials). gcsfs and plain HTTP get ``allow_redirects=False``; so does every request of
+s3fs, through aiobotocore's HTTP session (``s3_options``: aiobotocore passes nothing, and
+aiohttp follows up to 10 by default), whose 3xx answer remote.classify refuses.
 
 Reads happen in the calling thread (a piece at a time through the backend's event loop), so
 that hashing and writing the pieces of parallel downloads run in parallel threads, not on
@@ -41,6 +42,7 @@ DEADLINE = 1800.0  # seconds one file may take, by default
 MIN_RATE = 64 << 10  # bytes per second a file must average after GRACE, by default
 ENV_DEADLINE, ENV_MIN_RATE = "PPENCRYPT_DEADLINE", "PPENCRYPT_MIN_RATE"
 ERROR_BODY = 64 << 10  # bytes of an error answer read for its message
+REDIRECTED = "redirected elsewhere (HTTP {status}); ppencrypt follows no redirects: give the final URL"
 
 
 class Damaged(Exception):
@@ -141,7 +143,7 @@ async def _checked(r, raise_for_status: Callable[[], None]) -> Body:
     try:
         await r.content.read(ERROR_BODY)  # a short answer read to its end keeps the connection (no reset)
         if r.status < 400:
-            raise Refused(f"redirected elsewhere (HTTP {r.status}); ppencrypt follows no redirects: give the final URL")
+            raise Refused(REDIRECTED.format(status=r.status))
         raise_for_status()
         raise Refused(f"unexpected answer (HTTP {r.status})")
     finally:
@@ -154,6 +156,31 @@ async def _s3(fs, url: str) -> Body:
     answer = await fs._call_s3("get_object", Bucket=bucket, Key=key, **extra, **fs.req_kw)
     body = answer["Body"]
     return Body(length=answer.get("ContentLength"), read=body.read, close=body.close)
+
+
+def s3_options() -> dict:
+    """s3fs's options for an endpoint that may be hostile: aiobotocore's aiohttp session, every
+    request of it made with ``allow_redirects=False``."""
+    from aiobotocore.httpsession import AIOHTTPSession
+
+    class NoRedirects(AIOHTTPSession):
+        async def _get_session(self, proxy_url):
+            return _NoRedirects(await super()._get_session(proxy_url))
+
+    return {"config_kwargs": {"http_session_cls": NoRedirects}}
+
+
+class _NoRedirects:
+    """An aiohttp ClientSession whose requests follow no redirect."""
+
+    def __init__(self, session):
+        self._session = session
+
+    def request(self, *args, **kwargs):
+        return self._session.request(*args, **kwargs, allow_redirects=False)
+
+    def __getattr__(self, name):
+        return getattr(self._session, name)
 
 
 OPENERS: dict[str, Callable[[Any, str], Awaitable[Body]]] = {

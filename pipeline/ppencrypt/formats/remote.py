@@ -54,7 +54,7 @@ from typing import Callable, Iterator, TypeVar
 
 from ..atomic import terminate_as_exit
 from ..errors import ManifestError, OutputError, PipelineError, ShardError, StorageError
-from .download import Damaged, Limits, Oversized, Refused, receive
+from .download import REDIRECTED, Damaged, Limits, Oversized, Refused, receive, s3_options
 from .location import Files, Location, shown_url, tree_files, url_scheme, without_credentials
 from .manifest import MANIFEST, MAX_BYTES, names_a_dataset
 
@@ -132,6 +132,8 @@ def classify(e: Exception) -> Unavailable | None:
         return Unavailable("denied", "no credentials found")
     if status is not None and (status >= 500 or status in (408, 429)):  # a timeout, too many requests: later
         return None
+    if status is not None and 300 <= status < 400:  # botocore's answer to a redirect it was not let follow
+        return Unavailable("refused", REDIRECTED.format(status=status))
     if _code(e) == "NoSuchBucket":
         return Unavailable("bucket", "no such bucket")
     if isinstance(e, FileNotFoundError) and status is None and isinstance(e.__cause__, Exception):
@@ -200,6 +202,8 @@ class RemoteDir(Location):
             # server's choice, hashed as it came (and refused), never inflated
             options["client_kwargs"] = {"timeout": aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=60),
                                         "auto_decompress": False}  # fmt: skip
+        if self.protocol in ("s3", "s3a"):
+            options.update(s3_options())  # no redirects (download.py)
         try:
             return fsspec.filesystem(self.protocol, **options)
         except ImportError:
