@@ -21,10 +21,10 @@ def read_ahead(items: Iterable[T], fetch: Callable[[T], R], ahead: int, size: Ca
     """Each item, in order, with a function that returns its fetched value (raising what the
     fetch raised). With ``ahead`` > 0 the fetches of up to ``ahead`` further items run in
     threads while an item is used; with 0 each fetch runs when its value is asked for.
-    ``items`` may be endless: only ``ahead`` of them are taken early. With ``budget``, the
-    items fetched ahead and not yet handed out (``size`` bytes each) hold at most ``budget``
-    bytes together — or one item, however large: what a fetch returns is held in memory, and
-    a server may claim GiB-sized files."""
+    ``items`` may be endless: only ``ahead`` of them (and one more, looked at) are taken
+    early. With ``budget``, the items fetched ahead and not yet handed out (``size`` bytes
+    each) hold at most ``budget`` bytes together — or one item, however large: what a fetch
+    returns is held in memory, and a server may claim GiB-sized files."""
     if ahead <= 0:
         for item in items:
             yield item, functools.partial(fetch, item)
