@@ -209,15 +209,15 @@ def receive(fs, protocol: str, url: str, *, expect: int | None, cap: int, limits
         got = 0
         while got <= cap:
             want = min(PIECE, cap + 1 - got)
-            piece = sync(loop, _gather, body.read, want, limits, start, got)
-            if not piece:
-                break
-            if hasher is not None:
-                hasher.update(piece)
-            if sink is not None:
-                sink(piece)
-            got += len(piece)
-            if len(piece) < want:
+            parts = sync(loop, _gather, body.read, want, limits, start, got)
+            for part in parts:  # as the stream handed them out: no copy to join them
+                if hasher is not None:
+                    hasher.update(part)
+                if sink is not None:
+                    sink(part)
+            piece = sum(map(len, parts))
+            got += piece
+            if piece < want:
                 break  # the end of the body
         return got
     finally:
@@ -235,8 +235,8 @@ async def _within(what: Awaitable, by: float, limits: Limits, start: float, got:
         raise Refused(limits.slow(got, loop.time() - start)) from None
 
 
-async def _gather(read: Callable[[int], Awaitable[bytes]], n: int, limits: Limits, start: float, before: int) -> bytes:
-    """``n`` bytes, fewer only at the end of the body (a stream hands out what it has). Each
+async def _gather(read: Callable[[int], Awaitable[bytes]], n: int, limits: Limits, start: float, before: int) -> list[bytes]:
+    """``n`` bytes in parts, fewer only at the end of the body (a stream hands out what it has). Each
     wait ends when the average since ``start`` (``before`` bytes before this piece) would fall
     under the minimum rate, or at the deadline: the rate is judged as the bytes come, not per
     piece."""
@@ -247,7 +247,7 @@ async def _gather(read: Callable[[int], Awaitable[bytes]], n: int, limits: Limit
             break
         parts.append(part)
         got += len(part)
-    return parts[0] if len(parts) == 1 else b"".join(parts)
+    return parts
 
 
 async def _close(body: Body) -> None:

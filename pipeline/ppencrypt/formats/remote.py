@@ -70,7 +70,9 @@ TRIES = 4  # attempts per file before a transient failure is reported
 BACKOFF = 0.25  # seconds before the second attempt, doubled before each further one
 PARALLEL = 4  # files a whole-split read downloads at once
 AHEAD_BYTES = 256 << 20  # bytes of files fetched ahead and not yet used, at most (one file, if larger)
-SPOOL_IN_MEMORY = 16 << 20  # a download no larger than this is received in memory, a larger one on disk
+# A download no larger than this is received in memory, a larger one on disk. Bounded either
+# way: read_ahead counts a file's bytes from the moment its download starts (AHEAD_BYTES)
+SPOOL_IN_MEMORY = 64 << 20
 MARKER = ".ppencrypt-upload"  # an upload in progress, or interrupted
 MARKER_TEXT = json.dumps({"format": "ppencrypt-upload", "note": "an upload to this prefix is in progress or was interrupted; "
                           "`ppencrypt dataset` or `ppencrypt push` to this prefix replaces it"}).encode()  # fmt: skip
@@ -314,9 +316,9 @@ class RemoteDir(Location):
         """The file downloaded to an unnamed temporary file (in memory when small), its bytes
         read back once they checked: what a server sends never piles up in memory."""
         if size <= SPOOL_IN_MEMORY:
-            buffer = bytearray()
-            self._verified(rel, size, sha256, buffer.extend)
-            return bytes(buffer)
+            buffer = bytearray(size + 1)  # the recorded size, and the one byte that would be too many
+            self._verified(rel, size, sha256, _filling(memoryview(buffer)))
+            return bytes(memoryview(buffer)[:size])
         try:
             spool = tempfile.TemporaryFile(prefix="ppencrypt-download-")
         except OSError as e:
@@ -436,3 +438,16 @@ def _writes(f, where) -> Callable[[bytes], None]:
             raise StorageError(f"{where}: cannot write a download ({e.strerror or e})") from None
 
     return write
+
+
+def _filling(view: memoryview) -> Callable[[bytes], None]:
+    """A sink that fills ``view`` from its start (download.receive never hands it more than
+    the size it was given + 1 byte)."""
+    at = 0
+
+    def fill(piece: bytes) -> None:
+        nonlocal at
+        view[at : at + len(piece)] = piece
+        at += len(piece)
+
+    return fill
