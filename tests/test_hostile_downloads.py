@@ -19,6 +19,7 @@ import threading
 import time
 import uuid
 
+import numpy as np
 import pytest
 
 from conftest import ppencrypt
@@ -228,6 +229,21 @@ def test_limits_that_are_not_numbers_are_one_line_errors(served, monkeypatch, na
     _, url = served
     monkeypatch.setenv(name, value)
     assert one_line_error(ppencrypt("inspect", url)).startswith(f"Error: {name}='{value}': not a ")
+
+
+def test_large_files_go_through_a_temporary_file_or_straight_into_the_cache(served, shapes_pe, tmp_path, monkeypatch):
+    """The paths a file over SPOOL_IN_MEMORY takes (every file here, with the limit at 0):
+    the same samples, the cache holding exactly the files named by their hashes."""
+    server, url = served
+    monkeypatch.setattr(remote, "SPOOL_IN_MEMORY", 0)
+    want = open_dataset(shapes_pe).split("train").read()
+    cache_dir = tmp_path / "cache"
+    for cache in (None, ShardCache(cache_dir, 1 << 30), ShardCache(cache_dir, 1 << 30)):  # spooled; into the cache; from it
+        got = open_dataset(url, cache).split("train").read()
+        assert np.array_equal(got.images, want.images) and np.array_equal(got.labels, want.labels)
+    shards = open_dataset(shapes_pe).manifest.splits["train"].shards
+    assert sorted(p.name for p in cache_dir.iterdir()) == sorted(s.sha256 for s in shards)  # no temporary file left
+    assert [server.requests[f"/{shapes_pe.name}/{s.path}"] for s in shards] == [2] * len(shards)  # the third read: cache hits
 
 
 # -- 10: a killed cache write ----------------------------------------------------------------

@@ -308,7 +308,10 @@ class RemoteDir(Location):
             return self._attempts(rel, lambda: self._spooled(rel, size, sha256))
         with self._fetching(sha256):  # a file read ahead twice (a short pass) is downloaded once
             data = self.cache.get(sha256, size)
-            if data is None:
+            if data is None and size <= SPOOL_IN_MEMORY:  # received in memory, then kept (no read back)
+                data = self._attempts(rel, lambda: self._spooled(rel, size, sha256))
+                self.cache.put(sha256, data)
+            elif data is None:
                 data = self._attempts(rel, lambda: self._cached(rel, size, sha256))
         return data
 
