@@ -29,7 +29,7 @@ from typing import BinaryIO, Callable, Iterator
 from .errors import OutputError
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -46,7 +46,7 @@ def remove_stale_partials(out: Path) -> None:
                 pid = int(p.name[len(f".{out.name}.{tag}-") :].split("-", 1)[0])
             except ValueError:
                 continue
-            if pid != os.getpid() and not _pid_alive(pid):
+            if pid != os.getpid() and not pid_alive(pid):
                 shutil.rmtree(p, ignore_errors=True)
 
 
