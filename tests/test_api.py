@@ -150,3 +150,16 @@ def test_build_is_the_network_pptrain_trains(cifar_pe):
     assert net.backbone.features[0][0].stride == (1, 1)  # 32 px: the CIFAR stem
     x, _ = next(iter(data))
     assert net.eval()(x).shape == (5, 10)
+
+
+def test_the_readmes_example_runs(shapes_pe, capsys):
+    """README.md's Python example, as printed there, on the three-shapes dataset: only its data
+    path and its batch size (the split has 114 images) are changed."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    assert 'DATA, EPOCHS = "out/fm", 2' in block and "batch_size=128" in block
+    code = block.replace('"out/fm"', repr(str(shapes_pe))).replace("batch_size=128", "batch_size=16")
+    exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["epoch 1", "epoch 2"]
+    assert all("test accuracy" in line and line.endswith("%") for line in lines)
