@@ -93,8 +93,8 @@ MEMORY_LIMIT = setting("memory_limit", type=click.IntRange(min=0))
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}, no_args_is_help=True)
 @click.version_option(package_name="ppencrypt", prog_name="pptrain")
 def cli():
-    """Train and use ResNet-18 with [P]'s adaptation network on datasets encrypted by
-    ppencrypt, on an untrusted server that never holds the key.
+    """Train and use ResNet-18 (or any torchvision classifier: --arch) with [P]'s adaptation
+    network on datasets encrypted by ppencrypt, on an untrusted server that never holds the key.
 
     `pptrain OUT ...` is short for `pptrain train OUT ...`."""
 
