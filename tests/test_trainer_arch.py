@@ -139,3 +139,25 @@ def test_the_run_record_bounds_the_arch(photos, tmp_path):
     config["model"]["arch"], config["model"]["parameters"] = "resnet18", None
     (run_dir / "config.json").write_text(json.dumps(config))
     assert "does not fit the model" in run("eval", run_dir, photos, "--device", "cpu", code=1).output
+
+
+def test_every_arch_is_built_on_the_meta_device_behind_the_adaptation_network():
+    """Every name --arch takes, at 224 px (where every one of them takes the images): built on
+    the meta device as the checkpoint checks build it (nothing allocated, RegNet's tensor
+    arithmetic included), its first convolution taking the adaptation network's 32 channels,
+    and a forward pass fits. The stem auto picks at 224 px is torchvision's; at 32 px, CIFAR's
+    but for the patch-embedding models."""
+    from pptrain.arch import ARCHS, TORCHVISION, check_fits, stem_for
+    from pptrain.checkpoint import shapes_of
+    from pptrain.model import ModelSpec, build_model
+
+    assert ARCHS[0] == "cifar-resnet18" and len(TORCHVISION) >= 80 and {"resnet50", "convnext_tiny", "efficientnet_b0", "vit_b_16"} <= set(ARCHS)
+    for arch in ARCHS:
+        spec = ModelSpec(arch=arch, in_channels=3, num_classes=7, adapt="pixel", stem=stem_for(224, 224, arch), height=224, image_width=224)
+        shapes = shapes_of(lambda: build_model(spec))
+        first = next(shape for name, (shape, _) in shapes.tensors.items() if name.endswith("weight") and len(shape) == 4 and not name.startswith("adapt."))
+        assert first[1] == 32, arch
+        # The classifier (a linear layer, or SqueezeNet's 1x1 convolution) has the dataset's classes.
+        assert [n for n, (shape, _) in shapes.tensors.items() if n.endswith("weight") and len(shape) in (2, 4) and shape[0] == 7], arch
+        check_fits(lambda: build_model(spec), arch, 3, 224, 224)
+        assert stem_for(32, 32, arch) == ("imagenet" if arch.startswith(("vit_", "maxvit")) else "cifar")
