@@ -237,7 +237,10 @@ def test_on_a_terminal_a_progress_bar_replaces_the_lines(shapes_pe, tmp_path):
     shown = re.sub(r"[^\n]*\r", "", text)  # what stays on the screen: each line after its last carriage return
     assert PLAN.search(shown) and ESTIMATE.search(shown) and not LINE.search(text)
     bars = re.findall(r"\repoch 1/1: +(\d+)%\|[^\r\n]*\| (\d)/3 ", text)  # redrawn in place
-    assert [int(done) for _, done in bars][-1] == 3 and bars[0] == ("0", "0")
+    # Drawn from 0 and redrawn in place, never past the total; which draws tqdm skips (at most one
+    # per 0.1 s, and with leave=False none at close) depends on the machine's speed.
+    done = [int(d) for _, d in bars]
+    assert bars[0] == ("0", "0") and done == sorted(done) and done[-1] <= 3
 
 
 def test_a_run_of_more_than_an_hour_on_the_cpu_is_warned_of_with_quicker_settings(shapes_pe, tmp_path):
