@@ -41,6 +41,23 @@ class LiveChoice(click.Choice):
         return tuple(self.names())
 
 
+class ByteSize(click.ParamType):
+    """A size in bytes: ``268435456``, ``256MiB``, ``1GiB``, ``512KiB``."""
+
+    name = "bytes"
+    UNITS = {"": 1, "b": 1, "kib": 1 << 10, "k": 1 << 10, "mib": 1 << 20, "m": 1 << 20, "gib": 1 << 30, "g": 1 << 30}
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        text = str(value).strip().lower()
+        number = text.rstrip("kmgib")
+        unit = text[len(number) :]
+        if not number.isdigit() or unit not in self.UNITS or int(number) * self.UNITS[unit] < 1:
+            self.fail(f"{value!r} is not a size in bytes (like 268435456, 256MiB or 1GiB)", param, ctx)
+        return int(number) * self.UNITS[unit]
+
+
 class Command(click.Command):
     def invoke(self, ctx):
         try:
@@ -124,7 +141,13 @@ def keygen(path):
               help="; ".join(f"{s.name}: {s.summary}" for s in STORAGES.values()) + ".")
 @click.option("--block-size", type=click.IntRange(min=1), help="Block side for the block-wise methods (le, ele, etc). [default: 4]")
 @click.option("--size", type=click.IntRange(min=1), help="Resize the shorter side to N and centre-crop N x N.")
-@click.option("--shard-size", type=click.IntRange(min=1), default=10_000, show_default=True, help="Samples per shard.")
+@click.option("--shard-size", type=click.IntRange(min=1), default=10_000, show_default=True, help="Samples per shard, at most.")
+@click.option("--shard-bytes", type=ByteSize(), default="256MiB", show_default=True,
+              help="Bytes per shard, at most (a shard closes at --shard-size samples or this, whichever comes first); "
+                   "a number with an optional KiB, MiB or GiB.")
+@click.option("--resume", is_flag=True, help="Continue the interrupted job at OUT (killed, crashed, a lost node): keep the shards "
+              "it finished, each checked, and write the rest, to the bytes an uninterrupted run writes. The same SRC, OUT, "
+              "key and options; refused otherwise.")
 @click.option("--workers", type=click.IntRange(min=1), default=default_workers, show_default="CPUs, at most 8",
               help="Decoding processes; the output is identical for any number.")
 @click.option("--copies", type=click.IntRange(min=1),
@@ -139,8 +162,8 @@ def keygen(path):
 @click.option("--salt", hidden=True, callback=lambda ctx, param, value: _salt_removed(value), expose_value=False)
 @QUIET
 @click.pass_context
-def dataset(ctx, src, out, key_path, method, key_scope, storage, block_size, size, shard_size, workers, copies, pad, augment_seed,
-            overwrite, skip_bad, reproduce, quiet):  # fmt: skip
+def dataset(ctx, src, out, key_path, method, key_scope, storage, block_size, size, shard_size, shard_bytes, resume, workers, copies,
+            pad, augment_seed, overwrite, skip_bad, reproduce, quiet):  # fmt: skip
     """Encrypt the dataset in SRC into shards under OUT (a folder, or a URL: s3://, gs://).
 
     SRC is an ImageFolder (class folders, or train/ test/ val/ of class folders), a CIFAR-10
@@ -148,8 +171,8 @@ def dataset(ctx, src, out, key_path, method, key_scope, storage, block_size, siz
     given = ctx.get_parameter_source("key_scope") == ParameterSource.COMMANDLINE  # the default is the library's
     opts = EncryptOptions(
         method=method, params={} if block_size is None else {"block_size": block_size}, scope=key_scope if given else None,
-        storage=storage, size=size, shard_size=shard_size, workers=workers, skip_bad=skip_bad, reproduce=reproduce, copies=copies,
-        pad=pad, augment_seed=augment_seed,
+        storage=storage, size=size, shard_size=shard_size, shard_bytes=shard_bytes, workers=workers, skip_bad=skip_bad,
+        reproduce=reproduce, copies=copies, pad=pad, augment_seed=augment_seed, resume=resume,
     )  # fmt: skip
     if opts.key_scope == "dataset" and cipher_class(method).needs_key:
         click.echo(f"warning: {DATASET_SCOPE_WARNING}", err=True)
@@ -163,8 +186,10 @@ def dataset(ctx, src, out, key_path, method, key_scope, storage, block_size, siz
         counts = ", ".join(f"{s.count} {name}" for name, s in m.splits.items())
         key = f", key {m.cipher.key_id} ({m.cipher.key_scope} scope)" if m.cipher.key_id else ""
         copied = f" ({m.augment.copies} augmented copies of the {m.augment.split} split)" if m.augment is not None else ""
+        shards = sum(len(s.shards) for s in m.splits.values())
+        kept = f"; resumed: {result.kept} of {shards} shards kept, {shards - result.kept} written" if resume else ""
         click.echo(f"{shown_url(out)}: {counts} images{copied} of {m.width}x{m.height}x{m.channels}, {m.cipher.method}{key}, "
-                   f"{m.storage}, dataset {m.dataset_id}")
+                   f"{m.storage}, dataset {m.dataset_id}{kept}")
 
 
 @cli.command()

@@ -9,12 +9,19 @@ it the image-scope key and the shard layout — is the same for any worker count
 copy k of image j is sample k x N + j.
 
 OUT is a folder, built beside its final place and renamed into it, or a URL (s3://, gs://):
-built in a local temporary folder, then uploaded, every shard first and manifest.json last
-(formats/remote.py).
+each shard is uploaded as soon as it is closed and dropped locally, manifest.json last
+(formats/output.py). A shard closes at ``--shard-size`` samples or ``--shard-bytes`` bytes,
+whichever comes first (a sample's encrypted size is fixed, so that is a fixed sample count).
+
+Every closed shard is journaled at OUT with where the input continues after it
+(formats/journal.py); ``--resume`` keeps the shards an interrupted job finished (each checked
+against its size and SHA-256), skips the tasks whose images they hold without reading them,
+and writes the rest, to the bytes an uninterrupted run writes (resume.py).
 """
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import shutil
 from dataclasses import dataclass, field
@@ -26,11 +33,14 @@ from . import augment as client
 from .atomic import is_within
 from .ciphers import ImageCipher, cipher_class, make_cipher
 from .errors import CipherError, KeyFileError, ManifestError, OptionError, OutputError, SourceError
-from .formats import STORAGES, Manifest, SplitInfo, SplitWriter, open_location, other_files, split_writer
+from .formats import STORAGES, Manifest, SplitInfo, SplitWriter, open_location, shown_url, split_writer
+from .formats.journal import ShardEntry
 from .formats.manifest import CipherInfo, ClientAugment
-from .keys import KeyRing, KeyUse, MasterKey, binding, open_keyed, sign, source_digest
+from .formats.output import OURS, Output, open_output, walk_order
+from .keys import KeyRing, KeyUse, MasterKey, SourceDigest, binding, open_keyed, sign
 from .parallel import WorkerPool, default_workers
 from .progress import ProgressFactory, no_progress
+from .resume import journal_check, journal_signer, keep_finished
 from .sources import Source, open_source, run_task
 
 PAD, AUGMENT_SEED = 4, 0  # the copies' largest shift (pixels) and seed when none is given
@@ -48,7 +58,8 @@ class EncryptOptions:
     scope: str | None = None
     storage: str = "wds"  # wds | zarr
     size: int | None = None  # --size: resize + centre-crop to size x size
-    shard_size: int = 10_000  # samples per shard
+    shard_size: int = 10_000  # samples per shard, at most
+    shard_bytes: int = 256 << 20  # bytes per shard, at most (the smaller of the two limits wins)
     workers: int = field(default_factory=default_workers)
     skip_bad: bool = False
     # An earlier dataset (folder or URL) to reproduce byte for byte from the same source: its id
@@ -57,9 +68,12 @@ class EncryptOptions:
     copies: int | None = None  # --copies: augmented copies of the train split (None: as it is)
     pad: int | None = None  # the copies' largest shift, pixels (None: PAD); only with copies
     augment_seed: int | None = None  # seeds the copies' draws (None: AUGMENT_SEED); only with copies
+    resume: bool = False  # continue the interrupted job at OUT (its journal must be this job's)
 
     def __post_init__(self):
         cls = cipher_class(self.method)
+        if self.resume and not cls.needs_key:
+            raise OptionError("--resume", f"method {self.method!r} uses no key, and the journal a resume trusts is authenticated by the key")
         if not cls.needs_key and self.scope == "image":
             raise OptionError("--key-scope", f"method {self.method!r} uses no key, so there is no key per image")
         if not cls.needs_key and self.reproduce is not None:
@@ -88,6 +102,7 @@ class EncryptResult:
     manifest: Manifest
     skipped: list[tuple[str, str]]  # (file, reason): printed to stderr, never stored
     warnings: list[str]
+    kept: int = 0  # --resume: shards an interrupted job had finished, kept as they were
 
 
 def _check_paths(src: Path, out: Path) -> None:
@@ -116,28 +131,74 @@ def prepare(opts: EncryptOptions, key: MasterKey | None) -> tuple[ImageCipher, K
     return cipher, KeyUse.new(c.key_scope, None if c.salt is None else bytes.fromhex(c.salt)), earlier
 
 
+START = {"copy": 0, "task": 0, "offset": 0, "at": 0, "bad": 0}  # where a split's input starts
+
+
+@dataclass
+class SplitRun:
+    """One split being written: what it has so far (samples, per class, bad files, the
+    shards' journal entries) and the files the writer made final since the last shard."""
+
+    name: str
+    writer: SplitWriter
+    digest: SourceDigest | None
+    per_class: np.ndarray
+    entries: list[ShardEntry] = field(default_factory=list)
+    count: int = 0
+    bad: list[tuple[str, str]] = field(default_factory=list)  # this run's; an earlier run's are only counted
+    bad_before: int = 0
+    files: list = field(default_factory=list)
+
+    def resume(self, entries: list[ShardEntry]) -> dict:
+        """Continue after ``entries`` (an interrupted job's, checked): where the input continues."""
+        self.entries = list(entries)
+        if entries:
+            self.writer.resume([e.shard for e in entries])
+            for e in entries:
+                self.per_class += np.asarray(e.per_class, np.int64)
+                if self.digest is not None:
+                    self.digest.resumed(e.digest)
+            self.count = entries[-1].shard.first + entries[-1].shard.count
+        at = dict(entries[-1].at) if entries else dict(START)
+        self.bad_before = at["bad"]
+        return at
+
+    def shard_closed(self, at: dict) -> ShardEntry:
+        shard = self.writer.shards[-1]
+        per_class = np.bincount(self.labels_since, minlength=len(self.per_class)) if len(self.labels_since) else np.zeros(len(self.per_class), np.int64)
+        entry = ShardEntry(shard=shard, files=self.files, per_class=per_class.tolist(),
+                           digest=None if self.digest is None else self.digest.end_shard(), at=at)  # fmt: skip
+        self.entries.append(entry)
+        self.files, self.labels_since = [], np.empty(0, np.int64)
+        return entry
+
+    labels_since: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+
+
 def encrypt_split(
-    src: str, source: Source, name: str, cipher: ImageCipher, ring: KeyRing | None, writer: SplitWriter, pool: WorkerPool,
-    augment: ClientAugment | None = None, progress: ProgressFactory = no_progress, digest=None,
-) -> tuple[int, list[int], list[tuple[str, str]]]:  # fmt: skip
-    """Encrypt split ``name`` of ``source`` (read from ``src``) into ``writer``: image j as
-    sample j, or, when ``augment`` copies this split, copy k of image j as sample k x N + j;
-    ``digest`` (keys.source_digest) is fed every plain image as it is encrypted.
-    Returns the samples written, their count per class, and the files that could not be
-    decoded (each once, however many copies were made)."""
+    src: str, source: Source, run: SplitRun, cipher: ImageCipher, ring: KeyRing | None, pool: WorkerPool, start: dict,
+    augment: ClientAugment | None = None, progress: ProgressFactory = no_progress, journal=None,
+) -> None:  # fmt: skip
+    """Encrypt split ``run.name`` of ``source`` (read from ``src``) into ``run.writer`` from
+    ``start`` on: image j as sample j, or, when ``augment`` copies this split, copy k of image j
+    as sample k x N + j; the digest is fed every plain image as it is encrypted, and
+    ``journal(entry)`` is called as each shard closes. Tasks before ``start`` are not run."""
+    name, writer = run.name, run.writer
     loader = source.splits[name]
-    per_class = np.zeros(len(source.classes), np.int64)
-    bad: list[tuple[str, str]] = []
-    count = 0
+    shard = writer.shard_size
     passes = augment.copies if augment is not None and name == augment.split else None
     with progress(len(loader) * (passes or 1), f"encrypt {name}") as bar:
-        for copy in range(passes or 1):
+        for copy in range(start["copy"], passes or 1):
             draws = client.draws(len(loader), augment.pad, augment.seed, copy) if passes else None
-            at = 0  # the image's position in the split (after skipped files): its draw
-            for chunk in pool.map(run_task, loader.tasks(), parallel=loader.parallel):
+            resumed = copy == start["copy"]
+            first = start["task"] if resumed else 0
+            at = start["at"] if resumed else 0  # the image's position in the split (after skipped files): its draw
+            tasks = itertools.islice(loader.tasks(), first, None)
+            for t, chunk in enumerate(pool.map(run_task, tasks, parallel=loader.parallel), first):
                 if copy == 0:
-                    bad.extend(chunk.bad)
+                    run.bad.extend(chunk.bad)
                 bar.update(len(chunk.labels) + len(chunk.bad))
+                pos = start["offset"] if resumed and t == first else 0  # images an earlier run wrote already
                 n = len(chunk.labels)
                 if n == 0:
                     continue
@@ -145,14 +206,31 @@ def encrypt_split(
                     raise SourceError(f"{src}: an image of split {name} decoded to {chunk.images.shape[1:]}, expected {source.shape}")
                 if chunk.labels.min() < 0 or chunk.labels.max() >= len(source.classes):
                     raise SourceError(f"{src}: split {name} has labels outside 0..{len(source.classes) - 1}")
-                images = chunk.images if draws is None else client.shift_flip(chunk.images, draws[at : at + n])
-                if digest is not None:
-                    digest.update(np.ascontiguousarray(images))
-                writer.write(cipher.encrypt(images, ring, np.arange(count, count + n, dtype=np.int64)), chunk.labels)
-                per_class += np.bincount(chunk.labels, minlength=len(source.classes))
-                count += n
-                at += n
-    return count, per_class.tolist(), bad
+                while pos < n:  # in pieces that end where shards end: each shard's state is journaled
+                    take = min(n - pos, shard - run.count % shard)
+                    images = chunk.images[pos : pos + take]
+                    labels = chunk.labels[pos : pos + take]
+                    if draws is not None:
+                        images = client.shift_flip(images, draws[at : at + take])
+                    if run.digest is not None:
+                        run.digest.update(np.ascontiguousarray(images))
+                    writer.write(cipher.encrypt(images, ring, np.arange(run.count, run.count + take, dtype=np.int64)), labels)
+                    run.per_class += np.bincount(labels, minlength=len(source.classes))
+                    run.labels_since = np.concatenate([run.labels_since, labels])
+                    run.count += take
+                    at += take
+                    pos += take
+                    if run.count % shard == 0 and journal is not None:
+                        bad = run.bad_before + len(run.bad) - (len(chunk.bad) if copy == 0 else 0)
+                        journal(run.shard_closed({"copy": copy, "task": t, "offset": pos, "at": at, "bad": bad}))
+
+
+def _binding(src: str, out: str, key: MasterKey, opts: EncryptOptions, shard_size: int) -> dict:
+    """What a journal must name for ``--resume`` to continue it: this key, SRC, OUT, options."""
+    options = {"method": opts.method, "params": opts.params, "scope": opts.key_scope, "storage": opts.storage, "size": opts.size,
+               "shard_size": shard_size, "skip_bad": opts.skip_bad, "copies": opts.copies, "pad": opts.pad,
+               "augment_seed": opts.augment_seed, "reproduce": None if opts.reproduce is None else shown_url(opts.reproduce)}  # fmt: skip
+    return {"key_id": key.key_id, "src": shown_url(str(src)), "out": out, "options": options}
 
 
 def encrypt_dataset(
@@ -167,65 +245,39 @@ def encrypt_dataset(
         raise CipherError(f"unknown format {opts.storage!r}")
     if opts.shard_size < 1:
         raise CipherError("--shard-size must be at least 1")
+    if opts.shard_bytes < 1:
+        raise CipherError("--shard-bytes must be at least 1")
     cipher, use, earlier = prepare(opts, key)
     expected = None if earlier is None else earlier.cipher.sources
     dataset_id = secrets.token_hex(16) if earlier is None else earlier.dataset_id  # a reproduction is that dataset
-    target = open_location(out)  # a folder, or a URL: built locally, then uploaded, manifest last
+    target = open_location(out)  # a folder, or a URL: each shard uploaded as it closes, manifest last
     if target.local:
         _check_paths(Path(src), target.root)
     augment = opts.client_augment()
-    with WorkerPool(opts.workers) as pool, target.output_dir(overwrite) as tmp:
+    with WorkerPool(opts.workers) as pool:
         source = open_source(src, opts.size, pool, opts.skip_bad, progress)
         cipher.check(source.shape, use.scope)
         if augment is not None:
             problem = client.check(augment.copies, augment.pad, source.shape)
             if problem or augment.split not in source.splits:
                 raise CipherError(problem or f"{src}: --copies augments the {augment.split!r} split, and there is none")
-        skipped = list(source.skipped)
-        splits: dict[str, SplitInfo] = {}
-        sources: dict[str, str] = {}
-        for name in source.splits:
-            ring = use.ring(cipher, key, name)
-            writer = split_writer(opts.storage, tmp, name, source.shape, opts.shard_size)
-            digest = source_digest(key, dataset_id, name) if cipher.needs_key else None
-            count, per_class, bad = encrypt_split(src, source, name, cipher, ring, writer, pool, augment, progress, digest)
-            skipped.extend(bad)
-            shards = writer.close()
-            if count:
-                splits[name] = SplitInfo(count, per_class, shards)
-                if digest is not None:
-                    sources[name] = digest.hexdigest()
-            else:
-                shutil.rmtree(tmp / name, ignore_errors=True)  # every file of the split was bad
-        if expected is not None and sources != expected:
-            # Before anything leaves this machine: the reused salt gave these images the masks of
-            # the earlier dataset's, which XORed with its ciphertexts would reveal both.
-            differ = sorted(set(sources) ^ set(expected)) or sorted(k for k in sources if sources[k] != expected[k])
-            raise SourceError(f"{src}: not the source --reproduce {opts.reproduce} was made from (split {differ[0]} differs); "
-                              "reusing its salt would give these images its masks; nothing written")  # fmt: skip
-        if not splits:
-            raise SourceError(f"{src}: no image could be decoded ({len(skipped)} bad files skipped)")
-        listed = {sh.path for s in splits.values() for sh in s.shards}
-        manifest = Manifest(
-            storage=opts.storage,
-            cipher=CipherInfo(cipher.name, cipher.params, key.key_id if cipher.needs_key else None, use.scope,
-                              use.labels(cipher, key, splits, source.shape), **cipher.facts(source.shape[2]),
-                              kdf=use.kdf, salt=use.salt_hex, sources=sources if cipher.needs_key else None),  # fmt: skip
-            height=source.shape[0],
-            width=source.shape[1],
-            channels=source.shape[2],
-            resize=opts.size,
-            classes=source.classes,
-            layout=source.layout,
-            skipped=len(skipped),
-            splits=splits,
-            files=other_files(tmp, listed),
-            augment=augment,
-            dataset_id=dataset_id,
-        )
-        if cipher.needs_key:
-            manifest.mac = sign(manifest, key)  # last: it covers every field above
-        manifest.write(tmp)
+        writer_cls = STORAGES[opts.storage].writer
+        shard_size = min(opts.shard_size, writer_cls.samples_within(source.shape, opts.shard_bytes))
+        bound = _binding(src, target.shown(), key, opts, shard_size) if cipher.needs_key else None
+        check = journal_check(key, bound, use, None if earlier is None else dataset_id) if opts.resume else None
+        with open_output(target, overwrite, check) as o:
+            kept, closed = {}, {}
+            if o.earlier is not None:  # checked: this job's, by this key
+                dataset_id, salt = o.earlier.dataset_id, o.earlier.salt
+                use = KeyUse.new(use.scope, None if salt is None else bytes.fromhex(salt))
+                kept, closed = keep_finished(o, o.earlier)
+            if cipher.needs_key:
+                o.signer = journal_signer(key)
+                o.journal.binding, o.journal.dataset_id, o.journal.salt = bound, dataset_id, use.salt_hex
+            o.save_journal()
+            manifest, skipped = _encrypt(src, source, o, cipher, key, use, pool, opts, shard_size, augment, progress,
+                                         dataset_id, expected, kept, closed)  # fmt: skip
+            o.commit(manifest.to_json().encode("utf-8"))
     warnings = list(source.warnings)
     try:  # once the dataset is there: the id this client expects at OUT
         binding.remember(target, manifest)
@@ -233,4 +285,77 @@ def encrypt_dataset(
         where = f"{e.filename}: " if isinstance(e, OSError) and e.filename else ""
         warnings.append(f"{where}could not remember dataset {manifest.dataset_id} for {out} "
                         f"({e.strerror if isinstance(e, OSError) else e}); pass --dataset-id {manifest.dataset_id} to commands that use it")
-    return EncryptResult(manifest, skipped, warnings)
+    return EncryptResult(manifest, skipped, warnings, sum(len(v) for v in kept.values()))
+
+
+def _encrypt(src, source: Source, o: Output, cipher, key, use: KeyUse, pool, opts: EncryptOptions, shard_size: int, augment,
+             progress, dataset_id: str, expected, kept: dict, closed: dict) -> tuple[Manifest, list]:  # fmt: skip
+    """Every split into ``o``, then the manifest (signed, not yet written) and the files skipped."""
+    skipped = list(source.skipped)
+    bad_earlier = 0
+    splits: dict[str, SplitInfo] = {}
+    sources: dict[str, str] = {}
+    for name in source.splits:
+        ring = use.ring(cipher, key, name)
+        writer = split_writer(opts.storage, o.staging, name, source.shape, shard_size)
+        streams = type(writer).resume is not SplitWriter.resume  # a writer that says when its files are final
+        digest = SourceDigest(key, dataset_id, name, legacy=expected is not None) if cipher.needs_key else None
+        run = SplitRun(name, writer, digest, np.zeros(len(source.classes), np.int64))
+        if streams:
+            writer.on_final = lambda rel, sha: run.files.append(o.publish(rel, sha))
+        start = run.resume(kept.get(name, []))
+
+        def journal(entry: ShardEntry, name=name, run=run) -> None:
+            o.journal.splits[name] = run.entries
+            o.save_journal()
+
+        if name in closed:
+            run.bad_before, start = closed[name], None  # every shard of it was kept
+        if start is not None:
+            encrypt_split(src, source, run, cipher, ring, pool, start, augment, progress, journal if streams else None)
+        shards = writer.close()
+        if streams and shards and (not run.entries or run.entries[-1].shard.path != shards[-1].path):
+            run.shard_closed({**START, "bad": run.bad_before + len(run.bad)})  # the last, short shard: the split is closed with it
+        skipped.extend(run.bad)
+        bad_earlier += run.bad_before
+        if streams:
+            o.journal.splits[name] = run.entries
+            o.journal.closed[name] = run.bad_before + len(run.bad)
+            o.save_journal()
+        if run.count:
+            splits[name] = SplitInfo(run.count, run.per_class.tolist(), shards)
+            if digest is not None:
+                legacy = digest.legacy_hexdigest()
+                sources[name] = legacy if expected is not None and legacy == expected.get(name) else digest.hexdigest()
+        else:
+            shutil.rmtree(o.staging / name, ignore_errors=True)  # every file of the split was bad
+    if expected is not None and sources != expected:
+        # Before the manifest: the reused salt gave these images the masks of the earlier
+        # dataset's, which XORed with its ciphertexts would reveal both (what was uploaded goes).
+        differ = sorted(set(sources) ^ set(expected)) or sorted(k for k in sources if sources[k] != expected[k])
+        raise SourceError(f"{src}: not the source --reproduce {opts.reproduce} was made from (split {differ[0]} differs); "
+                          "reusing its salt would give these images its masks; nothing written")  # fmt: skip
+    if not splits:
+        raise SourceError(f"{src}: no image could be decoded ({len(skipped)} bad files skipped)")
+    o.publish_rest()
+    listed = {sh.path for s in splits.values() for sh in s.shards}
+    manifest = Manifest(
+        storage=opts.storage,
+        cipher=CipherInfo(cipher.name, cipher.params, key.key_id if cipher.needs_key else None, use.scope,
+                          use.labels(cipher, key, splits, source.shape), **cipher.facts(source.shape[2]),
+                          kdf=use.kdf, salt=use.salt_hex, sources=sources if cipher.needs_key else None),  # fmt: skip
+        height=source.shape[0],
+        width=source.shape[1],
+        channels=source.shape[2],
+        resize=opts.size,
+        classes=source.classes,
+        layout=source.layout,
+        skipped=len(skipped) + bad_earlier,
+        splits=splits,
+        files=[o.published[rel] for rel in walk_order(o.published) if rel not in listed and rel not in OURS],
+        augment=augment,
+        dataset_id=dataset_id,
+    )
+    if cipher.needs_key:
+        manifest.mac = sign(manifest, key)  # last: it covers every field above
+    return manifest, skipped
