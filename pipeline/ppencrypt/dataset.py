@@ -21,7 +21,6 @@ and writes the rest, to the bytes an uninterrupted run writes (resume.py).
 
 from __future__ import annotations
 
-import itertools
 import secrets
 import shutil
 from dataclasses import dataclass, field
@@ -37,11 +36,12 @@ from .formats import STORAGES, Manifest, SplitInfo, SplitWriter, open_location, 
 from .formats.journal import ShardEntry
 from .formats.manifest import CipherInfo, ClientAugment
 from .formats.output import OURS, Output, open_output, walk_order
-from .keys import KeyRing, KeyUse, MasterKey, SourceDigest, binding, open_keyed, sign
+from .engine import START, SplitJob, SplitRun, make_engine
+from .keys import KeyUse, MasterKey, SourceDigest, binding, open_keyed, sign
 from .parallel import WorkerPool, default_workers
 from .progress import ProgressFactory, no_progress
 from .resume import journal_check, journal_signer, keep_finished
-from .sources import Source, open_source, run_task
+from .sources import Source, open_source
 
 PAD, AUGMENT_SEED = 4, 0  # the copies' largest shift (pixels) and seed when none is given
 
@@ -69,9 +69,13 @@ class EncryptOptions:
     pad: int | None = None  # the copies' largest shift, pixels (None: PAD); only with copies
     augment_seed: int | None = None  # seeds the copies' draws (None: AUGMENT_SEED); only with copies
     resume: bool = False  # continue the interrupted job at OUT (its journal must be this job's)
+    engine: str = "local"  # local | dask (engine.py)
+    scheduler: str | None = None  # dask: the scheduler's address (None: $DASK_SCHEDULER_ADDRESS, else a LocalCluster)
 
     def __post_init__(self):
         cls = cipher_class(self.method)
+        if self.engine != "local" and self.copies is not None:
+            raise OptionError("--copies", "--copies is made by --engine local only")
         if self.resume and not cls.needs_key:
             raise OptionError("--resume", f"method {self.method!r} uses no key, and the journal a resume trusts is authenticated by the key")
         if not cls.needs_key and self.scope == "image":
@@ -131,100 +135,6 @@ def prepare(opts: EncryptOptions, key: MasterKey | None) -> tuple[ImageCipher, K
     return cipher, KeyUse.new(c.key_scope, None if c.salt is None else bytes.fromhex(c.salt)), earlier
 
 
-START = {"copy": 0, "task": 0, "offset": 0, "at": 0, "bad": 0}  # where a split's input starts
-
-
-@dataclass
-class SplitRun:
-    """One split being written: what it has so far (samples, per class, bad files, the
-    shards' journal entries) and the files the writer made final since the last shard."""
-
-    name: str
-    writer: SplitWriter
-    digest: SourceDigest | None
-    per_class: np.ndarray
-    entries: list[ShardEntry] = field(default_factory=list)
-    count: int = 0
-    bad: list[tuple[str, str]] = field(default_factory=list)  # this run's; an earlier run's are only counted
-    bad_before: int = 0
-    files: list = field(default_factory=list)
-
-    def resume(self, entries: list[ShardEntry]) -> dict:
-        """Continue after ``entries`` (an interrupted job's, checked): where the input continues."""
-        self.entries = list(entries)
-        if entries:
-            self.writer.resume([e.shard for e in entries])
-            for e in entries:
-                self.per_class += np.asarray(e.per_class, np.int64)
-                if self.digest is not None:
-                    self.digest.resumed(e.digest)
-            self.count = entries[-1].shard.first + entries[-1].shard.count
-        at = dict(entries[-1].at) if entries else dict(START)
-        self.bad_before = at["bad"]
-        return at
-
-    def shard_closed(self, at: dict) -> ShardEntry:
-        shard = self.writer.shards[-1]
-        per_class = np.bincount(self.labels_since, minlength=len(self.per_class)) if len(self.labels_since) else np.zeros(len(self.per_class), np.int64)
-        entry = ShardEntry(shard=shard, files=self.files, per_class=per_class.tolist(),
-                           digest=None if self.digest is None else self.digest.end_shard(), at=at)  # fmt: skip
-        self.entries.append(entry)
-        self.files, self.labels_since = [], np.empty(0, np.int64)
-        return entry
-
-    labels_since: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
-
-
-def encrypt_split(
-    src: str, source: Source, run: SplitRun, cipher: ImageCipher, ring: KeyRing | None, pool: WorkerPool, start: dict,
-    augment: ClientAugment | None = None, progress: ProgressFactory = no_progress, journal=None,
-) -> None:  # fmt: skip
-    """Encrypt split ``run.name`` of ``source`` (read from ``src``) into ``run.writer`` from
-    ``start`` on: image j as sample j, or, when ``augment`` copies this split, copy k of image j
-    as sample k x N + j; the digest is fed every plain image as it is encrypted, and
-    ``journal(entry)`` is called as each shard closes. Tasks before ``start`` are not run."""
-    name, writer = run.name, run.writer
-    loader = source.splits[name]
-    shard = writer.shard_size
-    passes = augment.copies if augment is not None and name == augment.split else None
-    with progress(len(loader) * (passes or 1), f"encrypt {name}") as bar:
-        for copy in range(start["copy"], passes or 1):
-            draws = client.draws(len(loader), augment.pad, augment.seed, copy) if passes else None
-            resumed = copy == start["copy"]
-            first = start["task"] if resumed else 0
-            at = start["at"] if resumed else 0  # the image's position in the split (after skipped files): its draw
-            tasks = itertools.islice(loader.tasks(), first, None)
-            for t, chunk in enumerate(pool.map(run_task, tasks, parallel=loader.parallel), first):
-                if copy == 0:
-                    run.bad.extend(chunk.bad)
-                bar.update(len(chunk.labels) + len(chunk.bad))
-                pos = start["offset"] if resumed and t == first else 0  # images an earlier run wrote already
-                n = len(chunk.labels)
-                if n == 0:
-                    continue
-                if chunk.images.shape[1:] != source.shape:
-                    raise SourceError(f"{src}: an image of split {name} decoded to {chunk.images.shape[1:]}, expected {source.shape}")
-                if chunk.labels.min() < 0 or chunk.labels.max() >= len(source.classes):
-                    raise SourceError(f"{src}: split {name} has labels outside 0..{len(source.classes) - 1}")
-                while pos < n:  # in pieces that end where shards end: each shard's state is journaled
-                    take = min(n - pos, shard - run.count % shard)
-                    images = chunk.images[pos : pos + take]
-                    labels = chunk.labels[pos : pos + take]
-                    if draws is not None:
-                        images = client.shift_flip(images, draws[at : at + take])
-                    if run.digest is not None:
-                        run.digest.update(np.ascontiguousarray(images))
-                    writer.write(cipher.encrypt(images, ring, np.arange(run.count, run.count + take, dtype=np.int64)), labels)
-                    run.per_class += np.bincount(labels, minlength=len(source.classes))
-                    run.labels_since = np.concatenate([run.labels_since, labels])
-                    run.count += take
-                    at += take
-                    pos += take
-                    if run.count % shard == 0 and journal is not None:
-                        bad = run.bad_before + len(run.bad) - (len(chunk.bad) if copy == 0 else 0)
-                        journal(run.shard_closed({"copy": copy, "task": t, "offset": pos, "at": at, "bad": bad}))
-
-
 def _binding(src: str, out: str, key: MasterKey, opts: EncryptOptions, shard_size: int) -> dict:
     """What a journal must name for ``--resume`` to continue it: this key, SRC, OUT, options."""
     options = {"method": opts.method, "params": opts.params, "scope": opts.key_scope, "storage": opts.storage, "size": opts.size,
@@ -254,7 +164,7 @@ def encrypt_dataset(
     if target.local:
         _check_paths(Path(src), target.root)
     augment = opts.client_augment()
-    with WorkerPool(opts.workers) as pool:
+    with WorkerPool(opts.workers) as pool, make_engine(opts.engine, pool, opts.scheduler) as engine:
         source = open_source(src, opts.size, pool, opts.skip_bad, progress)
         cipher.check(source.shape, use.scope)
         if augment is not None:
@@ -275,7 +185,7 @@ def encrypt_dataset(
                 o.signer = journal_signer(key)
                 o.journal.binding, o.journal.dataset_id, o.journal.salt = bound, dataset_id, use.salt_hex
             o.save_journal()
-            manifest, skipped = _encrypt(src, source, o, cipher, key, use, pool, opts, shard_size, augment, progress,
+            manifest, skipped = _encrypt(src, source, o, cipher, key, use, engine, opts, shard_size, augment, progress,
                                          dataset_id, expected, kept, closed)  # fmt: skip
             o.commit(manifest.to_json().encode("utf-8"))
     warnings = list(source.warnings)
@@ -288,7 +198,7 @@ def encrypt_dataset(
     return EncryptResult(manifest, skipped, warnings, sum(len(v) for v in kept.values()))
 
 
-def _encrypt(src, source: Source, o: Output, cipher, key, use: KeyUse, pool, opts: EncryptOptions, shard_size: int, augment,
+def _encrypt(src, source: Source, o: Output, cipher, key, use: KeyUse, engine, opts: EncryptOptions, shard_size: int, augment,
              progress, dataset_id: str, expected, kept: dict, closed: dict) -> tuple[Manifest, list]:  # fmt: skip
     """Every split into ``o``, then the manifest (signed, not yet written) and the files skipped."""
     skipped = list(source.skipped)
@@ -312,7 +222,9 @@ def _encrypt(src, source: Source, o: Output, cipher, key, use: KeyUse, pool, opt
         if name in closed:
             run.bad_before, start = closed[name], None  # every shard of it was kept
         if start is not None:
-            encrypt_split(src, source, run, cipher, ring, pool, start, augment, progress, journal if streams else None)
+            engine.encrypt_split(SplitJob(src=src, source=source, run=run, cipher=cipher, ring=ring, storage=opts.storage,
+                                          shard_size=shard_size, output=o, augment=augment, progress=progress,
+                                          journal=journal if streams else None), start)  # fmt: skip
         shards = writer.close()
         if streams and shards and (not run.entries or run.entries[-1].shard.path != shards[-1].path):
             run.shard_closed({**START, "bad": run.bad_before + len(run.bad)})  # the last, short shard: the split is closed with it

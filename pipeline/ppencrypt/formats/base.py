@@ -50,6 +50,12 @@ class SplitWriter(ABC):
         least one). The encrypted sample's size is fixed, so this is exact or a safe bound."""
         return max(1, nbytes // (shape[0] * shape[1] * shape[2]))
 
+    @classmethod
+    def shard_names(cls, split: str, k: int) -> list[str] | None:
+        """The files shard ``k`` of ``split`` is made of, before it is written (so that they are
+        journaled before another machine uploads them); None: not known in advance."""
+        return None
+
     def final(self, rel: str, sha256: str | None = None) -> None:
         if self.on_final is not None:
             self.on_final(rel, sha256)

@@ -66,6 +66,10 @@ class WdsSplitWriter(SplitWriter):
         per_sample = 3 * BLOCK + -(-npy // BLOCK) * BLOCK  # .cls header and data, .npy header and data
         return max(1, (nbytes - 2 * BLOCK - RECORD) // per_sample)  # the end-of-archive blocks, the last record's padding
 
+    @classmethod
+    def shard_names(cls, split: str, k: int) -> list[str]:
+        return [f"{split}/{k:06d}.tar"]
+
     def resume(self, shards: list[ShardInfo]) -> None:
         self.shards = list(shards)
         self.index = shards[-1].first + shards[-1].count if shards else 0

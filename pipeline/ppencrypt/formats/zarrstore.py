@@ -67,9 +67,15 @@ class ZarrSplitWriter(SplitWriter):
         # frame and the shard index as a margin
         return max(1, (nbytes - 4096) // (shape[0] * shape[1] * shape[2] + 8 + 64))
 
+    @classmethod
+    def shard_names(cls, split: str, k: int) -> list[str]:
+        return [shard_path(split, k, 4), f"{split}/{LABELS}/c/{k}"]
+
     def resume(self, shards: list[ShardInfo]) -> None:
         self.shards = list(shards)
         self.count = shards[-1].first + shards[-1].count if shards else 0
+        self.images.resize((self.count, *self.shape))  # the metadata only: no chunk is read or written
+        self.labels.resize((self.count,))
 
     def write(self, images: np.ndarray, labels: np.ndarray) -> None:
         self._pending.append((images, labels))

@@ -75,9 +75,18 @@ class SourceDigest:
             self._legacy.update(data)
 
     def end_shard(self) -> str:
-        d = hmac.new(self._key, b"shard|" + self._shard.digest(), hashlib.sha256).hexdigest()
-        self.shards.append(d)
+        d = self._append(self._shard.digest())
         self._shard = hashlib.sha256()
+        return d
+
+    def add_shard(self, plain_sha256: bytes) -> str:
+        """A shard whose plain pixels were hashed elsewhere (a worker): its d_k."""
+        self._legacy = None  # those pixels never pass here
+        return self._append(plain_sha256)
+
+    def _append(self, plain_sha256: bytes) -> str:
+        d = hmac.new(self._key, b"shard|" + plain_sha256, hashlib.sha256).hexdigest()
+        self.shards.append(d)
         return d
 
     def resumed(self, d: str) -> None:
