@@ -15,6 +15,7 @@ from .audit import AuditOptions, run_audit, table, write_report
 from .audit.extra import EXTRA
 from .ciphers import cipher_class, method_names
 from .decrypt import decrypt_dataset
+from .engine import ENGINES
 from .dataset import EncryptOptions, encrypt_dataset
 from .errors import OptionError, PipelineError
 from .formats import STORAGES, open_dataset, shown_url, without_credentials
@@ -149,7 +150,11 @@ def keygen(path):
               "it finished, each checked, and write the rest, to the bytes an uninterrupted run writes. The same SRC, OUT, "
               "key and options; refused otherwise.")
 @click.option("--workers", type=click.IntRange(min=1), default=default_workers, show_default="CPUs, at most 8",
-              help="Decoding processes; the output is identical for any number.")
+              help="Decoding processes (with --engine dask and no scheduler: the LocalCluster's); the output is identical for any number.")
+@click.option("--engine", type=click.Choice(list(ENGINES)), default="local", show_default=True,
+              help="local: this machine's processes; dask: a Dask cluster, one task per shard (the same bytes).")
+@click.option("--scheduler", metavar="ADDRESS", help="--engine dask: the scheduler, tcp://HOST:PORT. "
+              "[default: $DASK_SCHEDULER_ADDRESS, else a LocalCluster on this machine]")
 @click.option("--copies", type=click.IntRange(min=1),
               help="Augment in the client: encrypt K shifted and flipped copies of the train split instead of the "
                    "split itself (pptrain then turns its own augmentation off by default).")  # fmt: skip
@@ -162,8 +167,8 @@ def keygen(path):
 @click.option("--salt", hidden=True, callback=lambda ctx, param, value: _salt_removed(value), expose_value=False)
 @QUIET
 @click.pass_context
-def dataset(ctx, src, out, key_path, method, key_scope, storage, block_size, size, shard_size, shard_bytes, resume, workers, copies,
-            pad, augment_seed, overwrite, skip_bad, reproduce, quiet):  # fmt: skip
+def dataset(ctx, src, out, key_path, method, key_scope, storage, block_size, size, shard_size, shard_bytes, resume, workers, engine,
+            scheduler, copies, pad, augment_seed, overwrite, skip_bad, reproduce, quiet):  # fmt: skip
     """Encrypt the dataset in SRC into shards under OUT (a folder, or a URL: s3://, gs://).
 
     SRC is an ImageFolder (class folders, or train/ test/ val/ of class folders), a CIFAR-10
@@ -172,7 +177,7 @@ def dataset(ctx, src, out, key_path, method, key_scope, storage, block_size, siz
     opts = EncryptOptions(
         method=method, params={} if block_size is None else {"block_size": block_size}, scope=key_scope if given else None,
         storage=storage, size=size, shard_size=shard_size, shard_bytes=shard_bytes, workers=workers, skip_bad=skip_bad,
-        reproduce=reproduce, copies=copies, pad=pad, augment_seed=augment_seed, resume=resume,
+        reproduce=reproduce, copies=copies, pad=pad, augment_seed=augment_seed, resume=resume, engine=engine, scheduler=scheduler,
     )  # fmt: skip
     if opts.key_scope == "dataset" and cipher_class(method).needs_key:
         click.echo(f"warning: {DATASET_SCOPE_WARNING}", err=True)
