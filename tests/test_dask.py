@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 from conftest import encrypt, ppencrypt, ppencrypt_process, tree_bytes
-from test_resume import big_fmnist, finished, kill_after, local_journal
+from servers import S3Server, make_bucket
+from test_resume import big_fmnist, finished, keys, local_journal
 
 distributed = pytest.importorskip("distributed")
 
@@ -30,11 +31,19 @@ SHARD = 500
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    """tcp://127.0.0.1:PORT of a scheduler with two single-threaded workers (each its own process)."""
+def s3_server():
+    server = S3Server()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory, s3_server):
+    """A client of a scheduler with two single-threaded workers (each its own process), whose
+    environment points s3fs at the S3 server as a user's cluster points it at AWS."""
     tmp = tmp_path_factory.mktemp("dask")
     file = tmp / "scheduler.json"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(ROOT / p) for p in ("pipeline", "trainer", "tests"))}
+    env = {**os.environ, **s3_server.env(tmp), "PYTHONPATH": os.pathsep.join(str(ROOT / p) for p in ("pipeline", "trainer", "tests"))}
     dask = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
     procs = [subprocess.Popen([*dask, "--host", "127.0.0.1", "--port", "0", "--no-dashboard", "--scheduler-file", file],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]  # fmt: skip
@@ -135,3 +144,19 @@ def test_a_worker_killed_mid_job_changes_nothing(cluster, src, key_file, tmp_pat
     assert p.returncode == 0, err
     assert tree_bytes(out) == tree_bytes(tmp_path / "local")
     cluster.wait_for_workers(2, timeout=120)  # the nanny starts it again for the next test
+
+
+def test_dask_to_s3_is_the_local_engines_dataset(cluster, s3_server, src, key_file, tmp_path, monkeypatch):
+    for name, value in s3_server.env(tmp_path).items():
+        monkeypatch.setenv(name, value)
+    bucket = f"s3://ppencrypt-{uuid.uuid4().hex[:12]}"
+    make_bucket(bucket.removeprefix("s3://"))
+    encrypt(src, f"{bucket}/local", key_file, shard_size=SHARD)
+    encrypt(src, f"{bucket}/dask", key_file, "--engine", "dask", "--scheduler", address(cluster), "--reproduce", f"{bucket}/local",
+            shard_size=SHARD)  # fmt: skip
+    assert keys(f"{bucket}/dask") == keys(f"{bucket}/local")  # the dataset's files and the manifest: no marker, no journal
+    for name in ("local", "dask"):
+        assert ppencrypt("pull", f"{bucket}/{name}", tmp_path / name, "--quiet").exit_code == 0
+    assert tree_bytes(tmp_path / "dask") == tree_bytes(tmp_path / "local")
+    r = ppencrypt("decrypt", f"{bucket}/dask", tmp_path / "plain", "--key", key_file, "--quiet")
+    assert r.exit_code == 0, r.output

@@ -125,7 +125,7 @@ class DaskEngine:
 
     def __init__(self, pool, scheduler: str | None = None):
         try:
-            import distributed  # noqa: F401
+            import distributed  # noqa: F401  (only whether it is there)
         except ImportError:
             raise MissingExtraError("--engine dask needs the 'dask' extra: pip install 'ppencrypt[dask]'") from None
         self.address = scheduler or os.environ.get(ENV) or None
