@@ -21,6 +21,7 @@ and writes the rest, to the bytes an uninterrupted run writes (resume.py).
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 from dataclasses import dataclass, field
@@ -37,7 +38,7 @@ from .formats.journal import ShardEntry
 from .formats.manifest import CipherInfo, ClientAugment
 from .formats.output import OURS, Output, open_output, walk_order
 from .engine import START, SplitJob, SplitRun, make_engine
-from .keys import KeyUse, MasterKey, SourceDigest, binding, open_keyed, sign
+from .keys import KeyUse, MasterKey, SourceDigest, binding, load_key, open_keyed, sign
 from .parallel import WorkerPool, default_workers
 from .progress import ProgressFactory, no_progress
 from .resume import journal_check, journal_signer, keep_finished
@@ -146,11 +147,21 @@ def _binding(src: str, out: str, key: MasterKey, opts: EncryptOptions, shard_siz
 def encrypt_dataset(
     src: str,
     out: str,
-    key: MasterKey | None,
-    opts: EncryptOptions,
+    key: MasterKey | str | os.PathLike | None = None,
+    opts: EncryptOptions | None = None,
     overwrite: bool = False,
     progress: ProgressFactory = no_progress,
+    **options,
 ) -> EncryptResult:
+    """Encrypt the dataset at ``src`` into ``out`` (a folder or URL), as ``ppencrypt dataset``
+    does; ``key`` a MasterKey or a key file's path; the options as :class:`EncryptOptions`'
+    fields, or keywords (``engine="dask"``, ``shard_bytes=64 << 20``, ``resume=True``, ...)."""
+    if opts is None:
+        opts = EncryptOptions(**options)
+    elif options:
+        raise TypeError("pass the options either as opts or as keywords, not both")
+    if isinstance(key, (str, os.PathLike)):
+        key = load_key(key)
     if opts.storage not in STORAGES:
         raise CipherError(f"unknown format {opts.storage!r}")
     if opts.shard_size < 1:
