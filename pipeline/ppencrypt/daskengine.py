@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from .ciphers import ImageCipher
-from .engine import SplitJob
+from .engine import SplitJob, total
 from .errors import EngineError, MissingExtraError, SourceError
 from .formats import STORAGES, split_writer
 from .formats.checksum import sha256_file
@@ -201,7 +201,7 @@ class DaskEngine:
                 run.entries.append(entry)
                 job.journal(entry)
 
-        with job.progress(len(loader), f"encrypt {run.name}") as bar:
+        with job.progress(total(loader), f"encrypt {run.name}") as bar:
             fill()
             while window:
                 t, decoded, counted = window.popleft()

@@ -106,7 +106,7 @@ def encrypt_split(
     loader = source.splits[name]
     shard = writer.shard_size
     passes = augment.copies if augment is not None and name == augment.split else None
-    with progress(len(loader) * (passes or 1), f"encrypt {name}") as bar:
+    with progress(None if total(loader) is None else total(loader) * (passes or 1), f"encrypt {name}") as bar:
         for copy in range(start["copy"], passes or 1):
             draws = client.draws(len(loader), augment.pad, augment.seed, copy) if passes else None
             resumed = copy == start["copy"]
@@ -142,6 +142,15 @@ def encrypt_split(
                     if run.count % shard == 0 and journal is not None:
                         bad = run.bad_before + len(run.bad) - (len(chunk.bad) if copy == 0 else 0)
                         journal(run.shard_closed({"copy": copy, "task": t, "offset": pos, "at": at, "bad": bad}))
+
+
+def total(loader) -> int | None:
+    """The images a split's loader holds, for a progress bar: None while a streamed source
+    (``count`` None) has not been read."""
+    count = getattr(loader, "count", None)
+    if count is None and not hasattr(loader, "count"):
+        count = len(loader)
+    return count
 
 
 class LocalEngine:
