@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import encrypt, ppencrypt, ppencrypt_process, tree_bytes
 from servers import S3Server, make_bucket
-from test_resume import big_fmnist, finished, keys, local_journal
+from test_resume import big_fmnist, finished, keys, kill_after, local_journal, summary
 
 distributed = pytest.importorskip("distributed")
 
@@ -160,3 +160,19 @@ def test_dask_to_s3_is_the_local_engines_dataset(cluster, s3_server, src, key_fi
     assert tree_bytes(tmp_path / "dask") == tree_bytes(tmp_path / "local")
     r = ppencrypt("decrypt", f"{bucket}/dask", tmp_path / "plain", "--key", key_file, "--quiet")
     assert r.exit_code == 0, r.output
+
+
+def test_a_killed_local_job_resumes_on_dask(cluster, fmnist, key_file, tmp_path):
+    """The engine is not part of the job's identity: shards the local engine finished are
+    kept, the dask engine writes the rest, and the bytes are an uninterrupted run's."""
+    src = big_fmnist(tmp_path / "fm", fmnist, 20_000)
+    out = tmp_path / "out"
+    args = ("--key", key_file, "--shard-size", SHARD)
+    p = ppencrypt_process("dataset", src, out, *args, "--quiet")
+    listed = kill_after(p, local_journal(out, p.pid), 4)
+    r = ppencrypt("dataset", src, out, *args, "--resume", "--engine", "dask", "--scheduler", address(cluster))
+    assert r.exit_code == 0, r.output
+    kept, total = summary(r)
+    assert listed <= kept < total == 20_000 // SHARD + 1
+    encrypt(src, tmp_path / "whole", key_file, "--reproduce", out, shard_size=SHARD)
+    assert tree_bytes(tmp_path / "whole") == tree_bytes(out)
