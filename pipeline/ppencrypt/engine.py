@@ -66,7 +66,8 @@ class SplitRun:
     count: int = 0
     bad: list[tuple[str, str]] = field(default_factory=list)  # this run's; an earlier run's are only counted
     bad_before: int = 0
-    files: list = field(default_factory=list)
+    files: list = field(default_factory=list)  # FileInfo of the files final since the last shard closed
+    labels_since: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # their labels
 
     def resume(self, entries: list[ShardEntry]) -> dict:
         """Continue after ``entries`` (an interrupted job's, checked): where the input continues."""
@@ -84,14 +85,12 @@ class SplitRun:
 
     def shard_closed(self, at: dict) -> ShardEntry:
         shard = self.writer.shards[-1]
-        per_class = np.bincount(self.labels_since, minlength=len(self.per_class)) if len(self.labels_since) else np.zeros(len(self.per_class), np.int64)
+        per_class = np.bincount(self.labels_since, minlength=len(self.per_class))
         entry = ShardEntry(shard=shard, files=self.files, per_class=per_class.tolist(),
                            digest=None if self.digest is None else self.digest.end_shard(), at=at)  # fmt: skip
         self.entries.append(entry)
         self.files, self.labels_since = [], np.empty(0, np.int64)
         return entry
-
-    labels_since: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
 
 
 def encrypt_split(
