@@ -33,7 +33,8 @@ from . import augment as client
 from .atomic import is_within
 from .ciphers import ImageCipher, cipher_class, make_cipher
 from .errors import CipherError, KeyFileError, ManifestError, OptionError, OutputError, SourceError
-from .formats import STORAGES, Manifest, SplitInfo, SplitWriter, open_location, shown_url, split_writer
+from .formats import STORAGES, Manifest, SplitInfo, SplitWriter, is_url, open_location, shown_url, split_writer
+from .formats.location import local_path
 from .formats.journal import ShardEntry
 from .formats.manifest import CipherInfo, ClientAugment
 from .formats.output import OURS, Output, open_output, walk_order
@@ -136,12 +137,18 @@ def prepare(opts: EncryptOptions, key: MasterKey | None) -> tuple[ImageCipher, K
     return cipher, KeyUse.new(c.key_scope, None if c.salt is None else bytes.fromhex(c.salt)), earlier
 
 
+def _place(where) -> str:
+    """A path or URL as a journal binds it: a URL as shown, a local path resolved (the same
+    job run again from another folder is the same job)."""
+    return shown_url(where) if is_url(where) else str(local_path(where).resolve())
+
+
 def _binding(src: str, out: str, key: MasterKey, opts: EncryptOptions, shard_size: int) -> dict:
     """What a journal must name for ``--resume`` to continue it: this key, SRC, OUT, options."""
     options = {"method": opts.method, "params": opts.params, "scope": opts.key_scope, "storage": opts.storage, "size": opts.size,
                "shard_size": shard_size, "skip_bad": opts.skip_bad, "copies": opts.copies, "pad": opts.pad,
-               "augment_seed": opts.augment_seed, "reproduce": None if opts.reproduce is None else shown_url(opts.reproduce)}  # fmt: skip
-    return {"key_id": key.key_id, "src": shown_url(str(src)), "out": out, "options": options}
+               "augment_seed": opts.augment_seed, "reproduce": None if opts.reproduce is None else _place(opts.reproduce)}  # fmt: skip
+    return {"key_id": key.key_id, "src": _place(src), "out": _place(out), "options": options}
 
 
 def encrypt_dataset(
@@ -184,7 +191,7 @@ def encrypt_dataset(
                 raise CipherError(problem or f"{src}: --copies augments the {augment.split!r} split, and there is none")
         writer_cls = STORAGES[opts.storage].writer
         shard_size = min(opts.shard_size, writer_cls.samples_within(source.shape, opts.shard_bytes))
-        bound = _binding(src, target.shown(), key, opts, shard_size) if cipher.needs_key else None
+        bound = _binding(src, out, key, opts, shard_size) if cipher.needs_key else None
         check = journal_check(key, bound, use, None if earlier is None else dataset_id) if opts.resume else None
         with open_output(target, overwrite, check) as o:
             kept, closed = {}, {}
