@@ -15,11 +15,12 @@ SCOPE ?= image
 FORMAT ?= wds
 SIZE ?=
 WORKERS ?=
-# make train DATA=... RUN=... [EPOCHS=] [WIDTH=] [RECIPE=] [DEVICE=]   make eval RUN=... DATA=...
+# make train DATA=... RUN=... [EPOCHS=] [WIDTH=] [ARCH=] [RECIPE=] [DEVICE=]   make eval RUN=... DATA=...
 DATA ?=
 RUN ?=
 EPOCHS ?=
 WIDTH ?=
+ARCH ?=
 RECIPE ?=
 DEVICE ?=
 # make reproduce [EPOCHS=30] [WIDTH=64] [DEVICE=auto] [CIFAR10=path/to/cifar-10-batches-py] [ROWS=id,...]
@@ -69,9 +70,9 @@ encrypt: install
 
 train: install
 	@if [ -z "$(DATA)" ] || [ -z "$(RUN)" ]; then \
-	  echo "usage: make train DATA=dataset RUN=rundir [EPOCHS=n] [WIDTH=n] [RECIPE=fast|paper|reference] [DEVICE=auto|cpu|cuda]" >&2; exit 2; fi
+	  echo "usage: make train DATA=dataset RUN=rundir [EPOCHS=n] [WIDTH=n] [ARCH=name] [RECIPE=fast|paper|reference] [DEVICE=auto|cpu|cuda]" >&2; exit 2; fi
 	$(BIN)/pptrain $(DATA) --run-dir $(RUN) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(WIDTH),--width $(WIDTH)) \
-	  $(if $(RECIPE),--recipe $(RECIPE)) $(if $(DEVICE),--device $(DEVICE))
+	  $(if $(ARCH),--arch $(ARCH)) $(if $(RECIPE),--recipe $(RECIPE)) $(if $(DEVICE),--device $(DEVICE))
 
 eval: install
 	@if [ -z "$(DATA)" ] || [ -z "$(RUN)" ]; then echo "usage: make eval RUN=rundir DATA=dataset" >&2; exit 2; fi

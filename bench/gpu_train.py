@@ -12,7 +12,11 @@
    GPU memory allocated (torch.cuda.max_memory_allocated) of the same step at width 64, batch
    --size-batch (256), with the stem pptrain picks for the size (--stem auto: CIFAR's up to
    64 px, torchvision's above), eager.
-3. A --epochs (30) Fashion-MNIST run of pptrain at full width on --data (an encrypted
+3. Other backbones (--archs, default resnet18,resnet50,efficientnet_b0,mobilenet_v3_small,
+   convnext_tiny,vit_b_16: pptrain --arch) at --arch-side (224) px RGB, batch --size-batch,
+   torchvision's stem, eager: images/s, GPU memory, parameters, and the ratio to cifar-resnet18
+   (width 64) at the same side, measured in the same run.
+4. A --epochs (30) Fashion-MNIST run of pptrain at full width on --data (an encrypted
    dataset; make it here with `ppencrypt dataset /usr/share/datasets/fashion-mnist out/gpu-fm
    --key KEY --format zarr` and carry it: the zarr store is ~30 MB, the wds one too large).
 
@@ -61,6 +65,9 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--sizes", default="32,64,128,224", help="image sides for the larger-image measurement ('' skips it)")
     p.add_argument("--size-batch", type=int, default=256)
+    p.add_argument("--archs", default="resnet18,resnet50,efficientnet_b0,mobilenet_v3_small,convnext_tiny,vit_b_16",
+                   help="backbones (pptrain --arch) measured at --arch-side ('' skips them)")
+    p.add_argument("--arch-side", type=int, default=224)
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile measurement and run")
     args = p.parse_args()
     out = Path(args.out)
@@ -76,6 +83,17 @@ def main() -> None:
         steps = max(args.steps // 4, 2)
         results.append(train_throughput(device, (side, side, 3), args.width, args.size_batch, steps, max(args.warmup // 3, 1), pool=4 * args.size_batch))
         print(json.dumps(results[-1]), flush=True)
+    archs = [a for a in args.archs.split(",") if a]
+    if archs:
+        shape, steps = (args.arch_side, args.arch_side, 3), max(args.steps // 4, 2)
+        base = None
+        for arch in ["cifar-resnet18", *archs]:
+            r = train_throughput(device, shape, args.width, args.size_batch, steps, max(args.warmup // 3, 1), pool=4 * args.size_batch,
+                                 arch=arch)  # fmt: skip
+            base = base or r["images_per_s"]
+            r["ratio_to_cifar_resnet18"] = r["images_per_s"] / base
+            results.append(r)
+            print(json.dumps(r), flush=True)
     if args.data:
         results.append(fmnist_run(args.data, out, args.epochs, args.width, args.batch, args.device, not args.no_compile))
         print(json.dumps(results[-1]), flush=True)

@@ -44,7 +44,7 @@ from ppencrypt.audit.known import KnownPlaintext  # noqa: E402
 from ppencrypt.keys import generate_key_file  # noqa: E402
 
 CONFIGS = [("pe", "dataset"), ("pe", "image"), ("np", "dataset"), ("np", "image"), ("plain", None),
-           ("le", "dataset"), ("le", "image"), ("ele", "dataset"), ("ele", "image"), ("etc", "dataset"), ("etc", "image")]  # fmt: skip
+           ("le", "dataset"), ("le", "image"), ("ele", "dataset"), ("ele", "image"), ("etc", "dataset"), ("etc", "image"), ("bsm", "dataset"), ("bsm", "image")]  # fmt: skip
 ATTACKS = ["identity", "fr-basic", "fr-advanced", "fr-shared", "jigsaw", "known-plaintext"]
 LEARNED = ["learned", "learned-shared"]  # with --learned
 MAX_K = 8

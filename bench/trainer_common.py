@@ -60,21 +60,25 @@ class DeviceBatches:
 
 
 def train_throughput(device: torch.device, shape: tuple[int, int, int], width: int, batch: int, steps: int, warmup: int,
-                     stem: str = "auto", compiled: bool = False, classes: int = 10, pool: int = 50_000) -> dict:  # fmt: skip
+                     stem: str = "auto", compiled: bool = False, classes: int = 10, pool: int = 50_000,
+                     arch: str = "cifar-resnet18") -> dict:  # fmt: skip
     """pptrain's training step (pptrain.loop.train_epoch: batched crop + flip on the device, the
-    fast recipe's SGD, bf16 and channels_last on CUDA) on images of ``shape``: images/s over
+    fast recipe's SGD, bf16 and channels_last on CUDA) on images of ``shape``, for backbone
+    ``arch`` behind [P]'s adaptation network (``width``: cifar-resnet18's): images/s over
     ``steps`` steps after ``warmup``, timed with CUDA events on a GPU."""
     from pptrain.augment import BatchAugment
     from pptrain.device import memory_format
     from pptrain.distributed import Dist
     from pptrain.loop import Loop, train_epoch
-    from pptrain.model import PrivacyResNet, stem_for
+    from pptrain.model import ModelSpec, build_model, stem_for
     from pptrain.recipe import RECIPES
 
     torch.manual_seed(0)
     torch.backends.cudnn.benchmark = True  # as pptrain sets it on CUDA
-    stem = stem_for(*shape[:2]) if stem == "auto" else stem
-    model = PrivacyResNet(shape[2], classes, width, "pixel", stem=stem).to(device, memory_format=memory_format(device))
+    stem = stem_for(*shape[:2], arch) if stem == "auto" else stem
+    spec = ModelSpec(arch=arch, in_channels=shape[2], num_classes=classes, width=width, adapt="pixel", stem=stem, height=shape[0],
+                     image_width=shape[1])  # fmt: skip
+    model = build_model(spec).to(device, memory_format=memory_format(device))
     net = torch.compile(model) if compiled else model
     recipe = RECIPES["fast"]
     opt = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
@@ -98,7 +102,8 @@ def train_throughput(device: torch.device, shape: tuple[int, int, int], width: i
         seconds = start.elapsed_time(end) / 1000
     else:
         seconds = time.perf_counter() - t
-    result = {"bench": "train_throughput", "compiled": compiled, "width": width, "batch": batch, "shape": list(shape),
+    result = {"bench": "train_throughput", "arch": arch, "parameters": sum(p.numel() for p in model.parameters()),
+              "compiled": compiled, "width": width, "batch": batch, "shape": list(shape),
               "stem": stem, "steps": steps, "images_per_s": steps * batch / seconds}  # fmt: skip
     if cuda:
         result["max_memory_mib"] = torch.cuda.max_memory_allocated(device) / 2**20

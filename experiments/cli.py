@@ -5,6 +5,7 @@ one-line message with exit 1."""
 from __future__ import annotations
 
 import shlex
+import shutil
 import sys
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import click
 from ppencrypt.formats.files import FileProblem, read_regular
 from ppencrypt.formats.jsonsafe import load_json
 
+from . import frontier as fr
 from . import record as rec
 from .commands import Runner, launcher
 from .errors import ExperimentError, UsageError
@@ -155,6 +157,57 @@ def record(cells, do_run, do_list, work, key, before, store, doc):
         update_doc(Path(doc), rec.SECTION, text)
     if not do_list:
         click.echo(text)
+    if failed:
+        raise ExperimentError(f"{len(failed)} cell(s) failed: {', '.join(failed)}")
+
+
+@cli.command()
+@click.argument("src", default=FMNIST, type=click.Path(file_okay=False))
+@click.option("--cells", multiple=True, callback=_rows, metavar="IDS",
+              help=f"Cells to run, comma-separated [all]: {', '.join(c.id for c in fr.all_cells())}.")
+@click.option("--list", "do_list", is_flag=True, help="Print every selected cell's commands and whether it ran; run nothing.")
+@click.option("--epochs", type=click.IntRange(min=1), help=f"pptrain --epochs [{fr.FULL.epochs}; smoke: {fr.SMOKE.epochs}].")
+@click.option("--width", type=click.IntRange(min=1), help=f"pptrain --width [{fr.FULL.width}; smoke: {fr.SMOKE.width}].")
+@click.option("--batch-size", type=click.IntRange(min=1), help="pptrain --batch-size [the recipe's; smoke: 64].")
+@click.option("--train-subset", type=click.IntRange(min=1), help=f"Use the first N training images [all; smoke: {fr.SMOKE.train}].")
+@click.option("--test-subset", type=click.IntRange(min=1), help=f"Use the first N test images [all; smoke: {fr.SMOKE.test}].")
+@click.option("--audit-n", type=click.IntRange(min=1), help=f"ppencrypt audit -n [{fr.FULL.audit_n}; smoke: {fr.SMOKE.audit_n}].")
+@click.option("--public-n", type=click.IntRange(min=1), help=f"ppencrypt audit --public-n [{fr.FULL.public_n}; smoke: {fr.SMOKE.public_n}].")
+@click.option("--train-steps", type=click.IntRange(min=1), help=f"ppencrypt audit --train-steps [{fr.FULL.train_steps}; smoke: {fr.SMOKE.train_steps}].")
+@click.option("--work", default="out/frontier", show_default=True, help="Key-less scratch: source subset, datasets, runs, audits, frontier.jsonl (the kept cells).")
+@click.option("--key", default="keys/frontier.key", show_default=True, help="The client's key file (created when missing).")
+@click.option("--store", type=click.Path(dir_okay=False), help="The finished cells kept, with their budgets (docs/frontier.jsonl) [WORK/frontier.jsonl].")
+@click.option("--doc", type=click.Path(dir_okay=False), help="Write the table into this file's frontier section (docs/privacy.md) and frontier.png beside it.")
+@click.option("--smoke", "is_smoke", is_flag=True, help="A tiny budget that checks the harness, not the frontier.")
+@click.option("--in-process", is_flag=True, help="Run ppencrypt and pptrain inside this process instead of as subprocesses.")
+def frontier(src, cells, do_list, epochs, width, batch_size, train_subset, test_subset, audit_n, public_n, train_steps, work, key, store,
+             doc, is_smoke, in_process):  # fmt: skip
+    """The privacy–accuracy frontier on dataset SRC [default: Fashion-MNIST]: every method x key
+    scope trained at one budget and audited with every attack that applies (--learned); the
+    table on stdout, WORK/frontier.md and WORK/frontier.png. Resumable: a cell kept in the
+    store at the same budget is not run again."""
+    given = {k: v for k, v in dict(epochs=epochs, width=width, batch_size=batch_size, train=train_subset, test=test_subset,
+                                   audit_n=audit_n, public_n=public_n, train_steps=train_steps).items() if v is not None}  # fmt: skip
+    budget = fr.Budget(**{**(fr.asdict(fr.SMOKE) if is_smoke else fr.asdict(fr.FULL)), **given})
+    if budget.test is not None and budget.audit_n >= budget.test:
+        raise UsageError("--audit-n", f"--audit-n {budget.audit_n} leaves no known pair among {budget.test} test images")
+    lay = fr.Layout(src=src, work=Path(work), key=key, budget=budget, in_process=in_process, kept=Path(store) if store else None)
+    chosen = fr.select(cells)
+    if do_list:
+        kept = fr.load(lay)
+        for c in chosen:
+            click.echo(f"{'done' if c.id in kept else 'todo'}  {c.id}: {fr.training(c, lay).shown} && {fr.auditing(c, lay).shown}")
+        return
+    failed = fr.run_cells(chosen, lay, Runner(in_process, log=lambda line: click.echo(line, err=True)))
+    picture = lay.work / "frontier.png"
+    plotted = fr.plot(lay, chosen, picture)
+    text = fr.table(lay, chosen, "frontier.png" if plotted else None)
+    (lay.work / "frontier.md").write_text(text, encoding="utf-8")
+    if doc:
+        update_doc(Path(doc), fr.SECTION, text)
+        if plotted:
+            shutil.copyfile(picture, Path(doc).parent / "frontier.png")
+    click.echo(text)
     if failed:
         raise ExperimentError(f"{len(failed)} cell(s) failed: {', '.join(failed)}")
 

@@ -19,17 +19,22 @@ import logging
 import re
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Iterator
 from urllib.parse import parse_qs, unquote, urlsplit
 
 REQUEST_TIMEOUT = 10  # seconds a connection may idle before the server drops it
+TRICKLE, TRICKLE_BYTES = 0.2, 100  # the "trickle" fault: a byte every TRICKLE seconds, at most TRICKLE_BYTES
 
 
 class FaultyHandler(http.server.SimpleHTTPRequestHandler):
     """Serves the folder, but first consults the server's ``faults``: path -> list of what to
     do on its next GETs ("truncate": half the body after announcing all of it, "corrupt": one
-    byte flipped, "500", "403"), the last entry repeating when ``sticky``."""
+    byte flipped, "500", "403", "redirect": a 302 to the server's ``elsewhere`` URL + path,
+    "trickle": all of it announced, then a byte every TRICKLE seconds, TRICKLE_BYTES at most),
+    the last entry repeating when ``sticky``. ``generated``: path -> a size, served as that
+    many zero bytes made as they are sent (a file claimed GiB-sized, without the disk)."""
 
     timeout = REQUEST_TIMEOUT
     protocol_version = "HTTP/1.1"
@@ -48,6 +53,14 @@ class FaultyHandler(http.server.SimpleHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(body)
             return
+        if fault == "redirect":
+            self.send_response(302)
+            self.send_header("Location", self.server.elsewhere + path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if path in self.server.generated:
+            return self._zeros(self.server.generated[path])
         file = Path(self.translate_path(path))
         if fault is None or not file.is_file():
             return super().do_GET()
@@ -59,8 +72,25 @@ class FaultyHandler(http.server.SimpleHTTPRequestHandler):
             self.wfile.write(bytes(data[: len(data) // 2]))
             self.close_connection = True
             return
+        if fault == "trickle":
+            self.close_connection = True
+            with contextlib.suppress(OSError):  # the client hung up: what the test wants
+                for i in range(min(TRICKLE_BYTES, len(data))):
+                    self.wfile.write(data[i : i + 1])
+                    self.wfile.flush()
+                    time.sleep(TRICKLE)
+            return
         data[len(data) // 2] ^= 0xFF  # corrupt
         self.wfile.write(bytes(data))
+
+    def _zeros(self, size: int) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(size))
+        self.end_headers()
+        block = bytes(1 << 20)
+        with contextlib.suppress(OSError):  # the client stopped reading
+            for start in range(0, size, len(block)):
+                self.wfile.write(block[: size - start])
 
 
 class FaultyHTTPServer(http.server.ThreadingHTTPServer):
@@ -71,6 +101,8 @@ class FaultyHTTPServer(http.server.ThreadingHTTPServer):
         self.requests: collections.Counter = collections.Counter()
         self.faults: dict[str, list[str]] = {}
         self.sticky: set[str] = set()
+        self.generated: dict[str, int] = {}
+        self.elsewhere = "http://127.0.0.1:9"  # where "redirect" sends the client
         self.lock = threading.Lock()
 
     @property
@@ -145,6 +177,40 @@ class Counting:
             self.sent.clear()
 
 
+class Hostile:
+    """WSGI middleware of a hostile S3-compatible endpoint. A GET of a path in ``bodies``
+    (path -> (size, announced)) is answered 200 with that many zero bytes, whatever Range it
+    asked for, with a Content-Length when ``announced`` (else until the connection closes);
+    a request for a path in ``redirects`` (path -> URL) is answered 302 to that URL.
+    Everything else goes to the S3 server behind it. ``sent`` counts the zero bytes."""
+
+    def __init__(self, app):
+        self.app, self.bodies, self.redirects, self.sent = app, {}, {}, collections.Counter()
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path in self.redirects:
+            start_response("302 Found", [("Location", self.redirects[path]), ("Content-Length", "0")])
+            return [b""]
+        if environ.get("REQUEST_METHOD") != "GET" or path not in self.bodies:
+            return self.app(environ, start_response)
+        size, announced = self.bodies[path]
+        start_response("200 OK", [("Content-Type", "application/octet-stream")] + ([("Content-Length", str(size))] if announced else []))
+        return self._zeros(path, size)
+
+    def _zeros(self, path: str, size: int):
+        block = bytes(1 << 20)
+        for start in range(0, size, len(block)):
+            piece = block[: size - start]
+            self.sent[path] += len(piece)
+            yield piece
+
+    def clear(self) -> None:
+        self.bodies.clear()
+        self.redirects.clear()
+        self.sent.clear()
+
+
 class Served:
     """A server of ours answering from a thread on 127.0.0.1 at ``endpoint``, until ``stop``."""
 
@@ -161,8 +227,10 @@ class Served:
 
 
 class S3Server(Served):
-    """moto's S3 on 127.0.0.1 behind :class:`Counting`; ``env`` points s3fs (botocore) at it
-    the way a user points at any S3-compatible endpoint, with moto's dummy credentials."""
+    """moto's S3 on 127.0.0.1 behind :class:`Counting`, and :class:`Hostile` (which answers
+    as a hostile endpoint for the paths it is given, none by default); ``env`` points s3fs
+    (botocore) at it the way a user points at any S3-compatible endpoint, with moto's dummy
+    credentials."""
 
     def __init__(self):
         from moto.server import DomainDispatcherApplication, create_backend_app
@@ -171,7 +239,8 @@ class S3Server(Served):
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self.counting = Counting(DomainDispatcherApplication(create_backend_app))
-        server = make_server("127.0.0.1", 0, self.counting, threaded=True, request_handler=MotoRequestHandler)
+        self.hostile = Hostile(self.counting)
+        server = make_server("127.0.0.1", 0, self.hostile, threaded=True, request_handler=MotoRequestHandler)
         server.timeout = REQUEST_TIMEOUT
         self.serve(server)
 

@@ -334,3 +334,67 @@ def test_v3_reference_on_a_real_image_with_rejected_code_bytes(cifar10):
         assert (primary >= 252).any()  # else this test would not test the replacement
         expected = ref_encrypt3(image, "pe", ref_label3("pe", "image", image.shape, "train"), index)
         assert np.array_equal(make_cipher("pe").encrypt(image[None], ring, np.array([index]))[0], expected)
+
+
+# bsm (block scramble-mix), version 3: a 4x4 image in 2x2 blocks (4 blocks), block_size=2.
+KAT_BSM_IMAGE = np.arange(48, dtype=np.uint8).reshape(4, 4, 3)
+KAT_BSM_GRAY = (np.arange(16, dtype=np.uint8) * 16).reshape(4, 4, 1)
+KAT_BSM_CIPHERTEXTS = [  # scope, split, index, image, ciphertext (hex, row-major)
+    ("dataset", None, 0, KAT_BSM_IMAGE, "201ee02c2ad428d8291ce41d2321dd2f2dd125db2619e71af10df3fd01ff0af4f616e8eaee10f0fa04fc07f7f913ebed"),
+    ("image", "train", 0, KAT_BSM_IMAGE, "2426da181ae60708060a0b092729d71b1de3131412161715f30df1f010ee2122dc2d2ed0ff01fdfc04fa1e1fdf2a2bd3"),
+    ("image", "train", 1, KAT_BSM_IMAGE, "e518e6d924da0405fc1011f0e21be3d627d70102ff0d0ef30bf6f508f9f82f2dd12c2ad417eae914edec2321dd201ee0"),
+    ("image", "train", 0, KAT_BSM_GRAY, "bffff0e0afefb0a030703f2f20607f6f"),
+]
+
+
+def ref_label_bsm(scope: str, shape, split: str | None, block: int) -> str:
+    h, w, c = shape
+    label = f"ppencrypt/v3|method=bsm|scope={scope}|shape={h}x{w}x{c}|block_size={block}"
+    return label + (f"|salt={KAT2_SALT.hex()}|split={split}" if split else "")
+
+
+def ref_encrypt_bsm(image: np.ndarray, label: str, index: int, block: int) -> np.ndarray:
+    """docs/cipher.md's bsm, one block at a time: the record holds the block permutation (8 bytes
+    a block), a symmetry byte per block (k = 8: nothing rejected), C NP bits per block, then (RGB)
+    the colour codes with their spares. Output block k is input block σ[k] rotated by 90° g mod 4
+    times (numpy's rot90), mirrored left-right if g >= 4, then per pixel: output component ch
+    takes input component PERM[code][ch], negated where that component's bit is 1."""
+    h, w, c = image.shape
+    rows, cols = h // block, w // block
+    nb = rows * cols
+    spare = 2 * -(-nb * 4 // 252) + 24 * int(np.ceil(np.sqrt(nb))) + 256 if c == 3 else 0
+    record = ref_record(label, index, 8 * nb + nb + (nb * c + 7) // 8 + (nb + spare if c == 3 else 0))
+    words = [int.from_bytes(record[8 * k : 8 * k + 8], "little") for k in range(nb)]
+    sigma = sorted(range(nb), key=lambda k: words[k])  # stable argsort
+    at = 8 * nb
+    sym = [b % 8 for b in record[at : at + nb]]
+    at += nb
+    bits = [(record[at + t // 8] >> (t % 8)) & 1 for t in range(nb * c)]
+    at += (nb * c + 7) // 8
+    codes = [0] * nb
+    if c == 3:
+        primary, spares = record[at : at + nb], iter(b for b in record[at + nb :] if b < 252)
+        codes = [(b if b < 252 else next(spares)) % 6 for b in primary]
+    out = np.empty_like(image)
+    for k in range(nb):
+        src_r, src_c = divmod(sigma[k], cols)
+        piece = np.rot90(image[src_r * block : (src_r + 1) * block, src_c * block : (src_c + 1) * block], sym[k] % 4)
+        piece = np.fliplr(piece) if sym[k] >= 4 else piece
+        dst_r, dst_c = divmod(k, cols)
+        for i in range(block):
+            for j in range(block):
+                for ch in range(c):
+                    src = PERMS[codes[k]][ch] if c == 3 else ch
+                    out[dst_r * block + i, dst_c * block + j, ch] = piece[i, j, src] ^ (255 * bits[k * c + src])
+    return out
+
+
+@pytest.mark.parametrize("scope, split, index, image, expected", KAT_BSM_CIPHERTEXTS)
+def test_v3_bsm_ciphertexts(scope, split, index, image, expected):
+    ring = KeyRing(MASTER, "bsm", scope, split, KAT2_SALT if scope == "image" else None, kdf=KDF_V3)
+    cipher = make_cipher("bsm", {"block_size": 2})
+    encrypted = cipher.encrypt(image[None], ring, np.array([index]))
+    assert ring.bind(image.shape, {"block_size": 2}).label() == ref_label_bsm(scope, image.shape, split, 2)
+    assert np.array_equal(encrypted[0], ref_encrypt_bsm(image, ref_label_bsm(scope, image.shape, split, 2), index, 2))
+    assert encrypted[0].tobytes().hex() == expected
+    assert np.array_equal(cipher.decrypt(encrypted, ring, np.array([index]))[0], image)

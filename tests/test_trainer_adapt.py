@@ -57,7 +57,7 @@ def test_pixel_ciphers_default_to_invariant_and_adapt_overrides(shapes_pe, tmp_p
 
 def test_adapt_refusals_exit_2(shapes_pe, shapes_src, session_key, tmp_path):
     r = run(shapes_pe, *TINY, "--adapt", "block", "--run-dir", tmp_path / "a", code=2)
-    assert "Invalid value for '--adapt': 'block' is not one of 'pixel', 'invariant', 'tanaka', 'none'" in r.output
+    assert "Invalid value for '--adapt': 'block' is not one of 'pixel', 'invariant', 'tanaka', 'blockset', 'none'" in r.output
     r = run(shapes_pe, *TINY, "--no-adapt", "--adapt", "tanaka", "--run-dir", tmp_path / "b", code=2)
     assert "Invalid value for '--no-adapt': --no-adapt contradicts --adapt tanaka" in r.output
     odd = encrypt(shapes_src, tmp_path / "odd", session_key, size=30, shard_size=64)

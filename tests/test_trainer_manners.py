@@ -271,7 +271,7 @@ def test_adapt_help_describes_every_choice_and_the_real_default_of_every_method(
     text = pptrain.commands["train"].params[[p.name for p in pptrain.commands["train"].params].index("adapt")].help
     for choice in ADAPT_CHOICES:
         assert re.search(rf"\b{choice} \(", text), choice
-    assert "[default: by the dataset's cipher: invariant for pe and np, tanaka for le, ele and etc, pixel for plain]" in text
+    assert "[default: by the dataset's cipher: invariant for pe and np, tanaka for le, ele and etc, blockset for bsm, pixel for plain]" in text
     named = {m: a for a, methods in ADAPT_DEFAULTS.items() for m in methods}
     assert set(named) == set(method_names())  # every registered method, no other
     for method in method_names():

@@ -29,7 +29,7 @@ from typing import BinaryIO, Callable, Iterator
 from .errors import OutputError
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -47,7 +47,7 @@ def stale(out: Path, tag: str = "partial") -> list[Path]:
             pid = int(p.name[len(f".{out.name}.{tag}-") :].split("-", 1)[0])
         except ValueError:
             continue
-        if pid != os.getpid() and not _pid_alive(pid):
+        if pid != os.getpid() and not pid_alive(pid):
             found.append(p)
     return sorted(found, key=lambda p: p.stat().st_mtime_ns, reverse=True)
 

@@ -183,7 +183,7 @@ def _source(ctx, param, value: str) -> str:
                    "`ppencrypt audit` recovers such data from the ciphertexts alone).")
 @click.option("--format", "storage", type=LiveChoice(lambda: list(STORAGES)), default="wds", show_default=True,
               help="; ".join(f"{s.name}: {s.summary}" for s in STORAGES.values()) + ".")
-@click.option("--block-size", type=click.IntRange(min=1), help="Block side for the block-wise methods (le, ele, etc). [default: 4]")
+@click.option("--block-size", type=click.IntRange(min=1), help="Block side for the block-wise methods (le, ele, etc, bsm). [default: 4]")
 @click.option("--size", type=click.IntRange(min=1), help="Resize the shorter side to N and centre-crop N x N.")
 @click.option("--shard-size", type=click.IntRange(min=1), default=10_000, show_default=True, help="Samples per shard, at most.")
 @click.option("--shard-bytes", type=ByteSize(), default="256MiB", show_default=True,

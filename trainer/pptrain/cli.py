@@ -71,6 +71,17 @@ def _recipe_help() -> str:
     return help_of("recipe") + " " + "; ".join(f"{n}: {brief(r)}" for n, r in RECIPES.items())
 
 
+def _arch(ctx, param, value: str) -> str:
+    """--arch checked before the dataset is opened: a typo is a usage error naming the option."""
+    from .arch import ArchError, check_arch
+
+    try:
+        check_arch(value)
+    except ArchError as e:
+        raise click.BadParameter(str(e), ctx=ctx, param=param) from None
+    return value
+
+
 def _augment_list(ctx, param, values) -> tuple[str, ...] | None:
     if not values:
         return None
@@ -85,8 +96,8 @@ MEMORY_LIMIT = setting("memory_limit", type=click.IntRange(min=0))
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}, no_args_is_help=True)
 @click.version_option(package_name="ppencrypt", prog_name="pptrain")
 def cli():
-    """Train and use ResNet-18 with [P]'s adaptation network on datasets encrypted by
-    ppencrypt, on an untrusted server that never holds the key.
+    """Train and use ResNet-18 (or any torchvision classifier: --arch) with [P]'s adaptation
+    network on datasets encrypted by ppencrypt, on an untrusted server that never holds the key.
 
     `pptrain OUT ...` is short for `pptrain train OUT ...`."""
 
@@ -106,6 +117,7 @@ def cli():
 @setting("adapt", type=click.Choice(ADAPT_CHOICES))
 @click.option("--no-adapt", is_flag=True, help="Same as --adapt none." + OFF)
 @setting("width", type=int)
+@setting("arch", metavar="NAME", callback=_arch)
 @setting("stem", type=click.Choice(STEM_CHOICES))
 @DEVICE
 @setting("seed", type=int)
@@ -179,6 +191,14 @@ def predict(run, images, top, device):
 
     for p in run_predict(load_run(run, device), list(images), top):
         click.echo("\t".join([p.path, *(f"{name}\t{prob:.4f}" for name, prob in p.top)]))
+
+
+@cli.command()
+def archs():
+    """The names --arch takes, one a line: cifar-resnet18 (the default), then torchvision's classifiers."""
+    from .arch import ARCHS
+
+    click.echo("\n".join(ARCHS))
 
 
 def main(argv: list[str] | None = None) -> None:

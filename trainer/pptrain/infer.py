@@ -19,7 +19,7 @@ from .device import memory_format, model_input, pick_device
 from .distributed import Dist
 from .errors import OptionError, QueryError, RunDirError
 from .loop import evaluate  # the training loop's own, so both report the same numbers
-from .model import TANAKA_BLOCK, PrivacyResNet
+from .model import build_model
 from .record import RunRecord
 from .run import RunDir, check_dataset
 
@@ -28,7 +28,7 @@ from .run import RunDir, check_dataset
 class TrainedRun:
     run: RunDir
     record: RunRecord
-    model: PrivacyResNet
+    model: torch.nn.Module
     device: torch.device
 
     @property
@@ -50,9 +50,8 @@ def load_run(run_dir: str, device: str = "auto") -> TrainedRun:
     record = run.read_record()
     spec = record.model
 
-    def build() -> PrivacyResNet:
-        return PrivacyResNet(spec.in_channels, spec.num_classes, width=spec.width, adapt=spec.adapt, block=spec.adapt_block or TANAKA_BLOCK,
-                             group=spec.adapt_group, stem=spec.stem)  # fmt: skip
+    def build() -> torch.nn.Module:
+        return build_model(spec.spec(record.dataset.shape))
 
     try:
         shapes = checkpoint.shapes_of(build)

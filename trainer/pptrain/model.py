@@ -1,7 +1,10 @@
-"""An adaptation network in front of a ResNet-18, from torchvision's blocks.
+"""An adaptation network in front of a backbone: by default a ResNet-18 from torchvision's blocks.
 
-    encrypted image -> adapt (pixel | invariant | tanaka | none) -> 32 channels at H x W
+    encrypted image -> adapt (pixel | invariant | tanaka | blockset | none) -> 32 channels at H x W
                     -> stem: conv1 -> bn1 -> relu [-> maxpool] -> layer1..layer4 -> avgpool -> fc
+
+Any torchvision classifier may replace the ResNet-18 (``--arch``, arch.py): :func:`build_model`
+builds either from a :class:`ModelSpec`, which is what the run record keeps.
 
 ``pixel`` is [P]'s: adapt.conv1 (1x1, C -> 8) -> adapt.conv2 (1x1, 8 -> 32), no bias, no norm,
 no activation ([P]'s figure). A 1x1 convolution sees one pixel at a time, so it can learn to
@@ -31,20 +34,23 @@ max-pool), which divides the activations' area by 16 for photos of 64 px and mor
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, conv1x1, conv3x3
 
+from .blockset import BlockSetAdaptation
+from .arch import DEFAULT_ARCH, STEM_AUTO_MAX, STEMS, stem_for, torchvision_backbone  # noqa: F401 (stem_for, STEM_AUTO_MAX: model's API)
 from .settings import ADAPT_CHOICES, adapt_name
 
-STEMS = ("cifar", "imagenet")
-STEM_AUTO_MAX = 64  # --stem auto: the CIFAR stem up to this side (pixels), torchvision's above
 INVARIANT_GROUPS = ("identity", "negations", "signed-permutations")  # manifest cipher.pixel_group values it handles
 ADAPT_CHANNELS = (8, 32)  # [P]: C1 has 8 maps, C2 has 32
 TANAKA_CHANNELS = 48  # Tanaka's hidden maps
 ADAPT_OUT = 32  # channels every adaptation network hands the ResNet stem
 TANAKA_BLOCK = 4  # Tanaka's block side, for datasets whose manifest names none
 RESNET18_BLOCKS = (2, 2, 2, 2)
+BLOCK_ADAPTATIONS = ("tanaka", "blockset")  # the networks that take the cipher's block side
 
 
 class AdaptationNetwork(nn.Module):
@@ -126,6 +132,7 @@ ADAPTATIONS = {  # name -> (in_channels, block, group) -> module; the names are 
     "pixel": lambda channels, block, group: AdaptationNetwork(channels),
     "invariant": lambda channels, block, group: InvariantAdaptation(channels, group),
     "tanaka": lambda channels, block, group: TanakaAdaptation(channels, block),
+    "blockset": lambda channels, block, group: BlockSetAdaptation(channels, block, ADAPT_OUT),  # blockset.py
     "none": lambda channels, block, group: nn.Identity(),
 }
 
@@ -134,12 +141,6 @@ def make_adaptation(adapt: str, in_channels: int, block: int, group: str | None 
     if adapt not in ADAPTATIONS:
         raise ValueError(f"unknown adaptation network {adapt!r} (choose from {', '.join(ADAPT_CHOICES)})")
     return ADAPTATIONS[adapt](in_channels, block, group)
-
-
-def stem_for(height: int, width: int) -> str:
-    """``--stem auto``: the CIFAR stem keeps full resolution, which small images need and
-    larger ones pay for in compute (area); above STEM_AUTO_MAX pixels torchvision's stem."""
-    return "cifar" if max(height, width) <= STEM_AUTO_MAX else "imagenet"
 
 
 def make_layer(in_planes: int, planes: int, blocks: int, stride: int) -> nn.Sequential:
@@ -199,3 +200,44 @@ class PrivacyResNet(nn.Module):
         x = self.maxpool(self.relu(self.bn1(self.conv1(self.adapt(x)))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+class PrivacyNet(nn.Module):
+    """Adaptation network ``adapt`` in front of ``backbone`` (a torchvision classifier whose
+    first convolution takes the adaptation network's output: arch.torchvision_backbone)."""
+
+    def __init__(self, adapt: nn.Module, backbone: nn.Module):
+        super().__init__()
+        self.adapt = adapt
+        self.backbone = backbone
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(self.adapt(x))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelSpec:
+    """Everything that decides a network's shapes: the run record's model section and the
+    dataset's image size (which the vision transformers are built for)."""
+
+    arch: str = DEFAULT_ARCH
+    in_channels: int
+    num_classes: int
+    width: int = 64  # cifar-resnet18's base width; torchvision's models have their own
+    adapt: str = "pixel"
+    block: int = TANAKA_BLOCK
+    group: str | None = None
+    stem: str = "cifar"
+    height: int = 32
+    image_width: int = 32
+
+
+def build_model(spec: ModelSpec) -> nn.Module:
+    """The network ``spec`` describes, randomly initialised (under the meta device: its shapes only)."""
+    if spec.arch == DEFAULT_ARCH:
+        return PrivacyResNet(spec.in_channels, spec.num_classes, width=spec.width, adapt=spec.adapt, block=spec.block,
+                             group=spec.group, stem=spec.stem)  # fmt: skip
+    adapt = make_adaptation(adapt_name(spec.adapt), spec.in_channels, spec.block, spec.group)
+    stem_in = spec.in_channels if adapt_name(spec.adapt) == "none" else ADAPT_OUT
+    backbone = torchvision_backbone(spec.arch, stem_in, spec.num_classes, spec.stem, spec.height, spec.image_width)
+    return PrivacyNet(adapt, backbone)

@@ -11,7 +11,10 @@ group), ``dataset.copies`` (client-augmented copies), ``resolved.warmup_steps``,
 ``resolved.scaled``, ``resolved.calibrate`` and ``resolved.augment_from``, and dropped
 ``resolved.warmup`` (a share of the steps). Version 3 added ``resolved.augment_until``,
 ``settings.augment_until`` (the last augmented epoch) and the recipe's schedule,
-``resolved.tail`` (the default augmentation stops before the last epochs). Older
+``resolved.tail`` (the default augmentation stops before the last epochs). ``model.arch`` and
+``settings.arch`` (``--arch``) came later within version 3: a record without them is the
+CIFAR ResNet-18's, the only network there was (an older pptrain reading a record that names
+another arch builds a ResNet-18, which its checkpoint check then refuses). Older
 run directories are still read (evaluated, not resumed): the
 fields they lack take the values those runs had (the CIFAR stem, one copy, augmentation from
 the first epoch to the last, no calibration). Version 1 also covers the run directories written before
@@ -39,7 +42,8 @@ from ppencrypt.formats.jsonsafe import load_json
 from ppencrypt.formats.manifest import KEY_SCOPES, MAX_SIDE, class_names_problem, control_problem
 
 from .errors import RunDirError
-from .model import INVARIANT_GROUPS, STEMS
+from .arch import ARCHS
+from .model import INVARIANT_GROUPS, STEMS, TANAKA_BLOCK, ModelSpec
 from .recipe import RECIPES, Recipe
 from .settings import ADAPT_CHOICES, MAX_WIDTH, STEM_CHOICES, Settings, adapt_name
 
@@ -65,6 +69,7 @@ CHOICES = {
     ("settings", "recipe"): tuple(RECIPES), ("settings", "stem"): STEM_CHOICES, ("settings", "adapt"): (*ADAPT_CHOICES, None),
     ("resolved", "adapt"): (*ADAPT_CHOICES, None), ("model", "adapt"): ADAPT_CHOICES, ("model", "stem"): STEMS,
     ("model", "adapt_group"): (*INVARIANT_GROUPS, None), ("dataset", "key_scope"): (*KEY_SCOPES, None),
+    ("settings", "arch"): ARCHS, ("model", "arch"): ARCHS,
 }  # fmt: skip
 
 
@@ -123,16 +128,23 @@ class DatasetRecord:
 
 @dataclass(kw_only=True)
 class ModelRecord:
-    """Enough to rebuild the network (model.PrivacyResNet) before loading its weights."""
+    """Enough to rebuild the network (model.build_model, with the dataset's image size) before loading its weights."""
 
     in_channels: int
     num_classes: int
     width: int
-    adapt: str  # pixel | invariant | tanaka | none
-    adapt_block: int | None = None  # tanaka's block side
+    adapt: str  # pixel | invariant | tanaka | blockset | none
+    adapt_block: int | None = None  # tanaka's and blockset's block side
     parameters: int | None = None
     stem: str = "cifar"  # version 2; every version 1 run had the CIFAR stem
     adapt_group: str | None = None  # invariant's pixel group (the manifest's cipher.pixel_group)
+    arch: str = "cifar-resnet18"  # the backbone (arch.py); absent in runs from before --arch
+
+    def spec(self, shape: list[int]) -> ModelSpec:
+        """The network to rebuild, for images of ``shape`` (H, W, C: the dataset record's)."""
+        return ModelSpec(arch=self.arch, in_channels=self.in_channels, num_classes=self.num_classes, width=self.width, adapt=self.adapt,
+                         block=self.adapt_block or TANAKA_BLOCK, group=self.adapt_group, stem=self.stem, height=shape[0],
+                         image_width=shape[1])  # fmt: skip
 
 
 @dataclass(kw_only=True)

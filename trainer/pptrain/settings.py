@@ -19,12 +19,12 @@ from .errors import OptionError
 from .recipe import MIN_STEPS, RECIPES, Recipe
 
 DEFAULT_AUGMENT = ("crop", "flip")  # [P]'s augmentation: shift by pad-and-crop, horizontal flip
-ADAPT_CHOICES = ("pixel", "invariant", "tanaka", "none")  # the adaptation networks of model.py
+ADAPT_CHOICES = ("pixel", "invariant", "tanaka", "blockset", "none")  # the adaptation networks of model.py
 STEM_CHOICES = ("auto", "cifar", "imagenet")  # model.py; auto: by image size
 # --adapt's default per built-in method, as train.default_adaptation decides it from the manifest's
 # cipher section. pptrain never imports the ciphers, so the methods are named here for the help;
 # test_trainer_manners checks every registered method against the code.
-ADAPT_DEFAULTS = {"invariant": ("pe", "np"), "tanaka": ("le", "ele", "etc"), "pixel": ("plain",)}
+ADAPT_DEFAULTS = {"invariant": ("pe", "np"), "tanaka": ("le", "ele", "etc"), "blockset": ("bsm",), "pixel": ("plain",)}
 
 
 def _listed(names) -> str:
@@ -88,11 +88,16 @@ class Settings:
     adapt: str | None = setting(
         None, "Adaptation network in front of the ResNet: pixel ([P]'s 1x1 convolutions); invariant (the same "
         "behind a fixed statistic that the cipher's pixel group leaves unchanged, so a key per image and a "
-        "dataset key look alike to it); tanaka (the block-wise baselines', block side from the manifest); none "
+        "dataset key look alike to it); tanaka (the block-wise baselines', block side from the manifest); blockset (features of each block that no "
+        "block key changes, pooled over the blocks without their positions: bsm's); none "
         f"(the ResNet takes the image). [default: {ADAPT_DEFAULT_HELP}]",
     )  # fmt: skip
-    stem: str = setting("auto", "ResNet stem: cifar (3x3, stride 1), imagenet (7x7 stride 2 + max-pool), auto "
-                        "(cifar up to 64 px, imagenet above).")  # fmt: skip
+    arch: str = setting("cifar-resnet18", "Backbone behind the adaptation network: cifar-resnet18 ([P]'s ResNet-18, "
+                        "--width sets its base width), or any torchvision classifier by name (resnet50, convnext_tiny, "
+                        "efficientnet_b0, vit_b_16, ...; `pptrain archs` lists them), randomly initialised.")  # fmt: skip
+    stem: str = setting("auto", "The backbone's stem: cifar (3x3 stride-1 first convolution, no max-pool), imagenet "
+                        "(torchvision's: ResNet's 7x7 stride 2 + max-pool), auto (cifar up to 64 px, imagenet above; "
+                        "imagenet for the patch-embedding models vit_* and maxvit_t).")  # fmt: skip
     # --- optimisation; None: the recipe's value
     recipe: str = setting("fast", "Training recipe (recipe.py).")
     epochs: int | None = setting(None, f"Passes over the train split. [default: the recipe's: {RECIPE_EPOCHS}]")
@@ -132,6 +137,12 @@ class Settings:
                             ("--augment-from", self.augment_from), ("--augment-until", self.augment_until)):  # fmt: skip
             if value is not None and value < 1:
                 raise OptionError(name, f"{name} must be at least 1, not {value}")
+        from .arch import ArchError, check_arch  # torchvision: loaded only when settings are checked
+
+        try:
+            check_arch(self.arch)
+        except ArchError as e:
+            raise OptionError(e.option, str(e)) from None
         if self.width > MAX_WIDTH:
             raise OptionError("--width", f"--width must be at most {MAX_WIDTH}, not {self.width}")
         if self.augment_until is not None and self.augment_until < (self.augment_from or 1):

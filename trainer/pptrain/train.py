@@ -37,7 +37,8 @@ from .errors import OptionError, RunDirError
 from .loader import Loader
 from .loop import EpochStats, Loop, evaluate, train_epoch
 from .metrics import epoch_line, eval_name, plot_curves, renamed, summary_line, write_metrics
-from .model import INVARIANT_GROUPS, TANAKA_BLOCK, PrivacyResNet, stem_for
+from .arch import DEFAULT_ARCH, ArchError, check_fits, check_stem, stem_for
+from .model import BLOCK_ADAPTATIONS, INVARIANT_GROUPS, TANAKA_BLOCK, ModelSpec, build_model
 from .progress import Progress, plan_line
 from .recipe import RECIPES
 from .record import VERSION, DatasetRecord, ModelRecord, Resolved, RunRecord
@@ -66,18 +67,22 @@ class TrainPlan:
     augment: tuple[str, ...]  # parse_augment's names; () for none
     augment_from: int  # the first epoch (from 1) with augmentation
     augment_until: int  # the last epoch (from 1) with augmentation
-    adapt: str  # pixel | invariant | tanaka | none
-    block: int | None  # tanaka's block side, in pixels
+    adapt: str  # pixel | invariant | tanaka | blockset | none
+    block: int | None  # tanaka's and blockset's block side, in pixels
     group: str | None  # invariant's pixel group
     stem: str  # cifar | imagenet
     copies: int  # client-augmented copies per image in the train split (1: none)
     holds: Holds  # what --run-dir held: the run to continue, one to replace (--overwrite, or never past epoch 1), or nothing
 
-    def new_model(self) -> PrivacyResNet:
-        """The network this run trains, initialised afresh (its shapes only, under the meta device)."""
+    @property
+    def spec(self) -> ModelSpec:
         m = self.ds.manifest
-        return PrivacyResNet(m.channels, len(m.classes), width=self.s.width, adapt=self.adapt, block=self.block or TANAKA_BLOCK,
-                             group=self.group, stem=self.stem)  # fmt: skip
+        return ModelSpec(arch=self.s.arch, in_channels=m.channels, num_classes=len(m.classes), width=self.s.width, adapt=self.adapt,
+                         block=self.block or TANAKA_BLOCK, group=self.group, stem=self.stem, height=m.height, image_width=m.width)  # fmt: skip
+
+    def new_model(self) -> torch.nn.Module:
+        """The network this run trains, initialised afresh (its shapes only, under the meta device)."""
+        return build_model(self.spec)
 
 
 def configure_determinism(device: torch.device, seed: int) -> None:
@@ -132,7 +137,7 @@ def default_adaptation(m) -> str:
 
 
 def adaptation(s: Settings, ds: Dataset) -> tuple[str, int | None, str | None]:
-    """The adaptation network the run uses, with, for ``tanaka``, its block side and, for
+    """The adaptation network the run uses, with, for ``tanaka`` and ``blockset``, its block side and, for
     ``invariant``, the cipher's pixel group: ``--adapt``, or :func:`default_adaptation`.
     Tanaka's network needs the cipher's block side as its kernel, stride and pixel shuffle
     factor (4, Tanaka's, for a pixel-wise cipher); the invariant one takes its statistic from
@@ -148,12 +153,12 @@ def adaptation(s: Settings, ds: Dataset) -> tuple[str, int | None, str | None]:
                 "(use --adapt pixel)"
             )  # fmt: skip
         return adapt, None, group
-    if adapt != "tanaka":
+    if adapt not in BLOCK_ADAPTATIONS:
         return adapt, None, None
     block = m.cipher.block or TANAKA_BLOCK
     if m.height % block or m.width % block:
         raise OptionError(
-            "--adapt", f"{ds.root}: --adapt tanaka needs image sides divisible by the block size {block}, "
+            "--adapt", f"{ds.root}: --adapt {adapt} needs image sides divisible by the block size {block}, "
             f"these images are {m.width}x{m.height} (use --adapt pixel or none)"
         )  # fmt: skip
     return adapt, block, None
@@ -208,16 +213,33 @@ def prepare(given: Settings, explicit: set[str], resume: bool, d: Dist, overwrit
     names = s.augment if s.augment is not None else (() if m.augment is not None else DEFAULT_AUGMENT)
     augment = parse_augment(names, m.shape, m.cipher.key_scope if m.cipher.key_id is not None else None)
     adapt, block, group = adaptation(s, ds)
-    stem = stem_for(m.height, m.width) if s.stem == "auto" else s.stem
+    stem = model_stem(s, m, explicit)
     augment_from, augment_until = augment_window(s)
     if augment_until < augment_from:
         augment = ()  # a short run under the recipe's schedule
     plan = TrainPlan(asked=asked, s=s, run=run, ds=ds, state=None, augment=augment, augment_from=augment_from,
                      augment_until=augment_until, adapt=adapt, block=block, group=group, stem=stem, copies=copies,
                      holds=holds)  # fmt: skip
+    try:  # the backbone takes these images: a forward pass on the meta device, nothing allocated
+        check_fits(plan.new_model, s.arch, m.channels, m.height, m.width)
+    except ArchError as e:
+        raise OptionError(e.option, f"{ds.root}: {e}") from None
     if resume:  # checked against the model the run builds, on the meta device, before that is allocated
         plan.state = checkpoint.load(run.checkpoint, checkpoint.shapes_of(plan.new_model))
     return plan
+
+
+def model_stem(s: Settings, m, explicit: set[str]) -> str:
+    """The backbone's stem (--stem auto: by image size and what the arch offers), after the
+    checks between --arch, --stem and --width."""
+    if s.arch != DEFAULT_ARCH and "width" in explicit:
+        raise OptionError("--width", f"--width sets the base width of {DEFAULT_ARCH}; --arch {s.arch} has torchvision's own widths")
+    stem = stem_for(m.height, m.width, s.arch) if s.stem == "auto" else s.stem
+    try:
+        check_stem(s.arch, stem)
+    except ArchError as e:
+        raise OptionError(e.option, str(e)) from None
+    return stem
 
 
 def shard_cache(s: Settings) -> ShardCache | None:
@@ -356,7 +378,7 @@ def run_record(plan: TrainPlan, model: torch.nn.Module, stream: bool, device: to
                              augment_until=plan.augment_until),  # fmt: skip
         dataset=DatasetRecord.of(m, shown_url(s.data)),
         model=ModelRecord(in_channels=m.channels, num_classes=len(m.classes), width=s.width, adapt=plan.adapt, adapt_block=plan.block,
-                          parameters=parameters, stem=plan.stem, adapt_group=plan.group),  # fmt: skip
+                          parameters=parameters, stem=plan.stem, adapt_group=plan.group, arch=s.arch),  # fmt: skip
         runtime=runtime_record(device, d.world),
     )
 

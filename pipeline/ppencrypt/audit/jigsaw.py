@@ -32,6 +32,9 @@ What it undoes, per method (``SOLVERS``, tied to the class like known_block.RECO
   survives is the multiset of folded nibbles min(v, 15 − v); the solver renders each block as
   a flat patch of the brightness that suggests (the dark branch of the fold, as fr-basic takes
   it) and arranges those patches by the same greedy, which only groups similar levels.
+* ``bsm`` — as ``etc``, with a negation per component of each block: 8 · 6 · 2³ = 384
+  candidates per piece on RGB (16 on grayscale), and the solved image is left with a negation
+  per component (8 on RGB) instead of one for the whole.
 * ``le`` — nothing to reassemble: its blocks stay in place.
 """
 
@@ -42,6 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..ciphers.block import ELE, ETC, block_layout, split_nibbles
+from ..ciphers.scramble import BSM
 from .attacks import Attack, Outcome, Target, register
 from .known_block import etc_locals
 from .variants import WholeImageVariants
@@ -57,14 +61,14 @@ class BlockCandidates:
     block's L = B·B·C values (block order: row, column, component)."""
 
     inv: np.ndarray  # (T, L) int64
-    xor: np.ndarray  # (T,) uint8: 0, or 255 for a negated block
+    xor: np.ndarray  # (T,) uint8: 0, or 255 for a negated block; or (T, L): per value
 
     def __len__(self) -> int:
         return len(self.inv)
 
     def decryptions(self, blocks: np.ndarray) -> np.ndarray:
         """(..., L) ciphertext blocks -> (..., T, L)."""
-        return blocks[..., self.inv] ^ self.xor[:, None]
+        return blocks[..., self.inv] ^ self.xor.reshape(len(self.inv), -1)
 
 
 def etc_candidates(b: int, c: int) -> BlockCandidates:
@@ -72,6 +76,16 @@ def etc_candidates(b: int, c: int) -> BlockCandidates:
     without negation."""
     inv = np.argsort(etc_locals(b, c), axis=1)
     return BlockCandidates(np.concatenate([inv, inv]), np.repeat(np.array([0, 255], np.uint8), len(inv)))
+
+
+def bsm_candidates(b: int, c: int) -> BlockCandidates:
+    """``bsm``'s block maps: symmetry × colour order, each under every negation of the output
+    components (2^C): x = (y ^ xor)[inv], so value p of a candidate takes the negation of the
+    lane it is gathered from."""
+    inv = np.argsort(etc_locals(b, c), axis=1)  # T, L
+    signs = (np.arange(2**c)[:, None] >> np.arange(c)) & 1  # E, C
+    xor = (255 * signs[:, inv % c]).astype(np.uint8)  # E, T, L
+    return BlockCandidates(np.tile(inv, (len(signs), 1)), xor.reshape(-1, inv.shape[1]))
 
 
 def placement_only(b: int, c: int) -> BlockCandidates:
@@ -251,12 +265,16 @@ def _etc(ciphertexts: np.ndarray, b: int) -> tuple[np.ndarray, BlockCandidates]:
     return ciphertexts, etc_candidates(b, ciphertexts.shape[3])
 
 
+def _bsm(ciphertexts: np.ndarray, b: int) -> tuple[np.ndarray, BlockCandidates]:
+    return ciphertexts, bsm_candidates(b, ciphertexts.shape[3])
+
+
 def _ele(ciphertexts: np.ndarray, b: int) -> tuple[np.ndarray, BlockCandidates]:
     return ele_patches(ciphertexts, b), placement_only(b, ciphertexts.shape[3])
 
 
 # What the solver can undo depends on the cipher's structure, so it is tied to the class.
-SOLVERS = {ETC: _etc, ELE: _ele}
+SOLVERS = {ETC: _etc, ELE: _ele, BSM: _bsm}
 
 
 @register
@@ -277,4 +295,5 @@ class Jigsaw(Attack):
         images = solve(pieces, b, candidates)
         h, w, c = target.shape
         stats = {"pieces": (h // b) * (w // b), "candidates": len(candidates)}
-        return Outcome(images, stats, variants=WholeImageVariants(c, square=h == w, per_image=True))
+        negations = "per-component" if type(target.cipher) is BSM else "whole"  # the seed's own negation
+        return Outcome(images, stats, variants=WholeImageVariants(c, square=h == w, per_image=True, negations=negations))

@@ -19,6 +19,8 @@ the most pairs — which is what image-scope keys produce with k ≥ 2):
 * ``etc`` — per block a position, one of 8 symmetries, a colour code (RGB) and an NP bit. For
   plain block b, try every ciphertext block, symmetry, colour code and negation (64·48·2 for
   32×32 RGB): a textured block has one match; flat blocks (one colour) match many.
+* ``bsm`` — as ``etc`` with an NP bit per component: each component lane of a candidate is
+  matched as it is or negated on its own (64·48·2³ for 32×32 RGB).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import numpy as np
 
 from ..ciphers import PERMUTATIONS, GatherXor, ImageCipher
 from ..ciphers.block import ELE, ETC, LE, block_layout, merge_nibbles, split_nibbles, symmetry_table
+from ..ciphers.scramble import BSM
 from .consistency import consistency_counts, first_consistent
 
 
@@ -143,8 +146,35 @@ def recover_etc(plain: np.ndarray, cipher: np.ndarray, b: int) -> BlockRecovery:
     return rec
 
 
+def recover_bsm(plain: np.ndarray, cipher: np.ndarray, b: int) -> BlockRecovery:
+    layout = block_layout(*plain.shape[1:], b)
+    nb, length = layout.shape
+    c = plain.shape[3]
+    local = etc_locals(b, c)  # T, L
+    lanes = np.arange(length) % c
+    signs = (np.arange(2**c)[:, None] >> np.arange(c)) & 1  # E, C: which output lanes are negated
+    x, y = _blocks(plain, layout), _blocks(cipher, layout)  # k, blocks, L
+    alive = np.empty(nb, np.int64)
+    plain_at, cipher_at, xor = [], [], []
+    for blk in range(nb):
+        moved = x[:, blk][:, local][:, None]  # k, 1, T, L
+        lane = lambda hits: np.stack([hits[..., lanes == j].sum(-1) for j in range(c)], -1)  # noqa: E731  k, blocks, T, C
+        same, negated = lane(moved == y[:, :, None, :]), lane(moved == 255 - y[:, :, None, :])
+        score = np.where(signs.astype(bool), negated[..., None, :], same[..., None, :]).sum(-1)  # k, blocks, T, E
+        full = (score == length).all(0).reshape(-1)
+        pick, count = _pick(full[None], score.sum(0).reshape(1, -1))
+        alive[blk] = count[0]
+        kb, t, e = np.unravel_index(int(pick[0]), (nb, len(local), len(signs)))
+        plain_at.append(layout[blk, local[t]])
+        cipher_at.append(layout[kb])
+        xor.append((255 * signs[e][lanes]).astype(np.uint8))
+    rec = _decryptor(layout, np.concatenate(plain_at), np.concatenate(cipher_at), np.concatenate(xor), False)
+    rec.stats = consistency_counts(alive, "blocks")
+    return rec
+
+
 # Each recovery exploits one cipher's structure, so it is tied to the class, not to a name.
-RECOVERIES = {LE: recover_le, ELE: recover_ele, ETC: recover_etc}
+RECOVERIES = {LE: recover_le, ELE: recover_ele, ETC: recover_etc, BSM: recover_bsm}
 
 
 def block_recovery(cipher: ImageCipher):

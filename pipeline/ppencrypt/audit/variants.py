@@ -49,20 +49,23 @@ class PixelVariants(Variants):
 class WholeImageVariants(Variants):
     """A symmetry of the image (code g: rotate by 90° g mod 4 times, then mirror left-right if
     g >= 4, as a block's symmetry in block.symmetry_table; only the four that keep a non-square
-    shape), a negation, and (RGB) a colour order."""
+    shape), a negation (``whole``: of every component, or none; ``per-component``: of any
+    subset of the components, 2^C), and (RGB) a colour order."""
 
-    def __init__(self, channels: int, square: bool, per_image: bool):
+    def __init__(self, channels: int, square: bool, per_image: bool, negations: str = "whole"):
         self.symmetries = tuple(range(8)) if square else (0, 2, 4, 6)
         self.orders = PERMUTATIONS if channels == 3 else np.arange(channels)[None]
+        bits = np.arange(2**channels if negations == "per-component" else 2)
+        self.negations = ((bits[:, None] >> np.arange(channels)) & 1) if negations == "per-component" else np.repeat(bits[:, None], channels, 1)
         self.per_image = per_image
 
     def __len__(self) -> int:
-        return len(self.symmetries) * 2 * len(self.orders)
+        return len(self.symmetries) * len(self.negations) * len(self.orders)
 
     def apply(self, images, t):
-        g, negate, order = np.unravel_index(t, (len(self.symmetries), 2, len(self.orders)))
+        g, negate, order = np.unravel_index(t, (len(self.symmetries), len(self.negations), len(self.orders)))
         g = self.symmetries[g]
         out = np.rot90(images, g % 4, axes=(1, 2))
         out = out[:, :, ::-1] if g >= 4 else out
         out = out[..., self.orders[order]]
-        return np.ascontiguousarray(255 - out if negate else out)
+        return np.ascontiguousarray(out ^ (255 * self.negations[negate]).astype(np.uint8))

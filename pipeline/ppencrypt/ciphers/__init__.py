@@ -1,6 +1,6 @@
 """Cipher methods. Importing this package registers every built-in method."""
 
-from . import block, pixel  # noqa: F401  (registering pe, np, plain, le, ele, etc)
+from . import block, pixel, scramble  # noqa: F401  (registering pe, np, plain, le, ele, etc, bsm)
 from .base import METHODS, PERMUTATIONS, ImageCipher, PixelGroup, cipher_class, make_cipher, method_names, register
 from .pixel import CODE_NAMES, PixelKey
 from .transform import GatherXor

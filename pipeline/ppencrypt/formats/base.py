@@ -139,7 +139,8 @@ class SplitReader(ABC):
 
     def chunks(self) -> Iterator[Batch]:
         """The split shard by shard (a URL's fetched a few ahead, Location.parallel)."""
-        for shard, fetched in read_ahead(self.info.shards, self.fetch, self.loc.parallel):
+        shards = read_ahead(self.info.shards, self.fetch, self.loc.parallel, lambda s: s.bytes, self.loc.ahead_bytes)
+        for shard, fetched in shards:
             yield self.read_shard(shard, fetched())
 
     def head(self, n: int) -> Batch:

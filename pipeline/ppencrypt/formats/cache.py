@@ -11,6 +11,12 @@ later runs: files appear by rename, whole; eviction drops the least recently use
 (modification time, refreshed on each hit) until the new one fits under the limit; a file
 evicted under a reader's feet is a miss. Files not named by a hash are never touched, so a
 cache folder pointed at by mistake loses nothing else.
+
+A download is written into the cache as it arrives (``incoming``), under a temporary name
+``.<hash>.<pid>.<random>.tmp``, and renamed to its hash once it checked. Temporary files count
+toward the limit — those of other processes too — and room for the whole file is made before
+its first byte is written, so the limit holds across processes; one a killed process left
+(its pid gone, or untouched for STALE seconds) is deleted by the next eviction.
 """
 
 from __future__ import annotations
@@ -18,13 +24,19 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import secrets
+import time
 from pathlib import Path
+from typing import BinaryIO, Iterator
 
-from ..atomic import write_file
+from ..atomic import pid_alive
 from ..errors import StorageError
 from .files import FileProblem, read_regular
 
 HASH_NAME = re.compile(r"[0-9a-f]{64}")
+# ours, and atomic.write_file's (the cache's writes before downloads went straight to disk)
+TMP_NAME = re.compile(r"\.[0-9a-f]{64}\.(?:(\d+)\.)?[0-9a-f]{16}\.tmp")
+STALE = 3600  # seconds untouched after which a temporary file is a dead writer's, whatever its pid
 
 
 class ShardCache:
@@ -58,31 +70,68 @@ class ShardCache:
         """Keep ``data`` (already checked against ``sha256``) unless it alone exceeds the limit."""
         if len(data) > self.limit:
             return
+        with self.incoming(sha256, len(data)) as f:
+            f.write(data)
+
+    @contextlib.contextmanager
+    def incoming(self, sha256: str, size: int) -> Iterator[BinaryIO]:
+        """A file to write the ``size`` bytes of ``sha256`` into as they arrive (room made for
+        them first); kept under its hash when the block ends without an error, else deleted."""
         path = self._path(sha256)
+        tmp = self.root / f".{sha256}.{os.getpid()}.{secrets.token_hex(8)}.tmp"
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            self._make_room(len(data))
-            write_file(path, data, fsync=False)  # a torn file fails its hash on the next read
+            self._make_room(size)
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o644)
         except OSError as e:
             raise StorageError(f"{self.root}: cannot write the cache ({e.strerror or e})") from None
+        try:
+            with os.fdopen(fd, "w+b") as f:
+                yield f  # what the block raises (a failed download) passes through as it is
+                try:
+                    f.flush()  # no fsync: a torn file fails its hash on the next read
+                    os.replace(tmp, path)
+                except OSError as e:
+                    raise StorageError(f"{self.root}: cannot write the cache ({e.strerror or e})") from None
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
 
     def entries(self) -> list[tuple[float, int, Path]]:
         """(last use, bytes, path) of every cached file, least recently used first."""
+        return sorted(e for e in self._scan() if HASH_NAME.fullmatch(e[2].name))
+
+    def _scan(self) -> list[tuple[float, int, Path]]:
+        """(modification time, bytes, path) of every file of the cache's, temporary ones too."""
         found = []
         with os.scandir(self.root) as it:
             for entry in it:
-                if HASH_NAME.fullmatch(entry.name):
+                if HASH_NAME.fullmatch(entry.name) or TMP_NAME.fullmatch(entry.name):
                     with contextlib.suppress(FileNotFoundError):
                         st = entry.stat(follow_symlinks=False)
                         found.append((st.st_mtime, st.st_size, Path(entry.path)))
-        return sorted(found)
+        return found
 
     def _make_room(self, incoming: int) -> None:
-        entries = self.entries()
-        total = sum(size for _, size, _ in entries)
-        for _, size, path in entries:
+        found, total = [], 0
+        for mtime, size, path in self._scan():
+            if TMP_NAME.fullmatch(path.name) and _dead(path.name, mtime):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()  # a killed writer's: it would count for ever
+                continue
+            total += size
+            if HASH_NAME.fullmatch(path.name):
+                found.append((mtime, size, path))
+        for _, size, path in sorted(found):  # another writer's temporary file is never evicted
             if total + incoming <= self.limit:
                 break
             with contextlib.suppress(FileNotFoundError):  # another process evicted it first
                 path.unlink()
             total -= size
+
+
+def _dead(name: str, mtime: float) -> bool:
+    """Whether a temporary file's writer is gone: its pid is no process's, or it has not
+    written for STALE seconds (a live download writes at its minimum rate, download.py)."""
+    pid = TMP_NAME.fullmatch(name)[1]
+    return (pid is not None and int(pid) != os.getpid() and not pid_alive(int(pid))) or time.time() - mtime > STALE

@@ -29,7 +29,8 @@ def copy_dataset(src: str | os.PathLike, dst: str | os.PathLike, overwrite: bool
     with progress(len(files), "copy") as bar:
 
         def copied():
-            for f, fetched in read_ahead(files, lambda f: ds.loc.read(f.path, f.bytes, f.sha256), ds.loc.parallel):
+            for f, fetched in read_ahead(files, lambda f: ds.loc.read(f.path, f.bytes, f.sha256), ds.loc.parallel,
+                                         lambda f: f.bytes, ds.loc.ahead_bytes):  # fmt: skip
                 data = fetched()
                 bar.update()
                 yield f.path, lambda data=data: data

@@ -98,6 +98,7 @@ class Location(ABC):
     local: bool
     root: Path | str  # the folder, or the URL without a trailing slash
     parallel: int = 0  # files a whole-split read fetches at once (threads)
+    ahead_bytes: int | None = None  # bytes of files fetched ahead and not yet used, at most (None: any)
 
     @abstractmethod
     def shown(self, rel: str = "") -> str:

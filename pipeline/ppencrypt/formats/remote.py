@@ -8,11 +8,17 @@ Content-Length), and no more than that many bytes are ever read — and its SHA-
 as it arrives and checked before a byte is parsed. A name from the manifest becomes a key
 under the URL, never a local path; only plain names (letters, digits, ``._-``) are used.
 
+Memory and time are bounded whatever the server sends (download.py): one GET per file, read
+a piece at a time into a temporary file (or the cache; a small file into a buffer) while it is
+hashed, its bytes read back only once they matched; a per-file deadline and a minimum rate; no
+redirects. Files fetched ahead hold at most AHEAD_BYTES (or one file) in memory together.
+
 Failures: a truncated or corrupted transfer, a 5xx, 408 or 429 answer, a reset connection or a
 timeout is tried again (TRIES in all, waiting BACKOFF seconds, doubled each time), then reported
-in one line naming the file; another 4xx answer (missing file or bucket, access denied) is
-reported at once — a 404 after a look at the bucket, since gcsfs says "not found" for a missing
-object and a missing bucket alike. The backends retry some errors underneath (botocore, s3fs,
+in one line naming the file; another 4xx answer (missing file or bucket, access denied), a
+redirect, or a server under the minimum rate or past the deadline is reported at once — a 404
+after a look at the bucket, since gcsfs says "not found" for a missing object and a missing
+bucket alike. The backends retry some errors underneath (botocore, s3fs,
 gcsfs); these are on top.
 
 Credentials are the backends' business — AWS_* variables and ~/.aws for s3fs (and
@@ -30,17 +36,18 @@ uploads and removals it uses.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import re
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterator, TypeVar
 
 from ..errors import ManifestError, OutputError, PipelineError, ShardError, StorageError
+from .download import REDIRECTED, Damaged, Limits, Oversized, Refused, receive, s3_options
 from .location import Location, shown_url, url_scheme, without_credentials
 from .manifest import MANIFEST, MAX_BYTES
 
@@ -54,17 +61,16 @@ CREDENTIALS = {  # where each backend looks, for the message that says access wa
 }
 TRIES = 4  # attempts per file before a transient failure is reported
 BACKOFF = 0.25  # seconds before the second attempt, doubled before each further one
-CHUNK = 8 << 20  # bytes requested at a time (S3/GCS: one ranged GET each)
 PARALLEL = 4  # files a whole-split read downloads at once
+AHEAD_BYTES = 256 << 20  # bytes of files fetched ahead and not yet used, at most (one file, if larger)
+# A download no larger than this is received in memory, a larger one on disk. Bounded either
+# way: read_ahead counts a file's bytes from the moment its download starts (AHEAD_BYTES)
+SPOOL_IN_MEMORY = 64 << 20
 MARKER = ".ppencrypt-upload"  # an upload in progress, or interrupted
 MARKER_TEXT = json.dumps({"format": "ppencrypt-upload", "note": "an upload to this prefix is in progress or was interrupted; "
                           "`ppencrypt dataset` or `ppencrypt push` to this prefix replaces it"}).encode()  # fmt: skip
 NAME = re.compile(r"[A-Za-z0-9_.-]+")
 T = TypeVar("T")
-
-
-class Damaged(Exception):
-    """What arrived is not what the manifest records: a transfer worth another try."""
 
 
 @dataclass(frozen=True)
@@ -121,6 +127,8 @@ def classify(e: Exception) -> Unavailable | None:
         return Unavailable("denied", "no credentials found")
     if status is not None and (status >= 500 or status in (408, 429)):  # a timeout, too many requests: later
         return None
+    if status is not None and 300 <= status < 400:  # botocore's answer to a redirect it was not let follow
+        return Unavailable("refused", REDIRECTED.format(status=status))
     if _code(e) == "NoSuchBucket":
         return Unavailable("bucket", "no such bucket")
     if isinstance(e, FileNotFoundError) and status is None and isinstance(e.__cause__, Exception):
@@ -146,6 +154,7 @@ def _brief(e: Exception) -> str:
 class RemoteDir(Location):
     local = False
     parallel = PARALLEL
+    ahead_bytes = AHEAD_BYTES
 
     def __init__(self, url: str, cache=None):
         self.protocol = url_scheme(url) or ""
@@ -156,6 +165,7 @@ class RemoteDir(Location):
         self._base, self._query = base.rstrip("/"), f"?{query}" if query else ""
         self.url = self.root = shown_url(self._base)
         self.cache = cache  # cache.ShardCache or None
+        self.limits = Limits.from_env()  # per file: a deadline, a minimum rate (download.py)
         self._fs, self._pid, self._sizes = None, None, None
         self._locks: dict[str, threading.Lock] = {}  # per file, while it is fetched into the cache
         self._locks_lock, self._locks_pid = threading.Lock(), os.getpid()
@@ -182,8 +192,13 @@ class RemoteDir(Location):
         if self.protocol in READ_ONLY:
             import aiohttp
 
-            # a server that stops sending must not hang a training run
-            options["client_kwargs"] = {"timeout": aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=60)}
+            # download.py bounds each file's time; these bound each wait of the socket. No
+            # decompression: ppencrypt asks for identity, so a compressed answer is the
+            # server's choice, hashed as it came (and refused), never inflated
+            options["client_kwargs"] = {"timeout": aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=60),
+                                        "auto_decompress": False}  # fmt: skip
+        if self.protocol in ("s3", "s3a"):
+            options.update(s3_options())  # no redirects (download.py)
         try:
             return fsspec.filesystem(self.protocol, **options)
         except ImportError:
@@ -245,49 +260,35 @@ class RemoteDir(Location):
         hint = f" ({CREDENTIALS[self.protocol]})" if u.kind == "denied" and self.protocol in CREDENTIALS else ""
         return StorageError(f"{self.shown(rel)}: {u}{hint}")
 
-    @contextlib.contextmanager
-    def _open(self, rel: str):
-        """The file open for reading, and the size the storage announces (None if unknown)."""
-        url = self._url(rel)
-        if self.protocol in READ_ONLY:
-            # one streaming GET; Content-Length is its announced size (no Range: many servers ignore it)
-            with self.fs.open(url, "rb", block_size=0, headers={"Accept-Encoding": "identity"}) as f:
-                yield f, getattr(getattr(f, "r", None), "content_length", None)
-        else:
-            with self.fs.open(url, "rb", block_size=CHUNK, cache_type="none") as f:  # the object's size first (HEAD)
-                yield f, f.size
+    def _receive(self, rel: str, expect: int | None, cap: int, sink=None, hasher=None) -> int:
+        """One GET of the file, at most ``cap`` + 1 bytes of it into ``hasher`` and ``sink``
+        (download.py: memory, time and redirects bounded); the count of bytes read."""
+        try:
+            return receive(self.fs, self.protocol, self._url(rel), expect=expect, cap=cap, limits=self.limits, sink=sink, hasher=hasher)
+        except Refused as e:
+            raise ShardError(f"{self.shown(rel)}: {e}") from None
+        except Oversized as e:
+            raise ManifestError(f"{self.shown(rel)}: {e.announced} bytes, more than the {cap} a file of this kind may have") from None
 
-    def _download(self, rel: str, expect: int | None, cap: int, h=None) -> bytes:
-        """At most ``cap`` + 1 bytes of the file (``expect``: its recorded size), hashed into
-        ``h`` as they arrive."""
-        with self._open(rel) as (f, announced):
-            if expect is not None and announced is not None and announced != expect:
-                raise Damaged(f"{announced} bytes, the manifest says {expect}")
-            if expect is None and announced is not None and announced > cap:
-                raise ManifestError(f"{self.shown(rel)}: {announced} bytes, more than the {cap} a file of this kind may have")
-            parts, got = [], 0
-            while got <= cap:
-                piece = f.read(min(CHUNK, cap + 1 - got))
-                if not piece:
-                    break
-                if h is not None:
-                    h.update(piece)
-                parts.append(piece)
-                got += len(piece)
-        return b"".join(parts)
-
-    def _verified(self, rel: str, size: int, sha256: str) -> bytes:
+    def _verified(self, rel: str, size: int, sha256: str, sink=None) -> None:
+        """One try at the file, its bytes into ``sink`` as they arrive; Damaged unless they
+        are the recorded ones."""
         h = hashlib.sha256()
-        data = self._download(rel, size, size, h)
-        if len(data) != size:
-            raise Damaged(f"{len(data)} bytes arrived, the manifest says {size}" if len(data) < size else "more bytes than the manifest says")
+        got = self._receive(rel, size, size, sink, h)
+        if got != size:
+            raise Damaged(f"{got} bytes arrived, the manifest says {size}" if got < size else "more bytes than the manifest says")
         if h.hexdigest() != sha256:
             raise Damaged("checksum mismatch (the file was altered or damaged)")
-        return data
 
     def manifest_text(self) -> str:
         missing = ManifestError(f"{self.url}: not a ppencrypt dataset (no {MANIFEST})")
-        data = self._attempts(MANIFEST, lambda: self._download(MANIFEST, None, MAX_BYTES), missing)
+
+        def whole() -> bytes:
+            buffer = bytearray()  # bounded: at most MAX_BYTES + 1 are read
+            self._receive(MANIFEST, None, MAX_BYTES, buffer.extend)
+            return bytes(buffer)
+
+        data = self._attempts(MANIFEST, whole, missing)
         if len(data) > MAX_BYTES:
             raise ManifestError(f"{self.shown(MANIFEST)}: more than the {MAX_BYTES} bytes a file of this kind may have")
         try:
@@ -296,14 +297,39 @@ class RemoteDir(Location):
             raise ManifestError(f"{self.shown(MANIFEST)}: cannot read ({e})") from None
 
     def read(self, rel: str, size: int, sha256: str) -> bytes:
-        if self.cache is None:
-            return self._attempts(rel, lambda: self._verified(rel, size, sha256))
+        if self.cache is None or size > self.cache.limit:
+            return self._attempts(rel, lambda: self._spooled(rel, size, sha256))
         with self._fetching(sha256):  # a file read ahead twice (a short pass) is downloaded once
             data = self.cache.get(sha256, size)
-            if data is None:
-                data = self._attempts(rel, lambda: self._verified(rel, size, sha256))
+            if data is None and size <= SPOOL_IN_MEMORY:  # received in memory, then kept (no read back)
+                data = self._attempts(rel, lambda: self._spooled(rel, size, sha256))
                 self.cache.put(sha256, data)
+            elif data is None:
+                data = self._attempts(rel, lambda: self._cached(rel, size, sha256))
         return data
+
+    def _spooled(self, rel: str, size: int, sha256: str) -> bytes:
+        """The file downloaded to an unnamed temporary file (in memory when small), its bytes
+        read back once they checked: what a server sends never piles up in memory."""
+        if size <= SPOOL_IN_MEMORY:
+            buffer = bytearray(size + 1)  # the recorded size, and the one byte that would be too many
+            self._verified(rel, size, sha256, _filling(memoryview(buffer)))
+            return bytes(memoryview(buffer)[:size])
+        try:
+            spool = tempfile.TemporaryFile(prefix="ppencrypt-download-")
+        except OSError as e:
+            raise StorageError(f"{tempfile.gettempdir()}: cannot make a temporary file for a download ({e.strerror or e})") from None
+        with spool:
+            self._verified(rel, size, sha256, _writes(spool, tempfile.gettempdir()))
+            spool.seek(0)
+            return spool.read(size)
+
+    def _cached(self, rel: str, size: int, sha256: str) -> bytes:
+        """The file downloaded straight into the cache, kept there once it checked."""
+        with self.cache.incoming(sha256, size) as f:
+            self._verified(rel, size, sha256, _writes(f, self.cache.root))
+            f.seek(0)
+            return f.read(size)
 
     def _fetching(self, sha256: str) -> threading.Lock:
         if self._locks_pid != os.getpid():  # a forked worker starts with no lock held
@@ -312,7 +338,7 @@ class RemoteDir(Location):
             return self._locks.setdefault(sha256, threading.Lock())
 
     def check(self, rel: str, size: int, sha256: str) -> None:
-        self._attempts(rel, lambda: self._verified(rel, size, sha256))  # from the storage, never the cache
+        self._attempts(rel, lambda: self._verified(rel, size, sha256))  # from the storage, never the cache; hashed, not kept
 
     def _listed_sizes(self) -> dict[str, int]:
         if self._sizes is None:
@@ -356,3 +382,28 @@ class RemoteDir(Location):
         except PipelineError:
             if not quietly:
                 raise
+
+
+def _writes(f, where) -> Callable[[bytes], None]:
+    """``f.write``, a full disk reported as the folder's, not as a transfer to try again."""
+
+    def write(piece: bytes) -> None:
+        try:
+            f.write(piece)
+        except OSError as e:
+            raise StorageError(f"{where}: cannot write a download ({e.strerror or e})") from None
+
+    return write
+
+
+def _filling(view: memoryview) -> Callable[[bytes], None]:
+    """A sink that fills ``view`` from its start (download.receive never hands it more than
+    the size it was given + 1 byte)."""
+    at = 0
+
+    def fill(piece: bytes) -> None:
+        nonlocal at
+        view[at : at + len(piece)] = piece
+        at += len(piece)
+
+    return fill

@@ -1,0 +1,72 @@
+"""The frontier (`python -m experiments frontier`, issue 25): every method x key scope of the
+registry is a cell; a tiny budget trains and audits real Fashion-MNIST images through the real
+CLIs, writes the table (with every command), frontier.png and the doc section; a kept cell is
+not run again at the same budget, and is not taken for another budget."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from experiments import frontier as fr
+from experiments.cli import cli as harness
+from experiments.staging import FMNIST
+
+CELLS = "plain,pe-image,bsm-image"
+TINY = ("--smoke", "--train-subset", "200", "--test-subset", "30", "--audit-n", "20", "--public-n", "100", "--train-steps", "3")
+
+
+def invoke(*args, code=0):
+    result = CliRunner().invoke(harness, [str(a) for a in args])
+    assert result.exit_code == code, (result.output, result.exception)
+    return result
+
+
+def test_every_registered_method_and_scope_is_a_cell():
+    ids = [c.id for c in fr.all_cells()]
+    assert ids.count("plain") == 1 and "plain-dataset" not in ids
+    for m in ("pe", "np", "le", "ele", "etc", "bsm"):
+        assert f"{m}-dataset" in ids and f"{m}-image" in ids
+    assert [c.id for c in fr.select(("bsm-image", "plain"))] == ["plain", "bsm-image"]
+
+
+@pytest.mark.skipif(not Path(FMNIST).exists(), reason="Fashion-MNIST is not installed")
+def test_smoke_frontier_runs_keeps_and_resumes(tmp_path):
+    doc = tmp_path / "privacy.md"
+    doc.write_text("# Privacy\n\n## The privacy–accuracy frontier\n\nprose\n\n## Results\n", encoding="utf-8")
+    store = tmp_path / "kept" / "frontier.jsonl"
+    args = ("frontier", "--cells", CELLS, *TINY, "--work", tmp_path / "w", "--key", tmp_path / "k.key", "--store", store, "--in-process")
+    first = invoke(*args, "--doc", doc)
+    text = first.stdout
+    for cell, method, scope in (("plain", "plain", "—"), ("pe-image", "pe", "image"), ("bsm-image", "bsm", "image")):
+        row = next(line for line in text.splitlines() if line.startswith(f"| `{method}` | {scope} |"))
+        accuracy, recognition = row.split("|")[3], row.split("|")[7]
+        assert 0.0 <= float(accuracy.strip(" *")) <= 100.0 and 0.0 <= float(recognition.strip(" *")) <= 100.0
+        assert f"--run-dir {tmp_path / 'w' / 'runs' / cell}" in text and f"-o {tmp_path / 'w' / 'audits' / cell}" in text
+    assert "| `plain` | — |" in text and "`identity`" in text  # plain: the best attack is the image itself
+    assert "Plain images recognised:" in text and "chance" in text
+    kept = [json.loads(line) for line in store.read_text().splitlines()]
+    assert sorted(k["cell"] for k in kept) == sorted(CELLS.split(","))
+    bsm = next(k for k in kept if k["cell"] == "bsm-image")
+    assert {"jigsaw", "known-plaintext", "learned", "identity"} <= set(bsm["attacks"])  # every attack that applies ran
+    with Image.open(tmp_path / "w" / "frontier.png") as im:
+        assert im.format == "PNG" and im.size[0] > 300
+    written = doc.read_text(encoding="utf-8")
+    assert written.index("## The privacy–accuracy frontier") < written.index("<!-- frontier:begin -->") < written.index("## Results")
+    assert "![accuracy against" in written and (tmp_path / "frontier.png").exists()
+
+    shutil.rmtree(tmp_path / "w" / "runs")  # scratch lost: the store still holds every cell
+    again = invoke(*args)  # resumed: everything kept, nothing runs
+    assert "$ " not in again.stderr and again.stdout == text
+    listed = invoke(*args, "--list").stdout.splitlines()
+    assert len(listed) == 3 and all(line.startswith("done  ") for line in listed)
+    other = invoke(*args, "--epochs", "2", "--list").stdout.splitlines()  # another budget: nothing kept for it
+    assert all(line.startswith("todo  ") for line in other)
+
+
+def test_usage_errors(tmp_path):
+    invoke("frontier", "--cells", "rot13-image", "--work", tmp_path, "--list", code=1)
+    invoke("frontier", "--smoke", "--audit-n", "60", "--work", tmp_path, "--list", code=2)
