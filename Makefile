@@ -42,7 +42,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[train,dev,s3,gcs,http]'
+	$(BIN)/pip install --quiet -e '.[train,dev,s3,gcs,http,dask]'
 	touch $@
 
 test: install

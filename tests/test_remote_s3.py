@@ -144,6 +144,28 @@ def test_overwrite_replaces_only_a_dataset(pushed, shapes_pe, bucket):
     assert keys(f"{bucket}/home") == ["notes.txt"]
 
 
+def test_a_planted_upload_marker_wipes_nothing(shapes_pe, bucket):
+    """Issue 22, 5: ``proj/`` holds someone's results and a planted ``.ppencrypt-upload``
+    (ours, byte for byte, or anything else): a push there used to take the prefix for an
+    interrupted upload of ours and delete everything under it. Only files our own journal (or
+    an old manifest) names are ours to delete, so it is refused and nothing goes."""
+    fs = fsspec.filesystem("s3", skip_instance_cache=True)
+    fs.pipe_file(f"{bucket}/proj/results/important.csv", b"epoch,acc\n1,0.93\n")
+    for marker in (remote.MARKER_TEXT, b"anything"):
+        fs.pipe_file(f"{bucket}/proj/{MARKER}", marker)
+        r = ppencrypt("push", shapes_pe, f"{bucket}/proj")
+        assert r.exit_code == 1 and len(r.output.strip().splitlines()) == 1, r.output
+        assert "refusing" in r.output and "results/important.csv" in r.output or "not a marker" in r.output
+        assert fs.cat_file(f"{bucket}/proj/results/important.csv") == b"epoch,acc\n1,0.93\n"
+    # a journal planted with it names only what an interrupted job wrote: other files still stay
+    fs.pipe_file(f"{bucket}/proj/{MARKER}", remote.MARKER_TEXT)
+    fs.pipe_file(f"{bucket}/proj/.ppencrypt-journal.json", json.dumps(
+        {"format": "ppencrypt-journal", "version": 1, "written": ["train/000000.tar"], "splits": {}, "closed": {},
+         "binding": {}, "dataset_id": None, "salt": None, "mac": None}).encode())  # fmt: skip
+    assert ppencrypt("push", shapes_pe, f"{bucket}/proj").exit_code == 1
+    assert "results/important.csv" in keys(f"{bucket}/proj")
+
+
 def test_clear_one_line_errors(bucket, tmp_path, monkeypatch):
     r = ppencrypt("verify", "s3://no-such-bucket-ppencrypt/ds")
     assert r.exit_code == 1 and r.output.strip() == "Error: s3://no-such-bucket-ppencrypt/ds: no such bucket"

@@ -39,15 +39,23 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def stale(out: Path, tag: str = "partial") -> list[Path]:
+    """The hidden siblings of ``out`` of kind ``tag`` whose process is gone, newest first."""
+    found = []
+    for p in out.parent.glob(f".{out.name}.{tag}-*"):
+        try:
+            pid = int(p.name[len(f".{out.name}.{tag}-") :].split("-", 1)[0])
+        except ValueError:
+            continue
+        if pid != os.getpid() and not pid_alive(pid):
+            found.append(p)
+    return sorted(found, key=lambda p: p.stat().st_mtime_ns, reverse=True)
+
+
 def remove_stale_partials(out: Path) -> None:
     for tag in ("partial", "old"):
-        for p in out.parent.glob(f".{out.name}.{tag}-*"):
-            try:
-                pid = int(p.name[len(f".{out.name}.{tag}-") :].split("-", 1)[0])
-            except ValueError:
-                continue
-            if pid != os.getpid() and not pid_alive(pid):
-                shutil.rmtree(p, ignore_errors=True)
+        for p in stale(out, tag):
+            shutil.rmtree(p, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -88,14 +96,22 @@ def check_target(out: Path, overwrite: bool, is_ours: Callable[[Path], bool], wh
 
 
 @contextlib.contextmanager
-def atomic_dir(out: str | os.PathLike, overwrite: bool, is_ours: Callable[[Path], bool], what: str) -> Iterator[Path]:
+def atomic_dir(out: str | os.PathLike, overwrite: bool, is_ours: Callable[[Path], bool], what: str,
+               adopt: Callable[[Path], bool] | None = None) -> Iterator[Path]:  # fmt: skip
+    """``adopt`` (``--resume``): the newest partial left by a process that is gone, if
+    ``adopt`` accepts it, becomes this job's partial instead of a new empty one; and an
+    interrupt (Ctrl-C, SIGTERM) then keeps the partial for the next ``--resume``."""
     out = Path(out)
     check_target(out, overwrite, is_ours, what)
     with terminate_as_exit():
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
-            remove_stale_partials(out)
+            kept = next((p for p in stale(out) if adopt(p)), None) if adopt is not None else None
             tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-{os.getpid()}-", dir=out.parent))
+            if kept is not None:  # under this process's id, so that no other run takes it for stale
+                os.rmdir(tmp)
+                os.rename(kept, tmp)
+            remove_stale_partials(out)
         except OSError as e:
             raise OutputError(f"{out}: cannot create output ({e.strerror})") from None
         try:
@@ -113,6 +129,10 @@ def atomic_dir(out: str | os.PathLike, overwrite: bool, is_ours: Callable[[Path]
                 shutil.rmtree(old, ignore_errors=True)
             else:
                 os.rename(tmp, out)
+        except (KeyboardInterrupt, SystemExit):
+            if adopt is None:
+                shutil.rmtree(tmp, ignore_errors=True)
+            raise
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

@@ -16,6 +16,7 @@ from .audit import AuditOptions, run_audit, table, write_report
 from .audit.extra import EXTRA
 from .ciphers import cipher_class, method_names
 from .decrypt import decrypt_dataset
+from .engine import ENGINES
 from .dataset import EncryptOptions, encrypt_dataset
 from .errors import KeyFileError, MissingKeyFileError, OptionError, PipelineError
 from .formats import STORAGES, is_url, open_dataset, shown_url, without_credentials
@@ -43,6 +44,23 @@ class LiveChoice(click.Choice):
     @property
     def choices(self) -> tuple[str, ...]:
         return tuple(self.names())
+
+
+class ByteSize(click.ParamType):
+    """A size in bytes: ``268435456``, ``256MiB``, ``1GiB``, ``512KiB``."""
+
+    name = "bytes"
+    UNITS = {"": 1, "b": 1, "kib": 1 << 10, "k": 1 << 10, "mib": 1 << 20, "m": 1 << 20, "gib": 1 << 30, "g": 1 << 30}
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        text = str(value).strip().lower()
+        number = text.rstrip("kmgib")
+        unit = text[len(number) :]
+        if not number.isdigit() or unit not in self.UNITS or int(number) * self.UNITS[unit] < 1:
+            self.fail(f"{value!r} is not a size in bytes (like 268435456, 256MiB or 1GiB)", param, ctx)
+        return int(number) * self.UNITS[unit]
 
 
 class Command(click.Command):
@@ -167,9 +185,19 @@ def _source(ctx, param, value: str) -> str:
               help="; ".join(f"{s.name}: {s.summary}" for s in STORAGES.values()) + ".")
 @click.option("--block-size", type=click.IntRange(min=1), help="Block side for the block-wise methods (le, ele, etc, bsm). [default: 4]")
 @click.option("--size", type=click.IntRange(min=1), help="Resize the shorter side to N and centre-crop N x N.")
-@click.option("--shard-size", type=click.IntRange(min=1), default=10_000, show_default=True, help="Samples per shard.")
+@click.option("--shard-size", type=click.IntRange(min=1), default=10_000, show_default=True, help="Samples per shard, at most.")
+@click.option("--shard-bytes", type=ByteSize(), default="256MiB", show_default=True,
+              help="Bytes per shard, at most (a shard closes at --shard-size samples or this, whichever comes first); "
+                   "a number with an optional KiB, MiB or GiB.")
+@click.option("--resume", is_flag=True, help="Continue the interrupted job at OUT (killed, crashed, a lost node): keep the shards "
+              "it finished, each checked, and write the rest, to the bytes an uninterrupted run writes. The same SRC, OUT, "
+              "key and options; refused otherwise.")
 @click.option("--workers", type=click.IntRange(min=1), default=default_workers, show_default="CPUs, at most 8",
-              help="Decoding processes; the output is identical for any number.")
+              help="Decoding processes (with --engine dask and no scheduler: the LocalCluster's); the output is identical for any number.")
+@click.option("--engine", type=click.Choice(list(ENGINES)), default="local", show_default=True,
+              help="local: this machine's processes; dask: a Dask cluster, one task per shard (the same bytes).")
+@click.option("--scheduler", metavar="ADDRESS", help="--engine dask: the scheduler, tcp://HOST:PORT. "
+              "[default: $DASK_SCHEDULER_ADDRESS, else a LocalCluster on this machine]")
 @click.option("--copies", type=click.IntRange(min=1),
               help="Augment in the client: encrypt K shifted and flipped copies of the train split instead of the "
                    "split itself (pptrain then turns its own augmentation off by default).")  # fmt: skip
@@ -183,7 +211,8 @@ def _source(ctx, param, value: str) -> str:
 @QUIET
 @click.pass_context
 def dataset(ctx, src, out, key_path, split_sources, classes_file, image_column, label_column, method, key_scope, storage, block_size,
-            size, shard_size, workers, copies, pad, augment_seed, overwrite, skip_bad, reproduce, quiet):  # fmt: skip
+            size, shard_size, shard_bytes, resume, workers, engine, scheduler, copies, pad, augment_seed, overwrite, skip_bad, reproduce,
+            quiet):  # fmt: skip
     """Encrypt the dataset in SRC into shards under OUT (a folder, or a URL: s3://, gs://).
 
     SRC is an ImageFolder (class folders, or train/ test/ val/ of class folders), a CIFAR-10
@@ -193,9 +222,9 @@ def dataset(ctx, src, out, key_path, split_sources, classes_file, image_column, 
     given = ctx.get_parameter_source("key_scope") == ParameterSource.COMMANDLINE  # the default is the library's
     opts = EncryptOptions(
         method=method, params={} if block_size is None else {"block_size": block_size}, scope=key_scope if given else None,
-        storage=storage, size=size, shard_size=shard_size, workers=workers, skip_bad=skip_bad, reproduce=reproduce, copies=copies,
-        pad=pad, augment_seed=augment_seed, split_sources=split_sources,
-        stream=StreamOptions(classes=classes_file, image_column=image_column, label_column=label_column),
+        storage=storage, size=size, shard_size=shard_size, shard_bytes=shard_bytes, workers=workers, skip_bad=skip_bad,
+        reproduce=reproduce, copies=copies, pad=pad, augment_seed=augment_seed, resume=resume, engine=engine, scheduler=scheduler,
+        split_sources=split_sources, stream=StreamOptions(classes=classes_file, image_column=image_column, label_column=label_column),
     )  # fmt: skip
     if opts.key_scope == "dataset" and cipher_class(method).needs_key:
         click.echo(f"warning: {DATASET_SCOPE_WARNING}", err=True)
@@ -209,8 +238,10 @@ def dataset(ctx, src, out, key_path, split_sources, classes_file, image_column, 
         counts = ", ".join(f"{s.count} {name}" for name, s in m.splits.items())
         key = f", key {m.cipher.key_id} ({m.cipher.key_scope} scope)" if m.cipher.key_id else ""
         copied = f" ({m.augment.copies} augmented copies of the {m.augment.split} split)" if m.augment is not None else ""
+        shards = sum(len(s.shards) for s in m.splits.values())
+        kept = f"; resumed: {result.kept} of {shards} shards kept, {shards - result.kept} written" if resume else ""
         click.echo(f"{shown_url(out)}: {counts} images{copied} of {m.width}x{m.height}x{m.channels}, {m.cipher.method}{key}, "
-                   f"{m.storage}, dataset {m.dataset_id}")
+                   f"{m.storage}, dataset {m.dataset_id}{kept}")
 
 
 @cli.command()

@@ -9,12 +9,19 @@ it the image-scope key and the shard layout — is the same for any worker count
 copy k of image j is sample k x N + j.
 
 OUT is a folder, built beside its final place and renamed into it, or a URL (s3://, gs://):
-built in a local temporary folder, then uploaded, every shard first and manifest.json last
-(formats/remote.py).
+each shard is uploaded as soon as it is closed and dropped locally, manifest.json last
+(formats/output.py). A shard closes at ``--shard-size`` samples or ``--shard-bytes`` bytes,
+whichever comes first (a sample's encrypted size is fixed, so that is a fixed sample count).
+
+Every closed shard is journaled at OUT with where the input continues after it
+(formats/journal.py); ``--resume`` keeps the shards an interrupted job finished (each checked
+against its size and SHA-256), skips the tasks whose images they hold without reading them,
+and writes the rest, to the bytes an uninterrupted run writes (resume.py).
 """
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 from dataclasses import dataclass, field
@@ -26,14 +33,19 @@ from . import augment as client
 from .atomic import is_within
 from .ciphers import ImageCipher, cipher_class, make_cipher
 from .errors import CipherError, KeyFileError, ManifestError, OptionError, OutputError, SourceError
-from .formats import STORAGES, Manifest, SplitInfo, SplitWriter, is_url, open_location, other_files, split_writer
+from .formats import STORAGES, Manifest, SplitInfo, SplitWriter, is_url, open_location, shown_url, split_writer
+from .formats.location import local_path
+from .formats.journal import ShardEntry
 from .formats.manifest import CipherInfo, ClientAugment, SourceInputs
-from .keys import KeyRing, KeyUse, MasterKey, binding, open_keyed, sign, source_digest
+from .formats.output import OURS, Output, open_output, walk_order
+from .engine import START, SplitJob, SplitRun, make_engine
+from .keys import KeyUse, MasterKey, SourceDigest, binding, load_key, open_keyed, sign
 from .parallel import WorkerPool, default_workers
 from .progress import ProgressFactory, no_progress
-from .sources import Source, StreamOptions, open_source, run_task
+from .resume import journal_check, journal_signer, keep_finished
+from .sources import Source, StreamOptions, open_source
 from .sources.place import is_pattern
-from .sources.streamed import MAX_LABEL, inputs_digest
+from .sources.streamed import inputs_digest
 
 PAD, AUGMENT_SEED = 4, 0  # the copies' largest shift (pixels) and seed when none is given
 
@@ -50,7 +62,8 @@ class EncryptOptions:
     scope: str | None = None
     storage: str = "wds"  # wds | zarr
     size: int | None = None  # --size: resize + centre-crop to size x size
-    shard_size: int = 10_000  # samples per shard
+    shard_size: int = 10_000  # samples per shard, at most
+    shard_bytes: int = 256 << 20  # bytes per shard, at most (the smaller of the two limits wins)
     workers: int = field(default_factory=default_workers)
     skip_bad: bool = False
     # An earlier dataset (folder or URL) to reproduce byte for byte from the same source: its id
@@ -59,6 +72,9 @@ class EncryptOptions:
     copies: int | None = None  # --copies: augmented copies of the train split (None: as it is)
     pad: int | None = None  # the copies' largest shift, pixels (None: PAD); only with copies
     augment_seed: int | None = None  # seeds the copies' draws (None: AUGMENT_SEED); only with copies
+    resume: bool = False  # continue the interrupted job at OUT (its journal must be this job's)
+    engine: str = "local"  # local | dask (engine.py)
+    scheduler: str | None = None  # dask: the scheduler's address (None: $DASK_SCHEDULER_ADDRESS, else a LocalCluster)
     # --split NAME=SRC: each split's own source (SRC is then '-'); None: SRC's splits
     split_sources: dict[str, str] | None = None
     # --classes, --image-column, --label-column: the streamed sources' (wds, parquet) options
@@ -66,6 +82,10 @@ class EncryptOptions:
 
     def __post_init__(self):
         cls = cipher_class(self.method)
+        if self.engine != "local" and self.copies is not None:
+            raise OptionError("--copies", "--copies is made by --engine local only")
+        if self.resume and not cls.needs_key:
+            raise OptionError("--resume", f"method {self.method!r} uses no key, and the journal a resume trusts is authenticated by the key")
         if not cls.needs_key and self.scope == "image":
             raise OptionError("--key-scope", f"method {self.method!r} uses no key, so there is no key per image")
         if not cls.needs_key and self.reproduce is not None:
@@ -94,6 +114,7 @@ class EncryptResult:
     manifest: Manifest
     skipped: list[tuple[str, str]]  # (file, reason): printed to stderr, never stored
     warnings: list[str]
+    kept: int = 0  # --resume: shards an interrupted job had finished, kept as they were
 
 
 def _check_paths(src: Path, out: Path) -> None:
@@ -122,70 +143,62 @@ def prepare(opts: EncryptOptions, key: MasterKey | None) -> tuple[ImageCipher, K
     return cipher, KeyUse.new(c.key_scope, None if c.salt is None else bytes.fromhex(c.salt)), earlier
 
 
-def encrypt_split(
-    src: str, source: Source, name: str, cipher: ImageCipher, ring: KeyRing | None, writer: SplitWriter, pool: WorkerPool,
-    augment: ClientAugment | None = None, progress: ProgressFactory = no_progress, digest=None,
-) -> tuple[int, list[int], list[tuple[str, str]]]:  # fmt: skip
-    """Encrypt split ``name`` of ``source`` (read from ``src``) into ``writer``: image j as
-    sample j, or, when ``augment`` copies this split, copy k of image j as sample k x N + j;
-    ``digest`` (keys.source_digest) is fed every plain image as it is encrypted.
-    Returns the samples written, their count per class, and the files that could not be
-    decoded (each once, however many copies were made)."""
-    loader = source.splits[name]
-    classes = MAX_LABEL if source.numbered else len(source.classes)  # numbered: found as they come
-    per_class = np.zeros(len(source.classes), np.int64)
-    bad: list[tuple[str, str]] = []
-    count = 0
-    passes = augment.copies if augment is not None and name == augment.split else None
-    total = None if loader.count is None else loader.count * (passes or 1)  # None: a streamed source's unknown size
-    with progress(total, f"encrypt {name}") as bar:
-        for copy in range(passes or 1):
-            draws = client.draws(loader.count, augment.pad, augment.seed, copy) if passes else None
-            at = 0  # the image's position in the split (after skipped files): its draw
-            for chunk in pool.map(run_task, loader.tasks(), parallel=loader.parallel):
-                if copy == 0:
-                    bad.extend(chunk.bad)
-                bar.update(len(chunk.labels) + len(chunk.bad))
-                n = len(chunk.labels)
-                if n == 0:
-                    continue
-                if chunk.images.shape[1:] != source.shape:
-                    raise SourceError(f"{src}: an image of split {name} decoded to {chunk.images.shape[1:]}, expected {source.shape}")
-                if chunk.labels.min() < 0 or chunk.labels.max() >= classes:
-                    raise SourceError(f"{src}: split {name} has labels outside 0..{classes - 1}")
-                images = chunk.images if draws is None else client.shift_flip(chunk.images, draws[at : at + n])
-                if digest is not None:
-                    digest.update(np.ascontiguousarray(images))
-                writer.write(cipher.encrypt(images, ring, np.arange(count, count + n, dtype=np.int64)), chunk.labels)
-                seen = np.bincount(chunk.labels, minlength=len(per_class))
-                per_class = np.pad(per_class, (0, len(seen) - len(per_class))) + seen
-                count += n
-                at += n
-    return count, per_class.tolist(), bad
+def _place(where) -> str | None:
+    """A path, URL or brace pattern as a journal binds it: a URL as shown, a local path
+    resolved (the same job run again from another folder is the same job); None for no SRC."""
+    if where in (None, "-"):
+        return None
+    return shown_url(where) if is_url(where) else str(local_path(where).resolve())
+
+
+def _binding(src: str | None, out: str, key: MasterKey, opts: EncryptOptions, shard_size: int) -> dict:
+    """What a journal must name for ``--resume`` to continue it: this key, SRC (and each
+    --split NAME=SRC, in order), OUT, and every option that changes the bytes (the streamed
+    sources' --classes, --image-column and --label-column among them)."""
+    stream = opts.stream
+    options = {"method": opts.method, "params": opts.params, "scope": opts.key_scope, "storage": opts.storage, "size": opts.size,
+               "shard_size": shard_size, "skip_bad": opts.skip_bad, "copies": opts.copies, "pad": opts.pad,
+               "augment_seed": opts.augment_seed, "reproduce": _place(opts.reproduce), "classes": _place(stream.classes),
+               "image_column": stream.image_column, "label_column": stream.label_column}  # fmt: skip
+    splits = None if not opts.split_sources else [[name, _place(s)] for name, s in opts.split_sources.items()]
+    return {"key_id": key.key_id, "src": _place(src), "splits": splits, "out": _place(out), "options": options}
 
 
 def encrypt_dataset(
     src: str | None,
     out: str,
-    key: MasterKey | None,
-    opts: EncryptOptions,
+    key: MasterKey | str | os.PathLike | None = None,
+    opts: EncryptOptions | None = None,
     overwrite: bool = False,
     progress: ProgressFactory = no_progress,
+    **options,
 ) -> EncryptResult:
+    """Encrypt the dataset at ``src`` into ``out`` (a folder or URL), as ``ppencrypt dataset``
+    does; ``key`` a MasterKey or a key file's path; the options as :class:`EncryptOptions`'
+    fields, or keywords (``engine="dask"``, ``shard_bytes=64 << 20``, ``resume=True``, ...);
+    ``src`` None (or '-') with ``split_sources={"train": SRC, ...}``."""
+    if opts is None:
+        opts = EncryptOptions(**options)
+    elif options:
+        raise TypeError("pass the options either as opts or as keywords, not both")
+    if isinstance(key, (str, os.PathLike)):
+        key = load_key(key)
     if opts.storage not in STORAGES:
         raise CipherError(f"unknown format {opts.storage!r}")
     if opts.shard_size < 1:
         raise CipherError("--shard-size must be at least 1")
+    if opts.shard_bytes < 1:
+        raise CipherError("--shard-bytes must be at least 1")
     cipher, use, earlier = prepare(opts, key)
     expected = None if earlier is None else earlier.cipher.sources
     dataset_id = secrets.token_hex(16) if earlier is None else earlier.dataset_id  # a reproduction is that dataset
-    target = open_location(out)  # a folder, or a URL: built locally, then uploaded, manifest last
+    target = open_location(out)  # a folder, or a URL: each shard uploaded as it closes, manifest last
     if target.local:
         for given in [src, *(opts.split_sources or {}).values()]:
             if given not in (None, "-") and not is_url(given) and not is_pattern(given):
                 _check_paths(Path(given), target.root)
     augment = opts.client_augment()
-    with WorkerPool(opts.workers) as pool, target.output_dir(overwrite) as tmp:
+    with WorkerPool(opts.workers) as pool, make_engine(opts.engine, pool, opts.scheduler) as engine:
         source = open_source(src, opts.size, pool, opts.skip_bad, progress, stream=opts.stream, splits=opts.split_sources)
         cipher.check(source.shape, use.scope)
         if augment is not None:
@@ -195,60 +208,23 @@ def encrypt_dataset(
             if hasattr(source.splits[augment.split], "inputs"):  # its draws are made for a count a stream knows only at its end
                 raise OptionError("--copies", f"the {augment.split} split is streamed ({source.layout}); --copies needs a local "
                                   "ImageFolder, CIFAR or IDX source")  # fmt: skip
-        skipped = list(source.skipped)
-        splits: dict[str, SplitInfo] = {}
-        sources: dict[str, str] = {}
-        for name in source.splits:
-            ring = use.ring(cipher, key, name)
-            writer = split_writer(opts.storage, tmp, name, source.shape, opts.shard_size)
-            digest = source_digest(key, dataset_id, name) if cipher.needs_key else None
-            count, per_class, bad = encrypt_split(src, source, name, cipher, ring, writer, pool, augment, progress, digest)
-            skipped.extend(bad)
-            shards = writer.close()
-            if count:
-                splits[name] = SplitInfo(count, per_class, shards)
-                if digest is not None:
-                    sources[name] = digest.hexdigest()
-            else:
-                shutil.rmtree(tmp / name, ignore_errors=True)  # every file of the split was bad
-        if expected is not None and sources != expected:
-            # Before anything leaves this machine: the reused salt gave these images the masks of
-            # the earlier dataset's, which XORed with its ciphertexts would reveal both.
-            differ = sorted(set(sources) ^ set(expected)) or sorted(k for k in sources if sources[k] != expected[k])
-            raise SourceError(f"{src}: not the source --reproduce {opts.reproduce} was made from (split {differ[0]} differs); "
-                              "reusing its salt would give these images its masks; nothing written")  # fmt: skip
-        if not splits:
-            raise SourceError(f"{src}: no image could be decoded ({len(skipped)} bad files skipped)")
-        classes = source.classes
-        if source.numbered:  # the label numbers, up to the largest seen in any split
-            classes = [str(i) for i in range(max(len(s.per_class) for s in splits.values()))]
-            for s in splits.values():
-                s.per_class += [0] * (len(classes) - len(s.per_class))
-        inputs = {name: SourceInputs(layout=source.layouts.get(name, source.layout), files=len(loader.inputs),
-                                     sha256=inputs_digest(loader.inputs))
-                  for name, loader in source.splits.items() if name in splits and hasattr(loader, "inputs")}  # fmt: skip
-        listed = {sh.path for s in splits.values() for sh in s.shards}
-        manifest = Manifest(
-            storage=opts.storage,
-            cipher=CipherInfo(cipher.name, cipher.params, key.key_id if cipher.needs_key else None, use.scope,
-                              use.labels(cipher, key, splits, source.shape), **cipher.facts(source.shape[2]),
-                              kdf=use.kdf, salt=use.salt_hex, sources=sources if cipher.needs_key else None),  # fmt: skip
-            height=source.shape[0],
-            width=source.shape[1],
-            channels=source.shape[2],
-            resize=opts.size,
-            classes=classes,
-            layout=source.layout,
-            skipped=len(skipped),
-            splits=splits,
-            files=other_files(tmp, listed),
-            augment=augment,
-            dataset_id=dataset_id,
-            inputs=inputs or None,
-        )
-        if cipher.needs_key:
-            manifest.mac = sign(manifest, key)  # last: it covers every field above
-        manifest.write(tmp)
+        writer_cls = STORAGES[opts.storage].writer
+        shard_size = min(opts.shard_size, writer_cls.samples_within(source.shape, opts.shard_bytes))
+        bound = _binding(src, out, key, opts, shard_size) if cipher.needs_key else None
+        check = journal_check(key, bound, use, None if earlier is None else dataset_id) if opts.resume else None
+        with open_output(target, overwrite, check) as o:
+            kept, closed = {}, {}
+            if o.earlier is not None:  # checked: this job's, by this key
+                dataset_id, salt = o.earlier.dataset_id, o.earlier.salt
+                use = KeyUse.new(use.scope, None if salt is None else bytes.fromhex(salt))
+                kept, closed = keep_finished(o, o.earlier)
+            if cipher.needs_key:
+                o.signer = journal_signer(key)
+                o.journal.binding, o.journal.dataset_id, o.journal.salt = bound, dataset_id, use.salt_hex
+            o.save_journal()
+            manifest, skipped = _encrypt(src, source, o, cipher, key, use, engine, opts, shard_size, augment, progress,
+                                         dataset_id, expected, kept, closed)  # fmt: skip
+            o.commit(manifest.to_json().encode("utf-8"))
     warnings = list(source.warnings)
     try:  # once the dataset is there: the id this client expects at OUT
         binding.remember(target, manifest)
@@ -256,4 +232,88 @@ def encrypt_dataset(
         where = f"{e.filename}: " if isinstance(e, OSError) and e.filename else ""
         warnings.append(f"{where}could not remember dataset {manifest.dataset_id} for {out} "
                         f"({e.strerror if isinstance(e, OSError) else e}); pass --dataset-id {manifest.dataset_id} to commands that use it")
-    return EncryptResult(manifest, skipped, warnings)
+    return EncryptResult(manifest, skipped, warnings, sum(len(v) for v in kept.values()))
+
+
+def _encrypt(src, source: Source, o: Output, cipher, key, use: KeyUse, engine, opts: EncryptOptions, shard_size: int, augment,
+             progress, dataset_id: str, expected, kept: dict, closed: dict) -> tuple[Manifest, list]:  # fmt: skip
+    """Every split into ``o``, then the manifest (signed, not yet written) and the files skipped."""
+    skipped = list(source.skipped)
+    bad_earlier = 0
+    splits: dict[str, SplitInfo] = {}
+    sources: dict[str, str] = {}
+    for name in source.splits:
+        ring = use.ring(cipher, key, name)
+        writer = split_writer(opts.storage, o.staging, name, source.shape, shard_size)
+        streams = type(writer).resume is not SplitWriter.resume  # a writer that says when its files are final
+        digest = SourceDigest(key, dataset_id, name, legacy=expected is not None) if cipher.needs_key else None
+        run = SplitRun(name, writer, digest, np.zeros(len(source.classes), np.int64))
+        if streams:
+            writer.on_final = lambda rel, sha: run.files.append(o.publish(rel, sha))
+        start = run.resume(kept.get(name, []))
+
+        def journal(entry: ShardEntry, name=name, run=run) -> None:
+            o.journal.splits[name] = run.entries
+            o.save_journal()
+
+        if name in closed:
+            run.bad_before, start = closed[name], None  # every shard of it was kept
+        if start is not None:
+            engine.encrypt_split(SplitJob(src=src, source=source, run=run, cipher=cipher, ring=ring, storage=opts.storage,
+                                          shard_size=shard_size, output=o, augment=augment, progress=progress,
+                                          journal=journal if streams else None), start)  # fmt: skip
+        shards = writer.close()
+        if streams and shards and (not run.entries or run.entries[-1].shard.path != shards[-1].path):
+            run.shard_closed({**START, "bad": run.bad_before + len(run.bad)})  # the last, short shard: the split is closed with it
+        skipped.extend(run.bad)
+        bad_earlier += run.bad_before
+        if streams:
+            o.journal.splits[name] = run.entries
+            o.journal.closed[name] = run.bad_before + len(run.bad)
+            o.save_journal()
+        if run.count:
+            splits[name] = SplitInfo(run.count, run.per_class.tolist(), shards)
+            if digest is not None:
+                legacy = digest.legacy_hexdigest()
+                sources[name] = legacy if expected is not None and legacy == expected.get(name) else digest.hexdigest()
+        else:
+            shutil.rmtree(o.staging / name, ignore_errors=True)  # every file of the split was bad
+    if expected is not None and sources != expected:
+        # Before the manifest: the reused salt gave these images the masks of the earlier
+        # dataset's, which XORed with its ciphertexts would reveal both (what was uploaded goes).
+        differ = sorted(set(sources) ^ set(expected)) or sorted(k for k in sources if sources[k] != expected[k])
+        raise SourceError(f"{src}: not the source --reproduce {opts.reproduce} was made from (split {differ[0]} differs); "
+                          "reusing its salt would give these images its masks; nothing written")  # fmt: skip
+    if not splits:
+        raise SourceError(f"{src}: no image could be decoded ({len(skipped)} bad files skipped)")
+    o.publish_rest()
+    classes = source.classes
+    if source.numbered:  # the label numbers, up to the largest seen in any split
+        classes = [str(i) for i in range(max(len(s.per_class) for s in splits.values()))]
+        for s in splits.values():
+            s.per_class += [0] * (len(classes) - len(s.per_class))
+    inputs = {name: SourceInputs(layout=source.layouts.get(name, source.layout), files=len(loader.inputs),
+                                 sha256=inputs_digest(loader.inputs))
+              for name, loader in source.splits.items() if name in splits and hasattr(loader, "inputs")}  # fmt: skip
+    listed = {sh.path for s in splits.values() for sh in s.shards}
+    manifest = Manifest(
+        storage=opts.storage,
+        cipher=CipherInfo(cipher.name, cipher.params, key.key_id if cipher.needs_key else None, use.scope,
+                          use.labels(cipher, key, splits, source.shape), **cipher.facts(source.shape[2]),
+                          kdf=use.kdf, salt=use.salt_hex, sources=sources if cipher.needs_key else None),  # fmt: skip
+        height=source.shape[0],
+        width=source.shape[1],
+        channels=source.shape[2],
+        resize=opts.size,
+        classes=classes,
+        layout=source.layout,
+        skipped=len(skipped) + bad_earlier,
+        splits=splits,
+        files=[o.published[rel] for rel in walk_order(o.published) if rel not in listed and rel not in OURS],
+        augment=augment,
+        dataset_id=dataset_id,
+        inputs=inputs or None,
+    )
+    if cipher.needs_key:
+        manifest.mac = sign(manifest, key)  # last: it covers every field above
+    return manifest, skipped

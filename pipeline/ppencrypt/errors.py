@@ -70,3 +70,7 @@ class CipherError(PipelineError):
 
 class MissingExtraError(PipelineError):
     """A feature needs an optional dependency (an extra of the package) that is not installed."""
+
+
+class EngineError(PipelineError):
+    """The engine that runs the job (``--engine dask``) cannot be reached or cannot run it."""

@@ -9,9 +9,12 @@ later (zarr's I/O loop) is never copied half-way into a child.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import multiprocessing as mp
 import os
 import signal
+import sys
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from typing import Callable, Iterable, Iterator
@@ -29,10 +32,23 @@ def _noop() -> None:
     return None
 
 
-def _ignore_sigint() -> None:
-    # Ctrl-C reaches the whole process group; the parent handles it and shuts the pool down,
-    # so workers stay quiet instead of each printing a traceback.
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _worker_start(parent: int) -> None:
+    # Ctrl-C reaches the whole process group; the parent handles it and ends the pool, so
+    # workers stay quiet instead of each printing a traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A parent killed outright (SIGKILL, the OOM killer) runs no cleanup: the kernel then
+    # kills the workers, which would otherwise wait on the task queue for ever under PID 1
+    # (every worker holds the queue's write end, so none ever reads end-of-file).
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # the parent died before the line above
+        os._exit(1)
 
 
 class WorkerPool:
@@ -46,14 +62,28 @@ class WorkerPool:
     def _start(self) -> ProcessPoolExecutor:
         if self._pool is None:
             ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
-            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=_ignore_sigint)
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=_worker_start,
+                                             initargs=(os.getpid(),))  # fmt: skip
             self._pool.submit(_noop).result()  # fork every process now
         return self._pool
 
-    def __exit__(self, *exc) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+    def __exit__(self, exc_type, *exc) -> None:
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        if exc_type is None:
+            pool.shutdown(wait=True)
+            return
+        # An error or an interrupt: the workers' results are not wanted. Waiting for them
+        # (shutdown's join) is what hung on Ctrl-C, a worker mid-task or a queue half-fed;
+        # so they are killed — they hold nothing that needs cleaning up — and reaped.
+        processes = list((getattr(pool, "_processes", None) or {}).values())
+        for p in processes:
+            with contextlib.suppress(OSError):
+                p.kill()
+        pool.shutdown(wait=False, cancel_futures=True)
+        for p in processes:
+            p.join(timeout=5)
 
     def map(self, fn: Callable, items: Iterable, parallel: bool = True) -> Iterator:
         """``map(fn, items)`` in order; in the worker processes when there are any and

@@ -19,7 +19,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -32,10 +32,37 @@ from .prefetch import read_ahead
 
 
 class SplitWriter(ABC):
-    """Writes one split under ``root``: ``write`` batches in sample order, then ``close``."""
+    """Writes one split under ``root``: ``write`` batches in sample order, then ``close``.
+
+    A writer that streams calls :meth:`final` for each file as soon as it will not change
+    again (a closed shard), so that the job can send it to OUT and drop it locally; files never
+    announced are sent after ``close``. A writer that can continue an interrupted job
+    implements :meth:`resume`."""
+
+    on_final: Callable[[str, str | None], None] | None = None  # set by the job: (path, its SHA-256 if known)
 
     def __init__(self, root: Path, split: str, shape: tuple[int, int, int], shard_size: int):
         self.root, self.split, self.shape, self.shard_size = root, split, shape, shard_size
+
+    @classmethod
+    def samples_within(cls, shape: tuple[int, int, int], nbytes: int) -> int:
+        """The most samples a shard of at most ``nbytes`` bytes holds (``--shard-bytes``; at
+        least one). The encrypted sample's size is fixed, so this is exact or a safe bound."""
+        return max(1, nbytes // (shape[0] * shape[1] * shape[2]))
+
+    @classmethod
+    def shard_names(cls, split: str, k: int) -> list[str] | None:
+        """The files shard ``k`` of ``split`` is made of, before it is written (so that they are
+        journaled before another machine uploads them); None: not known in advance."""
+        return None
+
+    def final(self, rel: str, sha256: str | None = None) -> None:
+        if self.on_final is not None:
+            self.on_final(rel, sha256)
+
+    def resume(self, shards: list[ShardInfo]) -> None:
+        """Continue after ``shards`` (the first shards of the split, already at OUT)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot continue an interrupted job")
 
     @abstractmethod
     def write(self, images: np.ndarray, labels: np.ndarray) -> None:

@@ -14,6 +14,7 @@ import os
 from ..errors import OutputError
 from ..progress import ProgressFactory, no_progress
 from . import Dataset, open_dataset, open_location
+from .output import publish_files
 from .prefetch import read_ahead
 
 
@@ -34,5 +35,5 @@ def copy_dataset(src: str | os.PathLike, dst: str | os.PathLike, overwrite: bool
                 bar.update()
                 yield f.path, lambda data=data: data
 
-        target.publish(copied(), ds.raw, overwrite)
+        publish_files(target, copied(), ds.raw, overwrite)
     return ds

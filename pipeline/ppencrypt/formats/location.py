@@ -13,7 +13,7 @@ stricter than fsspec's local backend).
 
 Writing keeps one promise for both: a reader never sees a manifest whose files are missing.
 A local OUT is built in a hidden sibling and renamed into place (atomic.py); a URL receives
-its files first and manifest.json last (remote.py).
+its files first and manifest.json last (output.py).
 """
 
 from __future__ import annotations
@@ -24,13 +24,13 @@ import re
 import stat
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Callable, ContextManager, Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 from urllib.parse import unquote, urlsplit
 
-from ..atomic import atomic_dir, is_within
+from ..atomic import is_within
 from ..errors import ManifestError, ShardError
 from .files import FileProblem, hash_regular, inside, open_regular, read_regular
-from .manifest import MANIFEST, is_dataset, read_small
+from .manifest import MANIFEST, read_small
 
 SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 
@@ -125,15 +125,6 @@ class Location(ABC):
         """Every file under the folder as (relative path, is a regular file), sorted; None
         where the storage cannot list (plain HTTP)."""
 
-    @abstractmethod
-    def output_dir(self, overwrite: bool) -> ContextManager[Path]:
-        """A local folder to build a dataset in; when the block ends without an error, its
-        files appear here, manifest.json last. ``--overwrite`` replaces only a dataset."""
-
-    @abstractmethod
-    def publish(self, files: Files, manifest: bytes, overwrite: bool) -> None:
-        """Write ``files`` and then ``manifest`` here (a copy: push, pull)."""
-
     def holds(self, path: str | os.PathLike) -> bool:
         """Whether the local ``path`` lies inside this dataset (decrypted pixels must not)."""
         return False
@@ -192,17 +183,6 @@ class LocalDir(Location):
                 path = Path(dirpath) / name
                 found.append((path.relative_to(self.root).as_posix(), stat.S_ISREG(os.lstat(path).st_mode)))
         return found
-
-    def output_dir(self, overwrite: bool) -> ContextManager[Path]:
-        return atomic_dir(self.root, overwrite, is_dataset, "a ppencrypt dataset")
-
-    def publish(self, files: Files, manifest: bytes, overwrite: bool) -> None:
-        with self.output_dir(overwrite) as tmp:
-            for rel, get in files:
-                path = inside(tmp, rel)  # rel: a checked manifest path, so this stays in tmp
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(get())
-            (tmp / MANIFEST).write_bytes(manifest)
 
     def holds(self, path: str | os.PathLike) -> bool:
         return is_within(path, self.root)

@@ -28,19 +28,14 @@ configuration files — never an option of ours, never in a message. Credentials
 in the URL itself (``https://user:password@host/ds?token=…``) are sent with every request (the
 query string after each file's path) and never shown: messages name ``location.shown_url``.
 
-Writing (``ppencrypt dataset SRC URL``, ``push``): the files are uploaded to their final keys
-and manifest.json last, the commit point. Before the first upload a marker object
-``.ppencrypt-upload`` is written; after the manifest it is removed. A prefix is written only
-when it is empty, holds a ppencrypt dataset (replaced with ``--overwrite``: its manifest is
-deleted first, so no reader ever sees it with files missing) or holds the marker of an
-interrupted upload (replaced without asking). On an error or a signal the files uploaded so
-far and the marker are deleted (best effort); a killed upload leaves files and the marker but
-never a manifest, and the next upload to the prefix replaces them.
+Writing (``ppencrypt dataset SRC URL``, ``push``) is output.py's: the files are uploaded to
+their final keys and manifest.json last, the commit point, between a marker object
+``.ppencrypt-upload`` and a journal of what was written (journal.py). This module provides the
+uploads and removals it uses.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -49,14 +44,12 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Iterator, TypeVar
 
-from ..atomic import terminate_as_exit
 from ..errors import ManifestError, OutputError, PipelineError, ShardError, StorageError
 from .download import REDIRECTED, Damaged, Limits, Oversized, Refused, receive, s3_options
-from .location import Files, Location, shown_url, tree_files, url_scheme, without_credentials
-from .manifest import MANIFEST, MAX_BYTES, names_a_dataset
+from .location import Location, shown_url, url_scheme, without_credentials
+from .manifest import MANIFEST, MAX_BYTES
 
 EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "http": "http", "https": "http"}
 READ_ONLY = ("http", "https")
@@ -376,18 +369,6 @@ class RemoteDir(Location):
         if self.protocol in READ_ONLY:
             raise OutputError(f"{self.url}: {self.protocol}:// is read-only here; write to s3:// or gs://, or serve a local dataset folder")
 
-    def _existing(self, overwrite: bool) -> set[str]:
-        """What the prefix holds now, once it is known that it may be replaced."""
-        keys = {rel for rel, _ in self.listing() or []}
-        if MANIFEST in keys:
-            if not overwrite:
-                raise OutputError(f"{self.url}: already holds a dataset (pass --overwrite to replace it)")
-            if not names_a_dataset(self.manifest_text()):
-                raise OutputError(f"{self.url}: holds a {MANIFEST} that is not a ppencrypt dataset's; refusing to replace it")
-        elif keys and MARKER not in keys:
-            raise OutputError(f"{self.url}: holds other files and no ppencrypt dataset; refusing to write there (choose an empty prefix)")
-        return keys
-
     def _put(self, rel: str, data: bytes) -> None:
         url = self._url(rel)
         self._attempts(rel, lambda: self.fs.pipe_file(url, data))
@@ -401,34 +382,6 @@ class RemoteDir(Location):
         except PipelineError:
             if not quietly:
                 raise
-
-    @contextlib.contextmanager
-    def output_dir(self, overwrite: bool) -> Iterator[Path]:
-        self._writable()
-        self._existing(overwrite)  # before the work, not after it
-        # SIGTERM as an exception, so that the staging folder goes too, as a local partial does
-        with terminate_as_exit(), tempfile.TemporaryDirectory(prefix="ppencrypt-upload-") as staging:
-            yield Path(staging)
-            self.publish(tree_files(Path(staging)), (Path(staging) / MANIFEST).read_bytes(), overwrite)
-
-    def publish(self, files: Files, manifest: bytes, overwrite: bool) -> None:
-        self._writable()
-        with terminate_as_exit():
-            existing = self._existing(overwrite)
-            self._put(MARKER, MARKER_TEXT)
-            if MANIFEST in existing:
-                self._remove([MANIFEST])  # the old dataset ends here, before any of its files go
-            self._remove(sorted(existing - {MANIFEST, MARKER}))
-            uploaded: list[str] = []
-            try:
-                for rel, get in files:
-                    self._put(rel, get())
-                    uploaded.append(rel)
-                self._put(MANIFEST, manifest)  # the commit point
-            except BaseException:
-                self._remove(uploaded + [MARKER], quietly=True)
-                raise
-            self._remove([MARKER], quietly=True)
 
 
 def _writes(f, where) -> Callable[[bytes], None]:

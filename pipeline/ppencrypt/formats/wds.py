@@ -17,7 +17,7 @@ from ..errors import ShardError
 from .base import SplitReader, SplitWriter, Storage
 from .batch import Batch
 from .manifest import ShardInfo
-from .tar import BLOCK, TarStream, header, iter_members
+from .tar import BLOCK, RECORD, TarStream, header, iter_members
 
 IMAGE_EXT = "npy"
 LABEL_EXT = "cls"
@@ -58,6 +58,21 @@ class WdsSplitWriter(SplitWriter):
         count = self.index - self._first
         self.shards.append(ShardInfo(self._rel, self._tar.sha256.hexdigest(), self._tar.offset, count, self._first))
         self._file = self._tar = None
+        self.final(self._rel, self.shards[-1].sha256)
+
+    @classmethod
+    def samples_within(cls, shape: tuple[int, int, int], nbytes: int) -> int:
+        npy = len(npy_header(shape)) + shape[0] * shape[1] * shape[2]
+        per_sample = 3 * BLOCK + -(-npy // BLOCK) * BLOCK  # .cls header and data, .npy header and data
+        return max(1, (nbytes - 2 * BLOCK - RECORD) // per_sample)  # the end-of-archive blocks, the last record's padding
+
+    @classmethod
+    def shard_names(cls, split: str, k: int) -> list[str]:
+        return [f"{split}/{k:06d}.tar"]
+
+    def resume(self, shards: list[ShardInfo]) -> None:
+        self.shards = list(shards)
+        self.index = shards[-1].first + shards[-1].count if shards else 0
 
     def write(self, images: np.ndarray, labels: np.ndarray) -> None:
         rows = np.ascontiguousarray(images).reshape(len(images), -1)

@@ -57,8 +57,25 @@ class ZarrSplitWriter(SplitWriter):
             chunks=(shard_size,), compressors=ZstdCodec(level=ZSTD_LEVEL), dimension_names=("sample",),
         )  # fmt: skip
         self.count = 0
+        self.shards: list[ShardInfo] = []
         self._pending: list[tuple[np.ndarray, np.ndarray]] = []
         self._pending_n = 0
+
+    @classmethod
+    def samples_within(cls, shape: tuple[int, int, int], nbytes: int) -> int:
+        # the pixels and the label, uncompressed (encrypted pixels barely compress), and zstd's
+        # frame and the shard index as a margin
+        return max(1, (nbytes - 4096) // (shape[0] * shape[1] * shape[2] + 8 + 64))
+
+    @classmethod
+    def shard_names(cls, split: str, k: int) -> list[str]:
+        return [shard_path(split, k, 4), f"{split}/{LABELS}/c/{k}"]
+
+    def resume(self, shards: list[ShardInfo]) -> None:
+        self.shards = list(shards)
+        self.count = shards[-1].first + shards[-1].count if shards else 0
+        self.images.resize((self.count, *self.shape))  # the metadata only: no chunk is read or written
+        self.labels.resize((self.count,))
 
     def write(self, images: np.ndarray, labels: np.ndarray) -> None:
         self._pending.append((images, labels))
@@ -77,18 +94,17 @@ class ZarrSplitWriter(SplitWriter):
         self.count = b
         self._pending = [(images[n:], labels[n:])] if len(labels) > n else []
         self._pending_n = len(labels) - n
+        # the shard and its label chunk are whole now and never rewritten: final
+        k = a // self.shard_size
+        rel = shard_path(self.split, k, 4)
+        self.shards.append(ShardInfo(rel, sha256_file(self.root / rel), (self.root / rel).stat().st_size, n, a))
+        self.final(rel, self.shards[-1].sha256)
+        self.final(f"{self.split}/{LABELS}/c/{k}")
 
     def close(self) -> list[ShardInfo]:
-        total = self.count + self._pending_n
         if self._pending_n:
             self._flush(self._pending_n)
-        shards = []
-        for k, first in enumerate(range(0, total, self.shard_size)):
-            rel = shard_path(self.split, k, 4)
-            path = self.root / rel
-            count = min(self.shard_size, total - first)
-            shards.append(ShardInfo(rel, sha256_file(path), path.stat().st_size, count, first))
-        return shards
+        return self.shards
 
 
 class ZarrSplitReader(SplitReader):

@@ -16,7 +16,7 @@ No torch here, and nothing the server imports: pptrain never holds a key.
 from .derive import DATASET_SALT_BYTES, KDF_LATEST, KDF_V1, KDF_V2, KDF_V3, KDFS, SCOPES, KeyRing, Keystream, hkdf_sha256, index_nonce
 from .file import HEADER, KEY_BYTES, MasterKey, generate_key_file, key_id_of, load_key
 from .keyed import KeyedDataset, open_keyed
-from .mac import mac_key, sign, source_digest
+from .mac import SourceDigest, journal_mac, mac_key, sign, source_digest
 from .scope import KeyUse
 
 __all__ = [
@@ -39,6 +39,8 @@ __all__ = [
     "index_nonce",
     "key_id_of",
     "load_key",
+    "SourceDigest",
+    "journal_mac",
     "mac_key",
     "open_keyed",
     "sign",

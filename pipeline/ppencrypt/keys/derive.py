@@ -107,7 +107,7 @@ class KeyRing:
     images of one shape under one set of parameters: :meth:`bind` fixes those two, and the
     cipher binds them from the images it is given, so a label can never name another shape."""
 
-    master: bytes = field(repr=False)
+    master: bytes | None = field(repr=False)  # None: a sealed ring (:meth:`sealed`), its subkeys only
     method: str
     scope: str
     split: str | None = None  # image scope, dataset images
@@ -161,8 +161,18 @@ class KeyRing:
 
     def subkey(self, purpose: str | None = None) -> bytes:
         if purpose not in self._cache:
+            if self.master is None:
+                raise ValueError(f"a sealed key ring holds no subkey for {self.label(purpose)!r}")
             self._cache[purpose] = hkdf_sha256(self.master, self.label(purpose).encode(), salt=self.kdf.encode())
         return self._cache[purpose]
+
+    def sealed(self, purposes) -> KeyRing:
+        """This bound ring with the subkeys of ``purposes`` (None: v3's record stream) derived
+        and the master key dropped: what a worker on another machine receives. It encrypts
+        this split's images of this shape as the ring does, and can derive nothing else."""
+        if self.shape is None:
+            raise ValueError("only a bound ring is sealed (KeyRing.bind)")
+        return replace(self, master=None, _cache={p: self.subkey(p) for p in purposes})
 
     def stream(self, purpose: str, index: int | bytes | None = None) -> Keystream:
         """The keystream for ``purpose``; ``index`` selects the image under image scope."""

@@ -141,7 +141,7 @@ class Source:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # bad files dropped while scanning
     warnings: list[str] = field(default_factory=list)
     # The class names are the label numbers, known once every label is read (webdataset shards
-    # without a classes file): ``classes`` is empty until then, and encrypt_split finds them.
+    # without a classes file): ``classes`` is empty until then, and dataset._encrypt finds them.
     numbered: bool = False
     # Per split, the layout of its source when it differs from ``layout`` (--split NAME=SRC)
     layouts: dict[str, str] = field(default_factory=dict)

@@ -1,0 +1,226 @@
+"""``--engine dask``: a split encrypted on a Dask cluster, one task per output shard.
+
+    driver                                     workers
+    list the split's tasks (no image read)
+    submit decode(task t), a window ahead  ->  decode: a Chunk, kept on its worker
+    learn each task's count (a few bytes)  <-
+    cut the samples into shards [kS, (k+1)S)
+    journal shard k's file names, then
+    submit write(shard k, its chunks)      ->  concatenate, hash the plain pixels, encrypt
+                                               under the sealed ring, write the shard, put it
+                                               at OUT; return its record and the plain hash
+    journal shard k (in order), sign the manifest at the end
+
+The sample numbering is the local engine's (the driver's prefix sum over the counts, bad
+files dropped), and shard k is written by one task from nothing but its inputs, so a retried
+task (its worker killed) writes the same bytes, and the output is the local engine's byte
+for byte. Workers receive the cipher and a sealed key ring — this split's subkeys for this
+image shape, never the master key, the manifest's MAC subkey or the journal's (KeyRing.sealed).
+
+The scheduler: ``--scheduler tcp://HOST:PORT``, else ``$DASK_SCHEDULER_ADDRESS``, else a
+``distributed.LocalCluster`` on this machine (``--workers`` processes, one thread each).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+import shutil
+import tempfile
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .ciphers import ImageCipher
+from .engine import SplitJob, label_limit, total
+from .errors import EngineError, MissingExtraError, SourceError
+from .formats import STORAGES, split_writer
+from .formats.checksum import sha256_file
+from .formats.journal import ShardEntry
+from .formats.manifest import FileInfo, ShardInfo
+from .formats.output import RemoteOutput
+from .keys import KDF_V3, KeyRing
+from .sources import Chunk, run_task
+
+ENV = "DASK_SCHEDULER_ADDRESS"
+AHEAD = 4  # decode tasks in flight per worker thread
+WRITES = 2  # shard tasks in flight per worker thread
+
+
+def _count(chunk: Chunk) -> tuple[int, list]:
+    return len(chunk.labels), chunk.bad
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """Everything a worker needs to write shard ``k`` of a split (picklable, no master key)."""
+
+    src: str
+    split: str
+    k: int
+    first: int  # the shard's first sample index
+    pieces: tuple[tuple[int, int], ...]  # per input chunk: the rows [a, b) that belong to this shard
+    cipher: ImageCipher
+    ring: KeyRing | None  # sealed
+    storage: str
+    shape: tuple[int, int, int]
+    classes: int  # the class count known up front (0 for a source numbered by its labels)
+    labels: int  # the labels allowed: below this (engine.label_limit)
+    shard_size: int
+    dest: object  # a local staging folder (str) or the RemoteDir of OUT
+
+
+def write_shard(spec: ShardTask, *chunks: Chunk) -> dict:
+    images = np.concatenate([c.images[a:b] for c, (a, b) in zip(chunks, spec.pieces)])
+    labels = np.concatenate([c.labels[a:b] for c, (a, b) in zip(chunks, spec.pieces)])
+    if images.shape[1:] != spec.shape:
+        raise SourceError(f"{spec.src}: an image of split {spec.split} decoded to {images.shape[1:]}, expected {spec.shape}")
+    if labels.min() < 0 or labels.max() >= spec.labels:
+        raise SourceError(f"{spec.src}: split {spec.split} has labels outside 0..{spec.labels - 1}")
+    plain = hashlib.sha256(np.ascontiguousarray(images)).digest()
+    encrypted = spec.cipher.encrypt(images, spec.ring, np.arange(spec.first, spec.first + len(labels), dtype=np.int64))
+    root = Path(tempfile.mkdtemp(prefix="ppencrypt-shard-"))
+    try:
+        writer = split_writer(spec.storage, root, spec.split, spec.shape, spec.shard_size)
+        # as if shards 0..k-1 were written before: this one gets shard k's name and keys
+        writer.resume([ShardInfo("", "", 0, spec.shard_size, i * spec.shard_size) for i in range(spec.k)])
+        finals: list[tuple[str, str | None]] = []
+        writer.on_final = lambda rel, sha: finals.append((rel, sha))
+        writer.write(encrypted, labels)
+        shard = writer.close()[-1]
+        files = []
+        for rel, sha in finals:
+            data = (root / rel).read_bytes()
+            info = FileInfo(rel, sha or hashlib.sha256(data).hexdigest(), len(data))
+            if isinstance(spec.dest, str):  # a local OUT: its partial folder, on this machine or a shared disk
+                target = Path(spec.dest) / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(root / rel, target)
+                if sha256_file(target) != info.sha256:
+                    raise EngineError(f"{target}: changed while it was moved")
+            else:
+                spec.dest._put(rel, data)
+            files.append(info)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return {"shard": shard, "files": files, "per_class": np.bincount(labels, minlength=spec.classes).tolist(), "plain": plain}
+
+
+def sealed(job: SplitJob) -> KeyRing | None:
+    if job.ring is None:
+        return None
+    shape = job.source.shape
+    ring = job.ring.bind(shape, job.cipher.params)
+    purposes = set(job.cipher.purposes(shape[2])) | {d.purpose for d in job.cipher.draws(shape) or ()}
+    if ring.kdf == KDF_V3:
+        purposes.add(None)  # the record stream
+    return ring.sealed(sorted(purposes, key=str))
+
+
+class DaskEngine:
+    name = "dask"
+
+    def __init__(self, pool, scheduler: str | None = None):
+        try:
+            import distributed  # noqa: F401  (only whether it is there)
+        except ImportError:
+            raise MissingExtraError("--engine dask needs the 'dask' extra: pip install 'ppencrypt[dask]'") from None
+        self.address = scheduler or os.environ.get(ENV) or None
+        self.workers = pool.workers
+        self.client = self.cluster = None
+
+    def __enter__(self) -> DaskEngine:
+        from distributed import Client, LocalCluster
+
+        try:
+            if self.address is None:
+                self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                            dashboard_address=None)  # fmt: skip
+                self.client = Client(self.cluster)
+            else:
+                self.client = Client(self.address, timeout="30s")
+        except (OSError, TimeoutError) as e:
+            self.__exit__()
+            raise EngineError(f"{self.address or 'LocalCluster'}: cannot reach the Dask scheduler ({e})") from None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for part in (self.client, self.cluster):
+            if part is not None:
+                part.close()
+        self.client = self.cluster = None
+
+    def encrypt_split(self, job: SplitJob, start: dict) -> None:
+        run, client = job.run, self.client
+        writer_cls = STORAGES[job.storage].writer
+        if job.journal is None or writer_cls.shard_names(run.name, 0) is None:
+            raise EngineError(f"--engine dask: storage {job.storage!r} cannot write a shard by itself")
+        loader = job.source.splits[run.name]
+        S, o, ring = job.shard_size, job.output, sealed(job)
+        dest = o.loc if isinstance(o, RemoteOutput) else str(o.staging)
+        threads = max(1, sum(client.nthreads().values()))
+        tag = uuid.uuid4().hex[:8]
+        first = start["task"]
+        tasks = enumerate(itertools.islice(loader.tasks(), first, None), first)
+        window: deque = deque()
+        writes: deque = deque()
+        pieces: list = []
+        at = start["at"]
+
+        def fill() -> None:
+            for t, task in itertools.islice(tasks, max(0, AHEAD * threads - len(window))):
+                decoded = client.submit(run_task, task, key=f"decode-{run.name}-{t}-{tag}", pure=False)
+                window.append((t, decoded, client.submit(_count, decoded, key=f"count-{run.name}-{t}-{tag}", pure=False)))
+
+        def submit(state: dict) -> None:
+            k = (run.count - 1) // S
+            names = writer_cls.shard_names(run.name, k)
+            if isinstance(o, RemoteOutput):  # journaled before a worker uploads them
+                o.journal.written.extend(n for n in names if n not in o.journal.written)
+                o.save_journal()
+            first_sample = k * S
+            spec = ShardTask(src=job.src, split=run.name, k=k, first=first_sample, pieces=tuple((a, b) for _, a, b in pieces),
+                             cipher=job.cipher, ring=ring, storage=job.storage, shape=job.source.shape,
+                             classes=len(job.source.classes), labels=label_limit(job.source), shard_size=S, dest=dest)  # fmt: skip
+            future = client.submit(write_shard, spec, *[f for f, _, _ in pieces], key=f"shard-{run.name}-{k}-{tag}", pure=False)
+            writes.append((future, state))
+            pieces.clear()
+
+        def finish(wait_for: int) -> None:
+            while len(writes) > wait_for:
+                future, state = writes.popleft()
+                got = future.result()
+                for f in got["files"]:
+                    o.published[f.path] = f
+                run.add(got["per_class"])
+                digest = None if run.digest is None else run.digest.add_shard(got["plain"])
+                entry = ShardEntry(shard=got["shard"], files=got["files"], per_class=got["per_class"], digest=digest, at=state)
+                run.entries.append(entry)
+                job.journal(entry)
+
+        with job.progress(total(loader), f"encrypt {run.name}") as bar:
+            fill()
+            while window:
+                t, decoded, counted = window.popleft()
+                fill()
+                n, bad = counted.result()
+                run.bad.extend(bad)
+                bar.update(n + len(bad))
+                pos = start["offset"] if t == first else 0
+                while pos < n:
+                    take = min(n - pos, S - run.count % S)
+                    pieces.append((decoded, pos, pos + take))
+                    run.count += take
+                    pos += take
+                    at += take
+                    if run.count % S == 0:
+                        submit({"copy": 0, "task": t, "offset": pos, "at": at, "bad": run.bad_before + len(run.bad) - len(bad)})
+                finish(WRITES * threads)
+            if pieces:
+                submit({"copy": 0, "task": -1, "offset": 0, "at": at, "bad": run.bad_before + len(run.bad)})
+            finish(0)
+        run.writer.resume([e.shard for e in run.entries])  # the driver's writer: the split's shards (zarr: its metadata)

@@ -1,0 +1,265 @@
+"""``--engine dask`` (issue 23): a real ``dask scheduler`` and two ``dask worker`` processes on
+127.0.0.1, no dashboard. The same OUT bytes as the local engine, folder and S3 alike; the
+workers never receive the master key, the manifest's MAC subkey or the journal's (a worker
+plugin inspects every task that arrives); a worker killed mid-job costs nothing but time."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import fsspec
+import numpy as np
+import pytest
+from conftest import encrypt, leftovers, ppencrypt, ppencrypt_process, tile_real, tree_bytes
+from servers import S3Server, make_bucket
+from streamed_fixtures import encode
+from test_resume import big_fmnist, finished, keys, kill_after, local_journal, summary
+
+distributed = pytest.importorskip("distributed")
+
+from ppencrypt.formats import open_dataset  # noqa: E402
+from ppencrypt.ciphers import make_cipher  # noqa: E402
+from ppencrypt.keys import KeyUse, load_key, mac_key  # noqa: E402
+from ppencrypt.keys.mac import journal_key  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARD = 500
+
+
+@pytest.fixture(scope="module")
+def s3_server():
+    server = S3Server()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory, s3_server):
+    """A client of a scheduler with two single-threaded workers (each its own process), whose
+    environment points s3fs at the S3 server as a user's cluster points it at AWS."""
+    tmp = tmp_path_factory.mktemp("dask")
+    file = tmp / "scheduler.json"
+    env = {**os.environ, **s3_server.env(tmp), "PYTHONPATH": os.pathsep.join(str(ROOT / p) for p in ("pipeline", "trainer", "tests"))}
+    dask = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
+    procs = [subprocess.Popen([*dask, "--host", "127.0.0.1", "--port", "0", "--no-dashboard", "--scheduler-file", file],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not file.exists():
+        assert time.monotonic() < deadline, "the scheduler did not start"
+        time.sleep(0.1)
+    worker = [sys.executable, "-m", "distributed.cli.dask_worker", "--scheduler-file", file, "--host", "127.0.0.1",
+              "--nthreads", "1", "--no-dashboard", "--local-directory", tmp]  # fmt: skip
+    procs += [subprocess.Popen(worker, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(2)]
+    client = distributed.Client(scheduler_file=str(file), timeout="60s")
+    client.wait_for_workers(2, timeout=120)
+    try:
+        yield client
+    finally:
+        client.close()
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+@pytest.fixture(scope="module")
+def src(tmp_path_factory, fmnist):
+    return big_fmnist(tmp_path_factory.mktemp("src") / "fashion-mnist", fmnist, 3000)
+
+
+def address(client) -> str:
+    return client.scheduler.address
+
+
+@pytest.mark.parametrize("storage", ["wds", "zarr"])
+def test_dask_writes_the_local_engines_bytes(cluster, src, key_file, tmp_path, storage):
+    encrypt(src, tmp_path / "local", key_file, "--format", storage, shard_size=SHARD)
+    encrypt(src, tmp_path / "dask", key_file, "--format", storage, "--engine", "dask", "--scheduler", address(cluster),
+            "--reproduce", tmp_path / "local", shard_size=SHARD)  # fmt: skip
+    assert tree_bytes(tmp_path / "dask") == tree_bytes(tmp_path / "local")
+    assert ppencrypt("verify", tmp_path / "dask", "--key", key_file).exit_code == 0
+
+
+class Inspect(distributed.WorkerPlugin):
+    """On each worker: every task that starts, as it arrived (its run_spec, pickled), saved."""
+
+    def __init__(self, folder: str):
+        self.folder = folder
+
+    def setup(self, worker):
+        self.worker = worker
+
+    def transition(self, key, start, finish, **kwargs):
+        ts = self.worker.state.tasks.get(key) if finish == "executing" else None
+        if ts is not None:
+            name = "".join(c if c.isalnum() or c in "-_" else "_" for c in str(key))
+            Path(self.folder, f"{name}.pickle").write_bytes(pickle.dumps(ts.run_spec))
+
+
+def test_workers_receive_no_master_key_and_no_mac_key(cluster, src, key_file, tmp_path):
+    seen = tmp_path / "seen"
+    seen.mkdir()
+    cluster.register_plugin(Inspect(str(seen)), name="inspect")
+    try:
+        encrypt(src, tmp_path / "out", key_file, "--engine", "dask", "--scheduler", address(cluster), shard_size=SHARD)
+    finally:
+        cluster.unregister_worker_plugin("inspect")
+    key = load_key(key_file)
+    m = open_dataset(tmp_path / "out").manifest
+    ring = KeyUse.of(m.cipher).ring(make_cipher(m.cipher.method, m.cipher.params), key, "train").bind(m.shape, m.cipher.params)
+    blobs = {p.name: p.read_bytes() for p in seen.iterdir()}
+    shards = {name: blob for name, blob in blobs.items() if "shard-train" in name}
+    assert len(shards) == 3000 // SHARD  # every shard task of the train split was inspected
+    assert all(ring.subkey() in blob for blob in shards.values())  # what they need arrived: the check can see a key
+    for secret in (key.secret, mac_key(key.secret), journal_key(key.secret)):
+        assert not any(secret in blob for blob in blobs.values())
+
+
+def test_a_worker_killed_mid_job_changes_nothing(cluster, src, key_file, tmp_path):
+    encrypt(src, tmp_path / "local", key_file, shard_size=100)
+    out = tmp_path / "dask"
+    p = ppencrypt_process("dataset", src, out, "--key", key_file, "--shard-size", 100, "--engine", "dask",
+                          "--scheduler", address(cluster), "--reproduce", tmp_path / "local", "--quiet")  # fmt: skip
+    kill_after_shards = 3
+    deadline = time.monotonic() + 120
+    while True:
+        data = local_journal(out, p.pid)()
+        try:
+            if data is not None and finished(data) >= kill_after_shards:
+                break
+        except ValueError:
+            pass
+        assert p.poll() is None and time.monotonic() < deadline, p.communicate() if p.poll() is not None else "slow"
+        time.sleep(0.01)
+    victim = next(iter(cluster.run(os.getpid).values()))  # one worker process, by its pid
+    os.kill(victim, signal.SIGKILL)
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err
+    assert tree_bytes(out) == tree_bytes(tmp_path / "local")
+    cluster.wait_for_workers(2, timeout=120)  # the nanny starts it again for the next test
+
+
+def test_dask_to_s3_is_the_local_engines_dataset(cluster, s3_server, src, key_file, tmp_path, monkeypatch):
+    for name, value in s3_server.env(tmp_path).items():
+        monkeypatch.setenv(name, value)
+    bucket = f"s3://ppencrypt-{uuid.uuid4().hex[:12]}"
+    make_bucket(bucket.removeprefix("s3://"))
+    encrypt(src, f"{bucket}/local", key_file, shard_size=SHARD)
+    encrypt(src, f"{bucket}/dask", key_file, "--engine", "dask", "--scheduler", address(cluster), "--reproduce", f"{bucket}/local",
+            shard_size=SHARD)  # fmt: skip
+    assert keys(f"{bucket}/dask") == keys(f"{bucket}/local")  # the dataset's files and the manifest: no marker, no journal
+    for name in ("local", "dask"):
+        assert ppencrypt("pull", f"{bucket}/{name}", tmp_path / name, "--quiet").exit_code == 0
+    assert tree_bytes(tmp_path / "dask") == tree_bytes(tmp_path / "local")
+    r = ppencrypt("decrypt", f"{bucket}/dask", tmp_path / "plain", "--key", key_file, "--quiet")
+    assert r.exit_code == 0, r.output
+
+
+def test_a_killed_local_job_resumes_on_dask(cluster, fmnist, key_file, tmp_path):
+    """The engine is not part of the job's identity: shards the local engine finished are
+    kept, the dask engine writes the rest, and the bytes are an uninterrupted run's."""
+    src = big_fmnist(tmp_path / "fm", fmnist, 20_000)
+    out = tmp_path / "out"
+    args = ("--key", key_file, "--shard-size", SHARD)
+    p = ppencrypt_process("dataset", src, out, *args, "--quiet")
+    listed = kill_after(p, local_journal(out, p.pid), 4)
+    r = ppencrypt("dataset", src, out, *args, "--resume", "--engine", "dask", "--scheduler", address(cluster))
+    assert r.exit_code == 0, r.output
+    kept, total = summary(r)
+    assert listed <= kept < total == 20_000 // SHARD + 1
+    encrypt(src, tmp_path / "whole", key_file, "--reproduce", out, shard_size=SHARD)
+    assert tree_bytes(tmp_path / "whole") == tree_bytes(out)
+
+
+# --- both halves of issue 23 together: a streamed source in S3, streamed output, engines, --resume
+
+STREAMED, PER_TAR, OUT_SHARD = 4000, 100, 150  # images, images per source tar, samples per output shard
+FIRST = 1000  # the images of the first ten tars: the two engines' S3-to-S3 comparison
+
+
+@pytest.fixture(scope="module")
+def wds_in_s3(s3_server, cifar10, tmp_path_factory) -> str:
+    """A brace pattern of webdataset shards in S3 (webdataset's TarWriter) of real-derived images,
+    labelled by ``cls`` with no classes.txt — the class names are the label numbers, found as they
+    come — and labels 10-19 only in images 950-999, so the classes grow as the job goes."""
+    import webdataset
+
+    images, labels = tile_real(*cifar10, STREAMED)
+    late = (np.arange(STREAMED) >= FIRST - 50) & (np.arange(STREAMED) < FIRST)
+    labels = np.where(late, labels % 10 + 10, labels)
+    folder = tmp_path_factory.mktemp("wds")
+    tars = STREAMED // PER_TAR
+    for t in range(tars):
+        with webdataset.TarWriter(str(folder / f"train-{t:04d}.tar")) as w:
+            for i in range(t * PER_TAR, (t + 1) * PER_TAR):
+                w.write({"__key__": f"s{i:06d}", "png": encode(images[i]), "cls": str(int(labels[i])).encode()})
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in s3_server.env(folder).items():
+            mp.setenv(name, value)
+        bucket = f"src-{uuid.uuid4().hex[:12]}"
+        make_bucket(bucket)
+        fs = fsspec.filesystem("s3", skip_instance_cache=True)
+        for p in sorted(folder.glob("*.tar")):
+            fs.pipe_file(f"{bucket}/wds/{p.name}", p.read_bytes())
+    return f"s3://{bucket}/wds/train-{{0000..{tars - 1:04d}}}.tar"
+
+
+@pytest.fixture
+def s3_env(s3_server, tmp_path, monkeypatch):
+    for name, value in s3_server.env(tmp_path).items():
+        monkeypatch.setenv(name, value)
+
+
+def test_a_streamed_source_in_s3_gives_the_same_s3_dataset_on_both_engines(cluster, wds_in_s3, s3_env, key_file, tmp_path):
+    bucket = f"s3://ppencrypt-{uuid.uuid4().hex[:12]}"
+    make_bucket(bucket.removeprefix("s3://"))
+    split = ("--split", f"train={wds_in_s3.replace(f'..{STREAMED // PER_TAR - 1:04d}', f'..{FIRST // PER_TAR - 1:04d}')}")
+    encrypt("-", f"{bucket}/local", key_file, *split, workers=2, shard_size=OUT_SHARD)
+    encrypt("-", f"{bucket}/dask", key_file, *split, "--engine", "dask", "--scheduler", address(cluster),
+            "--reproduce", f"{bucket}/local", shard_size=OUT_SHARD)  # fmt: skip
+    assert keys(f"{bucket}/dask") == keys(f"{bucket}/local")
+    for name in ("local", "dask"):
+        assert ppencrypt("pull", f"{bucket}/{name}", tmp_path / name, "--quiet").exit_code == 0
+    assert tree_bytes(tmp_path / "dask") == tree_bytes(tmp_path / "local")
+    m = open_dataset(f"{bucket}/dask").manifest
+    assert m.classes == [str(i) for i in range(20)] and m.splits["train"].count == FIRST
+    assert sum(m.splits["train"].per_class[10:]) == 50 and m.inputs["train"].files == FIRST // PER_TAR
+    assert ppencrypt("verify", f"{bucket}/dask", "--key", key_file, "--quiet").exit_code == 0
+    r = ppencrypt("decrypt", f"{bucket}/dask", tmp_path / "plain", "--key", key_file, "--quiet")
+    assert r.exit_code == 0, r.output
+    assert len(list((tmp_path / "plain" / "train").rglob("*.png"))) == FIRST
+
+
+@pytest.mark.parametrize("engine", ["local", "dask"])
+def test_a_killed_job_from_a_streamed_source_resumes_to_the_same_bytes(cluster, wds_in_s3, s3_env, key_file, tmp_path, engine):
+    """SIGKILLed mid-job (local engine, one worker): --resume with another --split source is
+    refused with nothing changed; with the same one it keeps the finished shards and writes the
+    rest on ``engine``, to the bytes of an uninterrupted run."""
+    out = tmp_path / "out"
+    args = ("--key", key_file, "--shard-size", OUT_SHARD, "--split", f"train={wds_in_s3}")
+    p = ppencrypt_process("dataset", "-", out, *args, "--workers", 1, "--quiet")
+    listed = kill_after(p, local_journal(out, p.pid), 3)
+    partial = tmp_path / leftovers(out)[0]
+    before = tree_bytes(partial)
+    other = wds_in_s3.replace("{0000..", "{0001..")
+    r = ppencrypt("dataset", "-", out, *args[:4], "--split", f"train={other}", "--resume", "--quiet")
+    assert r.exit_code == 1 and "another --split sources" in r.output and len(r.output.strip().splitlines()) == 1, r.output
+    assert tree_bytes(partial) == before
+    more = ("--engine", "dask", "--scheduler", address(cluster)) if engine == "dask" else ("--workers", 2)
+    r = ppencrypt("dataset", "-", out, *args, *more, "--resume")
+    assert r.exit_code == 0, r.output
+    kept, total = summary(r)
+    assert listed <= kept < total == -(-STREAMED // OUT_SHARD)
+    encrypt("-", tmp_path / "whole", key_file, "--split", f"train={wds_in_s3}", "--reproduce", out, shard_size=OUT_SHARD)
+    assert tree_bytes(tmp_path / "whole") == tree_bytes(out)
+    assert open_dataset(out).manifest.classes == [str(i) for i in range(20)]

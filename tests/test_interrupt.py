@@ -1,0 +1,115 @@
+"""Ctrl-C never hangs a job and never leaves its worker processes behind (issue 23): a photo
+job interrupted over and over at different moments — while the workers are being forked,
+mid-decode, mid-write — exits promptly with one line and no child left; and a driver killed
+outright (SIGKILL: no cleanup runs) takes its workers with it instead of leaving them waiting
+on the task queue under PID 1 for ever."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import leftovers, ppencrypt_process
+from PIL import Image
+
+DATA = Path(__file__).parent / "data" / "imagenet"
+PHOTOS = 1200
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    """500 x 375 JPEGs in 10 class folders, cropped and resized from the vendored ImageNet ones."""
+    root = tmp_path_factory.mktemp("photos") / "photos"
+    bases = [Image.open(f).convert("RGB") for f in sorted(DATA.glob("*.jpg"))]
+    rng = np.random.default_rng(0)
+    for i in range(PHOTOS):
+        x, y = (int(v) for v in rng.integers(0, 96, 2))
+        folder = root / f"class{i % 10}"
+        folder.mkdir(parents=True, exist_ok=True)
+        bases[i % len(bases)].crop((x, y, x + 416, y + 312)).resize((500, 375)).save(folder / f"{i:06d}.jpg", quality=90)
+    return root
+
+
+def children(pid: int) -> set[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.add(int(entry))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def gone(pids: set[int], within: float) -> bool:
+    deadline = time.monotonic() + within
+    while any(alive(p) for p in pids):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def start(photos: Path, out: Path, key_file: Path) -> subprocess.Popen:
+    # its own session, so that a signal to its group is what a terminal's Ctrl-C is
+    return ppencrypt_process("dataset", photos, out, "--key", key_file, "--size", 64, "--workers", 2, "--shard-size", 100,
+                             "--quiet", start_new_session=True)  # fmt: skip
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.02, 0.1, 0.3, 0.6, 1.0])
+def test_ctrl_c_exits_promptly_with_no_worker_left(tmp_path, photos, key_file, delay):
+    out = tmp_path / "out"
+    p = start(photos, out, key_file)
+    workers: set[int] = set()
+    deadline = time.monotonic() + 60
+    while len(workers) < 2 and p.poll() is None and time.monotonic() < deadline:  # until both workers are forked
+        workers |= children(p.pid)
+        time.sleep(0.005)
+    time.sleep(delay)
+    workers |= children(p.pid)
+    if p.poll() is not None:
+        pytest.fail(f"finished before it could be interrupted: {p.communicate()}")
+    os.killpg(p.pid, signal.SIGINT)
+    try:
+        _, err = p.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        pytest.fail("hung after Ctrl-C")
+    assert p.returncode == 1, err
+    assert err.strip() == "Aborted!", err  # one line, no traceback
+    assert workers and gone(workers, 5), "a worker outlived its job"
+    assert leftovers(out) == []
+
+
+def test_a_killed_driver_takes_its_workers_with_it(tmp_path, photos, key_file):
+    p = start(photos, tmp_path / "out", key_file)
+    workers: set[int] = set()
+    deadline = time.monotonic() + 60
+    while len(workers) < 2 and time.monotonic() < deadline:
+        assert p.poll() is None, p.communicate()
+        workers |= children(p.pid)
+        time.sleep(0.005)
+    time.sleep(0.3)
+    p.send_signal(signal.SIGKILL)
+    p.wait(timeout=10)
+    try:
+        assert gone(workers, 10), "workers orphaned under PID 1"
+    finally:
+        for w in workers:
+            if alive(w):
+                os.kill(w, signal.SIGKILL)
