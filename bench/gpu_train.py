@@ -34,6 +34,7 @@ from pathlib import Path
 
 import torch
 
+from pptrain.metrics import evaluated
 from pptrain.settings import Settings
 from pptrain.train import train
 from trainer_common import train_throughput
@@ -48,7 +49,7 @@ def fmnist_run(data: str, out: Path, epochs: int, width: int, batch: int, device
     outcome = train(given)
     last = outcome.history[-1]
     return {"bench": "fmnist_run", "data": data, "epochs": epochs, "width": width, "compiled": compiled,
-            "test_acc": last["test_acc"], "best_test_acc": max(r["test_acc"] or 0 for r in outcome.history),
+            "test_acc": evaluated(last)[1], "best_test_acc": max(evaluated(r)[1] or 0 for r in outcome.history),
             "median_images_per_s": sorted(r["images_per_s"] for r in outcome.history)[epochs // 2],
             "wall_s": time.perf_counter() - t, "summary": outcome.summary}  # fmt: skip
 

@@ -29,6 +29,11 @@ from dataclasses import asdict, dataclass, field  # noqa: F401  (asdict: cli.py 
 from pathlib import Path
 
 from ppencrypt.ciphers import cipher_class, method_names
+from ppencrypt.formats.files import FileProblem, read_regular
+from ppencrypt.formats.jsonsafe import load_json
+from pptrain.errors import TrainerError
+from pptrain.metrics import evaluated, read_metrics
+from pptrain.run import METRICS
 
 from .commands import Command, CommandFailed, Runner, command
 from .errors import ExperimentError
@@ -213,17 +218,36 @@ def save(o: Outcome, lay: Layout) -> None:
         raise
 
 
+MAX_REPORT = 1 << 24  # bytes of an audit's report.json
+
+
+def read_report(path: Path) -> dict:
+    """An audit's report.json: a regular file (no link followed) of at most MAX_REPORT bytes,
+    strict JSON, or one line naming it."""
+    try:
+        return load_json(read_regular(path, limit=MAX_REPORT).decode("utf-8"), str(path), ExperimentError)
+    except FileNotFoundError:
+        raise ExperimentError(f"{path}: no such file (the audit wrote no report)") from None
+    except FileProblem as e:
+        raise ExperimentError(f"{path}: {e}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ExperimentError(f"{path}: cannot read ({type(e).__name__})") from None
+
+
 def outcome(cell: Cell, lay: Layout, train_seconds: float, audit_seconds: float) -> Outcome:
     """The cell's outcome from its run directory and its audit's report.json."""
-    rows = [json.loads(t) for t in (lay.run(cell) / "metrics.jsonl").read_text().splitlines() if t.strip()]
+    try:  # the run directory and the report are read as the server may have left them
+        rows = read_metrics(lay.run(cell) / METRICS)
+    except TrainerError as e:
+        raise ExperimentError(str(e)) from None
     if len(rows) != lay.budget.epochs:
         raise ExperimentError(f"{lay.run(cell)}: {len(rows)} of {lay.budget.epochs} epochs")
-    report = json.loads(lay.report(cell).with_suffix(".json").read_text())
+    report = read_report(lay.report(cell).with_suffix(".json"))
     attacks = {r["attack"]: Attack(psnr=r["psnr"]["mean"], ssim=r["ssim"]["mean"], recognition=r.get("recognition_accuracy"))
                for r in report["attacks"] if "not_applicable" not in r}  # fmt: skip
     rec = report.get("recognition") or {}
     shown = [training(cell, lay).shown, auditing(cell, lay).shown]
-    return Outcome(cell=cell.id, budget=asdict(lay.budget), accuracy=rows[-1]["test_acc"], attacks=attacks,
+    return Outcome(cell=cell.id, budget=asdict(lay.budget), accuracy=evaluated(rows[-1])[1], attacks=attacks,
                    plain_recognition=rec.get("plain_accuracy"), chance=rec.get("chance"), train_seconds=round(train_seconds, 1),
                    audit_seconds=round(audit_seconds, 1), commands=shown)  # fmt: skip
 

@@ -82,12 +82,13 @@ def test_arch_trains_resumes_evaluates_and_predicts(photos, queries, tmp_path, a
     run(*common, "--stop-after", 1)
     check_first_epoch(run_dir, arch, recorded, first)
     assert "pass --resume" in run(*common, code=1).output
-    run(*common, "--resume")
+    resumed = run(*[a for a in common if a != "--quiet"], "--resume", "--progress-every", 0)
+    assert f"; {arch} ({recorded} stem) behind the invariant adaptation network," in resumed.output  # the plan line names the backbone
     history = metrics(run_dir)
-    assert [r["epoch"] for r in history] == [1, 2] and all(r["test_acc"] is not None for r in history)
+    assert [r["epoch"] for r in history] == [1, 2] and all(r["val_acc"] is not None for r in history)  # named after the split
     got = json.loads(run("eval", run_dir, photos, "--json", "--device", "cpu").stdout)
     assert got["split"] == "val" and got["images"] == 4
-    assert got["accuracy"] == pytest.approx(history[-1]["test_acc"])
+    assert got["accuracy"] == pytest.approx(history[-1]["val_acc"])
     check_predict(run_dir, queries)
 
 
@@ -134,7 +135,7 @@ def test_the_run_record_bounds_the_arch(photos, tmp_path):
     del config["model"]["arch"], config["settings"]["arch"]
     (run_dir / "config.json").write_text(json.dumps(config))
     got = json.loads(run("eval", run_dir, photos, "--json", "--device", "cpu").stdout)
-    assert got["accuracy"] == pytest.approx(metrics(run_dir)[-1]["test_acc"])
+    assert got["accuracy"] == pytest.approx(metrics(run_dir)[-1]["val_acc"])
     # Another arch's record over this checkpoint: refused by the checkpoint's shapes, nothing loaded.
     config["model"]["arch"], config["model"]["parameters"] = "resnet18", None
     (run_dir / "config.json").write_text(json.dumps(config))

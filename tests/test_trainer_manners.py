@@ -107,6 +107,7 @@ def test_curves_have_whole_epochs_percent_a_title_and_room_around_one_epoch(shap
     config = json.loads((r / "config.json").read_text())
     title = curves_title(str(shapes_pe), open_dataset(shapes_pe).manifest, config["model"]["width"], config["model"]["adapt"])
     assert title == "out: pe, dataset key scope; ResNet-18 width 4, invariant adaptation"
+    assert curves_title(str(shapes_pe), open_dataset(shapes_pe).manifest, 64, "invariant", "resnet50").endswith("; resnet50, invariant adaptation")
     one = drawn(curves_figure(history, title))
     assert one["title"] == title
     loss, acc = one["axes"]
@@ -250,6 +251,7 @@ def test_a_run_of_more_than_an_hour_on_the_cpu_is_warned_of_with_quicker_setting
     assert m and int(m.group(1)) >= 1 and out.stderr.count("\n") == 1  # --quiet keeps warnings, and only them
     assert quicker(64, 30) == ("--width 16 --epochs 3", (16 / 64) ** WIDTH_EXPONENT * 3 / 30) and 1 < WIDTH_EXPONENT <= 2
     assert quicker(16, 3) == ("--width 8 --epochs 1", (8 / 16) ** WIDTH_EXPONENT / 3) and quicker(8, 1) is None
+    assert quicker(None, 30) == ("--epochs 3", 3 / 30) and quicker(None, 1) is None  # a torchvision backbone: --width is not its
     assert quicker(8, 30) == ("--epochs 3", 0.1)
     assert [duration(s) for s in (0.2, 42, 370, 11100)] == ["1 s", "42 s", "6 min 10 s", "3 h 5 min"]
 

@@ -65,10 +65,16 @@ def plan_line(*, device: torch.device, world: int, model: str, parameters: int, 
     return f"{where}; {model}, {parameters / 1e6:.2f} M parameters; {left} of {plural(batches, 'step')} of {batch} images"
 
 
-def quicker(width: int, epochs: int) -> tuple[str, float] | None:
+def quicker(width: int | None, epochs: int) -> tuple[str, float] | None:
     """Settings for a first try (the first of :data:`QUICK` that is smaller than the run), and
-    the fraction of the run's time they take; None when the run is already that small."""
+    the fraction of the run's time they take; None when the run is already that small.
+    ``width`` None: a torchvision backbone, whose widths are its own (fewer epochs only)."""
     for quick_width, quick_epochs in QUICK:
+        if width is None:
+            e = min(epochs, quick_epochs)
+            if e != epochs:
+                return f"--epochs {e}", e / epochs
+            continue
         w, e = min(width, quick_width), min(epochs, quick_epochs)
         if (w, e) != (width, epochs):
             args = " ".join([f"--width {w}"] * (w != width) + [f"--epochs {e}"] * (e != epochs))
@@ -89,7 +95,7 @@ class Progress:
     device: torch.device
     train_images: int  # per epoch, all ranks
     eval_images: int  # forward passes only after every epoch (evaluation, BatchNorm calibration), all ranks
-    width: int  # for quicker()
+    width: int | None  # for quicker(); None: a torchvision backbone (--width is cifar-resnet18's)
     terminal: bool = field(default_factory=lambda: sys.stderr.isatty())
     estimated: bool = False
     epoch_seconds: float | None = None  # the estimate, once made

@@ -293,7 +293,8 @@ def _train(given, explicit, resume, quiet, log, d: Dist, device: torch.device, o
                   batches=train_loader.batches, batch=s.batch_size))  # fmt: skip
     progress = Progress(log=log, warn=warn, speak=d.main and not quiet, every=s.progress_every, epochs=s.epochs,
                         first_epoch=start_epoch, device=device, train_images=train_loader.images,
-                        eval_images=(test_loader.images if test_loader is not None else 0) + recipe.calibrate, width=s.width)  # fmt: skip
+                        eval_images=(test_loader.images if test_loader is not None else 0) + recipe.calibrate,
+                        width=s.width if s.arch == DEFAULT_ARCH else None)  # fmt: skip
     aug = BatchAugment(plan.augment, m.shape, len(m.classes), s.pad, s.mix_alpha)
     loop = Loop(net=net, optimizer=optimizer, aug=aug, recipe=recipe, lr=s.lr, total_steps=train_loader.batches * s.epochs, seed=s.seed,
                 epochs=s.epochs, device=device, d=d, trace=s.trace, progress=progress, augment_from=plan.augment_from,
@@ -312,7 +313,7 @@ def _train(given, explicit, resume, quiet, log, d: Dist, device: torch.device, o
         if d.main:
             checkpoint.save(run.checkpoint, epoch + 1, model, optimizer, history)
             write_metrics(run.metrics, history)
-            plot_curves(run.curves, history, curves_title(s.data, m, s.width, plan.adapt))
+            plot_curves(run.curves, history, curves_title(s.data, m, s.width, plan.adapt, s.arch))
             say(epoch_line(rec, s.epochs))
         d.barrier()
     if d.main and not run.metrics.exists():
@@ -323,14 +324,19 @@ def _train(given, explicit, resume, quiet, log, d: Dist, device: torch.device, o
 def model_name(plan: TrainPlan) -> str:
     """What the run trains, in words: the ResNet, its width and stem, the network in front of it."""
     front = "no adaptation network" if plan.adapt == "none" else f"the {plan.adapt} adaptation network"
-    return f"ResNet-18 at width {plan.s.width} ({plan.stem} stem) behind {front}"
+    return f"{backbone(plan.s.arch, plan.s.width, ' at ')} ({plan.stem} stem) behind {front}"
 
 
-def curves_title(data: str, m: Manifest, width: int, adapt: str) -> str:
+def backbone(arch: str, width: int, sep: str = " ") -> str:
+    """The backbone in words: [P]'s ResNet-18 with its width, or torchvision's model by name."""
+    return f"ResNet-18{sep}width {width}" if arch == DEFAULT_ARCH else arch
+
+
+def curves_title(data: str, m: Manifest, width: int, adapt: str, arch: str = DEFAULT_ARCH) -> str:
     """curves.png's title: the data, its encryption (method, key scope) and the model."""
     scope = f", {m.cipher.key_scope} key scope" if m.cipher.key_id is not None and m.cipher.key_scope else ""
     front = "no adaptation" if adapt == "none" else f"{adapt} adaptation"
-    return f"{dataset_name(data)}: {m.cipher.method}{scope}; ResNet-18 width {width}, {front}"
+    return f"{dataset_name(data)}: {m.cipher.method}{scope}; {backbone(arch, width)}, {front}"
 
 
 def build_loaders(plan: TrainPlan, d: Dist, device: torch.device, warn) -> tuple[Loader, Loader | None, bool]:
