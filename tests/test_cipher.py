@@ -43,7 +43,7 @@ def reference_apply(key: PixelKey, image: np.ndarray) -> np.ndarray:
 
 
 # The built-in methods in registry order: the order the CLI lists them.
-BUILT_IN = ["pe", "np", "plain", "le", "ele", "etc"]
+BUILT_IN = ["pe", "np", "plain", "le", "ele", "etc", "bsm"]
 
 
 def test_registry():

@@ -166,10 +166,10 @@ class RemoteOutput(Output):
         self.old: set[str] = set()  # what an interrupted job wrote (its journal's names), still there
 
     def _get(self, rel: str, cap: int) -> bytes:
-        data = self.loc._attempts(rel, lambda: self.loc._download(rel, None, cap))
-        if len(data) > cap:
-            raise OutputError(f"{self.loc.shown(rel)}: more than the {cap} bytes a file of this kind may have")
-        return data
+        try:
+            return self.loc.read_small(rel, cap)
+        except ManifestError as e:  # larger than a file of its kind: not ours
+            raise OutputError(str(e)) from None
 
     def prepare(self, overwrite: bool, check: Check | None) -> None:
         """Check what the prefix holds, then take it: the marker, the old files removed (but,

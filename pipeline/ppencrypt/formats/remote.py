@@ -280,17 +280,22 @@ class RemoteDir(Location):
         if h.hexdigest() != sha256:
             raise Damaged("checksum mismatch (the file was altered or damaged)")
 
-    def manifest_text(self) -> str:
-        missing = ManifestError(f"{self.url}: not a ppencrypt dataset (no {MANIFEST})")
+    def read_small(self, rel: str, cap: int, missing: PipelineError | None = None) -> bytes:
+        """A small file of no recorded size or hash (the manifest, the upload marker, the
+        journal): one GET of at most ``cap`` + 1 bytes, in memory; more is a ManifestError."""
 
         def whole() -> bytes:
-            buffer = bytearray()  # bounded: at most MAX_BYTES + 1 are read
-            self._receive(MANIFEST, None, MAX_BYTES, buffer.extend)
+            buffer = bytearray()  # bounded: at most cap + 1 bytes are read
+            self._receive(rel, None, cap, buffer.extend)
             return bytes(buffer)
 
-        data = self._attempts(MANIFEST, whole, missing)
-        if len(data) > MAX_BYTES:
-            raise ManifestError(f"{self.shown(MANIFEST)}: more than the {MAX_BYTES} bytes a file of this kind may have")
+        data = self._attempts(rel, whole, missing)
+        if len(data) > cap:
+            raise ManifestError(f"{self.shown(rel)}: more than the {cap} bytes a file of this kind may have")
+        return data
+
+    def manifest_text(self) -> str:
+        data = self.read_small(MANIFEST, MAX_BYTES, ManifestError(f"{self.url}: not a ppencrypt dataset (no {MANIFEST})"))
         try:
             return data.decode("utf-8")
         except UnicodeDecodeError as e:
