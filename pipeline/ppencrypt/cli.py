@@ -29,6 +29,7 @@ from .image import encrypt_queries
 from .pull import pull_dataset
 from .push import push_dataset
 from .formats.manifest import SPLIT_NAME
+from .frontier import help_text as measured_help
 from .sources import StreamOptions
 from .sources.shards import KINDS as SOURCE_FILES
 from .verify import verify_dataset
@@ -69,6 +70,16 @@ class Command(click.Command):
             return super().invoke(ctx)
         except OptionError as e:  # here, not in Group: the usage shown is this command's
             raise click.BadParameter(str(e), ctx=ctx, param_hint=e.option) from None
+
+
+class Measured(Command):
+    """``dataset``: its help ends with what each method measured on the frontier (frontier.py),
+    read when the help is shown, not when the CLI is imported."""
+
+    def format_epilog(self, ctx, formatter):
+        formatter.write_paragraph()
+        with formatter.indentation():
+            formatter.write_text(measured_help())
 
 
 class Group(click.Group):
@@ -166,7 +177,7 @@ def _source(ctx, param, value: str) -> str:
     return value
 
 
-@cli.command()
+@cli.command(cls=Measured)
 @click.argument("src", callback=_source)
 @click.argument("out", type=click.Path())
 @KEY
