@@ -235,11 +235,13 @@ def shipped(lay: Layout) -> shipped_frontier.Frontier:
     for c in all_cells():
         if (o := done.get(c.id)) is not None:
             name, a = o.best()
-            points.append(shipped_frontier.Point(method=c.method, scope=c.scope, accuracy=o.accuracy, attack=name, recognition=a.recognition))
+            points.append(shipped_frontier.Point(method=c.method, scope=c.scope, accuracy=o.accuracy, attack=name,
+                                                 recognition=a.recognition))  # fmt: skip
     ref = next((o for o in done.values() if o.plain_recognition is not None), None)
-    return shipped_frontier.Frontier(dataset=DATASETS.get(lay.src, Path(lay.src).name), budget=asdict(lay.budget), shown=lay.budget.shown(),
-                                     plain_recognition=ref.plain_recognition if ref else None, chance=ref.chance if ref else None,
-                                     points=tuple(points))  # fmt: skip
+    return shipped_frontier.Frontier(
+        dataset=DATASETS.get(lay.src, Path(lay.src).name), budget=asdict(lay.budget), shown=lay.budget.shown(),
+        plain_recognition=ref.plain_recognition if ref else None, chance=ref.chance if ref else None, points=tuple(points),
+    )  # fmt: skip
 
 
 def write_numbers(lay: Layout, path: Path) -> None:
