@@ -58,7 +58,7 @@ def test_dataset_help_shows_every_kept_cell_and_its_budget():
     cells = kept()
     for c in fr.all_cells():
         line = next(line for line in lines if line.strip().startswith(f"{c.method}, {WORDS[c.scope]} "))
-        expected = said(cells[c.id]) if c.id in cells else "not measured"
+        expected = f"{said(cells[c.id])}, by {cells[c.id].best()[0]}" if c.id in cells else "not measured"
         assert line.strip().endswith(expected), (line, expected)
     assert sum("not measured" not in line for line in lines if line.startswith("    ") and " acc " in line) == len(cells)
 

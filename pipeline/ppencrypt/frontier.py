@@ -94,11 +94,17 @@ def intro(frontier: Frontier | None) -> str:
             f"that a classifier trained on plain public images recognises{plain}.")  # fmt: skip
 
 
+def _by(frontier: Frontier | None, method: str, scope: str | None) -> str:
+    p = frontier.at(method, scope) if frontier is not None else None
+    return f", by {p.attack}" if p is not None else ""
+
+
 def help_text(frontier: Frontier | None = None) -> str:
     """The lines ``ppencrypt dataset --help`` ends with (click's \\b keeps them unwrapped)."""
     frontier = frontier if frontier is not None else load()
-    lines = [f"  {m + ', ' + _scope(s):<22} {phrase(frontier, m, s)}" for m, s in cells()]
-    return intro(frontier) + "\n\n\b\n" + "\n".join(lines)
+    lines = [f"  {m + ', ' + _scope(s):<22} {phrase(frontier, m, s)}{_by(frontier, m, s)}" for m, s in cells()]
+    by = " by: that attack (identity: the images as the server holds them)." if frontier is not None else ""
+    return intro(frontier) + by + "\n\n\b\n" + "\n".join(lines)
 
 
 def method_table(frontier: Frontier | None) -> str:
