@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from ppencrypt.formats.files import FileProblem, read_regular
+from ppencrypt.frontier import method_table
 from ppencrypt.formats.jsonsafe import load_json
 
 from . import frontier as fr
@@ -178,10 +179,14 @@ def record(cells, do_run, do_list, work, key, before, store, doc):
 @click.option("--key", default="keys/frontier.key", show_default=True, help="The client's key file (created when missing).")
 @click.option("--store", type=click.Path(dir_okay=False), help="The finished cells kept, with their budgets (docs/frontier.jsonl) [WORK/frontier.jsonl].")
 @click.option("--doc", type=click.Path(dir_okay=False), help="Write the table into this file's frontier section (docs/privacy.md) and frontier.png beside it.")
+@click.option("--numbers", type=click.Path(dir_okay=False), help="Write every kept cell's accuracy and recognition at this budget "
+              "into this JSON file: ppencrypt's package data (pipeline/ppencrypt/frontier.json), which `ppencrypt dataset --help` shows.")
+@click.option("--readme", type=click.Path(dir_okay=False), help="Write the same numbers as the method table between this file's "
+              "<!-- methods:begin/end --> markers (README.md).")
 @click.option("--smoke", "is_smoke", is_flag=True, help="A tiny budget that checks the harness, not the frontier.")
 @click.option("--in-process", is_flag=True, help="Run ppencrypt and pptrain inside this process instead of as subprocesses.")
 def frontier(src, cells, do_list, epochs, width, batch_size, train_subset, test_subset, audit_n, public_n, train_steps, work, key, store,
-             doc, is_smoke, in_process):  # fmt: skip
+             doc, numbers, readme, is_smoke, in_process):  # fmt: skip
     """The privacy–accuracy frontier on dataset SRC [default: Fashion-MNIST]: every method x key
     scope trained at one budget and audited with every attack that applies (--learned); the
     table on stdout, WORK/frontier.md and WORK/frontier.png. Resumable: a cell kept in the
@@ -207,6 +212,10 @@ def frontier(src, cells, do_list, epochs, width, batch_size, train_subset, test_
         update_doc(Path(doc), fr.SECTION, text)
         if plotted:
             shutil.copyfile(picture, Path(doc).parent / "frontier.png")
+    if numbers:
+        fr.write_numbers(lay, Path(numbers))
+    if readme:
+        update_doc(Path(readme), fr.METHODS, method_table(fr.shipped(lay)))
     click.echo(text)
     if failed:
         raise ExperimentError(f"{len(failed)} cell(s) failed: {', '.join(failed)}")

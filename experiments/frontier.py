@@ -28,6 +28,7 @@ import tempfile
 from dataclasses import asdict, dataclass, field  # noqa: F401  (asdict: cli.py builds budgets with it)
 from pathlib import Path
 
+from ppencrypt import frontier as shipped_frontier
 from ppencrypt.ciphers import cipher_class, method_names
 from ppencrypt.formats.files import FileProblem, read_regular
 from ppencrypt.formats.jsonsafe import load_json
@@ -41,6 +42,8 @@ from .sections import Section
 from .staging import FMNIST
 
 SECTION = Section("frontier", anchor="## The privacy–accuracy frontier")  # of docs/privacy.md
+METHODS = Section("methods")  # README.md's method table, between its markers
+DATASETS = {FMNIST: "Fashion-MNIST"}  # how the shipped numbers name a source (else by its folder's name)
 THREADS = "1"  # one OpenMP thread per run on a shared CPU (record.py: many times faster there)
 
 
@@ -206,16 +209,43 @@ def save(o: Outcome, lay: Layout) -> None:
     if lay.store.exists():
         kept = [t for t in lay.store.read_text(encoding="utf-8").splitlines() if t.strip()]
         kept = [t for t in kept if not ((d := json.loads(t))["cell"] == o.cell and d["budget"] == o.budget)]
-    lay.store.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=lay.store.parent, prefix=f".{lay.store.name}.")
+    replace(lay.store, "".join(t + "\n" for t in [*kept, o.line()]))
+
+
+def replace(path: Path, text: str) -> None:
+    """Write ``path`` whole or not at all."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write("".join(t + "\n" for t in [*kept, o.line()]))
+            f.write(text)
         os.chmod(tmp, 0o644)
-        os.replace(tmp, lay.store)
+        os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def shipped(lay: Layout) -> shipped_frontier.Frontier:
+    """What ppencrypt ships of the kept cells at this budget (ppencrypt/frontier.json): per cell
+    its accuracy and best attack, every cell the store holds (not only those run now), so a
+    partial run never drops a measured cell from the help."""
+    done = load(lay)
+    points = []
+    for c in all_cells():
+        if (o := done.get(c.id)) is not None:
+            name, a = o.best()
+            points.append(shipped_frontier.Point(method=c.method, scope=c.scope, accuracy=o.accuracy, attack=name,
+                                                 recognition=a.recognition))  # fmt: skip
+    ref = next((o for o in done.values() if o.plain_recognition is not None), None)
+    return shipped_frontier.Frontier(
+        dataset=DATASETS.get(lay.src, Path(lay.src).name), budget=asdict(lay.budget), shown=lay.budget.shown(),
+        plain_recognition=ref.plain_recognition if ref else None, chance=ref.chance if ref else None, points=tuple(points),
+    )  # fmt: skip
+
+
+def write_numbers(lay: Layout, path: Path) -> None:
+    replace(path, json.dumps(shipped(lay).to_dict(), indent=1, ensure_ascii=False) + "\n")
 
 
 MAX_REPORT = 1 << 24  # bytes of an audit's report.json

@@ -273,8 +273,10 @@ def test_a_fresh_venv_holds_ppencrypt_and_pptrain_and_no_pipeline_or_trainer(tmp
     assert r.returncode == 0, r.stdout + r.stderr
     (wheel,) = wheels.glob("*.whl")
     with zipfile.ZipFile(wheel) as z:
-        top = {n.split("/")[0] for n in z.namelist()}
+        names = z.namelist()
+        top = {n.split("/")[0] for n in names}
     assert {t for t in top if not t.endswith((".dist-info", ".data"))} == {"ppencrypt", "pptrain"}, sorted(top)
+    assert "ppencrypt/frontier.json" in names  # the measured numbers `ppencrypt dataset --help` shows
 
     venv = tmp_path / "venv"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}  # no PYTHONPATH into the tree

@@ -23,12 +23,14 @@ from .formats import STORAGES, is_url, open_dataset, shown_url, without_credenti
 from .inspect import summary
 from .keys import SCOPES, generate_key_file, load_key
 from .parallel import default_workers
-from .preview import preview as make_preview
+from .audit.shown import ShownAttack
+from .preview import COLUMNS, preview as make_preview
 from .progress import progress_bars
 from .image import encrypt_queries
 from .pull import pull_dataset
 from .push import push_dataset
 from .formats.manifest import SPLIT_NAME
+from .frontier import help_text as measured_help
 from .sources import StreamOptions
 from .sources.shards import KINDS as SOURCE_FILES
 from .verify import verify_dataset
@@ -69,6 +71,16 @@ class Command(click.Command):
             return super().invoke(ctx)
         except OptionError as e:  # here, not in Group: the usage shown is this command's
             raise click.BadParameter(str(e), ctx=ctx, param_hint=e.option) from None
+
+
+class Measured(Command):
+    """``dataset``: its help ends with what each method measured on the frontier (frontier.py),
+    read when the help is shown, not when the CLI is imported."""
+
+    def format_epilog(self, ctx, formatter):
+        formatter.write_paragraph()
+        with formatter.indentation():
+            formatter.write_text(measured_help())
 
 
 class Group(click.Group):
@@ -126,6 +138,8 @@ KEY = click.option("--key", "key_path", metavar="KEYFILE", help="Secret key file
 DATASET_ID = click.option("--dataset-id", metavar="ID", help="The dataset meant (its manifest's dataset_id, printed by ppencrypt "
                           "dataset): any other dataset of the key is refused. [default: the one ppencrypt dataset wrote there, if any]")
 AUDIT = AuditOptions()  # the audit's defaults, stated once
+SHOWN = ShownAttack()  # preview --attack's
+ATTACK_OPTIONS = {"public": "--public", "public_count": "--public-n", "train_steps": "--train-steps", "seed": "--seed"}  # preview's, for --attack
 QUIET = click.option("--quiet", "-q", is_flag=True, help="No progress bars or summary.")
 OVERWRITE = click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 
@@ -166,7 +180,7 @@ def _source(ctx, param, value: str) -> str:
     return value
 
 
-@cli.command()
+@cli.command(cls=Measured)
 @click.argument("src", callback=_source)
 @click.argument("out", type=click.Path())
 @KEY
@@ -316,11 +330,27 @@ def inspect(out):
 @click.option("-n", "count", type=click.IntRange(min=1), default=16, show_default=True, help="Samples to show.")
 @click.option("--split", help="Split to show (default: the first).")
 @DATASET_ID
-def preview(out, output, key_path, count, split, dataset_id):
-    """Write a picture of encrypted samples; with --key, their decryptions beside them."""
-    shown, warnings = make_preview(out, output, _key(key_path, out), count, split, dataset_id)
+@click.option("--attack", is_flag=True, help=f"Also show what the learned attack (audit --learned) reconstructs of each sample, "
+              f"trained here on public images (needs torch: {EXTRA}).")
+@click.option("--public", type=click.Path(), metavar="SRC2", help="--attack: the attacker's images, of the same domain. "
+              "[default, with --key: the dataset's other splits, decrypted]")
+@click.option("--public-n", "public_count", type=click.IntRange(min=1), default=SHOWN.public_count, show_default=True,
+              help="--attack: public images the attacker trains on.")
+@click.option("--train-steps", type=click.IntRange(min=1), default=SHOWN.train_steps, show_default=True,
+              help="--attack: the attacker's training steps (batches of 32; ppencrypt audit's default is 1000).")
+@click.option("--seed", type=int, default=SHOWN.seed, show_default=True, help="--attack: the attacker's keys, initial weights and batches.")
+@click.pass_context
+def preview(ctx, out, output, key_path, count, split, dataset_id, attack, public, public_count, train_steps, seed):
+    """Write a picture of encrypted samples; with --key, their decryptions beside them; with
+    --attack, the learned attack's reconstructions too."""
+    tuned = [o for p, o in ATTACK_OPTIONS.items() if ctx.get_parameter_source(p) == ParameterSource.COMMANDLINE]
+    if tuned and not attack:
+        raise click.BadParameter(f"{tuned[0]} belongs to --attack", param_hint=tuned[0])
+    how = ShownAttack(public=public, public_count=public_count, train_steps=train_steps, seed=seed) if attack else None
+    shown, warnings = make_preview(out, output, _key(key_path, out), count, split, dataset_id, how, progress_bars())
     _warn(warnings)
-    click.echo(f"{output}: {shown} samples" + (" (encrypted | decrypted)" if key_path else ""))
+    columns = COLUMNS[key_path is not None, attack]
+    click.echo(f"{output}: {shown} samples" + (f" ({' | '.join(columns)})" if len(columns) > 1 else ""))
 
 
 @cli.command()

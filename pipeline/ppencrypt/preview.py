@@ -1,6 +1,7 @@
 """``ppencrypt preview``: a picture of encrypted samples, with their decryptions beside them
 when the key is given, each column headed by what it shows and each sample captioned with its
-class.
+class. With ``--attack``, each sample also beside the learned attack's reconstruction of it
+(audit/shown.py): plain (with the key) | encrypted | learned attack.
 
     +-----------+-----------+-----------+-----------+
     | encrypted | decrypted | encrypted | decrypted |   <- HEADER: one header per column
@@ -22,15 +23,23 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .atomic import atomic_writer
+from .audit.shown import ShownAttack, reconstruct
 from .formats import open_dataset
 from .keys import MasterKey, open_keyed
 from .pictures import GAP, MIN_TILE, refuse_plain_inside, to_pil
+from .progress import ProgressFactory, no_progress
 
 HEADER = 14  # pixels of the strip above the columns, for their headers
 CAPTION = 16  # pixels of the strip under each row of tiles, for the samples' classes
 PAD = 2  # pixels between a strip's edge and its text
-# What the columns of one sample show, by whether the key was given: one sample's tiles side by side.
-COLUMNS = {False: ("encrypted",), True: ("encrypted", "decrypted")}
+# What the columns of one sample show, by (whether the key was given, whether --attack): one
+# sample's tiles side by side.
+COLUMNS = {
+    (False, False): ("encrypted",),
+    (True, False): ("encrypted", "decrypted"),
+    (False, True): ("encrypted", "learned attack"),
+    (True, True): ("plain", "encrypted", "learned attack"),
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,11 +75,11 @@ def fit(text: str, width: int, font) -> str:
     return text + "..."
 
 
-def layout(names: list[str], keyed: bool, tile: tuple[int, int], font=None) -> Layout:
+def layout(names: list[str], keyed: bool, tile: tuple[int, int], font=None, attack: bool = False) -> Layout:
     """Where the tiles, headers and captions of a preview of samples of classes ``names`` go:
     samples in reading order, about as many rows as columns, ``tile`` = (height, width) pixels."""
     font = font if font is not None else _font()
-    (h, w), columns = tile, COLUMNS[keyed]
+    (h, w), columns = tile, COLUMNS[keyed, attack]
     n, per = len(names), len(columns)
     samples_per_row = min(n, max(1, math.ceil(math.sqrt(n / per))))
     rows = math.ceil(n / samples_per_row)
@@ -89,12 +98,12 @@ def layout(names: list[str], keyed: bool, tile: tuple[int, int], font=None) -> L
     return Layout(size=(samples_per_row * per * pitch_x + GAP, HEADER + rows * pitch_y), tiles=tiles, headers=headers, captions=captions)
 
 
-def compose(tiles: np.ndarray, names: list[str], keyed: bool) -> tuple[Image.Image, Layout]:
+def compose(tiles: np.ndarray, names: list[str], keyed: bool, attack: bool = False) -> tuple[Image.Image, Layout]:
     """The picture of ``tiles`` (N x H x W x C, the columns of each sample in turn, already
     enlarged) for samples of classes ``names``, and its layout."""
     font = _font()
     _, h, w, c = tiles.shape
-    lay = layout(names, keyed, (h, w), font)
+    lay = layout(names, keyed, (h, w), font, attack)
     width, height = lay.size
     canvas = np.full((height, width, c), 255, np.uint8)
     for (left, top), t in zip(lay.tiles, tiles):
@@ -109,9 +118,11 @@ def compose(tiles: np.ndarray, names: list[str], keyed: bool) -> tuple[Image.Ima
 
 def preview(
     root: str | os.PathLike, output: str | os.PathLike, key: MasterKey | None = None, n: int = 16,
-    split: str | None = None, dataset_id: str | None = None,
+    split: str | None = None, dataset_id: str | None = None, attack: ShownAttack | None = None,
+    progress: ProgressFactory = no_progress,
 ) -> tuple[int, list[str]]:  # fmt: skip
-    """Writes the picture; returns the samples shown and warnings."""
+    """Writes the picture; returns the samples shown and warnings. ``attack``: also the learned
+    attack's reconstructions (its training shows on ``progress``)."""
     keyed = open_keyed(root, key, dataset_id=dataset_id) if key is not None else None  # without the key: no decryptions to show
     ds = keyed.dataset if keyed is not None else open_dataset(root)
     m = ds.manifest
@@ -119,14 +130,16 @@ def preview(
     refuse_plain_inside(output, ds.loc)  # even without the key: an unlisted file breaks verify
     split = split or ds.splits[0]
     batch = ds.split(split).head(n)
-    tiles = batch.images
-    if cipher is not None:
-        plain = cipher.decrypt(batch.images, keyed.ring(split), batch.indices)
-        # encrypted | decrypted, side by side per sample
-        tiles = np.stack([tiles, plain], axis=1).reshape(-1, *m.shape)
+    plain = cipher.decrypt(batch.images, keyed.ring(split), batch.indices) if cipher is not None else None
+    shown = {"encrypted": batch.images, "decrypted": plain, "plain": plain}
+    if attack is not None:
+        shown["learned attack"] = reconstruct(ds, split, batch, plain, keyed if cipher is not None else None, attack, progress)
+    columns = COLUMNS[cipher is not None, attack is not None]
+    # the columns of each sample side by side, sample after sample
+    tiles = np.stack([shown[c] for c in columns], axis=1).reshape(-1, *m.shape)
     scale = max(1, math.ceil(MIN_TILE / max(m.height, m.width)))
     tiles = tiles.repeat(scale, axis=1).repeat(scale, axis=2)
-    picture, _ = compose(tiles, [m.classes[int(label)] for label in batch.labels], cipher is not None)
+    picture, _ = compose(tiles, [m.classes[int(label)] for label in batch.labels], cipher is not None, attack is not None)
     with atomic_writer(output) as f:
         picture.save(f, format="PNG")
     return len(batch), keyed.warnings if keyed is not None else []

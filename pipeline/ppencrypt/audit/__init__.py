@@ -10,7 +10,8 @@ known, known_pixel, known_block (known-plaintext key recovery), metrics (PSNR, S
 report (table, report.json, report.png), audit (reading the data, running, scoring). With
 ``--learned`` (torch, imported by extra only then): public (the attacker's own images and
 training budget), attacker (its own keys and encryption), nets (the networks, the training loop),
-learned (the learned inverter, learned-shared), recognition (the recognition score).
+learned (the learned inverter, learned-shared), recognition (the recognition score), shown (the
+learned inverter on the samples of ``ppencrypt preview --attack``).
 docs/privacy.md has the results.
 
 Importing this package registers every built-in attack, in the order the audit runs them.

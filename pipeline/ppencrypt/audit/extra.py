@@ -11,8 +11,8 @@ from ..errors import MissingExtraError
 EXTRA = "pip install 'ppencrypt[train]'"
 
 
-def require_torch():
-    """The torch module, or MissingExtraError naming the extra that provides it."""
+def require_torch(what: str = "ppencrypt audit --learned"):
+    """The torch module, or MissingExtraError naming the extra that provides it (and ``what`` needs it)."""
     if "torch" not in sys.modules:
         # OpenMP threads spin while they wait for each other by default; on a CPU shared with
         # other jobs a spinning thread steals the core its partner needs, and a training step
@@ -22,5 +22,5 @@ def require_torch():
     try:
         import torch
     except ImportError:
-        raise MissingExtraError(f"ppencrypt audit --learned needs torch, which is not installed: {EXTRA}") from None
+        raise MissingExtraError(f"{what} needs torch, which is not installed: {EXTRA}") from None
     return torch
