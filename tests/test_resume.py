@@ -197,6 +197,23 @@ def test_shards_go_to_s3_as_they_close_with_one_staged_at_most(bucket, fmnist_di
     assert keys(url) == sorted([f.path for f in m.all_files()] + ["manifest.json"])
 
 
+def test_a_shard_is_uploaded_from_disk_in_parts(bucket, fmnist, tmp_path, key_file, monkeypatch):
+    """A shard larger than two upload parts goes up as a multipart upload read from the staged
+    file (bench/scale_write.py: pipe_file of its bytes held each 256 MiB shard whole, twice,
+    and peaked a Dask worker at 1.7 GiB); the object is the shard, byte for byte."""
+    monkeypatch.setitem(remote.UPLOAD_OPTIONS, "s3", {"chunksize": 5 << 20, "max_concurrency": 2})  # S3's smallest part
+    src = big_fmnist(tmp_path / "fm", fmnist, 14_000)  # one train shard of 14,000 x 28 x 28: ~12 MiB
+    url = f"{bucket}/fm"
+    encrypt(src, url, key_file, shard_size=20_000)
+    m = open_dataset(url).manifest
+    shard = m.splits["train"].shards[0]
+    assert shard.bytes > 2 * (5 << 20)
+    fs = fsspec.filesystem("s3", skip_instance_cache=True)
+    etag = fs.info(f"{url}/{shard.path}")["ETag"].strip('"')
+    assert etag.endswith(f"-{-(-shard.bytes // (5 << 20))}")  # a multipart upload's ETag: the count of its parts
+    assert ppencrypt("verify", url, "--key", key_file).exit_code == 0
+
+
 def test_a_killed_upload_resumes_in_s3(bucket, fmnist, tmp_path, key_file):
     src = big_fmnist(tmp_path / "fm", fmnist, 12_000)
     url = f"{bucket}/fm"

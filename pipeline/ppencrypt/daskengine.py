@@ -94,8 +94,8 @@ def write_shard(spec: ShardTask, *chunks: Chunk) -> dict:
         shard = writer.close()[-1]
         files = []
         for rel, sha in finals:
-            data = (root / rel).read_bytes()
-            info = FileInfo(rel, sha or hashlib.sha256(data).hexdigest(), len(data))
+            staged = root / rel  # hashed and uploaded from disk: the shard is not held again in memory
+            info = FileInfo(rel, sha or sha256_file(staged), staged.stat().st_size)
             if isinstance(spec.dest, str):  # a local OUT: its partial folder, on this machine or a shared disk
                 target = Path(spec.dest) / rel
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -103,7 +103,7 @@ def write_shard(spec: ShardTask, *chunks: Chunk) -> dict:
                 if sha256_file(target) != info.sha256:
                     raise EngineError(f"{target}: changed while it was moved")
             else:
-                spec.dest._put(rel, data)
+                spec.dest.put_file(rel, staged)
             files.append(info)
     finally:
         shutil.rmtree(root, ignore_errors=True)

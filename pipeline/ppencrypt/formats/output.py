@@ -211,15 +211,19 @@ class RemoteOutput(Output):
         self.loc._remove(sorted({JOURNAL} & keys))
 
     def _publish(self, rel, path, sha256):
-        data = path.read_bytes()
-        info = self.put(rel, data, sha256)
+        self._name(rel)
+        info = FileInfo(rel, sha256 or sha256_file(path), path.stat().st_size)
+        self.loc.put_file(rel, path)  # from disk, in parts: memory independent of the shard's size
         path.unlink()
         return info
 
-    def put(self, rel: str, data: bytes, sha256: str | None = None) -> FileInfo:
+    def _name(self, rel: str) -> None:
         if rel not in self.journal.written:  # named before the upload starts: a removal finds it
             self.journal.written.append(rel)
             self.save_journal()
+
+    def put(self, rel: str, data: bytes, sha256: str | None = None) -> FileInfo:
+        self._name(rel)
         self.loc._put(rel, data)
         return FileInfo(rel, sha256 or hashlib.sha256(data).hexdigest(), len(data))
 
