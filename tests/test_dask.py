@@ -5,6 +5,7 @@ plugin inspects every task that arrives); a worker killed mid-job costs nothing 
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import signal
@@ -238,6 +239,13 @@ def test_a_streamed_source_in_s3_gives_the_same_s3_dataset_on_both_engines(clust
     r = ppencrypt("decrypt", f"{bucket}/dask", tmp_path / "plain", "--key", key_file, "--quiet")
     assert r.exit_code == 0, r.output
     assert len(list((tmp_path / "plain" / "train").rglob("*.png"))) == FIRST
+    # and the server trains on it where it lies: one epoch of pptrain, streamed from S3
+    run = tmp_path / "run"
+    trained = subprocess.run([sys.executable, "-m", "pptrain", f"{bucket}/dask", "--epochs", "1", "--width", "4", "--batch-size", "100",
+                              "--device", "cpu", "--workers", "0", "--run-dir", str(run), "--quiet"],
+                             capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    assert [row["epoch"] for row in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())] == [1]
 
 
 @pytest.mark.parametrize("engine", ["local", "dask"])
