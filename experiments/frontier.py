@@ -281,9 +281,7 @@ def run_cells(cells: list[Cell], lay: Layout, runner: Runner) -> list[str]:
 
     kept = load(lay)
     todo = [c for c in cells if c.id not in kept]
-    for made, cmd in preparation(todo, lay):
-        if not made.exists():
-            runner(cmd)
+    runner.prepare(preparation(todo, lay))
     failed = []
     for cell in todo:
         shutil.rmtree(lay.run(cell), ignore_errors=True)
