@@ -11,9 +11,8 @@ from pathlib import Path
 
 import click
 
-from ppencrypt.formats.files import FileProblem, read_regular
+from ppencrypt.formats.jsonsafe import read_json_file
 from ppencrypt.frontier import method_table
-from ppencrypt.formats.jsonsafe import load_json
 
 from . import frontier as fr
 from . import record as rec
@@ -98,15 +97,7 @@ def read_results(path: Path) -> dict:
     """A results.json that may come from another machine (a GPU server sent it back): read as
     pptrain reads a run directory — no link followed, a regular file (a FIFO is not waited on), at
     most MAX_RESULTS bytes, strict JSON (ppencrypt.formats.jsonsafe) — or one line naming it."""
-    try:
-        text = read_regular(path, limit=MAX_RESULTS).decode("utf-8")
-    except FileNotFoundError:
-        raise ExperimentError(f"{path}: no such file") from None
-    except FileProblem as e:
-        raise ExperimentError(f"{path}: {e}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ExperimentError(f"{path}: cannot read ({type(e).__name__})") from None
-    record = load_json(text, str(path), ExperimentError)
+    record = read_json_file(path, MAX_RESULTS, ExperimentError)
     if not isinstance(record, dict):
         raise ExperimentError(f"{path}: not a results.json of `experiments reproduce` (not a JSON object)")
     return record

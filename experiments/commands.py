@@ -24,7 +24,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import click
 
@@ -127,6 +127,13 @@ class Runner:
         else:
             stdout = self._subprocess(cmd)
         return Done(stdout, time.perf_counter() - t0)
+
+    def prepare(self, steps: Iterable[tuple[Path, Command]]) -> None:
+        """Run the command of each (what it makes, command) step whose product is not there yet:
+        a harness run again after an interruption makes only what is missing."""
+        for made, cmd in steps:
+            if not made.exists():
+                self(cmd)
 
     def _in_process(self, cmd: Command) -> str:
         out = io.StringIO()

@@ -30,8 +30,7 @@ from pathlib import Path
 
 from ppencrypt import frontier as shipped_frontier
 from ppencrypt.ciphers import cipher_class, method_names
-from ppencrypt.formats.files import FileProblem, read_regular
-from ppencrypt.formats.jsonsafe import load_json
+from ppencrypt.formats.jsonsafe import read_json_file
 from pptrain.errors import TrainerError
 from pptrain.metrics import evaluated, read_metrics
 from pptrain.run import METRICS
@@ -254,14 +253,7 @@ MAX_REPORT = 1 << 24  # bytes of an audit's report.json
 def read_report(path: Path) -> dict:
     """An audit's report.json: a regular file (no link followed) of at most MAX_REPORT bytes,
     strict JSON, or one line naming it."""
-    try:
-        return load_json(read_regular(path, limit=MAX_REPORT).decode("utf-8"), str(path), ExperimentError)
-    except FileNotFoundError:
-        raise ExperimentError(f"{path}: no such file (the audit wrote no report)") from None
-    except FileProblem as e:
-        raise ExperimentError(f"{path}: {e}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ExperimentError(f"{path}: cannot read ({type(e).__name__})") from None
+    return read_json_file(path, MAX_REPORT, ExperimentError, missing=f"{path}: no such file (the audit wrote no report)")
 
 
 def outcome(cell: Cell, lay: Layout, train_seconds: float, audit_seconds: float) -> Outcome:
@@ -289,9 +281,7 @@ def run_cells(cells: list[Cell], lay: Layout, runner: Runner) -> list[str]:
 
     kept = load(lay)
     todo = [c for c in cells if c.id not in kept]
-    for made, cmd in preparation(todo, lay):
-        if not made.exists():
-            runner(cmd)
+    runner.prepare(preparation(todo, lay))
     failed = []
     for cell in todo:
         shutil.rmtree(lay.run(cell), ignore_errors=True)

@@ -253,9 +253,7 @@ def run_cells(cells: list[Cell], lay: Layout, runner: Runner) -> list[str]:
 
     kept = lay.store.load() if lay.store is not None else {}
     todo = [c for c in cells if result(c, lay, kept) is None]
-    for made, cmd in preparation(todo, lay):
-        if not made.exists():
-            runner(cmd)
+    runner.prepare(preparation(todo, lay))
     failed = []
     for cell in todo:
         shutil.rmtree(lay.run(cell), ignore_errors=True)

@@ -267,3 +267,30 @@ def ppencrypt_process(*args, **popen):
 
 
 SALT = bytes(range(16))  # a dataset salt for tests that build image-scope key rings by hand
+
+
+# --- S3 on 127.0.0.1 (moto's server, tests/servers.py) ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def s3_server():
+    """One S3 server for a module's tests, stopped after them."""
+    from servers import S3Server
+
+    server = S3Server()
+    yield server
+    server.stop()
+
+
+def new_bucket(s3_server, monkeypatch, tmp_path: Path, prefix: str = "ppencrypt") -> str:
+    """s3://<a new, empty bucket> on ``s3_server``, this test's environment pointing s3fs at the
+    server (AWS_ENDPOINT_URL and the AWS_* keys, as a user points it at AWS)."""
+    import uuid
+
+    from servers import make_bucket
+
+    for name, value in s3_server.env(tmp_path).items():
+        monkeypatch.setenv(name, value)
+    name = f"{prefix}-{uuid.uuid4().hex[:12]}"
+    make_bucket(name)
+    return f"s3://{name}"

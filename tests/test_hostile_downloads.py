@@ -17,16 +17,15 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 
 import numpy as np
 import pytest
 
-from conftest import ppencrypt
+from conftest import new_bucket, ppencrypt
 from ppencrypt.formats import ShardCache, download, open_dataset, remote
 from ppencrypt.formats.copy import copy_dataset
 from ppencrypt.formats.prefetch import read_ahead
-from servers import S3Server, http_server, make_bucket
+from servers import http_server
 from test_hostile import one_line_error
 from trainer_fixtures import session_key, shapes_pe, shapes_src  # noqa: F401  (fixtures; shapes_pe needs shapes_src)
 
@@ -116,20 +115,9 @@ def test_files_fetched_ahead_hold_a_bounded_number_of_bytes():
 # -- 2(a): an S3 endpoint that sends more than it was asked for -----------------------------
 
 
-@pytest.fixture(scope="module")
-def s3_server():
-    server = S3Server()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def s3_dataset(s3_server, shapes_pe, monkeypatch, tmp_path) -> str:
-    for name, value in s3_server.env(tmp_path).items():
-        monkeypatch.setenv(name, value)
-    bucket = f"ppencrypt-{uuid.uuid4().hex[:12]}"
-    make_bucket(bucket)
-    url = f"s3://{bucket}/ds"
+    url = f"{new_bucket(s3_server, monkeypatch, tmp_path)}/ds"
     copy_dataset(shapes_pe, url)
     s3_server.hostile.clear()
     return url

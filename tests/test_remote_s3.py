@@ -10,19 +10,17 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 
 import fsspec
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import encrypt, ppencrypt, tree_bytes
+from conftest import encrypt, new_bucket, ppencrypt, tree_bytes
 from ppencrypt.errors import ManifestError
 from ppencrypt.formats import open_dataset, remote
 from ppencrypt.formats.remote import MARKER, RemoteDir, classify
 from ppencrypt.formats.copy import copy_dataset
-from servers import S3Server, make_bucket
 from pptrain.cli import cli as pptrain
 from pptrain.distributed import Dist
 from pptrain.stream import StreamLoader
@@ -32,13 +30,6 @@ from trainer_fixtures import TRAIN, loader_args, shard_sizes, session_key, shape
 @pytest.fixture(autouse=True)
 def quick_retries(monkeypatch):
     monkeypatch.setattr(remote, "BACKOFF", 0.01)
-
-
-@pytest.fixture(scope="module")
-def s3_server():
-    server = S3Server()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -53,12 +44,9 @@ def readers_started(shapes_pe):
 @pytest.fixture
 def bucket(s3_server, monkeypatch, tmp_path) -> str:
     """s3://<a new bucket>, with the environment pointing s3fs at the server."""
-    for name, value in s3_server.env(tmp_path).items():
-        monkeypatch.setenv(name, value)
-    name = f"ppencrypt-{uuid.uuid4().hex[:12]}"
-    make_bucket(name)
+    url = new_bucket(s3_server, monkeypatch, tmp_path)
     s3_server.counting.reset()
-    return f"s3://{name}"
+    return url
 
 
 @pytest.fixture

@@ -10,21 +10,10 @@ import torch
 from click.testing import CliRunner
 
 from ppencrypt.cli import cli as ppencrypt
-from pptrain.cli import cli as pptrain
-from trainer_fixtures import encrypt, session_key, shapes_pe, shapes_src  # noqa: F401  (fixtures)
+from trainer_fixtures import encrypt, metrics, run, session_key, shapes_pe, shapes_src  # noqa: F401  (fixtures)
 
 PHOTOS = sorted((Path(__file__).parent / "data" / "imagenet").glob("*.jpg"))
 SIDE = 96  # above 64 px: --stem auto is torchvision's stem
-
-
-def run(*args, code=0):
-    result = CliRunner().invoke(pptrain, [str(a) for a in args])
-    assert result.exit_code == code, (result.output, result.exception)
-    return result
-
-
-def metrics(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
 @pytest.fixture(scope="module")

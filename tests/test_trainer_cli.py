@@ -10,24 +10,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from conftest import load_vendored
 from ppencrypt.cli import cli as ppencrypt
 from ppencrypt.keys import load_key
-from pptrain.cli import cli as pptrain
-from trainer_fixtures import encrypt, session_key, shapes_pe, shapes_src  # noqa: F401  (fixtures)
+from trainer_fixtures import encrypt, metrics, run, session_key, shapes_pe, shapes_src  # noqa: F401  (fixtures)
 
 TIMING = ("images_per_s", "seconds")
 TINY = ["--width", "4", "--batch-size", "16", "--quiet"]
-
-
-def run(*args, code=0):
-    result = CliRunner().invoke(pptrain, [str(a) for a in args])
-    assert result.exit_code == code, (result.output, result.exception)
-    return result
-
-
-def metrics(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from ppencrypt.errors import ShardError
 from ppencrypt.formats import open_dataset
 from pptrain.memory import MemoryLoader
 from pptrain.distributed import Dist
-from pptrain import stream
+from pptrain import slots, stages
 from pptrain.stream import StreamLoader, in_process, interleave
 from trainer_fixtures import encrypt, session_key, shapes_pe, shapes_src  # noqa: F401  (fixtures)
 
@@ -124,14 +124,14 @@ def test_a_damaged_shard_raises_a_typed_error_from_a_worker(shapes_src, session_
         epoch_of(loader, 0)
 
 
-@pytest.mark.parametrize("chunk_bytes", [1, stream.CHUNK_BYTES])
+@pytest.mark.parametrize("chunk_bytes", [1, slots.CHUNK_BYTES])
 @pytest.mark.parametrize("workers", [1, 2, 3])
 def test_readers_take_turns_piece_by_piece(workers, chunk_bytes, shapes_pe, monkeypatch):
     """The training process takes a piece of at most a batch from each reader in turn, a reader
     leaving the turn when its stream ends (the order torch's DataLoader took its workers' pieces
     in), however the reader processes ship them: the batches are those of the readers'
     pipelines run here and interleaved so."""
-    monkeypatch.setattr(stream, "CHUNK_BYTES", chunk_bytes)  # 1: a piece per chunk
+    monkeypatch.setattr(slots, "CHUNK_BYTES", chunk_bytes)  # 1: a piece per chunk
     ds = open_dataset(shapes_pe)
     for split, train, batch in (("train", True, 8), ("test", False, 3)):
         loader = StreamLoader(ds, split, batch, Dist(1, 2), CPU, 0, train, workers, buffer=40)
@@ -153,7 +153,7 @@ def test_read_ahead_is_bounded_in_bytes(shapes_pe, monkeypatch):
     (plan,) = StreamLoader(ds, "train", 8, Dist(), CPU, 0, True, 0, buffer=40, prefetch=3).plans(0)
     largest = max(s.bytes for s in plan.shards)
     assert plan.ahead == 3
-    monkeypatch.setattr(stream, "PREFETCH_BYTES", 2 * largest)
+    monkeypatch.setattr(stages, "PREFETCH_BYTES", 2 * largest)
     assert plan.ahead == 2
-    monkeypatch.setattr(stream, "PREFETCH_BYTES", largest - 1)
+    monkeypatch.setattr(stages, "PREFETCH_BYTES", largest - 1)
     assert plan.ahead == 0

@@ -14,7 +14,6 @@ from pathlib import Path
 import click
 import pytest
 import torch
-from click.testing import CliRunner
 
 from conftest import write_imagefolder
 from experiments.measurements import Measurement
@@ -25,20 +24,10 @@ from pptrain.metrics import curves_figure, evaluated
 from pptrain.progress import WIDTH_EXPONENT, duration, quicker
 from pptrain.settings import ADAPT_CHOICES, ADAPT_DEFAULTS
 from pptrain.train import curves_title, default_adaptation
-from trainer_fixtures import encrypt, session_key, shapes_pe, shapes_src  # noqa: F401  (fixtures)
+from trainer_fixtures import encrypt, metrics, run, session_key, shapes_pe, shapes_src  # noqa: F401  (fixtures)
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--width", "4", "--device", "cpu"]
-
-
-def run(*args, code=0):
-    result = CliRunner().invoke(pptrain, [str(a) for a in args])
-    assert result.exit_code == code, (result.output, result.exception)
-    return result
-
-
-def metrics(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
 def drawn(fig) -> dict:

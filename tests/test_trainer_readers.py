@@ -95,10 +95,10 @@ def test_an_epoch_left_unfinished_ends_when_the_next_starts(shapes_pe):
 
 
 def test_readers_that_would_not_fit_in_shared_memory_are_refused(shapes_pe, monkeypatch):
-    from pptrain import stream
+    from pptrain import readers
     from pptrain.errors import OptionError
 
-    monkeypatch.setattr(stream, "SLOTS", 1 << 40)
+    monkeypatch.setattr(readers, "SLOTS", 1 << 40)
     loader = StreamLoader(open_dataset(shapes_pe), "train", 8, Dist(), CPU, 0, True, workers=2, buffer=40)
     with pytest.raises(OptionError, match="2 streaming readers need .* MiB of shared memory, and /dev/shm has .* MiB free"):
         list(loader.epoch(0))

@@ -8,6 +8,7 @@ ankle boot); the single bag is left out.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,23 @@ from ppencrypt.keys import generate_key_file
 GROUPS = {"top": (0, 2, 3, 4, 6), "trouser": (1,), "footwear": (5, 7, 9)}
 # pptrain's arguments for one quick epoch on the CPU (the remote-storage tests)
 TRAIN = ["--width", "4", "--epochs", "1", "--batch-size", "16", "--quiet", "--device", "cpu"]
+
+
+def run(*args, code=0):
+    """``pptrain ARGS`` in-process, its exit code asserted (the output and the exception shown
+    when it is another); the click Result has exit_code, stdout and stderr."""
+    from click.testing import CliRunner
+
+    from pptrain.cli import cli
+
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert result.exit_code == code, (result.output, result.exception)
+    return result
+
+
+def metrics(run_dir: Path) -> list[dict]:
+    """A run directory's metrics.jsonl: a record per epoch."""
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
 def three_shapes() -> tuple[np.ndarray, np.ndarray]:

@@ -14,7 +14,7 @@
             ...
 
 Everything here is the trainer's own code, not a copy: :class:`EncryptedDataset` runs the
-streaming loader's reader pipeline (stream.py: shard order, read-ahead, SHA-256 checks, the
+streaming loader's reader pipeline (stages.py: shard order, read-ahead, SHA-256 checks, the
 shuffle pool, all seeded by (seed, epoch) as seeding.py says) in each DataLoader worker;
 :class:`EncryptedAugment` is augment.BatchAugment; the input networks are model.py's.
 
@@ -42,7 +42,7 @@ from .augment import BatchAugment, normalise, parse_augment
 from .data import MIB
 from .model import ADAPT_OUT, TANAKA_BLOCK, AdaptationNetwork, InvariantAdaptation, ModelSpec, TanakaAdaptation, build_model, make_adaptation
 from .settings import DEFAULT_AUGMENT, Settings
-from .stream import PASS_END, Failure, ReadPlan, reader_items
+from .stages import PASS_END, Failure, ReadPlan, reader_items
 
 __all__ = ["ADAPT_OUT", "AdaptationNetwork", "EncryptedAugment", "EncryptedDataset", "InvariantAdaptation", "TanakaAdaptation", "build",
            "input_network"]  # fmt: skip

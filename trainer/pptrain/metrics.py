@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from ppencrypt.atomic import atomic_writer
-from ppencrypt.formats.files import FileProblem, read_regular
+from ppencrypt.formats.files import read_text
 from ppencrypt.formats.jsonsafe import load_json
 
 from .errors import RunDirError
@@ -80,14 +80,7 @@ def read_metrics(path: Path) -> list[dict]:
     waited on, at most MAX_METRICS bytes), every line strict JSON (ppencrypt.formats.jsonsafe) and
     one record per epoch, numbered from 1, as write_metrics writes them; else RunDirError naming
     the file (and the line) in one line."""
-    try:
-        text = read_regular(path, limit=MAX_METRICS).decode("utf-8")
-    except FileNotFoundError:
-        raise RunDirError(f"{path}: no such file (the run wrote no epoch)") from None
-    except FileProblem as e:
-        raise RunDirError(f"{path}: {e}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise RunDirError(f"{path}: cannot read ({type(e).__name__})") from None
+    text = read_text(path, MAX_METRICS, RunDirError, missing=f"{path}: no such file (the run wrote no epoch)")
     rows = []
     for number, line in enumerate(text.splitlines(), 1):
         where = f"{path}:{number}"

@@ -19,7 +19,7 @@ import torch
 
 from ppencrypt.atomic import write_file
 from ppencrypt.formats import Manifest
-from ppencrypt.formats.files import FileProblem, read_regular
+from ppencrypt.formats.files import FileProblem, read_regular, read_text
 
 from .errors import RunDirError
 from .record import FORMAT as RECORD_FORMAT, DatasetRecord, RunRecord, RuntimeRecord
@@ -115,14 +115,8 @@ class RunDir:
     def read_record(self) -> RunRecord:
         if not self.path.is_dir():
             raise RunDirError(f"{self.path}: no such run directory")
-        try:  # as a dataset's files are read: no link followed, a regular file (a FIFO does not block), bounded
-            text = read_regular(self.config, limit=MAX_CONFIG).decode("utf-8")
-        except FileNotFoundError:
-            raise RunDirError(f"{self.path}: not a pptrain run (no {CONFIG})") from None
-        except FileProblem as e:
-            raise RunDirError(f"{self.config}: {e}") from None
-        except (OSError, UnicodeDecodeError) as e:
-            raise RunDirError(f"{self.config}: cannot read ({type(e).__name__}: {e})") from None
+        # as a dataset's files are read: no link followed, a regular file (a FIFO does not block), bounded
+        text = read_text(self.config, MAX_CONFIG, RunDirError, missing=f"{self.path}: not a pptrain run (no {CONFIG})", detail=True)
         return RunRecord.from_json(text, str(self.config))
 
 

@@ -90,3 +90,19 @@ def hash_regular(path: Path, size: int) -> str:
     if read != size:
         raise FileProblem("changed while it was read")
     return h.hexdigest()
+
+
+def read_text(path: Path, limit: int, error: type[Exception], missing: str | None = None, detail: bool = False) -> str:
+    """The UTF-8 text of a file the server may have written (a run directory's, an experiment's
+    results), read as a dataset's files are: no link followed, a regular file (a FIFO is not
+    waited on), at most ``limit`` bytes. Else ``error`` in one line naming the file: ``missing``
+    when there is none (by default ``<path>: no such file``), what is wrong with it, or that it
+    cannot be read (the exception's type, and with ``detail`` its message)."""
+    try:
+        return read_regular(path, limit=limit).decode("utf-8")
+    except FileNotFoundError:
+        raise error(f"{path}: no such file" if missing is None else missing) from None
+    except FileProblem as e:
+        raise error(f"{path}: {e}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise error(f"{path}: cannot read ({type(e).__name__}{f': {e}' if detail else ''})") from None

@@ -11,7 +11,8 @@ as one typed error naming the file:
 * numbers that are not finite (``NaN``, ``Infinity``, a literal beyond a float's range);
 * strings (keys too) holding a lone surrogate: they are not Unicode and cannot become UTF-8.
 
-Callers pass text already bounded in size (manifest.MAX_BYTES, the run directory's readers).
+Callers pass text already bounded in size (manifest.MAX_BYTES), or have :func:`read_json_file`
+read the file bounded (files.read_text) and parse it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ import itertools
 import json
 import math
 import re
+from pathlib import Path
+
+from .files import read_text
 
 MAX_DEPTH = 32  # levels of [ and {: what ppencrypt and pptrain write stays under 10
 
@@ -68,6 +72,13 @@ def load_json(text: str, shown: str, error: type[Exception], constants: bool = F
     if _ESCAPED_SURROGATE.search(text) and _holds_surrogate(doc):
         raise refuse("a lone surrogate escape in a string, which is not Unicode")
     return doc
+
+
+def read_json_file(path: Path, limit: int, error: type[Exception], missing: str | None = None):
+    """The JSON value of the file at ``path``, read bounded by ``limit`` bytes as files.read_text
+    reads it and parsed strictly as :func:`load_json` parses it; every failure is ``error``
+    naming the file in one line (``missing`` when there is no file)."""
+    return load_json(read_text(path, limit, error, missing), str(path), error)
 
 
 def _no_constant(name: str):

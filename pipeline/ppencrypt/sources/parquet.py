@@ -100,33 +100,31 @@ class Columns:
 
 def find_columns(schema, shown: str, image: str | None, label: str | None) -> Columns:
     names = [f.name for f in schema]
-    if image is None:
-        found = _image_columns(schema)
-        if len(found) != 1:
-            what = "no image column (a struct with binary 'bytes', or a binary column)" if not found else \
-                f"several image columns ({', '.join(found)}): pass --image-column"  # fmt: skip
-            raise SourceError(f"{shown}: {what}")
-        image = found[0]
-    elif image not in names:
-        raise SourceError(f"{shown}: no column {image!r} (--image-column; it has {', '.join(names)})")
+    image = _column(image, _image_columns(schema), "image", "a struct with binary 'bytes', or a binary column", names, shown)
     class_labels = _hf_class_labels(schema)
-    if label is None:
-        candidates = [n for n in class_labels if n in names] or [n for n in LABEL_NAMES if n in names]
-        if not candidates:
-            candidates = [f.name for f in schema if f.name != image and _label_kind(f.type)]
-        if len(candidates) != 1:
-            what = "no label column (an integer or string column)" if not candidates else \
-                f"several label columns ({', '.join(candidates)}): pass --label-column"  # fmt: skip
-            raise SourceError(f"{shown}: {what}")
-        label = candidates[0]
-    elif label not in names:
-        raise SourceError(f"{shown}: no column {label!r} (--label-column; it has {', '.join(names)})")
+    candidates = [n for n in class_labels if n in names] or [n for n in LABEL_NAMES if n in names] \
+        or [f.name for f in schema if f.name != image and _label_kind(f.type)]  # fmt: skip
+    label = _column(label, candidates, "label", "an integer or string column", names, shown)
     kind = _label_kind(schema.field(label).type)
     if kind is None:
         raise SourceError(f"{shown}: column {label!r} holds {schema.field(label).type}, not integer or string labels")
     if label == image:
         raise SourceError(f"{shown}: the image and the label cannot be one column ({label!r})")
     return Columns(image=image, label=label, kind=kind, names=class_labels.get(label))
+
+
+def _column(given: str | None, found: list[str], what: str, looked_for: str, names: list[str], shown: str) -> str:
+    """The ``what`` column: the one named by --<what>-column, which must be there, else the one
+    column ``found`` from the schema (``looked_for`` says what was looked for)."""
+    option = f"--{what}-column"
+    if given is not None:
+        if given not in names:
+            raise SourceError(f"{shown}: no column {given!r} ({option}; it has {', '.join(names)})")
+        return given
+    if len(found) != 1:
+        why = f"no {what} column ({looked_for})" if not found else f"several {what} columns ({', '.join(found)}): pass {option}"
+        raise SourceError(f"{shown}: {why}")
+    return found[0]
 
 
 def image_bytes(value, name: str) -> bytes:
