@@ -19,7 +19,8 @@ from conftest import encrypt, ppencrypt, read_pngs
 from ppencrypt.dataset import encrypt_dataset
 from ppencrypt.errors import OptionError
 from ppencrypt.imageio import load_image
-from ppencrypt.resize import BICUBIC, DCT_LINEAR, Size, jpeg_scaled, square_box
+from ppencrypt.jpeg import jpeg_scaled
+from ppencrypt.resize import BICUBIC, DCT_LINEAR, Size, square_box
 
 PHOTOS = sorted((Path(__file__).parent / "data" / "imagenet").glob("*.jpg"))
 ROOT = Path(__file__).resolve().parents[1]
@@ -173,3 +174,25 @@ def _tree(root: Path) -> dict[str, bytes]:
 
 def _digest(a: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
+
+
+def test_a_plain_jpeg_reads_alike_without_pillow_and_through_it(tmp_path):
+    """jpeg.py reads a plain JPEG's header without Pillow; the same photo with an EXIF block
+    (orientation 1: upright) goes through Pillow. Both give the same probe and the same pixels,
+    for colour, grayscale and progressive files."""
+    from ppencrypt.imageio import probe_image
+    from ppencrypt.jpeg import plain_frame
+
+    base = Image.open(PHOTOS[1]).convert("RGB").resize((500, 375), Image.Resampling.BICUBIC)
+    exif = Image.Exif()
+    exif[0x0112] = 1
+    for kind, im, extra in (("rgb", base, {}), ("gray", base.convert("L"), {}), ("progressive", base, {"progressive": True})):
+        plain, tagged = tmp_path / f"{kind}.jpg", tmp_path / f"{kind}-exif.jpg"
+        im.save(plain, quality=90, **extra)
+        im.save(tagged, quality=90, exif=exif, **extra)
+        assert plain_frame(plain.read_bytes()) is not None and plain_frame(tagged.read_bytes()) is None
+        with Image.open(plain) as pil:
+            assert probe_image(str(plain), kind) == probe_image(str(tagged), kind) and probe_image(str(plain), kind).width == pil.width
+        for channels in (3, 1) if kind == "gray" else (3,):
+            a = load_image(str(plain), kind, channels, Size(224, DCT_LINEAR))
+            assert np.array_equal(a, load_image(str(tagged), kind, channels, Size(224, DCT_LINEAR))), kind

@@ -30,7 +30,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import BadImageError
-from .resize import BICUBIC, DCT_LINEAR, jpeg_scaled, rule_of, square
+from .jpeg import HEADER_BYTES, jpeg_scaled, plain_frame
+from .resize import BICUBIC, DCT_LINEAR, rule_of, square
 
 GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
@@ -71,6 +72,11 @@ def probe_image(path: str, name: str) -> Probe:
     try:
         if os.path.getsize(path) == 0:
             raise BadImageError(name, "empty file (0 bytes)")
+        with open(path, "rb") as f:
+            frame = plain_frame(f.read(HEADER_BYTES))  # a plain JPEG: no Pillow (jpeg.py)
+        if frame is not None:
+            _bomb_check(frame.width, frame.height)
+            return Probe(frame.components, frame.width, frame.height)
         with Image.open(path) as img:
             w, h = img.size
             if img.getexif().get(_EXIF_ORIENTATION) in ROTATING_ORIENTATIONS:
@@ -148,34 +154,50 @@ def decode_image(data: bytes, name: str, channels: int | None, size: int | None)
 
 def _decode(fp, name: str, channels: int | None, size: int | None) -> np.ndarray:
     try:
-        with Image.open(fp) as img:
-            if channels is None:
-                channels = channels_of_mode(img.mode)
-            return DECODERS[BICUBIC if size is None else rule_of(size)](img, fp, channels, size)
+        return DECODERS[BICUBIC if size is None else rule_of(size)](fp, channels, size)
     except BadImageError:
         raise
     except DECODE_ERRORS as e:
         raise BadImageError(name, _describe(e)) from None
 
 
-def _decode_bicubic(img: Image.Image, fp, channels: int, size: int | None) -> np.ndarray:
-    if size is not None and img.format == "JPEG" and min(img.size) >= LARGE:  # square: orientation does not matter
-        img.draft(img.mode, (DRAFT_FACTOR * size, DRAFT_FACTOR * size))
-    img.load()
-    img = ImageOps.exif_transpose(img)
-    return convert(img, channels, size)
+def _decode_bicubic(fp, channels: int | None, size: int | None) -> np.ndarray:
+    with Image.open(fp) as img:
+        if channels is None:
+            channels = channels_of_mode(img.mode)
+        if size is not None and img.format == "JPEG" and min(img.size) >= LARGE:  # square: orientation does not matter
+            img.draft(img.mode, (DRAFT_FACTOR * size, DRAFT_FACTOR * size))
+        img.load()
+        img = ImageOps.exif_transpose(img)
+        return convert(img, channels, size)
 
 
-def _decode_dct_linear(img: Image.Image, fp, channels: int, size: int) -> np.ndarray:
-    # libjpeg-turbo's scaled decode, when its output is what Pillow's would be at that scale:
-    # a YCbCr/RGB or grayscale JPEG (Pillow's "RGB" or "L"), upright, to as many channels or more
-    upright = img.getexif().get(_EXIF_ORIENTATION) in (None, 1)
-    if img.format == "JPEG" and img.mode in ("RGB", "L") and channels >= channels_of_mode(img.mode) and upright:
-        return square(jpeg_scaled(fp.getvalue(), channels == 1, size)[0], size)
-    if img.format == "JPEG":
-        img.draft(img.mode, (size, size))  # the largest power-of-two reduction keeping both sides >= size
-    img.load()
-    return square(convert(ImageOps.exif_transpose(img), channels, None), size)
+def _decode_dct_linear(fp: io.BytesIO, channels: int | None, size: int) -> np.ndarray:
+    # libjpeg-turbo's scaled decode for a plain JPEG (jpeg.py: what Pillow would open as an
+    # upright JPEG of mode L or RGB) to as many channels or more; the same bytes whichever of
+    # jpeg.py or Pillow found it plain
+    data = fp.getvalue()
+    frame = plain_frame(data)
+    if frame is not None:
+        _bomb_check(frame.width, frame.height)
+        if channels is None or channels >= frame.components:
+            return square(jpeg_scaled(data, (channels or frame.components) == 1, size)[0], size)
+    with Image.open(fp) as img:
+        if channels is None:
+            channels = channels_of_mode(img.mode)
+        upright = img.getexif().get(_EXIF_ORIENTATION) in (None, 1)
+        if img.format == "JPEG" and img.mode in ("RGB", "L") and channels >= channels_of_mode(img.mode) and upright:
+            return square(jpeg_scaled(data, channels == 1, size)[0], size)
+        if img.format == "JPEG":
+            img.draft(img.mode, (size, size))  # the largest power-of-two reduction keeping both sides >= size
+        img.load()
+        return square(convert(ImageOps.exif_transpose(img), channels, None), size)
+
+
+def _bomb_check(width: int, height: int) -> None:
+    """Pillow's decompression-bomb limit, for a file Pillow does not open."""
+    if Image.MAX_IMAGE_PIXELS and width * height > 2 * Image.MAX_IMAGE_PIXELS:
+        raise Image.DecompressionBombError(f"{width * height} pixels")
 
 
 DECODERS = {BICUBIC: _decode_bicubic, DCT_LINEAR: _decode_dct_linear}

@@ -61,20 +61,6 @@ def rule_of(size: int | None) -> str:
     return getattr(size, "rule", BICUBIC)
 
 
-def jpeg_scaled(data: bytes, gray: bool, size: int) -> tuple[np.ndarray, int]:
-    """A JPEG decoded at the smallest M/8 scale that keeps both sides at least ``size`` (full
-    scale when a side is shorter), and M. Only whole pixels are kept: libjpeg-turbo rounds a side
-    up, and that last pixel stands for less than 8/M source pixels, so pixel j of what is
-    returned is exactly source pixels [8j/M, 8(j+1)/M). Raises ValueError for a damaged file
-    (``strict``: a truncated one too, as Pillow does)."""
-    import simplejpeg  # a worker's first JPEG pays the import, not every command
-
-    height, width = simplejpeg.decode_jpeg_header(data)[:2]
-    image = simplejpeg.decode_jpeg(data, "GRAY" if gray else "RGB", min_height=size, min_width=size, strict=True)
-    m = next(m for m in range(1, 9) if -(-width * m // 8) == image.shape[1])
-    return image.reshape(*image.shape[:2], -1)[: height * m // 8, : width * m // 8], m
-
-
 def square_box(height: int, width: int, size: int) -> tuple[int, int, int, int]:
     """``dct-linear``'s crop of an H x W image: (top, left, side, factor) — the centre square,
     whole pixels (the extra one bottom or right), its side a multiple of the box factor, which
