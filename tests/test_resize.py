@@ -196,3 +196,21 @@ def test_a_plain_jpeg_reads_alike_without_pillow_and_through_it(tmp_path):
         for channels in (3, 1) if kind == "gray" else (3,):
             a = load_image(str(plain), kind, channels, Size(224, DCT_LINEAR))
             assert np.array_equal(a, load_image(str(tagged), kind, channels, Size(224, DCT_LINEAR))), kind
+
+
+@pytest.mark.parametrize("rule", [DCT_LINEAR, BICUBIC])
+def test_a_query_photo_is_resized_by_its_datasets_rule(tmp_path, key_file, rule):
+    """Under a dataset key a query photo must encrypt exactly as the same photo in the dataset
+    did: by the rule the manifest names, the old one included."""
+    from ppencrypt.formats import open_dataset
+
+    src = tmp_path / "src" / "c0"
+    src.mkdir(parents=True)
+    for p in photos(tmp_path / "made", (500, 375), 3):
+        p.rename(src / p.name)
+    encrypt_dataset(str(tmp_path / "src"), str(tmp_path / "out"), key_file, size=224, workers=1, scope="dataset", resize_rule=rule)
+    first = sorted(src.iterdir())[0]
+    r = ppencrypt("image", first, "--like", tmp_path / "out", "-o", tmp_path / "q", "--key", key_file, "--shared-mask")
+    assert r.exit_code == 0, r.output
+    got = np.asarray(Image.open(tmp_path / "q" / "000000.png"))
+    assert np.array_equal(got, open_dataset(tmp_path / "out").split("train").read().images[0])

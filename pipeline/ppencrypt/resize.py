@@ -5,7 +5,7 @@ the rule that made it.
 * ``pillow-bicubic`` — every dataset written before the field existed (a manifest without it):
   full decode (a JPEG of 1024 px or more: Pillow's ``draft`` to at least 2 N), the shorter side
   resized to N with Pillow's antialiased bicubic, the centre N x N cropped (imageio.py).
-* ``dct-linear`` — the default since issue 21. A JPEG is decoded by libjpeg-turbo at the
+* ``dct-linear`` — the default since issue 21. A JPEG is decoded by libjpeg-turbo (jpeg.py) at the
   smallest of its M/8 DCT scales (M = 1..8) that keeps both sides at least N: the inverse DCT
   itself does the antialiasing, and a 500x375 photo is decoded at 5/8 (313x235) for N = 224.
   The centre square of the decoded image (integer offsets, the extra pixel on the bottom or
@@ -19,7 +19,10 @@ SIMD code the CPU dispatches to — libjpeg-turbo's scaled decode with its SIMD 
 (``JSIMD_FORCENONE``) and OpenCV's ``INTER_LINEAR_EXACT`` (documented bit-exact) with AVX/AVX2
 off (``OPENCV_CPU_DISABLE``); tests/test_resize.py repeats both checks. OpenCV's ``warpAffine``,
 which would have placed the square to the sub-pixel, gives different bytes with AVX2 on and off
-and is not used. The versions are pinned in pyproject.toml: a new version is a new rule.
+and is not used. The versions are pinned in pyproject.toml: a new version is a new rule. Not
+checked: CPUs of another architecture (ARM's NEON paths). Against Pillow's bicubic over the
+same source square the rule stays above 30 dB PSNR per photo, 35-38 dB on average (its linear
+step is softer); it costs 0.39x the CPU time per 500x375 photo (bench/photo_decode.py).
 """
 
 from __future__ import annotations
