@@ -214,3 +214,25 @@ def test_a_query_photo_is_resized_by_its_datasets_rule(tmp_path, key_file, rule)
     assert r.exit_code == 0, r.output
     got = np.asarray(Image.open(tmp_path / "q" / "000000.png"))
     assert np.array_equal(got, open_dataset(tmp_path / "out").split("train").read().images[0])
+
+
+def test_a_jpeg_header_claiming_a_huge_frame_is_refused_before_any_decode(tmp_path):
+    """jpeg.py reads a plain JPEG's size without Pillow, so it applies Pillow's decompression-bomb
+    limit itself: a 2 kB file whose frame header claims 60000 x 60000 is refused, as Pillow
+    refuses it, by the scan and by the decode, and a truncated photo is refused too."""
+    from ppencrypt.errors import BadImageError
+    from ppencrypt.imageio import decode_image, probe_image
+
+    small = tmp_path / "small.jpg"
+    Image.open(PHOTOS[0]).convert("RGB").resize((64, 48)).save(small, quality=90)
+    data = bytearray(small.read_bytes())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = (60000).to_bytes(2, "big") * 2  # height, width
+    bomb = tmp_path / "bomb.jpg"
+    bomb.write_bytes(bytes(data))
+    for read in (lambda: probe_image(str(bomb), "bomb.jpg"), lambda: decode_image(bytes(data), "bomb.jpg", None, Size(224, DCT_LINEAR))):
+        with pytest.raises(BadImageError, match="too large"):
+            read()
+    whole = photos(tmp_path / "t", (500, 375), 1)[0].read_bytes()
+    with pytest.raises(BadImageError, match="truncated or corrupt"):
+        decode_image(whole[: len(whole) // 2], "half.jpg", 3, Size(224, DCT_LINEAR))
