@@ -32,7 +32,7 @@ REPRO_ARGS = $(or $(CIFAR10),$(FMNIST)) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if 
 # make bench [BENCH_QUICK=1]   make bench-record [BENCH_QUICK=1]
 BENCH_QUICK ?=
 QUICK := $(filter-out 0 no false,$(BENCH_QUICK))
-BENCH_SCRIPTS := cipher_throughput dataset_write photo_write input_pipeline train_cpu audit remote_stream source_stream scale_write
+BENCH_SCRIPTS := cipher_throughput dataset_write photo_write photo_decode input_pipeline train_cpu audit remote_stream source_stream scale_write
 BENCH_OUT = out/bench-$(if $(QUICK),quick,full)
 
 .PHONY: install test data demo encrypt train eval bench bench-run bench-record reproduce reproduce-smoke clean

@@ -343,7 +343,9 @@ def test_imagenet_jpegs_as_folder_wds_and_parquet_decrypt_alike(tmp_path, key_fi
     meta = {"info": {"features": {"image": {"_type": "Image"}, "label": {"_type": "ClassLabel", "names": names}}}}
     table = pa.table({"image": [{"bytes": f.read_bytes(), "path": f.name} for _, f in rows], "label": [y for y, _ in rows]})
     pq.write_table(table.replace_schema_metadata({"huggingface": json.dumps(meta)}), tmp_path / "pq" / "train-0.parquet", row_group_size=3)
-    want = {f"train/{names[y]}/{i:08d}.png": load_image(str(f), f.name, 3, 48) for i, (y, f) in enumerate(rows)}
+    from ppencrypt.resize import DEFAULT, Size
+
+    want = {f"train/{names[y]}/{i:08d}.png": load_image(str(f), f.name, 3, Size(48, DEFAULT)) for i, (y, f) in enumerate(rows)}
     for name in ("folder", "wds", "pq"):
         encrypt(tmp_path / name, tmp_path / f"o-{name}", key_file, "--size", 48, workers=2)
         assert same(decrypted(tmp_path / f"o-{name}", key_file, tmp_path / f"d-{name}"), want), name

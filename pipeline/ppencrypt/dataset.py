@@ -42,6 +42,7 @@ from .engine import START, SplitJob, SplitRun, make_engine
 from .keys import KeyUse, MasterKey, SourceDigest, binding, load_key, open_keyed, sign
 from .parallel import WorkerPool, default_workers
 from .progress import ProgressFactory, no_progress
+from .resize import BICUBIC, DEFAULT, RULES, sized
 from .resume import journal_check, journal_signer, keep_finished
 from .sources import Source, StreamOptions, open_source
 from .sources.place import is_pattern
@@ -62,6 +63,8 @@ class EncryptOptions:
     scope: str | None = None
     storage: str = "wds"  # wds | zarr
     size: int | None = None  # --size: resize + centre-crop to size x size
+    # The rule --size is applied by (resize.py); None: resize.DEFAULT, or --reproduce's dataset's
+    resize_rule: str | None = None
     shard_size: int = 10_000  # samples per shard, at most
     shard_bytes: int = 256 << 20  # bytes per shard, at most (the smaller of the two limits wins)
     workers: int = field(default_factory=default_workers)
@@ -82,6 +85,8 @@ class EncryptOptions:
 
     def __post_init__(self):
         cls = cipher_class(self.method)
+        if self.resize_rule is not None and (self.size is None or self.resize_rule not in RULES):
+            raise OptionError("--size", f"a resize rule ({', '.join(RULES)}) belongs to a --size, not {self.resize_rule!r}")
         if self.engine != "local" and self.copies is not None:
             raise OptionError("--copies", "--copies is made by --engine local only")
         if self.resume and not cls.needs_key:
@@ -143,6 +148,19 @@ def prepare(opts: EncryptOptions, key: MasterKey | None) -> tuple[ImageCipher, K
     return cipher, KeyUse.new(c.key_scope, None if c.salt is None else bytes.fromhex(c.salt)), earlier
 
 
+def _resize_rule(opts: EncryptOptions, earlier: Manifest | None) -> str | None:
+    """--size's rule: the one asked for, else a reproduction's dataset's (a manifest without
+    one: the rule of its time), else the default."""
+    if opts.size is None:
+        return None
+    if earlier is None:
+        return opts.resize_rule or DEFAULT
+    theirs = earlier.resize_rule or BICUBIC
+    if opts.resize_rule not in (None, theirs):
+        raise OptionError("--reproduce", f"{opts.reproduce} was resized by rule {theirs}, not {opts.resize_rule}")
+    return theirs
+
+
 def _place(where) -> str | None:
     """A path, URL or brace pattern as a journal binds it: a URL as shown, a local path
     resolved (the same job run again from another folder is the same job); None for no SRC."""
@@ -151,15 +169,17 @@ def _place(where) -> str | None:
     return shown_url(where) if is_url(where) else str(local_path(where).resolve())
 
 
-def _binding(src: str | None, out: str, key: MasterKey, opts: EncryptOptions, shard_size: int) -> dict:
+def _binding(src: str | None, out: str, key: MasterKey, opts: EncryptOptions, shard_size: int, rule: str | None) -> dict:
     """What a journal must name for ``--resume`` to continue it: this key, SRC (and each
     --split NAME=SRC, in order), OUT, and every option that changes the bytes (the streamed
     sources' --classes, --image-column and --label-column among them)."""
     stream = opts.stream
+    # --size's resize rule: bound only with a size, so a job without one binds what it did before
     options = {"method": opts.method, "params": opts.params, "scope": opts.key_scope, "storage": opts.storage, "size": opts.size,
                "shard_size": shard_size, "skip_bad": opts.skip_bad, "copies": opts.copies, "pad": opts.pad,
                "augment_seed": opts.augment_seed, "reproduce": _place(opts.reproduce), "classes": _place(stream.classes),
-               "image_column": stream.image_column, "label_column": stream.label_column}  # fmt: skip
+               "image_column": stream.image_column, "label_column": stream.label_column,
+               **({"resize_rule": rule} if rule is not None else {})}  # fmt: skip
     splits = None if not opts.split_sources else [[name, _place(s)] for name, s in opts.split_sources.items()]
     return {"key_id": key.key_id, "src": _place(src), "splits": splits, "out": _place(out), "options": options}
 
@@ -190,6 +210,7 @@ def encrypt_dataset(
     if opts.shard_bytes < 1:
         raise CipherError("--shard-bytes must be at least 1")
     cipher, use, earlier = prepare(opts, key)
+    rule = _resize_rule(opts, earlier)
     expected = None if earlier is None else earlier.cipher.sources
     dataset_id = secrets.token_hex(16) if earlier is None else earlier.dataset_id  # a reproduction is that dataset
     target = open_location(out)  # a folder, or a URL: each shard uploaded as it closes, manifest last
@@ -199,7 +220,7 @@ def encrypt_dataset(
                 _check_paths(Path(given), target.root)
     augment = opts.client_augment()
     with WorkerPool(opts.workers) as pool, make_engine(opts.engine, pool, opts.scheduler) as engine:
-        source = open_source(src, opts.size, pool, opts.skip_bad, progress, stream=opts.stream, splits=opts.split_sources)
+        source = open_source(src, sized(opts.size, rule), pool, opts.skip_bad, progress, stream=opts.stream, splits=opts.split_sources)
         cipher.check(source.shape, use.scope)
         if augment is not None:
             problem = client.check(augment.copies, augment.pad, source.shape)
@@ -210,7 +231,7 @@ def encrypt_dataset(
                                   "ImageFolder, CIFAR or IDX source")  # fmt: skip
         writer_cls = STORAGES[opts.storage].writer
         shard_size = min(opts.shard_size, writer_cls.samples_within(source.shape, opts.shard_bytes))
-        bound = _binding(src, out, key, opts, shard_size) if cipher.needs_key else None
+        bound = _binding(src, out, key, opts, shard_size, rule) if cipher.needs_key else None
         check = journal_check(key, bound, use, None if earlier is None else dataset_id) if opts.resume else None
         with open_output(target, overwrite, check) as o:
             kept, closed = {}, {}
@@ -223,7 +244,7 @@ def encrypt_dataset(
                 o.journal.binding, o.journal.dataset_id, o.journal.salt = bound, dataset_id, use.salt_hex
             o.save_journal()
             manifest, skipped = _encrypt(src, source, o, cipher, key, use, engine, opts, shard_size, augment, progress,
-                                         dataset_id, expected, kept, closed)  # fmt: skip
+                                         dataset_id, expected, kept, closed, rule)  # fmt: skip
             o.commit(manifest.to_json().encode("utf-8"))
     warnings = list(source.warnings)
     try:  # once the dataset is there: the id this client expects at OUT
@@ -236,7 +257,7 @@ def encrypt_dataset(
 
 
 def _encrypt(src, source: Source, o: Output, cipher, key, use: KeyUse, engine, opts: EncryptOptions, shard_size: int, augment,
-             progress, dataset_id: str, expected, kept: dict, closed: dict) -> tuple[Manifest, list]:  # fmt: skip
+             progress, dataset_id: str, expected, kept: dict, closed: dict, rule: str | None) -> tuple[Manifest, list]:  # fmt: skip
     """Every split into ``o``, then the manifest (signed, not yet written) and the files skipped."""
     skipped = list(source.skipped)
     bad_earlier = 0
@@ -313,6 +334,7 @@ def _encrypt(src, source: Source, o: Output, cipher, key, use: KeyUse, engine, o
         augment=augment,
         dataset_id=dataset_id,
         inputs=inputs or None,
+        resize_rule=rule,
     )
     if cipher.needs_key:
         manifest.mac = sign(manifest, key)  # last: it covers every field above

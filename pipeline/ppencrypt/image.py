@@ -69,7 +69,7 @@ def encrypt_queries(
         raise KeyFileError(f"{like}: {shared}; pass --shared-mask to encrypt queries so anyway")
     plain = []
     for path in images:  # decode everything first: a bad file stops us before any write
-        arr = load_image(path, path, m.channels, m.resize)
+        arr = load_image(path, path, m.channels, m.size)
         if arr.shape != m.shape:
             raise SourceError(
                 f"{path}: {arr.shape[1]}x{arr.shape[0]}, but {like} holds {m.width}x{m.height} images "

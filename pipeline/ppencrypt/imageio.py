@@ -9,13 +9,15 @@ Mode rule — what every image becomes before encryption:
   clipping to 0..65535; 32-bit float images (F) are clipped to 0..255 and rounded.
 * Palette, CMYK, YCbCr, LAB and HSV images are converted to RGB by Pillow.
 * The EXIF orientation tag is applied, so a photo is encrypted upright.
-* ``--size N`` resizes the shorter side to N (bicubic, antialiased) and crops the centre N x N.
-  Large sources (at least LARGE pixels on the shorter side, like a phone's photos) take two
-  shortcuts: a JPEG is decoded at a reduced scale (1/2, 1/4 or 1/8, in the DCT domain: Pillow's
-  ``draft``) to no less than 2 N, and a resize by 2x or more starts with an integer box
-  reduction (``reducing_gap``). Against a full decode and bicubic they stay above 48 dB PSNR
-  (tests/test_imageio.py) and save about 80 % of the time (bench/photo_write.py). Smaller
-  sources resize by the exact rule, byte for byte as before.
+* ``--size N`` makes every image N x N by the dataset's resize rule (resize.py, recorded in the
+  manifest): ``dct-linear`` for a new dataset — a JPEG decoded at a reduced DCT scale, the centre
+  square resized linearly — and ``pillow-bicubic`` for one written before rules were named: the
+  shorter side resized to N (bicubic, antialiased) and the centre N x N cropped. Under
+  ``pillow-bicubic``, large sources (at least LARGE pixels on the shorter side, like a phone's
+  photos) take two shortcuts: a JPEG is decoded at a reduced scale (1/2, 1/4 or 1/8, in the DCT
+  domain: Pillow's ``draft``) to no less than 2 N, and a resize by 2x or more starts with an
+  integer box reduction (``reducing_gap``); against a full decode and bicubic they stay above
+  48 dB PSNR (tests/test_imageio.py).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import BadImageError
+from .jpeg import HEADER_BYTES, jpeg_scaled, plain_frame
+from .resize import BICUBIC, DCT_LINEAR, rule_of, square
 
 GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
@@ -68,6 +72,11 @@ def probe_image(path: str, name: str) -> Probe:
     try:
         if os.path.getsize(path) == 0:
             raise BadImageError(name, "empty file (0 bytes)")
+        with open(path, "rb") as f:
+            frame = plain_frame(f.read(HEADER_BYTES))  # a plain JPEG: no Pillow (jpeg.py)
+        if frame is not None:
+            _bomb_check(frame.width, frame.height)
+            return Probe(frame.components, frame.width, frame.height)
         with Image.open(path) as img:
             w, h = img.size
             if img.getexif().get(_EXIF_ORIENTATION) in ROTATING_ORIENTATIONS:
@@ -123,8 +132,15 @@ def convert(img: Image.Image, channels: int, size: int | None) -> np.ndarray:
 
 
 def load_image(path: str, name: str, channels: int, size: int | None) -> np.ndarray:
+    """``size``: an int, or a resize.Size carrying the dataset's resize rule."""
     if os.path.getsize(path) == 0:
         raise BadImageError(name, "empty file (0 bytes)")
+    if size is not None and rule_of(size) != BICUBIC:  # the rule may hand the JPEG's bytes to its own decoder
+        try:
+            with open(path, "rb") as f:
+                return _decode(io.BytesIO(f.read()), name, channels, size)
+        except OSError as e:
+            raise BadImageError(name, _describe(e)) from None
     return _decode(path, name, channels, size)
 
 
@@ -138,22 +154,71 @@ def decode_image(data: bytes, name: str, channels: int | None, size: int | None)
 
 def _decode(fp, name: str, channels: int | None, size: int | None) -> np.ndarray:
     try:
-        with Image.open(fp) as img:
-            if channels is None:
-                channels = channels_of_mode(img.mode)
-            if size is not None and img.format == "JPEG" and min(img.size) >= LARGE:  # square: orientation does not matter
-                img.draft(img.mode, (DRAFT_FACTOR * size, DRAFT_FACTOR * size))
-            img.load()
-            img = ImageOps.exif_transpose(img)
-            return convert(img, channels, size)
+        return DECODERS[BICUBIC if size is None else rule_of(size)](fp, channels, size)
     except BadImageError:
         raise
     except DECODE_ERRORS as e:
         raise BadImageError(name, _describe(e)) from None
 
 
-def resize_array(images: np.ndarray, size: int) -> np.ndarray:
-    """Apply the ``--size`` rule to already decoded N x H x W x C images."""
+def _decode_bicubic(fp, channels: int | None, size: int | None) -> np.ndarray:
+    with Image.open(fp) as img:
+        if channels is None:
+            channels = channels_of_mode(img.mode)
+        if size is not None and img.format == "JPEG" and min(img.size) >= LARGE:  # square: orientation does not matter
+            img.draft(img.mode, (DRAFT_FACTOR * size, DRAFT_FACTOR * size))
+        img.load()
+        img = ImageOps.exif_transpose(img)
+        return convert(img, channels, size)
+
+
+def _decode_dct_linear(fp: io.BytesIO, channels: int | None, size: int) -> np.ndarray:
+    # libjpeg-turbo's scaled decode for a plain JPEG (jpeg.py: what Pillow would open as an
+    # upright JPEG of mode L or RGB) to as many channels or more; the same bytes whichever of
+    # jpeg.py or Pillow found it plain
+    data = fp.getvalue()
+    frame = plain_frame(data)
+    if frame is not None:
+        _bomb_check(frame.width, frame.height)
+        if channels is None or channels >= frame.components:
+            return square(jpeg_scaled(data, (channels or frame.components) == 1, size)[0], size)
+    with Image.open(fp) as img:
+        if channels is None:
+            channels = channels_of_mode(img.mode)
+        upright = img.getexif().get(_EXIF_ORIENTATION) in (None, 1)
+        if img.format == "JPEG" and img.mode in ("RGB", "L") and channels >= channels_of_mode(img.mode) and upright:
+            return square(jpeg_scaled(data, channels == 1, size)[0], size)
+        if img.format == "JPEG":
+            img.draft(img.mode, (size, size))  # the largest power-of-two reduction keeping both sides >= size
+        img.load()
+        return square(convert(ImageOps.exif_transpose(img), channels, None), size)
+
+
+def _bomb_check(width: int, height: int) -> None:
+    """Pillow's decompression-bomb limit, for a file Pillow does not open."""
+    if Image.MAX_IMAGE_PIXELS and width * height > 2 * Image.MAX_IMAGE_PIXELS:
+        raise Image.DecompressionBombError(f"{width * height} pixels")
+
+
+DECODERS = {BICUBIC: _decode_bicubic, DCT_LINEAR: _decode_dct_linear}
+
+
+def _resize_bicubic(images: np.ndarray, size: int) -> np.ndarray:
     mode = "L" if images.shape[-1] == 1 else "RGB"
     out = [np.asarray(resize_center_crop(Image.fromarray(im.squeeze(-1) if mode == "L" else im, mode), size)) for im in images]
     return np.stack(out).reshape(len(images), size, size, images.shape[-1])
+
+
+def _resize_dct_linear(images: np.ndarray, size: int) -> np.ndarray:
+    out = np.empty((len(images), size, size, images.shape[-1]), np.uint8)
+    for i, im in enumerate(images):
+        out[i] = square(im, size)
+    return out
+
+
+RESIZERS = {BICUBIC: _resize_bicubic, DCT_LINEAR: _resize_dct_linear}
+
+
+def resize_array(images: np.ndarray, size: int) -> np.ndarray:
+    """Apply the ``--size`` rule to already decoded N x H x W x C images."""
+    return RESIZERS[rule_of(size)](images, size)

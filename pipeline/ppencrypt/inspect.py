@@ -26,7 +26,7 @@ def summary(ds: Dataset) -> str:
         lines.append("mac       " + ("none (manifest version 1: cannot be authenticated)" if m.mac is None else
                                     "present: `ppencrypt verify OUT --key K` checks it (inspect holds no key)"))  # fmt: skip
     lines += [
-        f"images    {m.height}x{m.width}x{m.channels} uint8" + (f" (resized to {m.resize})" if m.resize else ""),
+        f"images    {m.height}x{m.width}x{m.channels} uint8" + (f" (resized to {m.resize}, {m.resize_rule or 'pillow-bicubic'})" if m.resize else ""),
         f"source    {m.layout}" + (f", {m.skipped} bad files skipped" if m.skipped else ""),
         f"classes   {len(m.classes)}: {', '.join(m.classes[:10])}" + (", ..." if len(m.classes) > 10 else ""),
     ]

@@ -55,7 +55,7 @@ class AuditOptions:
 def load_plain(src: str, m: Manifest, split: str, n: int) -> tuple[np.ndarray, np.ndarray]:
     """The first ``n`` plain images and labels of ``split`` in SRC, as the dataset was made from
     it (same --size); SourceError when SRC cannot be the dataset's source."""
-    source = open_source(src, size=m.resize)
+    source = open_source(src, size=m.size)
     if source.shape != m.shape:
         (h, w, c), (dh, dw, dc) = source.shape, m.shape
         raise SourceError(f"{src}: its images are {w}x{h}x{c}, the dataset's are {dw}x{dh}x{dc}: not the dataset's source")

@@ -55,7 +55,7 @@ class Learner:
 
 
 def _open(path: str, m: Manifest):
-    source = open_source(path, size=m.resize)
+    source = open_source(path, size=m.size)
     if source.shape != m.shape and source.shape[2] == m.channels and m.height == m.width:
         return _open_resized(path, m, source.shape)  # the attacker brings its images to the dataset's size
     if source.shape != m.shape:

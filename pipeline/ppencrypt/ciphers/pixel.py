@@ -9,6 +9,7 @@ the colour codes ([P]'s K_s). docs/paper.md restates [P]'s definitions.
 
 from __future__ import annotations
 
+import functools
 import math
 from abc import abstractmethod
 from dataclasses import dataclass
@@ -32,6 +33,14 @@ INVERSE = np.array([next(j for j in range(6) if (PERMUTATIONS[j][PERMUTATIONS[k]
 IMAGE_BATCH_BYTES = 1 << 20  # image-scope keys are built and applied this many image bytes at a time (in cache)
 
 
+@functools.lru_cache(maxsize=8)
+def _positions(pixels: int, channels: int) -> np.ndarray:
+    """0..D-1 as (pixels, channels) intp, made once per shape (read-only)."""
+    out = np.arange(pixels * channels, dtype=np.intp).reshape(pixels, channels)
+    out.flags.writeable = False
+    return out
+
+
 @dataclass(frozen=True)
 class PixelKey:
     """A per-position key: ``flips`` (..., H, W, C) of 0/1 and ``codes`` (..., H, W) in 0..5,
@@ -44,12 +53,12 @@ class PixelKey:
         """Encryption (or, with ``inverse``, decryption) as one gather and one XOR: NP on the
         input, then the shuffle; decryption shuffles back with the inverse codes, then NP."""
         *lead, h, w, c = self.flips.shape
-        mask = self.flips.reshape(*lead, h * w * c).astype(np.uint8) * np.uint8(255)
+        mask = np.multiply(self.flips.reshape(*lead, h * w * c), np.uint8(255), dtype=np.uint8)  # one pass: 0/1 -> 0/255
         if self.codes is None:
             return GatherXor(None, mask)
         codes = self.codes.reshape(*lead, h * w)
         src = np.take(OFFSETS, INVERSE[codes] if inverse else codes, axis=0)
-        src += np.arange(h * w * c, dtype=np.intp).reshape(h * w, c)
+        src += _positions(h * w, c)
         src = src.reshape(*lead, h * w * c)
         if not lead and not inverse:  # one shared transform: gather its mask once, XOR after
             return GatherXor(src, mask[src])

@@ -21,6 +21,8 @@ from pathlib import Path
 from .. import __version__
 from ..atomic import write_file
 from ..errors import ManifestError
+from ..resize import RULES as RESIZE_RULES
+from ..resize import Size, sized
 from .files import FileProblem, read_regular
 from .jsonsafe import load_json
 
@@ -158,6 +160,14 @@ class Manifest:
     # dataset it means from another one its key made (keys/binding.py)
     dataset_id: str | None = None
     inputs: dict[str, SourceInputs] | None = None  # written only for streamed sources
+    # The rule --size was applied by (resize.py); written only with a size. None with a size: a
+    # dataset written before rules were named, made by resize.BICUBIC.
+    resize_rule: str | None = None
+
+    @property
+    def size(self) -> Size | None:
+        """``resize`` with the rule that made it: what decoding a source image like this dataset's takes."""
+        return sized(self.resize, self.resize_rule)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -170,7 +180,8 @@ class Manifest:
             "tool": self.tool,
             "storage": self.storage,
             "cipher": asdict(self.cipher),
-            "image": {"height": self.height, "width": self.width, "channels": self.channels, "dtype": "uint8", "resize": self.resize},
+            "image": {"height": self.height, "width": self.width, "channels": self.channels, "dtype": "uint8", "resize": self.resize,
+                      **({"resize_rule": self.resize_rule} if self.resize_rule is not None else {})},
             "classes": self.classes,
             "source": {"layout": self.layout, "skipped_bad_files": self.skipped,
                        **({"inputs": {k: asdict(v) for k, v in self.inputs.items()}} if self.inputs is not None else {})},
@@ -244,6 +255,7 @@ class Manifest:
             src.get("skipped_bad_files", int), splits, files, r.get("tool", str), version,
             r.get("mac", (str, type(None))) if version >= 2 else None, canonical(doc), augment,
             r.get("dataset_id", str) if version >= 3 else None, inputs,
+            img.get("resize_rule", str) if "resize_rule" in img.doc else None,
         )  # fmt: skip
         m._check(shown)
         return m
@@ -255,6 +267,9 @@ class Manifest:
             raise ManifestError(f"{shown}: image shape {self.shape} is not one ppencrypt writes (sides 1..{MAX_SIDE}, 1 or 3 channels)")
         if self.resize is not None and self.resize < 1:
             raise ManifestError(f"{shown}: image: resize {self.resize} is not a size")
+        if self.resize_rule is not None and (self.resize is None or self.resize_rule not in RESIZE_RULES):
+            raise ManifestError(f"{shown}: image: resize_rule {_shown_name(self.resize_rule)} is not one of "
+                                f"{', '.join(RESIZE_RULES)} for a resize")  # fmt: skip
         if c.family not in FAMILIES:
             raise ManifestError(f"{shown}: cipher: unknown family {_shown_name(c.family)} (expected {', '.join(FAMILIES)})")
         if (c.family == "block") != (c.block is not None) or (c.block is not None and c.block < 1):
