@@ -44,6 +44,7 @@ from .parallel import WorkerPool, default_workers
 from .progress import ProgressFactory, no_progress
 from .resume import journal_check, journal_signer, keep_finished
 from .sources import Source, StreamOptions, open_source
+from .sources.fingerprint import fingerprint
 from .sources.place import is_pattern
 from .sources.streamed import inputs_digest
 
@@ -211,7 +212,11 @@ def encrypt_dataset(
         writer_cls = STORAGES[opts.storage].writer
         shard_size = min(opts.shard_size, writer_cls.samples_within(source.shape, opts.shard_bytes))
         bound = _binding(src, out, key, opts, shard_size) if cipher.needs_key else None
-        check = journal_check(key, bound, use, None if earlier is None else dataset_id) if opts.resume else None
+        if bound is not None:
+            bound["inputs"] = fingerprint(source)
+        where = {name: (shown_url(str((opts.split_sources or {}).get(name, src))), source.classes_files.get(name, (None,))[0])
+                 for name in source.splits}  # fmt: skip
+        check = journal_check(key, bound, use, None if earlier is None else dataset_id, where) if opts.resume else None
         with open_output(target, overwrite, check) as o:
             kept, closed = {}, {}
             if o.earlier is not None:  # checked: this job's, by this key

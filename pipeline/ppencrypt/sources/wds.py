@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 from ..errors import BadImageError, SourceError
 from .base import Chunk
+from .fingerprint import place_listing
 from .place import Place
 from .streamed import Labels, Spec, chunk_of, decoded_or_bad, first_spec
 from .tarstream import TarStream
@@ -172,6 +173,9 @@ class WdsLoader:
     @property
     def inputs(self) -> list[str]:
         return self.shards
+
+    def listing(self):
+        return place_listing(self.place, self.shards)
 
     def tasks(self):
         for rel, size in zip(self.shards, self.sizes):
