@@ -21,6 +21,7 @@ import pytest
 from conftest import encrypt, leftovers, ppencrypt, ppencrypt_process, tile_real, tree_bytes
 from servers import S3Server, make_bucket
 from streamed_fixtures import encode
+from test_interrupt import children, gone, photos  # noqa: F401  (photos: a fixture)
 from test_resume import big_fmnist, finished, keys, kill_after, local_journal, summary
 
 distributed = pytest.importorskip("distributed")
@@ -271,3 +272,96 @@ def test_a_killed_job_from_a_streamed_source_resumes_to_the_same_bytes(cluster, 
     encrypt("-", tmp_path / "whole", key_file, "--split", f"train={wds_in_s3}", "--reproduce", out, shard_size=OUT_SHARD)
     assert tree_bytes(tmp_path / "whole") == tree_bytes(out)
     assert open_dataset(out).manifest.classes == [str(i) for i in range(20)]
+
+
+# --- Ctrl-C during a dask job: prompt, one line, nothing left behind, resumable ------------------
+
+
+def descendants(pid: int) -> set[int]:
+    found = children(pid)
+    for c in list(found):
+        found |= descendants(c)
+    return found
+
+
+def interrupt(p, within: float = 30) -> str:
+    """Ctrl-C as a terminal sends it (SIGINT to the job's process group); its stderr."""
+    os.killpg(p.pid, signal.SIGINT)
+    try:
+        _, err = p.communicate(timeout=within)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        pytest.fail("hung after Ctrl-C")
+    return err
+
+
+def photo_job(photos, out, key_file, *more, resume=True):
+    return ppencrypt_process("dataset", photos, out, "--key", key_file, "--size", 32, "--shard-size", 100, "--engine", "dask",
+                             *more, *(("--resume",) if resume else ()), "--quiet", start_new_session=True)  # fmt: skip
+
+
+@pytest.mark.parametrize("moment", ["starting", "encrypting"])
+def test_ctrl_c_ends_a_dask_job_and_its_local_cluster(photos, key_file, tmp_path, moment):
+    """The driver's own LocalCluster: interrupted while its workers start (they import for
+    seconds) or mid-job, it exits at once with 'Aborted!' alone, its worker processes reaped;
+    without --resume nothing is left at OUT."""
+    out = tmp_path / "out"
+    p = photo_job(photos, out, key_file, "--workers", 2, resume=False)
+    seen: set[int] = set()
+    deadline = time.monotonic() + 120
+    while p.poll() is None and time.monotonic() < deadline:
+        seen |= descendants(p.pid)
+        if moment == "starting" and seen:
+            break
+        if moment == "encrypting" and (data := local_journal(out, p.pid)()) is not None:
+            try:
+                if finished(data) >= 1:
+                    break
+            except ValueError:
+                pass
+        time.sleep(0.01)
+    assert p.poll() is None, f"finished before it could be interrupted: {p.communicate()}"
+    seen |= descendants(p.pid)
+    started = time.monotonic()
+    err = interrupt(p)
+    assert time.monotonic() - started < 15
+    assert p.returncode == 1 and err.strip() == "Aborted!", err  # one line, no traceback, no Dask log
+    assert seen and gone(seen, 10), "a worker outlived its job"
+    time.sleep(2)  # a shard task still running when the driver ended writes nothing now
+    assert leftovers(out) == []
+
+
+def test_ctrl_c_on_an_external_cluster_cancels_the_jobs_tasks_and_resumes(cluster, photos, key_file, tmp_path):
+    """--scheduler: the workers are not the driver's to end, so its tasks are cancelled on the
+    scheduler; the interrupted --resume job's partial is kept, and rerun it completes to the
+    bytes of an uninterrupted run."""
+    out = tmp_path / "out"
+    more = ("--scheduler", address(cluster))
+    p = photo_job(photos, out, key_file, *more)
+    kill_after_shards, deadline = 2, time.monotonic() + 180
+    while True:
+        data = local_journal(out, p.pid)()
+        try:
+            if data is not None and finished(data) >= kill_after_shards:
+                break
+        except ValueError:
+            pass
+        assert p.poll() is None and time.monotonic() < deadline, p.communicate() if p.poll() is not None else "slow"
+        time.sleep(0.01)
+    err = interrupt(p)
+    assert p.returncode == 1 and err.strip() == "Aborted!", err
+
+    def ours(dask_scheduler):
+        return [str(k) for k in dask_scheduler.tasks if str(k).startswith(("decode-", "count-", "shard-"))]
+
+    deadline = time.monotonic() + 30
+    while cluster.run_on_scheduler(ours):
+        assert time.monotonic() < deadline, f"tasks left on the scheduler: {cluster.run_on_scheduler(ours)}"
+        time.sleep(0.2)
+    assert len(leftovers(out)) == 1 and leftovers(out)[0].startswith(".out.partial-")  # kept for --resume
+    r = ppencrypt("dataset", photos, out, "--key", key_file, "--size", 32, "--shard-size", 100, "--engine", "dask", *more, "--resume")
+    assert r.exit_code == 0, r.output
+    kept, total = summary(r)
+    assert kill_after_shards <= kept < total
+    encrypt(photos, tmp_path / "whole", key_file, "--size", 32, "--reproduce", out, shard_size=100)
+    assert tree_bytes(tmp_path / "whole") == tree_bytes(out)

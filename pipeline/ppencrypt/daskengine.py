@@ -23,9 +23,15 @@ The scheduler: ``--scheduler tcp://HOST:PORT``, else ``$DASK_SCHEDULER_ADDRESS``
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
+import logging
 import os
+import signal
+import sys
+import threading
+import weakref
 import shutil
 import tempfile
 import uuid
@@ -97,6 +103,8 @@ def write_shard(spec: ShardTask, *chunks: Chunk) -> dict:
             staged = root / rel  # hashed and uploaded from disk: the shard is not held again in memory
             info = FileInfo(rel, sha or sha256_file(staged), staged.stat().st_size)
             if isinstance(spec.dest, str):  # a local OUT: its partial folder, on this machine or a shared disk
+                if not Path(spec.dest).is_dir():  # the job ended (an error, Ctrl-C) while this task ran: it is not wanted
+                    raise EngineError(f"{spec.dest}: gone; the job this shard was for has ended")
                 target = Path(spec.dest) / rel
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.move(root / rel, target)
@@ -108,6 +116,57 @@ def write_shard(spec: ShardTask, *chunks: Chunk) -> dict:
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return {"shard": shard, "files": files, "per_class": np.bincount(labels, minlength=spec.classes).tolist(), "plain": plain}
+
+
+@contextlib.contextmanager
+def _sigint_held():
+    """SIGINT blocked in this thread while a LocalCluster starts: a Ctrl-C then arrives (the
+    pending signal, delivered on unblocking) once the cluster is whole, which this process can
+    close (DaskEngine.__exit__); mid-start it would leave a half-made cluster that Dask's own
+    exit hook trips over, with a traceback."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+@contextlib.contextmanager
+def _stderr_to_null():
+    """The LocalCluster's worker processes, started meanwhile, get /dev/null for stderr: a
+    terminal's Ctrl-C reaches its whole process group, and a worker caught mid-import printed a
+    traceback of its own, its logs more lines (a task's error reaches this process through its
+    future all the same)."""
+    try:
+        saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    except OSError:  # no stderr to swap
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
+def _kill_workers(cluster) -> None:
+    """A LocalCluster's worker processes, killed now (they hold nothing to clean up: a shard is
+    put at OUT whole or not at all), their nannies told not to start them again."""
+    from distributed.core import Status
+
+    for nanny in list(getattr(cluster, "workers", {}).values()):
+        pid = getattr(nanny, "pid", None)
+        if getattr(nanny, "status", None) == Status.running:
+            nanny.status = Status.closing_gracefully  # no restart when its worker dies: it closes
+        if pid:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def sealed(job: SplitJob) -> KeyRing | None:
@@ -132,27 +191,49 @@ class DaskEngine:
         self.address = scheduler or os.environ.get(ENV) or None
         self.workers = pool.workers
         self.client = self.cluster = None
+        # this job's tasks still referenced (weakly: a decoded chunk is released on its worker as
+        # soon as the driver drops it): what an error or Ctrl-C cancels
+        self.futures: weakref.WeakSet = weakref.WeakSet()
 
     def __enter__(self) -> DaskEngine:
         from distributed import Client, LocalCluster
 
         try:
             if self.address is None:
-                self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                            dashboard_address=None)  # fmt: skip
-                self.client = Client(self.cluster)
+                # the scheduler's HTTP server (health checks; there is no dashboard without bokeh) on
+                # a free local port: 8787 may be another cluster's
+                with _sigint_held(), _stderr_to_null():
+                    self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                                dashboard_address="127.0.0.1:0")  # fmt: skip
+                    self.client = Client(self.cluster)
             else:
                 self.client = Client(self.address, timeout="30s")
         except (OSError, TimeoutError) as e:
             self.__exit__()
             raise EngineError(f"{self.address or 'LocalCluster'}: cannot reach the Dask scheduler ({e})") from None
+        except BaseException:  # Ctrl-C while the cluster starts
+            self.__exit__(*sys.exc_info())
+            raise
         return self
 
-    def __exit__(self, *exc) -> None:
-        for part in (self.client, self.cluster):
+    def __exit__(self, exc_type=None, *exc) -> None:
+        client, cluster, self.client, self.cluster = self.client, self.cluster, None, None
+        if exc_type is not None:
+            # An error or Ctrl-C: nothing more is wanted. Dask's own shutdown waits for the
+            # workers to finish their tasks (4 s, then kills them) and logs each step; so its
+            # logs are hushed, this job's tasks cancelled on the scheduler (an external
+            # cluster's workers drop them), and a LocalCluster's worker processes killed.
+            logging.getLogger("distributed").setLevel(logging.CRITICAL)
+            if client is not None and self.futures:
+                with contextlib.suppress(Exception):
+                    client.cancel(list(self.futures), force=True)
+            if cluster is not None:
+                _kill_workers(cluster)
+        self.futures.clear()
+        for part in (client, cluster):
             if part is not None:
-                part.close()
-        self.client = self.cluster = None
+                with contextlib.suppress(Exception) if exc_type is not None else contextlib.nullcontext():
+                    part.close()
 
     def encrypt_split(self, job: SplitJob, start: dict) -> None:
         run, client = job.run, self.client
@@ -174,7 +255,9 @@ class DaskEngine:
         def fill() -> None:
             for t, task in itertools.islice(tasks, max(0, AHEAD * threads - len(window))):
                 decoded = client.submit(run_task, task, key=f"decode-{run.name}-{t}-{tag}", pure=False)
-                window.append((t, decoded, client.submit(_count, decoded, key=f"count-{run.name}-{t}-{tag}", pure=False)))
+                counted = client.submit(_count, decoded, key=f"count-{run.name}-{t}-{tag}", pure=False)
+                self.futures.update((decoded, counted))
+                window.append((t, decoded, counted))
 
         def submit(state: dict) -> None:
             k = (run.count - 1) // S
@@ -187,6 +270,7 @@ class DaskEngine:
                              cipher=job.cipher, ring=ring, storage=job.storage, shape=job.source.shape,
                              classes=len(job.source.classes), labels=label_limit(job.source), shard_size=S, dest=dest)  # fmt: skip
             future = client.submit(write_shard, spec, *[f for f, _, _ in pieces], key=f"shard-{run.name}-{k}-{tag}", pure=False)
+            self.futures.add(future)
             writes.append((future, state))
             pieces.clear()
 
