@@ -155,6 +155,18 @@ def _stderr_to_null():
         os.close(null)
 
 
+def _hush(name: str, level: int | None = None) -> None:
+    """Log lines of ``name`` and the loggers below it only from ``level`` up (None: none at all).
+    Dask configures levels on several of them, so the parent's level alone does not do."""
+    for logger_name in [name, *logging.root.manager.loggerDict]:
+        if logger_name == name or logger_name.startswith(name + "."):
+            logger = logging.getLogger(logger_name)
+            if level is None:
+                logger.disabled = True
+            else:
+                logger.setLevel(max(level, logger.getEffectiveLevel()))
+
+
 def _kill_workers(cluster) -> None:
     """A LocalCluster's worker processes, killed now (they hold nothing to clean up: a shard is
     put at OUT whole or not at all), their nannies told not to start them again."""
@@ -202,6 +214,10 @@ class DaskEngine:
             if self.address is None:
                 # the scheduler's HTTP server (health checks; there is no dashboard without bokeh) on
                 # a free local port: 8787 may be another cluster's
+                # Its scheduler runs in this process and logs to this stderr: only its errors, for
+                # the warnings of a worker lost (a Ctrl-C reaches them all) add nothing to the
+                # error the job's future raises
+                _hush("distributed", logging.ERROR)
                 with _sigint_held(), _stderr_to_null():
                     self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                                                 dashboard_address="127.0.0.1:0")  # fmt: skip
@@ -223,7 +239,7 @@ class DaskEngine:
             # workers to finish their tasks (4 s, then kills them) and logs each step; so its
             # logs are hushed, this job's tasks cancelled on the scheduler (an external
             # cluster's workers drop them), and a LocalCluster's worker processes killed.
-            logging.getLogger("distributed").setLevel(logging.CRITICAL)
+            _hush("distributed")
             if client is not None and self.futures:
                 with contextlib.suppress(Exception):
                     client.cancel(list(self.futures), force=True)
