@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from conftest import encrypt, leftovers, ppencrypt, ppencrypt_process, tile_real, tree_bytes
 from servers import S3Server, make_bucket
-from streamed_fixtures import encode
+from streamed_fixtures import encode, write_folder, write_wds
 from test_interrupt import children, gone, photos  # noqa: F401  (photos: a fixture)
 from test_resume import big_fmnist, finished, keys, kill_after, local_journal, summary
 
@@ -365,3 +365,33 @@ def test_ctrl_c_on_an_external_cluster_cancels_the_jobs_tasks_and_resumes(cluste
     assert kill_after_shards <= kept < total
     encrypt(photos, tmp_path / "whole", key_file, "--size", 32, "--reproduce", out, shard_size=100)
     assert tree_bytes(tmp_path / "whole") == tree_bytes(out)
+
+
+# --- --copies on dask: the local engine's bytes, from an ImageFolder and from a stream ----------
+
+
+@pytest.mark.parametrize("layout", ["imagefolder", "wds"])
+def test_copies_on_dask_are_the_local_engines_bytes(cluster, cifar10, key_file, tmp_path, layout):
+    """Copy k of image j is sample k x N + j, shifted and flipped by draw j of copy k, on a
+    worker as locally; shards of 4 span the copies' boundaries (15 train images a copy)."""
+    src = (write_folder if layout == "imagefolder" else write_wds)(tmp_path / layout, *cifar10)
+    copies = ("--copies", 3, "--pad", 3, "--augment-seed", 5)
+    encrypt(src, tmp_path / "local", key_file, *copies)
+    encrypt(src, tmp_path / "dask", key_file, *copies, "--engine", "dask", "--scheduler", address(cluster), "--reproduce",
+            tmp_path / "local")  # fmt: skip
+    assert tree_bytes(tmp_path / "dask") == tree_bytes(tmp_path / "local")
+    m = open_dataset(tmp_path / "dask").manifest
+    assert m.splits["train"].count == 3 * 15 and m.augment.copies == 3
+    assert ppencrypt("verify", tmp_path / "dask", "--key", key_file, "--quiet").exit_code == 0
+
+
+def test_copies_of_a_wds_source_in_s3_on_both_engines(cluster, wds_in_s3, s3_env, key_file, tmp_path):
+    """A stream at a URL is counted first by reading its shards' headers through; then both
+    engines write the same copies."""
+    two = wds_in_s3.replace(f"..{STREAMED // PER_TAR - 1:04d}", "..0001")  # 200 images in two tars
+    split = ("--split", f"train={two}", "--copies", 2)
+    encrypt("-", tmp_path / "local", key_file, *split, workers=2, shard_size=OUT_SHARD)
+    encrypt("-", tmp_path / "dask", key_file, *split, "--engine", "dask", "--scheduler", address(cluster),
+            "--reproduce", tmp_path / "local", shard_size=OUT_SHARD)  # fmt: skip
+    assert tree_bytes(tmp_path / "dask") == tree_bytes(tmp_path / "local")
+    assert open_dataset(tmp_path / "dask").manifest.splits["train"].count == 2 * 2 * PER_TAR

@@ -41,6 +41,8 @@ from pathlib import Path
 
 import numpy as np
 
+from . import augment as client_augment
+from .augment import Draws
 from .ciphers import ImageCipher
 from .engine import SplitJob, label_limit, total
 from .errors import EngineError, MissingExtraError, SourceError
@@ -78,6 +80,7 @@ class ShardTask:
     labels: int  # the labels allowed: below this (engine.label_limit)
     shard_size: int
     dest: object  # a local staging folder (str) or the RemoteDir of OUT
+    draws: Draws | None = None  # --copies: each sample's shift and flip (augment.py), applied before encrypting
 
 
 def write_shard(spec: ShardTask, *chunks: Chunk) -> dict:
@@ -87,6 +90,8 @@ def write_shard(spec: ShardTask, *chunks: Chunk) -> dict:
         raise SourceError(f"{spec.src}: an image of split {spec.split} decoded to {images.shape[1:]}, expected {spec.shape}")
     if labels.min() < 0 or labels.max() >= spec.labels:
         raise SourceError(f"{spec.src}: split {spec.split} has labels outside 0..{spec.labels - 1}")
+    if spec.draws is not None:  # a --copies copy: shifted and flipped before it is hashed and encrypted, as locally
+        images = client_augment.shift_flip(images, spec.draws)
     plain = hashlib.sha256(np.ascontiguousarray(images)).digest()
     encrypted = spec.cipher.encrypt(images, spec.ring, np.arange(spec.first, spec.first + len(labels), dtype=np.int64))
     root = Path(tempfile.mkdtemp(prefix="ppencrypt-shard-"))
@@ -261,17 +266,16 @@ class DaskEngine:
         dest = o.loc if isinstance(o, RemoteOutput) else str(o.staging)
         threads = max(1, sum(client.nthreads().values()))
         tag = uuid.uuid4().hex[:8]
-        first = start["task"]
-        tasks = enumerate(itertools.islice(loader.tasks(), first, None), first)
+        augment = job.augment
+        passes = augment.copies if augment is not None and run.name == augment.split else None
         window: deque = deque()
         writes: deque = deque()
-        pieces: list = []
-        at = start["at"]
+        pieces: list = []  # (decoded future, a, b, the draws of rows [a, b) or None) of the shard being cut
 
-        def fill() -> None:
+        def fill(tasks, copy: int) -> None:
             for t, task in itertools.islice(tasks, max(0, AHEAD * threads - len(window))):
-                decoded = client.submit(run_task, task, key=f"decode-{run.name}-{t}-{tag}", pure=False)
-                counted = client.submit(_count, decoded, key=f"count-{run.name}-{t}-{tag}", pure=False)
+                decoded = client.submit(run_task, task, key=f"decode-{run.name}-{copy}-{t}-{tag}", pure=False)
+                counted = client.submit(_count, decoded, key=f"count-{run.name}-{copy}-{t}-{tag}", pure=False)
                 self.futures.update((decoded, counted))
                 window.append((t, decoded, counted))
 
@@ -282,10 +286,12 @@ class DaskEngine:
                 o.journal.written.extend(n for n in names if n not in o.journal.written)
                 o.save_journal()
             first_sample = k * S
-            spec = ShardTask(src=job.src, split=run.name, k=k, first=first_sample, pieces=tuple((a, b) for _, a, b in pieces),
+            draws = None if pieces[0][3] is None else Draws.joined([d for *_, d in pieces])
+            spec = ShardTask(src=job.src, split=run.name, k=k, first=first_sample, pieces=tuple((a, b) for _, a, b, _ in pieces),
                              cipher=job.cipher, ring=ring, storage=job.storage, shape=job.source.shape,
-                             classes=len(job.source.classes), labels=label_limit(job.source), shard_size=S, dest=dest)  # fmt: skip
-            future = client.submit(write_shard, spec, *[f for f, _, _ in pieces], key=f"shard-{run.name}-{k}-{tag}", pure=False)
+                             classes=len(job.source.classes), labels=label_limit(job.source), shard_size=S, dest=dest,
+                             draws=draws)  # fmt: skip
+            future = client.submit(write_shard, spec, *[f for f, *_ in pieces], key=f"shard-{run.name}-{k}-{tag}", pure=False)
             self.futures.add(future)
             writes.append((future, state))
             pieces.clear()
@@ -302,25 +308,39 @@ class DaskEngine:
                 run.entries.append(entry)
                 job.journal(entry)
 
-        with job.progress(total(loader), f"encrypt {run.name}") as bar:
-            fill()
-            while window:
-                t, decoded, counted = window.popleft()
-                fill()
-                n, bad = counted.result()
-                run.bad.extend(bad)
-                bar.update(n + len(bad))
-                pos = start["offset"] if t == first else 0
-                while pos < n:
-                    take = min(n - pos, S - run.count % S)
-                    pieces.append((decoded, pos, pos + take))
-                    run.count += take
-                    pos += take
-                    at += take
-                    if run.count % S == 0:
-                        submit({"copy": 0, "task": t, "offset": pos, "at": at, "bad": run.bad_before + len(run.bad) - len(bad)})
-                finish(WRITES * threads)
+        count = total(loader)
+        copy = start["copy"]
+        at = start["at"]
+        with job.progress(None if count is None else count * (passes or 1), f"encrypt {run.name}") as bar:
+            # as the local engine (engine.encrypt_split): copy k of image j is sample k x N + j,
+            # shifted and flipped by draw j of copy k; a shard may hold the end of one copy and
+            # the start of the next
+            for copy in range(start["copy"], passes or 1):
+                draws = client_augment.draws(loader.count, augment.pad, augment.seed, copy) if passes else None
+                resumed = copy == start["copy"]
+                first = start["task"] if resumed else 0
+                at = start["at"] if resumed else 0  # the image's position in the split (after skipped files): its draw
+                tasks = enumerate(itertools.islice(loader.tasks(), first, None), first)
+                fill(tasks, copy)
+                while window:
+                    t, decoded, counted = window.popleft()
+                    fill(tasks, copy)
+                    n, bad = counted.result()
+                    if copy == 0:
+                        run.bad.extend(bad)
+                    bar.update(n + len(bad))
+                    pos = start["offset"] if resumed and t == first else 0
+                    while pos < n:
+                        take = min(n - pos, S - run.count % S)
+                        pieces.append((decoded, pos, pos + take, None if draws is None else draws[at : at + take]))
+                        run.count += take
+                        pos += take
+                        at += take
+                        if run.count % S == 0:
+                            bad_before = run.bad_before + len(run.bad) - (len(bad) if copy == 0 else 0)
+                            submit({"copy": copy, "task": t, "offset": pos, "at": at, "bad": bad_before})
+                    finish(WRITES * threads)
             if pieces:
-                submit({"copy": 0, "task": -1, "offset": 0, "at": at, "bad": run.bad_before + len(run.bad)})
+                submit({"copy": copy, "task": -1, "offset": 0, "at": at, "bad": run.bad_before + len(run.bad)})
             finish(0)
         run.writer.resume([e.shard for e in run.entries])  # the driver's writer: the split's shards (zarr: its metadata)

@@ -83,8 +83,6 @@ class EncryptOptions:
 
     def __post_init__(self):
         cls = cipher_class(self.method)
-        if self.engine != "local" and self.copies is not None:
-            raise OptionError("--copies", "--copies is made by --engine local only")
         if self.resume and not cls.needs_key:
             raise OptionError("--resume", f"method {self.method!r} uses no key, and the journal a resume trusts is authenticated by the key")
         if not cls.needs_key and self.scope == "image":
@@ -206,9 +204,9 @@ def encrypt_dataset(
             problem = client.check(augment.copies, augment.pad, source.shape)
             if problem or augment.split not in source.splits:
                 raise CipherError(problem or f"{src}: --copies augments the {augment.split!r} split, and there is none")
-            if hasattr(source.splits[augment.split], "inputs"):  # its draws are made for a count a stream knows only at its end
-                raise OptionError("--copies", f"the {augment.split} split is streamed ({source.layout}); --copies needs a local "
-                                  "ImageFolder, CIFAR or IDX source")  # fmt: skip
+            loader = source.splits[augment.split]
+            if loader.count is None:  # the draws are made for the split's count: a stream's shards are walked for it first
+                loader.count_images(pool)
         writer_cls = STORAGES[opts.storage].writer
         shard_size = min(opts.shard_size, writer_cls.samples_within(source.shape, opts.shard_bytes))
         bound = _binding(src, out, key, opts, shard_size) if cipher.needs_key else None
