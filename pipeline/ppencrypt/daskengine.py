@@ -17,8 +17,18 @@ task (its worker killed) writes the same bytes, and the output is the local engi
 for byte. Workers receive the cipher and a sealed key ring — this split's subkeys for this
 image shape, never the master key, the manifest's MAC subkey or the journal's (KeyRing.sealed).
 
+With ``--copies`` the train split's tasks are run once per copy and cut into shards as the
+local engine cuts them (a shard may span two copies); each shard task gets its samples'
+shift/flip draws, made by the driver for the split's count.
+
 The scheduler: ``--scheduler tcp://HOST:PORT``, else ``$DASK_SCHEDULER_ADDRESS``, else a
 ``distributed.LocalCluster`` on this machine (``--workers`` processes, one thread each).
+
+Ctrl-C (or any error) ends the job at once: its tasks are cancelled on the scheduler and a
+LocalCluster's worker processes killed (DaskEngine.__exit__). A task an external worker is
+already running cannot be stopped; one writing to a local OUT finds the partial folder gone
+and writes nothing, one uploading to a URL may still put its shard after the driver cleaned up
+(not listed by any manifest; a rerun at that prefix refuses it as not its own).
 """
 
 from __future__ import annotations

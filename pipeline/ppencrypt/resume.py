@@ -16,8 +16,7 @@ before anything in it is used:
   shards are kept up to the first one that is not, and the job continues after the last kept
   shard, re-reading the input from the task that shard ended in (the tasks before it are not
   run). The journaled digest of each kept shard's plain images completes the split's source
-  digest (keys.SourceDigest) without reading them again.
-
+  digest (keys.SourceDigest) without reading them again;
 * SRC must not have changed in place since the interrupted run: the journal binds its
   fingerprint (sources/fingerprint.py: per split, its inputs' names, sizes and versions — ETag,
   generation or mtime — and its classes file's SHA-256), so that kept shards of the old images
