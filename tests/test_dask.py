@@ -300,13 +300,13 @@ def photo_job(photos, out, key_file, *more, resume=True):
                              *more, *(("--resume",) if resume else ()), "--quiet", start_new_session=True)  # fmt: skip
 
 
-@pytest.mark.parametrize("moment", ["starting", "encrypting"])
-def test_ctrl_c_ends_a_dask_job_and_its_local_cluster(photos, key_file, tmp_path, moment):
+@pytest.mark.parametrize("moment, resume", [("starting", False), ("encrypting", False), ("encrypting", True)])
+def test_ctrl_c_ends_a_dask_job_and_its_local_cluster(photos, key_file, tmp_path, moment, resume):
     """The driver's own LocalCluster: interrupted while its workers start (they import for
     seconds) or mid-job, it exits at once with 'Aborted!' alone, its worker processes reaped;
-    without --resume nothing is left at OUT."""
+    without --resume nothing is left at OUT, with it the rerun completes byte-identically."""
     out = tmp_path / "out"
-    p = photo_job(photos, out, key_file, "--workers", 2, resume=False)
+    p = photo_job(photos, out, key_file, "--workers", 2, resume=resume)
     seen: set[int] = set()
     deadline = time.monotonic() + 120
     while p.poll() is None and time.monotonic() < deadline:
@@ -328,7 +328,16 @@ def test_ctrl_c_ends_a_dask_job_and_its_local_cluster(photos, key_file, tmp_path
     assert p.returncode == 1 and err.strip() == "Aborted!", err  # one line, no traceback, no Dask log
     assert seen and gone(seen, 10), "a worker outlived its job"
     time.sleep(2)  # a shard task still running when the driver ended writes nothing now
-    assert leftovers(out) == []
+    if not resume:
+        assert leftovers(out) == []
+        return
+    assert len(leftovers(out)) == 1 and leftovers(out)[0].startswith(".out.partial-")
+    r = ppencrypt("dataset", photos, out, "--key", key_file, "--size", 32, "--shard-size", 100, "--engine", "dask", "--workers", 2,
+                  "--resume")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert 1 <= summary(r)[0] < summary(r)[1]
+    encrypt(photos, tmp_path / "whole", key_file, "--size", 32, "--reproduce", out, shard_size=100)
+    assert tree_bytes(tmp_path / "whole") == tree_bytes(out)
 
 
 def test_ctrl_c_on_an_external_cluster_cancels_the_jobs_tasks_and_resumes(cluster, photos, key_file, tmp_path):
@@ -395,3 +404,19 @@ def test_copies_of_a_wds_source_in_s3_on_both_engines(cluster, wds_in_s3, s3_env
             "--reproduce", tmp_path / "local", shard_size=OUT_SHARD)  # fmt: skip
     assert tree_bytes(tmp_path / "dask") == tree_bytes(tmp_path / "local")
     assert open_dataset(tmp_path / "dask").manifest.splits["train"].count == 2 * 2 * PER_TAR
+
+
+def test_a_killed_copies_job_resumes_mid_copy_on_dask(cluster, fmnist, key_file, tmp_path):
+    """Killed in its second copy (local engine), resumed on dask: the journal's copy, task,
+    offset and draw position are the dask engine's too; the bytes an uninterrupted run's."""
+    src = big_fmnist(tmp_path / "fm", fmnist, 20_000)
+    out = tmp_path / "out"
+    args = ("--key", key_file, "--shard-size", SHARD, "--copies", 3, "--pad", 2)
+    p = ppencrypt_process("dataset", src, out, *args, "--quiet")
+    listed = kill_after(p, local_journal(out, p.pid), 20_000 // SHARD + 5)  # five shards into copy 1
+    r = ppencrypt("dataset", src, out, *args, "--resume", "--engine", "dask", "--scheduler", address(cluster))
+    assert r.exit_code == 0, r.output
+    kept, total = summary(r)
+    assert listed <= kept < total == 3 * 20_000 // SHARD + 1
+    encrypt(src, tmp_path / "whole", key_file, *args[2:], "--reproduce", out, shard_size=SHARD)
+    assert tree_bytes(tmp_path / "whole") == tree_bytes(out)
