@@ -12,7 +12,6 @@ import uuid
 from pathlib import Path
 
 import fsspec
-import numpy as np
 import pytest
 from conftest import CIFAR10_NAMES, encrypt, leftovers, ppencrypt, ppencrypt_process, tile_real, tree_bytes
 from servers import make_bucket
@@ -20,7 +19,6 @@ from streamed_fixtures import encode
 from test_resume import big_fmnist, kill_after, local_journal, s3_server, summary  # noqa: F401  (s3_server: a fixture)
 
 from ppencrypt.formats import remote
-from ppencrypt.formats.journal import JOURNAL
 
 IMAGES, PER_TAR, SHARD = 6000, 100, 100
 

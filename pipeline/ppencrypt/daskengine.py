@@ -170,16 +170,28 @@ def _stderr_to_null():
         os.close(null)
 
 
-def _hush(name: str, level: int | None = None) -> None:
+def _hush(name: str, level: int | None = None, saved: dict | None = None) -> None:
     """Log lines of ``name`` and the loggers below it only from ``level`` up (None: none at all).
-    Dask configures levels on several of them, so the parent's level alone does not do."""
+    Dask configures levels on several of them, so the parent's level alone does not do. Each
+    logger's level and state before the first change are kept in ``saved``, for _unhush."""
     for logger_name in [name, *logging.root.manager.loggerDict]:
         if logger_name == name or logger_name.startswith(name + "."):
             logger = logging.getLogger(logger_name)
+            if saved is not None:
+                saved.setdefault(logger_name, (logger.level, logger.disabled))
             if level is None:
                 logger.disabled = True
             else:
                 logger.setLevel(max(level, logger.getEffectiveLevel()))
+
+
+def _unhush(saved: dict) -> None:
+    """The loggers as they were (a notebook's next cluster logs as it did)."""
+    for logger_name, (level, disabled) in saved.items():
+        logger = logging.getLogger(logger_name)
+        logger.setLevel(level)
+        logger.disabled = disabled
+    saved.clear()
 
 
 def _kill_workers(cluster) -> None:
@@ -221,6 +233,7 @@ class DaskEngine:
         # this job's tasks still referenced (weakly: a decoded chunk is released on its worker as
         # soon as the driver drops it): what an error or Ctrl-C cancels
         self.futures: weakref.WeakSet = weakref.WeakSet()
+        self.hushed: dict = {}  # the loggers _hush changed, as they were
 
     def __enter__(self) -> DaskEngine:
         from distributed import Client, LocalCluster
@@ -232,7 +245,7 @@ class DaskEngine:
                 # Its scheduler runs in this process and logs to this stderr: only its errors, for
                 # the warnings of a worker lost (a Ctrl-C reaches them all) add nothing to the
                 # error the job's future raises
-                _hush("distributed", logging.ERROR)
+                _hush("distributed", logging.ERROR, self.hushed)
                 with _sigint_held(), _stderr_to_null():
                     self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                                                 dashboard_address="127.0.0.1:0")  # fmt: skip
@@ -254,7 +267,7 @@ class DaskEngine:
             # workers to finish their tasks (4 s, then kills them) and logs each step; so its
             # logs are hushed, this job's tasks cancelled on the scheduler (an external
             # cluster's workers drop them), and a LocalCluster's worker processes killed.
-            _hush("distributed")
+            _hush("distributed", None, self.hushed)
             if client is not None and self.futures:
                 with contextlib.suppress(Exception):
                     client.cancel(list(self.futures), force=True)
@@ -265,6 +278,7 @@ class DaskEngine:
             if part is not None:
                 with contextlib.suppress(Exception) if exc_type is not None else contextlib.nullcontext():
                     part.close()
+        _unhush(self.hushed)
 
     def encrypt_split(self, job: SplitJob, start: dict) -> None:
         run, client = job.run, self.client
