@@ -153,7 +153,8 @@ def _place(where) -> str | None:
 def _binding(src: str | None, out: str, key: MasterKey, opts: EncryptOptions, shard_size: int) -> dict:
     """What a journal must name for ``--resume`` to continue it: this key, SRC (and each
     --split NAME=SRC, in order), OUT, and every option that changes the bytes (the streamed
-    sources' --classes, --image-column and --label-column among them)."""
+    sources' --classes, --image-column and --label-column among them). The source's fingerprint
+    (sources/fingerprint.py) is added as ``inputs`` once the source is open."""
     stream = opts.stream
     options = {"method": opts.method, "params": opts.params, "scope": opts.key_scope, "storage": opts.storage, "size": opts.size,
                "shard_size": shard_size, "skip_bad": opts.skip_bad, "copies": opts.copies, "pad": opts.pad,

@@ -75,6 +75,9 @@ def _changed(theirs: dict | None, ours: dict | None, where: dict) -> str | None:
     this version can tell (a journal from before fingerprints: another job)."""
     if not isinstance(theirs, dict) or ours is None:
         return None
+    if set(theirs) != set(ours) and ours:  # a split folder added or removed
+        shown = next(iter(where.values()))[0]
+        return f"{shown}: changed since the interrupted run (its splits were {', '.join(theirs)}, now {', '.join(ours)})"
     for split, now in ours.items():
         then = theirs.get(split)
         if not isinstance(then, dict):
