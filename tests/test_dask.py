@@ -21,7 +21,7 @@ import pytest
 from conftest import encrypt, leftovers, ppencrypt, ppencrypt_process, tile_real, tree_bytes
 from servers import S3Server, make_bucket
 from streamed_fixtures import encode, write_folder, write_wds
-from test_interrupt import children, gone, photos  # noqa: F401  (photos: a fixture)
+from test_interrupt import alive, children, gone, photos  # noqa: F401  (photos: a fixture)
 from test_resume import big_fmnist, finished, keys, kill_after, local_journal, summary
 
 distributed = pytest.importorskip("distributed")
@@ -338,6 +338,28 @@ def test_ctrl_c_ends_a_dask_job_and_its_local_cluster(photos, key_file, tmp_path
     assert 1 <= summary(r)[0] < summary(r)[1]
     encrypt(photos, tmp_path / "whole", key_file, "--size", 32, "--reproduce", out, shard_size=100)
     assert tree_bytes(tmp_path / "whole") == tree_bytes(out)
+
+
+def test_a_killed_dask_driver_takes_its_local_cluster_with_it(photos, key_file, tmp_path):
+    """SIGKILL runs no cleanup: the LocalCluster's worker processes (and the WorkerPool's) see
+    their parent gone and exit, none left under PID 1."""
+    p = photo_job(photos, tmp_path / "out", key_file, "--workers", 2)
+    seen: set[int] = set()
+    deadline = time.monotonic() + 120
+    while len(seen) < 3 and time.monotonic() < deadline:  # two dask workers and the resource tracker at least
+        assert p.poll() is None, p.communicate()
+        seen |= descendants(p.pid)
+        time.sleep(0.01)
+    time.sleep(1)
+    seen |= descendants(p.pid)
+    p.send_signal(signal.SIGKILL)
+    p.wait(timeout=10)
+    try:
+        assert gone(seen, 20), "processes orphaned under PID 1"
+    finally:
+        for pid in seen:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_ctrl_c_on_an_external_cluster_cancels_the_jobs_tasks_and_resumes(cluster, photos, key_file, tmp_path):
