@@ -14,6 +14,7 @@ from ppencrypt.augment import FILL, draws, shift_flip
 from ppencrypt.formats import open_dataset
 from ppencrypt.keys import load_key, open_keyed
 from ppencrypt.formats.manifest import Manifest
+from streamed_fixtures import in_folder_order, write_folder, write_wds
 from test_trainer_cli import run
 from pptrain.augment import BatchAugment
 from trainer_fixtures import session_key, shapes_src  # noqa: F401  (fixtures)
@@ -160,3 +161,32 @@ def test_the_mac_covers_the_augment_section(tmp_path, cifar10_dir, key_file, cha
     save(out, d)
     line = one_line_error(ppencrypt("verify", out, "--key", key_file))
     assert "manifest.json: " in line and "MAC" in line, line
+
+
+def shards(out) -> dict[str, bytes]:
+    """A dataset's shard files (not its manifest, which names its source's layout)."""
+    return {k: v for k, v in tree_bytes(out).items() if k != "manifest.json"}
+
+
+@pytest.mark.parametrize("copies", [None, 3])
+def test_an_imagefolder_and_its_images_as_wds_shards_give_the_same_shards(tmp_path, cifar10, key_file, copies):
+    """The same images in the same order, as class folders or as webdataset shards (webdataset's
+    TarWriter): the same encrypted shards, with and without --copies — a stream's split is
+    counted first (its shards' member names) so that copy k's draws are the ImageFolder's."""
+    folder = write_folder(tmp_path / "folder", *cifar10)
+    wds = write_wds(tmp_path / "wds", *cifar10, per_shard=4, label="txt", classes=False)  # labelled by class name
+    present = tmp_path / "classes.txt"  # an ImageFolder's classes: its class folders, sorted (not all ten are there)
+    present.write_text("".join(f"{c}\n" for c in sorted({p.name for p in folder.glob("*/*")})))
+    extra = () if copies is None else ("--copies", copies, "--pad", 3)
+    a = encrypt(folder, tmp_path / "a", key_file, *extra)
+    b = encrypt(wds, tmp_path / "b", key_file, *extra, "--classes", present, "--reproduce", a, workers=2)  # a's salt: a's images
+    assert json.loads((a / "manifest.json").read_text())["source"]["layout"] == "imagefolder"
+    assert json.loads((b / "manifest.json").read_text())["source"]["layout"] == "wds"
+    assert shards(a) == shards(b) and len(shards(a)) > 3
+    if copies is not None:  # and they are the copies: the decrypted train split is the shifted, flipped images
+        images, _ = cifar10
+        plain = np.stack([im for _, im, _ in in_folder_order(*cifar10)["train"]])
+        dec = decrypt_all(b, key_file)["train"]
+        assert len(dec) == 3 * 15
+        for k in range(3):
+            assert np.array_equal(dec[k * 15 : (k + 1) * 15], shift_flip(plain, draws(15, 3, 0, k)))

@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 from conftest import encrypt, leftovers, ppencrypt, ppencrypt_process, tile_real, tree_bytes
 from servers import S3Server, make_bucket
-from streamed_fixtures import encode
+from streamed_fixtures import encode, write_folder, write_wds
+from test_interrupt import alive, children, gone, photos  # noqa: F401  (photos: a fixture)
 from test_resume import big_fmnist, finished, keys, kill_after, local_journal, summary
 
 distributed = pytest.importorskip("distributed")
@@ -271,3 +272,173 @@ def test_a_killed_job_from_a_streamed_source_resumes_to_the_same_bytes(cluster, 
     encrypt("-", tmp_path / "whole", key_file, "--split", f"train={wds_in_s3}", "--reproduce", out, shard_size=OUT_SHARD)
     assert tree_bytes(tmp_path / "whole") == tree_bytes(out)
     assert open_dataset(out).manifest.classes == [str(i) for i in range(20)]
+
+
+# --- Ctrl-C during a dask job: prompt, one line, nothing left behind, resumable ------------------
+
+
+def descendants(pid: int) -> set[int]:
+    found = children(pid)
+    for c in list(found):
+        found |= descendants(c)
+    return found
+
+
+def interrupt(p, within: float = 30) -> str:
+    """Ctrl-C as a terminal sends it (SIGINT to the job's process group); its stderr."""
+    os.killpg(p.pid, signal.SIGINT)
+    try:
+        _, err = p.communicate(timeout=within)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        pytest.fail("hung after Ctrl-C")
+    return err
+
+
+def photo_job(photos, out, key_file, *more, resume=True):
+    return ppencrypt_process("dataset", photos, out, "--key", key_file, "--size", 32, "--shard-size", 100, "--engine", "dask",
+                             *more, *(("--resume",) if resume else ()), "--quiet", start_new_session=True)  # fmt: skip
+
+
+@pytest.mark.parametrize("moment, resume", [("starting", False), ("encrypting", False), ("encrypting", True)])
+def test_ctrl_c_ends_a_dask_job_and_its_local_cluster(photos, key_file, tmp_path, moment, resume):
+    """The driver's own LocalCluster: interrupted while its workers start (they import for
+    seconds) or mid-job, it exits at once with 'Aborted!' alone, its worker processes reaped;
+    without --resume nothing is left at OUT, with it the rerun completes byte-identically."""
+    out = tmp_path / "out"
+    p = photo_job(photos, out, key_file, "--workers", 2, resume=resume)
+    seen: set[int] = set()
+    deadline = time.monotonic() + 120
+    while p.poll() is None and time.monotonic() < deadline:
+        seen |= descendants(p.pid)
+        if moment == "starting" and seen:
+            break
+        if moment == "encrypting" and (data := local_journal(out, p.pid)()) is not None:
+            try:
+                if finished(data) >= 1:
+                    break
+            except ValueError:
+                pass
+        time.sleep(0.01)
+    assert p.poll() is None, f"finished before it could be interrupted: {p.communicate()}"
+    seen |= descendants(p.pid)
+    started = time.monotonic()
+    err = interrupt(p)
+    assert time.monotonic() - started < 15
+    assert p.returncode == 1 and err.strip() == "Aborted!", err  # one line, no traceback, no Dask log
+    assert seen and gone(seen, 10), "a worker outlived its job"
+    time.sleep(2)  # a shard task still running when the driver ended writes nothing now
+    if not resume:
+        assert leftovers(out) == []
+        return
+    assert len(leftovers(out)) == 1 and leftovers(out)[0].startswith(".out.partial-")
+    r = ppencrypt("dataset", photos, out, "--key", key_file, "--size", 32, "--shard-size", 100, "--engine", "dask", "--workers", 2,
+                  "--resume")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert 1 <= summary(r)[0] < summary(r)[1]
+    encrypt(photos, tmp_path / "whole", key_file, "--size", 32, "--reproduce", out, shard_size=100)
+    assert tree_bytes(tmp_path / "whole") == tree_bytes(out)
+
+
+def test_a_killed_dask_driver_takes_its_local_cluster_with_it(photos, key_file, tmp_path):
+    """SIGKILL runs no cleanup: the LocalCluster's worker processes (and the WorkerPool's) see
+    their parent gone and exit, none left under PID 1."""
+    p = photo_job(photos, tmp_path / "out", key_file, "--workers", 2)
+    seen: set[int] = set()
+    deadline = time.monotonic() + 120
+    while len(seen) < 3 and time.monotonic() < deadline:  # two dask workers and the resource tracker at least
+        assert p.poll() is None, p.communicate()
+        seen |= descendants(p.pid)
+        time.sleep(0.01)
+    time.sleep(1)
+    seen |= descendants(p.pid)
+    p.send_signal(signal.SIGKILL)
+    p.wait(timeout=10)
+    try:
+        assert gone(seen, 20), "processes orphaned under PID 1"
+    finally:
+        for pid in seen:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_ctrl_c_on_an_external_cluster_cancels_the_jobs_tasks_and_resumes(cluster, photos, key_file, tmp_path):
+    """--scheduler: the workers are not the driver's to end, so its tasks are cancelled on the
+    scheduler; the interrupted --resume job's partial is kept, and rerun it completes to the
+    bytes of an uninterrupted run."""
+    out = tmp_path / "out"
+    more = ("--scheduler", address(cluster))
+    p = photo_job(photos, out, key_file, *more)
+    kill_after_shards, deadline = 2, time.monotonic() + 180
+    while True:
+        data = local_journal(out, p.pid)()
+        try:
+            if data is not None and finished(data) >= kill_after_shards:
+                break
+        except ValueError:
+            pass
+        assert p.poll() is None and time.monotonic() < deadline, p.communicate() if p.poll() is not None else "slow"
+        time.sleep(0.01)
+    err = interrupt(p)
+    assert p.returncode == 1 and err.strip() == "Aborted!", err
+
+    def ours(dask_scheduler):
+        return [str(k) for k in dask_scheduler.tasks if str(k).startswith(("decode-", "count-", "shard-"))]
+
+    deadline = time.monotonic() + 30
+    while cluster.run_on_scheduler(ours):
+        assert time.monotonic() < deadline, f"tasks left on the scheduler: {cluster.run_on_scheduler(ours)}"
+        time.sleep(0.2)
+    assert len(leftovers(out)) == 1 and leftovers(out)[0].startswith(".out.partial-")  # kept for --resume
+    r = ppencrypt("dataset", photos, out, "--key", key_file, "--size", 32, "--shard-size", 100, "--engine", "dask", *more, "--resume")
+    assert r.exit_code == 0, r.output
+    kept, total = summary(r)
+    assert kill_after_shards <= kept < total
+    encrypt(photos, tmp_path / "whole", key_file, "--size", 32, "--reproduce", out, shard_size=100)
+    assert tree_bytes(tmp_path / "whole") == tree_bytes(out)
+
+
+# --- --copies on dask: the local engine's bytes, from an ImageFolder and from a stream ----------
+
+
+@pytest.mark.parametrize("layout", ["imagefolder", "wds"])
+def test_copies_on_dask_are_the_local_engines_bytes(cluster, cifar10, key_file, tmp_path, layout):
+    """Copy k of image j is sample k x N + j, shifted and flipped by draw j of copy k, on a
+    worker as locally; shards of 4 span the copies' boundaries (15 train images a copy)."""
+    src = (write_folder if layout == "imagefolder" else write_wds)(tmp_path / layout, *cifar10)
+    copies = ("--copies", 3, "--pad", 3, "--augment-seed", 5)
+    encrypt(src, tmp_path / "local", key_file, *copies)
+    encrypt(src, tmp_path / "dask", key_file, *copies, "--engine", "dask", "--scheduler", address(cluster), "--reproduce",
+            tmp_path / "local")  # fmt: skip
+    assert tree_bytes(tmp_path / "dask") == tree_bytes(tmp_path / "local")
+    m = open_dataset(tmp_path / "dask").manifest
+    assert m.splits["train"].count == 3 * 15 and m.augment.copies == 3
+    assert ppencrypt("verify", tmp_path / "dask", "--key", key_file, "--quiet").exit_code == 0
+
+
+def test_copies_of_a_wds_source_in_s3_on_both_engines(cluster, wds_in_s3, s3_env, key_file, tmp_path):
+    """A stream at a URL is counted first by reading its shards' headers through; then both
+    engines write the same copies."""
+    two = wds_in_s3.replace(f"..{STREAMED // PER_TAR - 1:04d}", "..0001")  # 200 images in two tars
+    split = ("--split", f"train={two}", "--copies", 2)
+    encrypt("-", tmp_path / "local", key_file, *split, workers=2, shard_size=OUT_SHARD)
+    encrypt("-", tmp_path / "dask", key_file, *split, "--engine", "dask", "--scheduler", address(cluster),
+            "--reproduce", tmp_path / "local", shard_size=OUT_SHARD)  # fmt: skip
+    assert tree_bytes(tmp_path / "dask") == tree_bytes(tmp_path / "local")
+    assert open_dataset(tmp_path / "dask").manifest.splits["train"].count == 2 * 2 * PER_TAR
+
+
+def test_a_killed_copies_job_resumes_mid_copy_on_dask(cluster, fmnist, key_file, tmp_path):
+    """Killed in its second copy (local engine), resumed on dask: the journal's copy, task,
+    offset and draw position are the dask engine's too; the bytes an uninterrupted run's."""
+    src = big_fmnist(tmp_path / "fm", fmnist, 20_000)
+    out = tmp_path / "out"
+    args = ("--key", key_file, "--shard-size", SHARD, "--copies", 3, "--pad", 2)
+    p = ppencrypt_process("dataset", src, out, *args, "--quiet")
+    listed = kill_after(p, local_journal(out, p.pid), 20_000 // SHARD + 5)  # five shards into copy 1
+    r = ppencrypt("dataset", src, out, *args, "--resume", "--engine", "dask", "--scheduler", address(cluster))
+    assert r.exit_code == 0, r.output
+    kept, total = summary(r)
+    assert listed <= kept < total == 3 * 20_000 // SHARD + 1
+    encrypt(src, tmp_path / "whole", key_file, *args[2:], "--reproduce", out, shard_size=SHARD)
+    assert tree_bytes(tmp_path / "whole") == tree_bytes(out)

@@ -236,9 +236,17 @@ def test_a_pattern_matching_nothing_and_parquet_without_images(tmp_path, cifar10
     assert "part-0.parquet: no image column" in refused(tmp_path, tmp_path / "pq", "--key", key_file)
 
 
-def test_copies_of_a_streamed_split_are_refused(tmp_path, cifar10, key_file):
-    r = ppencrypt("dataset", write_wds(tmp_path / "wds", *cifar10), tmp_path / "o", "--key", key_file, "--copies", "2", "-q")
-    assert r.exit_code == 2 and "--copies" in r.output and leftovers(tmp_path / "o") == []
+def test_copies_of_streamed_splits_are_the_same_whatever_the_layout(tmp_path, cifar10, key_file):
+    """--copies of a streamed split (once refused): webdataset shards (counted first from their
+    member names) and parquet (counted from its footers) of the same images in the same order,
+    with the same ten classes, give the same shards."""
+    wds = write_wds(tmp_path / "wds", *cifar10)
+    pq = write_parquet(tmp_path / "pq", *cifar10)
+    encrypt(wds, tmp_path / "a", key_file, "--copies", 2)
+    encrypt(pq, tmp_path / "b", key_file, "--copies", 2, "--reproduce", tmp_path / "a")
+    a, b = tree_bytes(tmp_path / "a"), tree_bytes(tmp_path / "b")
+    assert a.pop("manifest.json") != b.pop("manifest.json") and a == b  # the manifests name their layouts
+    assert open_dataset(tmp_path / "b").manifest.splits["train"].count == 2 * 15
 
 
 # --- S3 -----------------------------------------------------------------------------------------

@@ -43,6 +43,11 @@ class Draws:
     def __getitem__(self, part: slice) -> Draws:
         return Draws(self.dy[part], self.dx[part], self.flip[part])
 
+    @classmethod
+    def joined(cls, parts: list[Draws]) -> Draws:
+        """The draws of consecutive runs of samples, as one (a shard's, cut from its pieces)."""
+        return cls(*(np.concatenate([getattr(d, f) for d in parts]) for f in ("dy", "dx", "flip")))
+
 
 def draws(count: int, pad: int, seed: int, copy: int) -> Draws:
     """The draws of copy ``copy`` for a split of ``count`` images."""

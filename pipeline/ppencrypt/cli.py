@@ -205,7 +205,7 @@ def _source(ctx, param, value: str) -> str:
                    "a number with an optional KiB, MiB or GiB.")
 @click.option("--resume", is_flag=True, help="Continue the interrupted job at OUT (killed, crashed, a lost node): keep the shards "
               "it finished, each checked, and write the rest, to the bytes an uninterrupted run writes. The same SRC, OUT, "
-              "key and options; refused otherwise.")
+              "key and options, and SRC unchanged since (its files' sizes and versions, its classes file); refused otherwise.")
 @click.option("--workers", type=click.IntRange(min=1), default=default_workers, show_default="CPUs, at most 8",
               help="Decoding processes (with --engine dask and no scheduler: the LocalCluster's); the output is identical for any number.")
 @click.option("--engine", type=click.Choice(list(ENGINES)), default="local", show_default=True,

@@ -17,15 +17,31 @@ task (its worker killed) writes the same bytes, and the output is the local engi
 for byte. Workers receive the cipher and a sealed key ring — this split's subkeys for this
 image shape, never the master key, the manifest's MAC subkey or the journal's (KeyRing.sealed).
 
+With ``--copies`` the train split's tasks are run once per copy and cut into shards as the
+local engine cuts them (a shard may span two copies); each shard task gets its samples'
+shift/flip draws, made by the driver for the split's count.
+
 The scheduler: ``--scheduler tcp://HOST:PORT``, else ``$DASK_SCHEDULER_ADDRESS``, else a
 ``distributed.LocalCluster`` on this machine (``--workers`` processes, one thread each).
+
+Ctrl-C (or any error) ends the job at once: its tasks are cancelled on the scheduler and a
+LocalCluster's worker processes killed (DaskEngine.__exit__). A task an external worker is
+already running cannot be stopped; one writing to a local OUT finds the partial folder gone
+and writes nothing, one uploading to a URL may still put its shard after the driver cleaned up
+(not listed by any manifest; a rerun at that prefix refuses it as not its own).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
+import logging
 import os
+import signal
+import sys
+import threading
+import weakref
 import shutil
 import tempfile
 import uuid
@@ -35,6 +51,8 @@ from pathlib import Path
 
 import numpy as np
 
+from . import augment as client_augment
+from .augment import Draws
 from .ciphers import ImageCipher
 from .engine import SplitJob, label_limit, total
 from .errors import EngineError, MissingExtraError, SourceError
@@ -72,6 +90,7 @@ class ShardTask:
     labels: int  # the labels allowed: below this (engine.label_limit)
     shard_size: int
     dest: object  # a local staging folder (str) or the RemoteDir of OUT
+    draws: Draws | None = None  # --copies: each sample's shift and flip (augment.py), applied before encrypting
 
 
 def write_shard(spec: ShardTask, *chunks: Chunk) -> dict:
@@ -81,6 +100,8 @@ def write_shard(spec: ShardTask, *chunks: Chunk) -> dict:
         raise SourceError(f"{spec.src}: an image of split {spec.split} decoded to {images.shape[1:]}, expected {spec.shape}")
     if labels.min() < 0 or labels.max() >= spec.labels:
         raise SourceError(f"{spec.src}: split {spec.split} has labels outside 0..{spec.labels - 1}")
+    if spec.draws is not None:  # a --copies copy: shifted and flipped before it is hashed and encrypted, as locally
+        images = client_augment.shift_flip(images, spec.draws)
     plain = hashlib.sha256(np.ascontiguousarray(images)).digest()
     encrypted = spec.cipher.encrypt(images, spec.ring, np.arange(spec.first, spec.first + len(labels), dtype=np.int64))
     root = Path(tempfile.mkdtemp(prefix="ppencrypt-shard-"))
@@ -97,6 +118,8 @@ def write_shard(spec: ShardTask, *chunks: Chunk) -> dict:
             staged = root / rel  # hashed and uploaded from disk: the shard is not held again in memory
             info = FileInfo(rel, sha or sha256_file(staged), staged.stat().st_size)
             if isinstance(spec.dest, str):  # a local OUT: its partial folder, on this machine or a shared disk
+                if not Path(spec.dest).is_dir():  # the job ended (an error, Ctrl-C) while this task ran: it is not wanted
+                    raise EngineError(f"{spec.dest}: gone; the job this shard was for has ended")
                 target = Path(spec.dest) / rel
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.move(root / rel, target)
@@ -108,6 +131,81 @@ def write_shard(spec: ShardTask, *chunks: Chunk) -> dict:
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return {"shard": shard, "files": files, "per_class": np.bincount(labels, minlength=spec.classes).tolist(), "plain": plain}
+
+
+@contextlib.contextmanager
+def _sigint_held():
+    """SIGINT blocked in this thread while a LocalCluster starts: a Ctrl-C then arrives (the
+    pending signal, delivered on unblocking) once the cluster is whole, which this process can
+    close (DaskEngine.__exit__); mid-start it would leave a half-made cluster that Dask's own
+    exit hook trips over, with a traceback."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+@contextlib.contextmanager
+def _stderr_to_null():
+    """The LocalCluster's worker processes, started meanwhile, get /dev/null for stderr: a
+    terminal's Ctrl-C reaches its whole process group, and a worker caught mid-import printed a
+    traceback of its own, its logs more lines (a task's error reaches this process through its
+    future all the same)."""
+    try:
+        saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    except OSError:  # no stderr to swap
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
+def _hush(name: str, level: int | None = None, saved: dict | None = None) -> None:
+    """Log lines of ``name`` and the loggers below it only from ``level`` up (None: none at all).
+    Dask configures levels on several of them, so the parent's level alone does not do. Each
+    logger's level and state before the first change are kept in ``saved``, for _unhush."""
+    for logger_name in [name, *logging.root.manager.loggerDict]:
+        if logger_name == name or logger_name.startswith(name + "."):
+            logger = logging.getLogger(logger_name)
+            if saved is not None:
+                saved.setdefault(logger_name, (logger.level, logger.disabled))
+            if level is None:
+                logger.disabled = True
+            else:
+                logger.setLevel(max(level, logger.getEffectiveLevel()))
+
+
+def _unhush(saved: dict) -> None:
+    """The loggers as they were (a notebook's next cluster logs as it did)."""
+    for logger_name, (level, disabled) in saved.items():
+        logger = logging.getLogger(logger_name)
+        logger.setLevel(level)
+        logger.disabled = disabled
+    saved.clear()
+
+
+def _kill_workers(cluster) -> None:
+    """A LocalCluster's worker processes, killed now (they hold nothing to clean up: a shard is
+    put at OUT whole or not at all), their nannies told not to start them again."""
+    from distributed.core import Status
+
+    for nanny in list(getattr(cluster, "workers", {}).values()):
+        pid = getattr(nanny, "pid", None)
+        if getattr(nanny, "status", None) == Status.running:
+            nanny.status = Status.closing_gracefully  # no restart when its worker dies: it closes
+        if pid:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def sealed(job: SplitJob) -> KeyRing | None:
@@ -132,27 +230,55 @@ class DaskEngine:
         self.address = scheduler or os.environ.get(ENV) or None
         self.workers = pool.workers
         self.client = self.cluster = None
+        # this job's tasks still referenced (weakly: a decoded chunk is released on its worker as
+        # soon as the driver drops it): what an error or Ctrl-C cancels
+        self.futures: weakref.WeakSet = weakref.WeakSet()
+        self.hushed: dict = {}  # the loggers _hush changed, as they were
 
     def __enter__(self) -> DaskEngine:
         from distributed import Client, LocalCluster
 
         try:
             if self.address is None:
-                self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                            dashboard_address=None)  # fmt: skip
-                self.client = Client(self.cluster)
+                # the scheduler's HTTP server (health checks; there is no dashboard without bokeh) on
+                # a free local port: 8787 may be another cluster's
+                # Its scheduler runs in this process and logs to this stderr: only its errors, for
+                # the warnings of a worker lost (a Ctrl-C reaches them all) add nothing to the
+                # error the job's future raises
+                _hush("distributed", logging.ERROR, self.hushed)
+                with _sigint_held(), _stderr_to_null():
+                    self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                                dashboard_address="127.0.0.1:0")  # fmt: skip
+                    self.client = Client(self.cluster)
             else:
                 self.client = Client(self.address, timeout="30s")
         except (OSError, TimeoutError) as e:
             self.__exit__()
             raise EngineError(f"{self.address or 'LocalCluster'}: cannot reach the Dask scheduler ({e})") from None
+        except BaseException:  # Ctrl-C while the cluster starts
+            self.__exit__(*sys.exc_info())
+            raise
         return self
 
-    def __exit__(self, *exc) -> None:
-        for part in (self.client, self.cluster):
+    def __exit__(self, exc_type=None, *exc) -> None:
+        client, cluster, self.client, self.cluster = self.client, self.cluster, None, None
+        if exc_type is not None:
+            # An error or Ctrl-C: nothing more is wanted. Dask's own shutdown waits for the
+            # workers to finish their tasks (4 s, then kills them) and logs each step; so its
+            # logs are hushed, this job's tasks cancelled on the scheduler (an external
+            # cluster's workers drop them), and a LocalCluster's worker processes killed.
+            _hush("distributed", None, self.hushed)
+            if client is not None and self.futures:
+                with contextlib.suppress(Exception):
+                    client.cancel(list(self.futures), force=True)
+            if cluster is not None:
+                _kill_workers(cluster)
+        self.futures.clear()
+        for part in (client, cluster):
             if part is not None:
-                part.close()
-        self.client = self.cluster = None
+                with contextlib.suppress(Exception) if exc_type is not None else contextlib.nullcontext():
+                    part.close()
+        _unhush(self.hushed)
 
     def encrypt_split(self, job: SplitJob, start: dict) -> None:
         run, client = job.run, self.client
@@ -164,17 +290,18 @@ class DaskEngine:
         dest = o.loc if isinstance(o, RemoteOutput) else str(o.staging)
         threads = max(1, sum(client.nthreads().values()))
         tag = uuid.uuid4().hex[:8]
-        first = start["task"]
-        tasks = enumerate(itertools.islice(loader.tasks(), first, None), first)
+        augment = job.augment
+        passes = augment.copies if augment is not None and run.name == augment.split else None
         window: deque = deque()
         writes: deque = deque()
-        pieces: list = []
-        at = start["at"]
+        pieces: list = []  # (decoded future, a, b, the draws of rows [a, b) or None) of the shard being cut
 
-        def fill() -> None:
+        def fill(tasks, copy: int) -> None:
             for t, task in itertools.islice(tasks, max(0, AHEAD * threads - len(window))):
-                decoded = client.submit(run_task, task, key=f"decode-{run.name}-{t}-{tag}", pure=False)
-                window.append((t, decoded, client.submit(_count, decoded, key=f"count-{run.name}-{t}-{tag}", pure=False)))
+                decoded = client.submit(run_task, task, key=f"decode-{run.name}-{copy}-{t}-{tag}", pure=False)
+                counted = client.submit(_count, decoded, key=f"count-{run.name}-{copy}-{t}-{tag}", pure=False)
+                self.futures.update((decoded, counted))
+                window.append((t, decoded, counted))
 
         def submit(state: dict) -> None:
             k = (run.count - 1) // S
@@ -183,10 +310,13 @@ class DaskEngine:
                 o.journal.written.extend(n for n in names if n not in o.journal.written)
                 o.save_journal()
             first_sample = k * S
-            spec = ShardTask(src=job.src, split=run.name, k=k, first=first_sample, pieces=tuple((a, b) for _, a, b in pieces),
+            draws = None if pieces[0][3] is None else Draws.joined([d for *_, d in pieces])
+            spec = ShardTask(src=job.src, split=run.name, k=k, first=first_sample, pieces=tuple((a, b) for _, a, b, _ in pieces),
                              cipher=job.cipher, ring=ring, storage=job.storage, shape=job.source.shape,
-                             classes=len(job.source.classes), labels=label_limit(job.source), shard_size=S, dest=dest)  # fmt: skip
-            future = client.submit(write_shard, spec, *[f for f, _, _ in pieces], key=f"shard-{run.name}-{k}-{tag}", pure=False)
+                             classes=len(job.source.classes), labels=label_limit(job.source), shard_size=S, dest=dest,
+                             draws=draws)  # fmt: skip
+            future = client.submit(write_shard, spec, *[f for f, *_ in pieces], key=f"shard-{run.name}-{k}-{tag}", pure=False)
+            self.futures.add(future)
             writes.append((future, state))
             pieces.clear()
 
@@ -202,25 +332,39 @@ class DaskEngine:
                 run.entries.append(entry)
                 job.journal(entry)
 
-        with job.progress(total(loader), f"encrypt {run.name}") as bar:
-            fill()
-            while window:
-                t, decoded, counted = window.popleft()
-                fill()
-                n, bad = counted.result()
-                run.bad.extend(bad)
-                bar.update(n + len(bad))
-                pos = start["offset"] if t == first else 0
-                while pos < n:
-                    take = min(n - pos, S - run.count % S)
-                    pieces.append((decoded, pos, pos + take))
-                    run.count += take
-                    pos += take
-                    at += take
-                    if run.count % S == 0:
-                        submit({"copy": 0, "task": t, "offset": pos, "at": at, "bad": run.bad_before + len(run.bad) - len(bad)})
-                finish(WRITES * threads)
+        count = total(loader)
+        copy = start["copy"]
+        at = start["at"]
+        with job.progress(None if count is None else count * (passes or 1), f"encrypt {run.name}") as bar:
+            # as the local engine (engine.encrypt_split): copy k of image j is sample k x N + j,
+            # shifted and flipped by draw j of copy k; a shard may hold the end of one copy and
+            # the start of the next
+            for copy in range(start["copy"], passes or 1):
+                draws = client_augment.draws(loader.count, augment.pad, augment.seed, copy) if passes else None
+                resumed = copy == start["copy"]
+                first = start["task"] if resumed else 0
+                at = start["at"] if resumed else 0  # the image's position in the split (after skipped files): its draw
+                tasks = enumerate(itertools.islice(loader.tasks(), first, None), first)
+                fill(tasks, copy)
+                while window:
+                    t, decoded, counted = window.popleft()
+                    fill(tasks, copy)
+                    n, bad = counted.result()
+                    if copy == 0:
+                        run.bad.extend(bad)
+                    bar.update(n + len(bad))
+                    pos = start["offset"] if resumed and t == first else 0
+                    while pos < n:
+                        take = min(n - pos, S - run.count % S)
+                        pieces.append((decoded, pos, pos + take, None if draws is None else draws[at : at + take]))
+                        run.count += take
+                        pos += take
+                        at += take
+                        if run.count % S == 0:
+                            bad_before = run.bad_before + len(run.bad) - (len(bad) if copy == 0 else 0)
+                            submit({"copy": copy, "task": t, "offset": pos, "at": at, "bad": bad_before})
+                    finish(WRITES * threads)
             if pieces:
-                submit({"copy": 0, "task": -1, "offset": 0, "at": at, "bad": run.bad_before + len(run.bad)})
+                submit({"copy": copy, "task": -1, "offset": 0, "at": at, "bad": run.bad_before + len(run.bad)})
             finish(0)
         run.writer.resume([e.shard for e in run.entries])  # the driver's writer: the split's shards (zarr: its metadata)

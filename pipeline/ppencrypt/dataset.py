@@ -45,6 +45,7 @@ from .progress import ProgressFactory, no_progress
 from .resize import BICUBIC, DEFAULT, RULES, sized
 from .resume import journal_check, journal_signer, keep_finished
 from .sources import Source, StreamOptions, open_source
+from .sources.fingerprint import fingerprint
 from .sources.place import is_pattern
 from .sources.streamed import inputs_digest
 
@@ -87,8 +88,6 @@ class EncryptOptions:
         cls = cipher_class(self.method)
         if self.resize_rule is not None and (self.size is None or self.resize_rule not in RULES):
             raise OptionError("--size", f"a resize rule ({', '.join(RULES)}) belongs to a --size, not {self.resize_rule!r}")
-        if self.engine != "local" and self.copies is not None:
-            raise OptionError("--copies", "--copies is made by --engine local only")
         if self.resume and not cls.needs_key:
             raise OptionError("--resume", f"method {self.method!r} uses no key, and the journal a resume trusts is authenticated by the key")
         if not cls.needs_key and self.scope == "image":
@@ -172,7 +171,8 @@ def _place(where) -> str | None:
 def _binding(src: str | None, out: str, key: MasterKey, opts: EncryptOptions, shard_size: int, rule: str | None) -> dict:
     """What a journal must name for ``--resume`` to continue it: this key, SRC (and each
     --split NAME=SRC, in order), OUT, and every option that changes the bytes (the streamed
-    sources' --classes, --image-column and --label-column among them)."""
+    sources' --classes, --image-column and --label-column among them). The source's fingerprint
+    (sources/fingerprint.py) is added as ``inputs`` once the source is open."""
     stream = opts.stream
     # --size's resize rule: bound only with a size, so a job without one binds what it did before
     options = {"method": opts.method, "params": opts.params, "scope": opts.key_scope, "storage": opts.storage, "size": opts.size,
@@ -226,13 +226,17 @@ def encrypt_dataset(
             problem = client.check(augment.copies, augment.pad, source.shape)
             if problem or augment.split not in source.splits:
                 raise CipherError(problem or f"{src}: --copies augments the {augment.split!r} split, and there is none")
-            if hasattr(source.splits[augment.split], "inputs"):  # its draws are made for a count a stream knows only at its end
-                raise OptionError("--copies", f"the {augment.split} split is streamed ({source.layout}); --copies needs a local "
-                                  "ImageFolder, CIFAR or IDX source")  # fmt: skip
+            loader = source.splits[augment.split]
+            if loader.count is None:  # the draws are made for the split's count: a stream's shards are walked for it first
+                loader.count_images(pool)
         writer_cls = STORAGES[opts.storage].writer
         shard_size = min(opts.shard_size, writer_cls.samples_within(source.shape, opts.shard_bytes))
         bound = _binding(src, out, key, opts, shard_size, rule) if cipher.needs_key else None
-        check = journal_check(key, bound, use, None if earlier is None else dataset_id) if opts.resume else None
+        if bound is not None:
+            bound["inputs"] = fingerprint(source)
+        where = {name: (shown_url(str((opts.split_sources or {}).get(name, src))), source.classes_files.get(name, (None,))[0])
+                 for name in source.splits}  # fmt: skip
+        check = journal_check(key, bound, use, None if earlier is None else dataset_id, where) if opts.resume else None
         with open_output(target, overwrite, check) as o:
             kept, closed = {}, {}
             if o.earlier is not None:  # checked: this job's, by this key

@@ -16,10 +16,12 @@ before anything in it is used:
   shards are kept up to the first one that is not, and the job continues after the last kept
   shard, re-reading the input from the task that shard ended in (the tasks before it are not
   run). The journaled digest of each kept shard's plain images completes the split's source
-  digest (keys.SourceDigest) without reading them again.
-
-What a resume cannot see: SRC changed in place since the interrupted run. The kept shards
-then hold the old images under the dataset's salt, the rest the new ones.
+  digest (keys.SourceDigest) without reading them again;
+* SRC must not have changed in place since the interrupted run: the journal binds its
+  fingerprint (sources/fingerprint.py: per split, its inputs' names, sizes and versions — ETag,
+  generation or mtime — and its classes file's SHA-256), so that kept shards of the old images
+  never meet new shards of the new ones; a changed source is refused, naming SRC or the
+  classes file: rerun without --resume.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from __future__ import annotations
 import hmac
 from typing import Callable
 
-from .errors import OutputError
+from .errors import OutputError, SourceError
 from .formats.journal import Journal, ShardEntry
 from .formats.output import Output
 from .keys import KeyUse, MasterKey, journal_mac
@@ -37,9 +39,12 @@ def journal_signer(key: MasterKey) -> Callable[[Journal], str]:
     return lambda j: journal_mac(key, j.signing_bytes())
 
 
-def journal_check(key: MasterKey, bound: dict, use: KeyUse, dataset_id: str | None) -> Callable[[Journal, str], None]:
-    """What ``--resume`` accepts: a journal this key wrote for this very job. ``dataset_id``
-    and ``use``'s salt, when fixed already (``--reproduce``), must be the journal's too."""
+def journal_check(key: MasterKey, bound: dict, use: KeyUse, dataset_id: str | None,
+                  where: dict[str, tuple[str, str | None]]) -> Callable[[Journal, str], None]:  # fmt: skip
+    """What ``--resume`` accepts: a journal this key wrote for this very job, from the source as
+    it was (its fingerprint). ``dataset_id`` and ``use``'s salt, when fixed already
+    (``--reproduce``), must be the journal's too. ``where``: per split, how messages name its
+    SRC and its classes file."""
 
     def check(j: Journal, shown: str) -> None:
         if not isinstance(j.mac, str) or not hmac.compare_digest(journal_mac(key, j.signing_bytes()), j.mac):
@@ -51,7 +56,11 @@ def journal_check(key: MasterKey, bound: dict, use: KeyUse, dataset_id: str | No
                                       f"({j.binding.get(name)}); --resume continues only the same job, nothing changed")  # fmt: skip
             theirs = j.binding.get("options") or {}
             option = next((k for k in bound["options"] if theirs.get(k) != bound["options"][k]), None)
-            if option is None:  # a field this version does not bind
+            if option is None:
+                changed = _changed(j.binding.get("inputs"), bound.get("inputs"), where)
+                if changed is not None:
+                    raise SourceError(f"{changed}; rerun without --resume to encrypt it anew (nothing changed at the output)")
+                # a field this version does not bind
                 raise OutputError(f"{shown}: the interrupted job was another job; rerun it as it was, or without --resume")
             raise OutputError(f"{shown}: the interrupted job had other options ({option}: {theirs.get(option)!r}, now "
                               f"{bound['options'][option]!r}); rerun it as it was, or without --resume")  # fmt: skip
@@ -59,6 +68,28 @@ def journal_check(key: MasterKey, bound: dict, use: KeyUse, dataset_id: str | No
             raise OutputError(f"{shown}: the interrupted job was not the reproduction of its --reproduce dataset; --resume refused")
 
     return check
+
+
+def _changed(theirs: dict | None, ours: dict | None, where: dict) -> str | None:
+    """What changed in place since the interrupted run, as a message's start; None: nothing
+    this version can tell (a journal from before fingerprints: another job)."""
+    if not isinstance(theirs, dict) or ours is None:
+        return None
+    if set(theirs) != set(ours) and ours:  # a split folder added or removed
+        shown = next(iter(where.values()))[0]
+        return f"{shown}: changed since the interrupted run (its splits were {', '.join(theirs)}, now {', '.join(ours)})"
+    for split, now in ours.items():
+        then = theirs.get(split)
+        if not isinstance(then, dict):
+            continue
+        src, classes = where[split]
+        if then.get("classes") != now["classes"]:
+            what = "its bytes differ" if then.get("classes") and now["classes"] else "another file names the classes now"
+            return f"{classes or src}: changed since the interrupted run ({what})"
+        if then.get("listing") != now["listing"]:
+            return (f"{src}: changed since the interrupted run (split {split}: a file was rewritten, added, removed or renamed — "
+                    "its sizes or versions differ)")  # fmt: skip
+    return None
 
 
 def keep_finished(o: Output, earlier: Journal) -> tuple[dict[str, list[ShardEntry]], dict[str, int]]:

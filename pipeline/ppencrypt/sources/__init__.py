@@ -133,4 +133,5 @@ def merge(parts: dict[str, Source]) -> Source:
         kinds.pop() if len(kinds) == 1 else "mixed", classes, first.shape, splits,
         [b for s in parts.values() for b in s.skipped], [w for s in parts.values() for w in s.warnings],
         numbered=all(s.numbered for s in parts.values()), layouts=layouts,
+        classes_files={name: f for name, s in parts.items() for f in s.classes_files.values()},
     )  # fmt: skip

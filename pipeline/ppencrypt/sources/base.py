@@ -13,6 +13,7 @@ import numpy as np
 
 from ..errors import BadImageError
 from ..imageio import load_image, resize_array
+from .fingerprint import local_listing
 
 SPLIT_ORDER = ("train", "test", "val")
 FILE_TASK = 64  # files per task: enough to amortise the round trip to a worker
@@ -68,7 +69,11 @@ class ArrayLoader:
     images: np.ndarray  # N x H x W x C uint8
     labels: np.ndarray
     size: int | None = None
+    files: list[str] = field(default_factory=list)  # the files they were read from (fingerprint.py)
     parallel = False
+
+    def listing(self):
+        return local_listing(self.files)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -117,10 +122,14 @@ class FileLoader:
     channels: int
     size: int | None
     skip_bad: bool
+    root: str = ""  # the folder the paths lie under (fingerprint.py lists them relative to it)
     parallel = True
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    def listing(self):
+        return local_listing(self.paths, self.root)
 
     @property
     def count(self) -> int | None:
@@ -145,6 +154,9 @@ class Source:
     numbered: bool = False
     # Per split, the layout of its source when it differs from ``layout`` (--split NAME=SRC)
     layouts: dict[str, str] = field(default_factory=dict)
+    # Per split, the classes file that named its classes (--classes, a classes.txt): where it
+    # is and the SHA-256 of its bytes, which a resume is bound to (fingerprint.py)
+    classes_files: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 def ordered_splits(names) -> list[str]:

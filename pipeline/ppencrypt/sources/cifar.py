@@ -118,6 +118,8 @@ def load_cifar(root: Path, display: str, layout: str, size: int | None) -> Sourc
         classes = _names(_load(root / "meta", shown("meta")), "fine_label_names", shown("meta"))
         train = _batch(root / "train", shown("train"), "fine_labels", len(classes))
         test = _batch(root / "test", shown("test"), "fine_labels", len(classes))
-    splits = {name: ArrayLoader(np.ascontiguousarray(x), y, size) for name, (x, y) in (("train", train), ("test", test))}
+    read = ["batches.meta", *CIFAR10_TRAIN, "test_batch"] if layout == "cifar10" else ["meta", "train", "test"]
+    files = [str(root / n) for n in read]
+    splits = {name: ArrayLoader(np.ascontiguousarray(x), y, size, files) for name, (x, y) in (("train", train), ("test", test))}
     shape = (size, size, 3) if size else (32, 32, 3)
     return Source(layout, classes, shape, splits)

@@ -85,6 +85,7 @@ def _class_names(root: Path, n: int) -> list[str]:
 
 def load_idx(root: Path, display: str, size: int | None) -> Source:
     arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    files: list[str] = [str(root / "classes.txt")] if (root / "classes.txt").is_file() else []
     for img_path in find_idx(root):
         m = IMAGES.match(img_path.name)
         split = _split_of(m["prefix"])
@@ -101,6 +102,7 @@ def load_idx(root: Path, display: str, size: int | None) -> Source:
         if images.shape[-1] not in (1, 3):
             raise SourceError(f"{shown + img_path.name}: {images.shape[-1]} channels; expected 1 or 3")
         arrays[split] = (images, labels)
+        files += [str(img_path), str(root / lbl_name)]
     if not arrays:
         raise SourceError(f"{display}: IDX files found, but none named like train-images-idx3-ubyte or t10k-images-idx3-ubyte")
     shapes = {v[0].shape[1:] for v in arrays.values()}
@@ -109,5 +111,5 @@ def load_idx(root: Path, display: str, size: int | None) -> Source:
     n_classes = int(max(v[1].max(initial=-1) for v in arrays.values())) + 1
     classes = _class_names(root, n_classes)
     h, w, c = next(iter(shapes))
-    splits = {s: ArrayLoader(*arrays[s], size) for s in ordered_splits(arrays)}
+    splits = {s: ArrayLoader(*arrays[s], size, files) for s in ordered_splits(arrays)}
     return Source("idx", classes, (size, size, c) if size else (h, w, c), splits)

@@ -130,5 +130,5 @@ def load_imagefolder(
         if not kept:
             continue
         paths, names, labels = zip(*kept)
-        splits[split] = FileLoader(list(paths), list(names), list(labels), channels, size, skip_bad)
+        splits[split] = FileLoader(list(paths), list(names), list(labels), channels, size, skip_bad, str(root))
     return Source("imagefolder", classes, shape, splits, skipped, warnings)

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import MissingExtraError, SourceError
 from .base import Chunk
+from .fingerprint import place_listing
 from .place import Place
 from .streamed import Labels, Spec, chunk_of, decoded_or_bad, first_spec
 
@@ -195,6 +196,9 @@ class ParquetLoader:
     @property
     def inputs(self) -> list[str]:
         return self.files
+
+    def listing(self):
+        return place_listing(self.place, self.files)
 
     def tasks(self):
         for rel, rows in zip(self.files, self.groups):

@@ -29,6 +29,17 @@ CHUNK = 8 << 20  # bytes a remote read asks for at a time: a tar streams in 8 Mi
 BRACES = re.compile(r"\{[^{}]*(?:\.\.|,)[^{}]*\}")  # {000..099} or {a,b}: a brace pattern, not a literal brace
 
 
+# fsspec info fields that change when an object is rewritten, most specific first: GCS's
+# generation, S3's and HTTP's ETag, GCS's md5, then modification times
+VERSION_FIELDS = ("generation", "ETag", "etag", "md5Hash", "crc32c", "Content-MD5", "Digest", "mtime", "LastModified",
+                  "last_modified", "updated", "Last-Modified")  # fmt: skip
+
+
+def version(info: dict) -> str:
+    """A file's version from its fsspec info: the first of VERSION_FIELDS it has ('' for none)."""
+    return next((str(info[k]) for k in VERSION_FIELDS if info.get(k) not in (None, "")), "")
+
+
 def is_pattern(src: str) -> bool:
     return bool(BRACES.search(src))
 
@@ -48,6 +59,8 @@ class Place:
     root: str  # a local folder, or a URL without its trailing slash
     _fs: object = field(default=None, repr=False, compare=False)
     _pid: int = field(default=0, repr=False, compare=False)
+    # a remote file's version as its listing (or info) gave it: fingerprint.py binds a resume to it
+    _stamps: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def at(cls, src: str) -> Place:
@@ -109,6 +122,7 @@ class Place:
             rel = p[len(base) :] if p.startswith(base) else None
             if rel and not p.endswith("/") and info.get("type", "file") == "file" and not any(s.startswith(".") for s in rel.split("/")):
                 out[rel] = int(info.get("size") or 0)
+                self._stamps[rel] = (out[rel], version(info))
         return out
 
     def size(self, rel: str) -> int | None:
@@ -117,13 +131,29 @@ class Place:
             path = Path(self.root, rel)
             return path.stat().st_size if path.is_file() else None
         try:
-            return int(self.fs.info(self._url(rel)).get("size") or 0)
+            info = self.fs.info(self._url(rel))
+            self._stamps[rel] = (int(info.get("size") or 0), version(info))
+            return self._stamps[rel][0]
         except FileNotFoundError:
             return None
         except Exception as e:
             if url_scheme(self.root) in READ_ONLY and classify(e) is not None:
                 return None
             raise self._storage_error(rel, e) from None
+
+    def stamp(self, rel: str) -> tuple[int, str]:
+        """(size, version) of one file, without reading it: a remote file's as listed (its
+        ETag, generation or modification time: the first the backend gives, VERSION_FIELDS),
+        a local file's size and mtime in nanoseconds."""
+        if not self.remote:
+            try:
+                st = os.stat(os.path.join(self.root, rel))
+            except OSError as e:
+                raise SourceError(f"{self.shown(rel)}: cannot read ({e.strerror})") from None
+            return st.st_size, str(st.st_mtime_ns)
+        if rel not in self._stamps:
+            self.size(rel)
+        return self._stamps.get(rel, (0, ""))
 
     def _url(self, rel: str) -> str:
         return f"{self.root}/{rel}" if rel else self.root

@@ -129,17 +129,21 @@ def _sizes(place: Place, rels: list[str]) -> dict[str, int | None]:
     return {r: place.size(r) for r in rels}
 
 
-def _classes(found: Found, opts: StreamOptions, builtin: list[str] | None = None, what: str = "") -> tuple[list[str] | None, str]:
+def _classes(found: Found, opts: StreamOptions, builtin: list[str] | None = None,
+             what: str = "") -> tuple[list[str] | None, str, str | None]:  # fmt: skip
     """Class names: --classes, else the source's own (a parquet ClassLabel), else a classes.txt
-    beside the files; None: none given (label numbers)."""
+    beside the files; None: none given (label numbers). With where they came from and, from a
+    file, its SHA-256."""
     if opts.classes is not None:
-        return local_classes(opts.classes), opts.classes
+        names, sha = local_classes(opts.classes)
+        return names, opts.classes, sha
     if builtin is not None:
-        return builtin, what
+        return builtin, what, None
     for rel in found.classes_at:
         if found.place.size(rel) is not None:
-            return read_classes(found.place, rel), found.place.shown(rel)
-    return None, ""
+            names, sha = read_classes(found.place, rel)
+            return names, found.place.shown(rel), sha
+    return None, "", None
 
 
 def _in_order(found: Found) -> list[str]:
@@ -147,12 +151,12 @@ def _in_order(found: Found) -> list[str]:
 
 
 def _open_wds(found: Found, size: int | None, skip_bad: bool, opts: StreamOptions) -> Source:
-    names, shown_classes = _classes(found, opts)
+    names, shown_classes, sha = _classes(found, opts)
     labels = Labels(names, shown_classes)
     spec = wds.probe(found.place, _in_order(found), size, skip_bad)
     loaders = {split: wds.WdsLoader(found.place, found.splits[split], [found.sizes[f] for f in found.splits[split]], spec, labels,
                                     skip_bad) for split in ordered_splits(found.splits)}  # fmt: skip
-    return Source("wds", names or [], spec.shape, loaders, numbered=names is None)
+    return Source("wds", names or [], spec.shape, loaders, numbered=names is None, classes_files=_files(loaders, shown_classes, sha))
 
 
 def _open_parquet(found: Found, size: int | None, skip_bad: bool, opts: StreamOptions) -> Source:
@@ -161,7 +165,7 @@ def _open_parquet(found: Found, size: int | None, skip_bad: bool, opts: StreamOp
     cols = next(iter(scanned.values())).columns
     if any((c.columns.image, c.columns.label) != (cols.image, cols.label) for c in scanned.values()):
         raise SourceError(f"{place.shown()}: its splits' files have different image or label columns")
-    names, shown_classes = _classes(found, opts, cols.names, f"{place.shown()} (the Hugging Face ClassLabel of column {cols.label!r})")
+    names, shown_classes, sha = _classes(found, opts, cols.names, f"{place.shown()} (the Hugging Face ClassLabel of column {cols.label!r})")
     if names is None:
         names = parquet.numbered(set().union(*(c.label_values for c in scanned.values())), place.shown())
         shown_classes = f"{place.shown()} (its labels)"
@@ -169,7 +173,12 @@ def _open_parquet(found: Found, size: int | None, skip_bad: bool, opts: StreamOp
     spec = parquet.probe(place, _in_order(found), cols, size, skip_bad)
     loaders = {split: parquet.ParquetLoader(place, found.splits[split], scanned[split].groups, scanned[split].columns, spec, labels,
                                             skip_bad) for split in ordered_splits(found.splits)}  # fmt: skip
-    return Source("parquet", names, spec.shape, loaders)
+    return Source("parquet", names, spec.shape, loaders, classes_files=_files(loaders, shown_classes, sha))
+
+
+def _files(loaders: dict, shown: str, sha: str | None) -> dict[str, tuple[str, str]]:
+    """Source.classes_files: each split's classes file (where, SHA-256), when one named the classes."""
+    return {} if sha is None else {split: (shown, sha) for split in loaders}
 
 
 OPENERS = {"wds": _open_wds, "parquet": _open_parquet}  # a layout of KINDS: how its files become a Source

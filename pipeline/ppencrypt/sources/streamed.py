@@ -86,8 +86,9 @@ class Labels:
         return value
 
 
-def read_classes(place: Place, rel: str) -> list[str]:
-    """A classes file: one class name a line, in label order; blank lines at the end ignored."""
+def read_classes(place: Place, rel: str) -> tuple[list[str], str]:
+    """A classes file: one class name a line, in label order; blank lines at the end ignored.
+    With the SHA-256 of its bytes, which a resume is bound to (fingerprint.py)."""
     text = place.read_small(rel, CLASSES_LIMIT)
     try:
         names = text.decode("utf-8").rstrip("\n").split("\n")
@@ -96,10 +97,10 @@ def read_classes(place: Place, rel: str) -> list[str]:
     names = [n.rstrip("\r") for n in names]
     if not names or any(not n for n in names) or len(set(names)) != len(names):
         raise SourceError(f"{place.shown(rel)}: a classes file holds one distinct, non-empty class name a line")
-    return names
+    return names, hashlib.sha256(text).hexdigest()
 
 
-def local_classes(path: str) -> list[str]:
+def local_classes(path: str) -> tuple[list[str], str]:
     """``--classes FILE``: a local file, or a URL."""
     from ..formats.location import is_url
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from ..errors import BadImageError, SourceError
 from .base import FILE_TASK, Chunk, Source, ordered_splits
 from .imagefolder import SPLIT_FOLDERS, _visible
+from .fingerprint import place_listing
 from .place import Place
 from .streamed import Spec, chunk_of, decoded_or_bad, first_spec
 
@@ -64,6 +65,9 @@ class UrlFileLoader:
     @property
     def inputs(self) -> list[str]:
         return [rel for rel, _, _ in self.files]
+
+    def listing(self):
+        return place_listing(self.place, self.inputs)
 
     def tasks(self):
         for a in range(0, len(self.files), FILE_TASK):

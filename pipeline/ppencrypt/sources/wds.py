@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 from ..errors import BadImageError, SourceError
 from .base import Chunk
+from .fingerprint import place_listing
 from .place import Place
 from .streamed import Labels, Spec, chunk_of, decoded_or_bad, first_spec
 from .tarstream import TarStream
@@ -101,6 +102,21 @@ def sample_starts(place: Place, rel: str) -> list[int]:
     return starts
 
 
+def _count_images(shard: tuple[Place, str]) -> int:
+    """Samples of one shard that hold an image member: those that become images (or, undecodable,
+    are skipped like an ImageFolder's bad file: --skip-bad)."""
+    place, rel = shard
+    count, key, has_image = 0, None, False
+    with place.open(rel) as f:
+        for _, name, _ in TarStream(f, place.shown(rel), seekable=not place.remote).members(lambda offset, name: 0):
+            k, ext = split_key(name)
+            if k != key:
+                count += has_image
+                key, has_image = k, False
+            has_image = has_image or ext in IMAGE_EXTS
+    return count + has_image
+
+
 def image_of(parts: dict) -> bytes | None:
     return next((parts[e] for e in IMAGE_EXTS if e in parts), None)
 
@@ -167,11 +183,26 @@ class WdsLoader:
     labels: Labels
     skip_bad: bool
     parallel = True
-    count = None  # unknown until read: a tar does not say how many samples it holds
+    counted: int | None = None  # its images, once count_images has walked the shards (a tar does not say)
+
+    @property
+    def count(self) -> int | None:  # None: unknown until read
+        return self.counted
+
+    def count_images(self, pool) -> int:
+        """The split's images, from the shards' member names (their data skipped, not decoded),
+        a shard a task: what --copies must know before the first image is encrypted, for the
+        draws of copy k are made for the split's count (augment.py)."""
+        if self.counted is None:
+            self.counted = sum(pool.map(_count_images, [(self.place, rel) for rel in self.shards], parallel=self.parallel))
+        return self.counted
 
     @property
     def inputs(self) -> list[str]:
         return self.shards
+
+    def listing(self):
+        return place_listing(self.place, self.shards)
 
     def tasks(self):
         for rel, size in zip(self.shards, self.sizes):
