@@ -51,7 +51,7 @@ def test_smoke_frontier_runs_keeps_and_resumes(tmp_path):
     kept = [json.loads(line) for line in store.read_text().splitlines()]
     assert sorted(k["cell"] for k in kept) == sorted(CELLS.split(","))
     bsm = next(k for k in kept if k["cell"] == "bsm-image")
-    assert {"jigsaw", "known-plaintext", "learned", "identity"} <= set(bsm["attacks"])  # every attack that applies ran
+    assert {"jigsaw", "known-plaintext", "learned", "learned-features", "identity"} <= set(bsm["attacks"])  # every attack that applies ran
     with Image.open(tmp_path / "w" / "frontier.png") as im:
         assert im.format == "PNG" and im.size[0] > 300
     written = doc.read_text(encoding="utf-8")
