@@ -33,6 +33,7 @@ from .public import Learner
 
 HIDDEN = 64  # block embedding width, as pptrain's blockset network
 DECODE_SIDE = 32  # the decoder draws at most 32 x 32 and is scaled to the image: a CPU audit's budget
+CLASS_WEIGHT = 0.1  # of the class head's cross-entropy beside the decoder's L1
 
 
 def build(channels: int, block: int, shape: tuple[int, int, int], classes: int):
@@ -102,7 +103,7 @@ def trained_attacker(target: Target, learner: Learner):
         def loss(out, truth):
             image, logits = out
             value = F.l1_loss(image, truth[0])
-            return value if logits is None else value + 0.1 * F.cross_entropy(logits, truth[1])  # the class: a tenth of the weight
+            return value if logits is None else value + CLASS_WEIGHT * F.cross_entropy(logits, truth[1])
 
         with learner.progress(learner.budget.steps, "learned-features: train the attacker") as bar:
             trained = nets.fit(model, batch, loss, learner.budget, bar)
