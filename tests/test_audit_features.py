@@ -58,6 +58,21 @@ def test_it_reconstructs_from_what_every_key_leaves(fmnist, block):
     assert out.stats["steps"] == 80 and out.stats["trained_on"] == 300 and out.stats["class_head"] is True
 
 
+def test_on_colour_images_every_block_key_is_invisible_to_it(cifar10):
+    """RGB bsm adds a colour order and a negation per component to every block: the features
+    are still the same whatever the key, so the reconstructions are too."""
+    images, labels = cifar10
+    scored = images[:6]
+    public, plabels = varied(images[10:], labels[10:], 100)
+    target = Target("bsm", {"block_size": 4}, "image", scored.shape[1:])
+    learner = Learner(PublicImages(public, plabels, True, "test", ["train"], 0), Budget(10, 60.0, seed=0))
+    one, other = (attacker_encrypt("bsm", target.params, "image", scored, seed=s, purpose="the target's key") for s in (98, 99))
+    assert not np.array_equal(one, other)
+    out, again = ATTACK.run(one, target, learner=learner), ATTACK.run(other, target, learner=learner)
+    assert out.images.shape == scored.shape
+    assert np.abs(out.images.astype(int) - again.images.astype(int)).max() <= 1
+
+
 def test_the_audit_reports_it_on_bsm_with_recognition(tmp_path, fmnist, key_file):
     images, labels = tile_real(*fmnist, 200)
     src = write_fmnist_idx(tmp_path / "fm", images, labels, n_test=40)
