@@ -46,7 +46,7 @@ from ppencrypt.keys import generate_key_file  # noqa: E402
 CONFIGS = [("pe", "dataset"), ("pe", "image"), ("np", "dataset"), ("np", "image"), ("plain", None),
            ("le", "dataset"), ("le", "image"), ("ele", "dataset"), ("ele", "image"), ("etc", "dataset"), ("etc", "image"), ("bsm", "dataset"), ("bsm", "image")]  # fmt: skip
 ATTACKS = ["identity", "fr-basic", "fr-advanced", "fr-shared", "jigsaw", "known-plaintext"]
-LEARNED = ["learned", "learned-shared"]  # with --learned
+LEARNED = ["learned", "learned-shared", "learned-features"]  # with --learned
 MAX_K = 8
 START, END = "<!-- privacy-table:start -->", "<!-- privacy-table:end -->"
 

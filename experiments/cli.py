@@ -156,7 +156,8 @@ def record(cells, do_run, do_list, work, key, before, store, doc):
 @cli.command()
 @click.argument("src", default=FMNIST, type=click.Path(file_okay=False))
 @click.option("--cells", multiple=True, callback=_rows, metavar="IDS",
-              help=f"Cells to run, comma-separated [all]: {', '.join(c.id for c in fr.all_cells())}.")
+              help=f"Cells to run, comma-separated [all]: {', '.join(c.id for c in fr.all_cells())}; a block-wise method "
+                   "at another --block-size: METHOD<B>-SCOPE, e.g. bsm7-image.")
 @click.option("--list", "do_list", is_flag=True, help="Print every selected cell's commands and whether it ran; run nothing.")
 @click.option("--epochs", type=click.IntRange(min=1), help=f"pptrain --epochs [{fr.FULL.epochs}; smoke: {fr.SMOKE.epochs}].")
 @click.option("--width", type=click.IntRange(min=1), help=f"pptrain --width [{fr.FULL.width}; smoke: {fr.SMOKE.width}].")

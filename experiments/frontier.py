@@ -12,7 +12,7 @@ recognise, with plain images and chance for scale.
     frontier.png  accuracy against recognition, one labelled point per cell
 
 The methods and their scopes come from the cipher registry, so a method added there is a new
-row here. Block-wise methods train with ``--augment none`` (shifts move block boundaries);
+row here; a block-wise method at another block size is a cell asked for by name (``bsm7-image``). Block-wise methods train with ``--augment none`` (shifts move block boundaries);
 every other choice is the method's default (its adaptation network, the recipe). Cells run one
 at a time and each is kept in the store (``--store``: docs/frontier.jsonl in the repository, the
 measurements the docs show; WORK/frontier.jsonl by default) as soon as it finishes, with the
@@ -76,14 +76,20 @@ SMOKE = Budget(train=300, test=60, epochs=1, width=4, batch_size=64, audit_n=40,
 class Cell:
     method: str
     scope: str | None  # None: plain
+    block: int | None = None  # a block-wise method at this --block-size instead of its default
 
     @property
     def id(self) -> str:
-        return self.method if self.scope is None else f"{self.method}-{self.scope}"
+        name = self.method if self.block is None else f"{self.method}{self.block}"
+        return name if self.scope is None else f"{name}-{self.scope}"
 
     @property
     def blockwise(self) -> bool:
         return cipher_class(self.method).family == "block"
+
+    @property
+    def shown(self) -> str:
+        return f"`{self.method}`" if self.block is None else f"`{self.method}` {self.block}×{self.block}"
 
 
 def all_cells() -> list[Cell]:
@@ -91,12 +97,25 @@ def all_cells() -> list[Cell]:
     return [Cell(m, s) for m in method_names() for s in (cipher_class(m).scopes or (None,))]
 
 
+def sized(name: str) -> Cell | None:
+    """``bsm7-image``: a block-wise method's cell at another block size (issue 25: the block size
+    is bsm's one parameter, and it moves the cell along the frontier); None when ``name`` is not one."""
+    for m in method_names():
+        rest = name[len(m) :] if name.startswith(m) else ""
+        block, _, scope = rest.partition("-")
+        if block.isdigit() and int(block) > 0 and cipher_class(m).family == "block" and scope in cipher_class(m).scopes:
+            return Cell(m, scope, int(block))
+    return None
+
+
 def select(names: tuple[str, ...]) -> list[Cell]:
     cells = all_cells()
-    unknown = set(names) - {c.id for c in cells}
+    extra = {n: sized(n) for n in names if n not in {c.id for c in cells}}
+    unknown = [n for n, c in extra.items() if c is None]
     if unknown:
-        raise ExperimentError(f"no frontier cell {', '.join(sorted(unknown))} (cells: {', '.join(c.id for c in cells)})")
-    return [c for c in cells if not names or c.id in names]
+        raise ExperimentError(f"no frontier cell {', '.join(sorted(unknown))} (cells: {', '.join(c.id for c in cells)}; "
+                              "a block-wise method at another block size: METHOD<B>-SCOPE, e.g. bsm7-image)")  # fmt: skip
+    return [c for c in cells if not names or c.id in names] + [c for c in extra.values() if c is not None]
 
 
 @dataclass(kw_only=True)
@@ -136,7 +155,8 @@ def preparation(cells: list[Cell], lay: Layout) -> list[tuple[Path, Command]]:
                                           *(("--train", b.train) if b.train else ()), *(("--test", b.test) if b.test else ()))  # fmt: skip
     for c in cells:
         key = ("--key", lay.key, "--key-scope", c.scope) if c.scope else ()
-        steps[lay.data(c)] = command("ppencrypt", "dataset", lay.source, lay.data(c), *key, "--method", c.method, "--quiet")
+        block = ("--block-size", c.block) if c.block else ()
+        steps[lay.data(c)] = command("ppencrypt", "dataset", lay.source, lay.data(c), *key, "--method", c.method, *block, "--quiet")
     return list(steps.items())
 
 
@@ -319,10 +339,10 @@ def table(lay: Layout, cells: list[Cell], picture: str | None = None) -> str:
     for c in cells:
         o = done.get(c.id)
         if o is None:
-            out.append(f"| `{c.method}` | {c.scope or '—'} | not yet measured | | | | | | |")
+            out.append(f"| {c.shown} | {c.scope or '—'} | not yet measured | | | | | | |")
             continue
         name, a = o.best()
-        out.append(f"| `{c.method}` | {c.scope or '—'} | **{_pct(o.accuracy)}** | `{name}` | {a.psnr:.1f} | {a.ssim:.2f} | "
+        out.append(f"| {c.shown} | {c.scope or '—'} | **{_pct(o.accuracy)}** | `{name}` | {a.psnr:.1f} | {a.ssim:.2f} | "
                    f"**{_pct(a.recognition)}** | {o.train_seconds:.0f} s | {o.audit_seconds:.0f} s |")  # fmt: skip
     if picture:
         out += ["", f"![accuracy against the best attack's recognition, per method and key scope]({picture})"]

@@ -33,6 +33,21 @@ def test_every_registered_method_and_scope_is_a_cell():
     assert [c.id for c in fr.select(("bsm-image", "plain"))] == ["plain", "bsm-image"]
 
 
+def test_a_block_wise_cell_at_another_block_size(tmp_path):
+    """bsm7-image: bsm with --block-size 7 (issue 25's one parameter of bsm), its own data, run
+    and audit, a row of its own; not a block-wise method, or no such scope, is refused."""
+    cells = fr.select(("bsm-image", "bsm7-image", "etc2-dataset"))
+    assert [c.id for c in cells] == ["bsm-image", "bsm7-image", "etc2-dataset"]
+    lay = fr.Layout(work=tmp_path / "w", key=str(tmp_path / "k.key"), budget=fr.SMOKE)
+    made = dict(fr.preparation(cells, lay))
+    assert "--block-size 7" in made[lay.data(cells[1])].shown and "--block-size" not in made[lay.data(cells[0])].shown
+    assert lay.data(cells[1]) != lay.data(cells[0]) and "--augment none" in fr.training(cells[1], lay).shown
+    assert "| `bsm` 7×7 | image | not yet measured" in fr.table(lay, cells)
+    for bad in ("pe7-image", "bsm7-nothing", "bsm-7-image", "bsm0-image"):
+        with pytest.raises(fr.ExperimentError, match="METHOD<B>-SCOPE"):
+            fr.select((bad,))
+
+
 @pytest.mark.skipif(not Path(FMNIST).exists(), reason="Fashion-MNIST is not installed")
 def test_smoke_frontier_runs_keeps_and_resumes(tmp_path):
     doc = tmp_path / "privacy.md"
@@ -51,7 +66,7 @@ def test_smoke_frontier_runs_keeps_and_resumes(tmp_path):
     kept = [json.loads(line) for line in store.read_text().splitlines()]
     assert sorted(k["cell"] for k in kept) == sorted(CELLS.split(","))
     bsm = next(k for k in kept if k["cell"] == "bsm-image")
-    assert {"jigsaw", "known-plaintext", "learned", "identity"} <= set(bsm["attacks"])  # every attack that applies ran
+    assert {"jigsaw", "known-plaintext", "learned", "learned-features", "identity"} <= set(bsm["attacks"])  # every attack that applies ran
     with Image.open(tmp_path / "w" / "frontier.png") as im:
         assert im.format == "PNG" and im.size[0] > 300
     written = doc.read_text(encoding="utf-8")

@@ -132,7 +132,8 @@ def test_a_toy_block_method_gets_tanaka_and_its_block_side_from_the_manifest(toy
     assert (model["adapt"], model["adapt_block"]) == ("tanaka", 8)
 
 
-ATTACKS_IN_ORDER = ["identity", "fr-basic", "fr-advanced", "fr-shared", "jigsaw", "known-plaintext", "learned", "learned-shared"]
+ATTACKS_IN_ORDER = ["identity", "fr-basic", "fr-advanced", "fr-shared", "jigsaw", "known-plaintext", "learned", "learned-shared",
+                    "learned-features"]
 
 
 def test_the_audit_package_registers_every_attack_in_order():

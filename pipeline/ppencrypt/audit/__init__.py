@@ -10,7 +10,8 @@ known, known_pixel, known_block (known-plaintext key recovery), metrics (PSNR, S
 report (table, report.json, report.png), audit (reading the data, running, scoring). With
 ``--learned`` (torch, imported by extra only then): public (the attacker's own images and
 training budget), attacker (its own keys and encryption), nets (the networks, the training loop),
-learned (the learned inverter, learned-shared), recognition (the recognition score), shown (the
+learned (the learned inverter, learned-shared), blockfeatures (the attacker on bsm's key-invariant block
+features, learned-features), recognition (the recognition score), shown (the
 learned inverter on the samples of ``ppencrypt preview --attack``).
 docs/privacy.md has the results.
 
@@ -18,6 +19,7 @@ Importing this package registers every built-in attack, in the order the audit r
 """
 
 from . import greedy, jigsaw, known, learned  # noqa: F401  (registering the attacks; learned imports torch only when run)
+from . import blockfeatures  # noqa: F401, I001  (after learned: the table's order; torch only when run)
 from .audit import AuditOptions, run_audit
 from .report import AuditReport, report_paths, table, write_report
 
