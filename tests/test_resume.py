@@ -180,7 +180,9 @@ def keys(url: str) -> list[str]:
     return sorted(k.removeprefix(base) for k in fs.find(url))
 
 
-def test_shards_go_to_s3_as_they_close_with_one_staged_at_most(bucket, fmnist_dir, key_file, monkeypatch):
+def test_shards_go_to_s3_as_they_close_with_two_staged_at_most(bucket, fmnist_dir, key_file, monkeypatch):
+    """Uploads overlap encryption (formats/lane.py): when a shard closes, the one before it may
+    still be uploading, never the one before that."""
     staged = []
     publish = RemoteOutput._publish
 
@@ -193,7 +195,7 @@ def test_shards_go_to_s3_as_they_close_with_one_staged_at_most(bucket, fmnist_di
     encrypt(fmnist_dir, url, key_file)
     m = open_dataset(url).manifest
     assert len(staged) == sum(len(s.shards) for s in m.splits.values()) > 3
-    assert max(staged) == 1  # the shard being uploaded, nothing else
+    assert max(staged) <= 2  # the shard closing and the one uploading, nothing else
     assert keys(url) == sorted([f.path for f in m.all_files()] + ["manifest.json"])
 
 

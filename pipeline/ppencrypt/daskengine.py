@@ -6,10 +6,17 @@
     learn each task's count (a few bytes)  <-
     cut the samples into shards [kS, (k+1)S)
     journal shard k's file names, then
-    submit write(shard k, its chunks)      ->  concatenate, hash the plain pixels, encrypt
-                                               under the sealed ring, write the shard, put it
-                                               at OUT; return its record and the plain hash
+    submit write(shard k, its chunks)      ->  PIECE images at a time: hash the plain pixels,
+                                               encrypt under the sealed ring, append to the
+                                               staged shard; then, off the worker's thread
+                                               (secede: the next shard encrypts meanwhile),
+                                               put it at OUT; return its record and the hash
     journal shard k (in order), sign the manifest at the end
+
+A worker's memory: the decoded chunks of the shards it writes (dask holds a task's inputs
+until it ends; WRITES shards in flight per thread) and one piece encrypted — never a
+concatenated or encrypted copy of a whole shard (at the default 256 MiB shards that copy
+pair took a worker from about 600 MiB to 1 GiB, bench/scale_write.py).
 
 The sample numbering is the local engine's (the driver's prefix sum over the counts, bad
 files dropped), and shard k is written by one task from nothing but its inputs, so a retried
@@ -123,7 +130,7 @@ def write_shard(spec: ShardTask, *chunks: Chunk) -> dict:
         finals: list[tuple[str, str | None]] = []
         writer.on_final = lambda rel, sha: finals.append((rel, sha))
         at = spec.first
-        # a piece at a time: the shard's images are never copied whole, decoded or encrypted
+        # a piece at a time: no copy of the shard's images is made whole, plain or encrypted
         for chunk, a, b in spans(chunks, spec.pieces, spec.piece):
             images = np.ascontiguousarray(chunk.images[a:b])
             plain.update(images)  # the same bytes, in the same order, as the shard's images hashed at once

@@ -8,7 +8,10 @@ journal (journal.py) records what went, and manifest.json goes last, the commit 
 
 A local OUT is built in its hidden partial folder as before (atomic.py), which is the staging
 folder itself; a URL gets a marker, then the journal, then each file (its name journaled
-before its upload starts), then the manifest; the marker and journal are removed last.
+before its upload starts), then the manifest; the marker and journal are removed last. A
+URL's files upload on one background thread while the driver encrypts the next shard
+(lane.py): ``checkpoint`` journals a shard once its files are up, and waits for the shard
+before, so a shard uploading and the next being written are all that is staged.
 
 Replacing an earlier output at a URL deletes only what ppencrypt wrote there: the files the
 old manifest lists, or those the journal of an interrupted job names — never other objects
