@@ -14,9 +14,10 @@
     journal shard k (in order), sign the manifest at the end
 
 A worker's memory: the decoded chunks of the shards it writes (dask holds a task's inputs
-until it ends; WRITES shards in flight per thread) and one piece encrypted — never a
-concatenated or encrypted copy of a whole shard (at the default 256 MiB shards that copy
-pair took a worker from about 600 MiB to 1 GiB, bench/scale_write.py).
+until it ends; the driver keeps WRITES shards in flight per thread of the cluster) and one
+piece encrypted — never a concatenated or encrypted copy of a whole shard (at the default
+256 MiB shards that pair of copies took a worker from about 600 MiB to 1 GiB,
+bench/scale_write.py, docs/benchmarks.md).
 
 The sample numbering is the local engine's (the driver's prefix sum over the counts, bad
 files dropped), and shard k is written by one task from nothing but its inputs, so a retried
