@@ -26,6 +26,7 @@ from test_resume import big_fmnist, finished, keys, kill_after, local_journal, s
 
 distributed = pytest.importorskip("distributed")
 
+from ppencrypt import daskengine  # noqa: E402
 from ppencrypt.formats import open_dataset  # noqa: E402
 from ppencrypt.ciphers import make_cipher  # noqa: E402
 from ppencrypt.keys import KeyUse, load_key, mac_key  # noqa: E402
@@ -90,6 +91,33 @@ def test_dask_writes_the_local_engines_bytes(cluster, src, key_file, tmp_path, s
             "--reproduce", tmp_path / "local", shard_size=SHARD)  # fmt: skip
     assert tree_bytes(tmp_path / "dask") == tree_bytes(tmp_path / "local")
     assert ppencrypt("verify", tmp_path / "dask", "--key", key_file).exit_code == 0
+
+
+def progress_events(client, since: float) -> list[dict]:
+    """The train split's pieces that workers reported since ``since``."""
+    return [msg for t, msg in client.get_events(daskengine.PROGRESS) if t >= since and msg["split"] == "train"]
+
+
+def test_a_shard_task_encrypts_and_writes_a_piece_at_a_time(cluster, src, key_file, tmp_path, monkeypatch):
+    """A worker holds one piece's encrypted images, never its shard's: the IDX source arrives
+    as one 3,000-image chunk, and each 500-image shard is encrypted and written 96 images at a
+    time (the pieces the workers report on the scheduler's progress topic), same bytes."""
+    piece = 96
+    monkeypatch.setattr(daskengine, "PIECE", piece)
+    encrypt(src, tmp_path / "local", key_file, shard_size=SHARD)
+    since = time.time()  # this job's events only (the cluster serves the whole module)
+    encrypt(src, tmp_path / "dask", key_file, "--engine", "dask", "--scheduler", address(cluster), "--reproduce", tmp_path / "local",
+            shard_size=SHARD)  # fmt: skip
+    deadline = time.monotonic() + 30
+    while sum(e["piece"] for e in progress_events(cluster, since)) < 3000:  # the workers' events arrive batched
+        assert time.monotonic() < deadline, progress_events(cluster, since)
+        time.sleep(0.1)
+    events = progress_events(cluster, since)
+    assert max(e["piece"] for e in events) == piece
+    for k in range(3000 // SHARD):
+        mine = sorted(e["images"] for e in events if e["shard"] == k)
+        assert mine == [*range(piece, SHARD, piece), SHARD]  # 96, 192, ..., 480, 500: in order, nothing twice
+    assert tree_bytes(tmp_path / "dask") == tree_bytes(tmp_path / "local")
 
 
 class Inspect(distributed.WorkerPlugin):

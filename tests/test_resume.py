@@ -46,8 +46,8 @@ def finished(journal: bytes) -> int:
     return sum(len(v) for v in json.loads(journal)["splits"].values())
 
 
-def kill_after(p, journal_bytes, shards: int) -> int:
-    """SIGKILL ``p`` once its journal lists ``shards`` finished shards; how many it listed then."""
+def kill_after(p, journal_bytes, shards: int, sig=signal.SIGKILL) -> int:
+    """``sig`` to ``p`` once its journal lists ``shards`` finished shards; how many it listed then."""
     deadline = time.monotonic() + 120
     while True:
         assert p.poll() is None, f"finished before it could be killed: {p.communicate()}"
@@ -60,9 +60,10 @@ def kill_after(p, journal_bytes, shards: int) -> int:
             except ValueError:  # caught between its write and its rename
                 pass
         time.sleep(0.005)
-    p.send_signal(signal.SIGKILL)
+    p.send_signal(sig)
     p.wait(timeout=60)
-    return finished(journal_bytes())
+    left = journal_bytes()
+    return 0 if left is None else finished(left)  # None: the job removed its journal (Ctrl-C without --resume)
 
 
 def local_journal(out: Path, pid: int):
@@ -180,7 +181,9 @@ def keys(url: str) -> list[str]:
     return sorted(k.removeprefix(base) for k in fs.find(url))
 
 
-def test_shards_go_to_s3_as_they_close_with_one_staged_at_most(bucket, fmnist_dir, key_file, monkeypatch):
+def test_shards_go_to_s3_as_they_close_with_two_staged_at_most(bucket, fmnist_dir, key_file, monkeypatch):
+    """Uploads overlap encryption (formats/lane.py): when a shard closes, the one before it may
+    still be uploading, never the one before that."""
     staged = []
     publish = RemoteOutput._publish
 
@@ -193,7 +196,7 @@ def test_shards_go_to_s3_as_they_close_with_one_staged_at_most(bucket, fmnist_di
     encrypt(fmnist_dir, url, key_file)
     m = open_dataset(url).manifest
     assert len(staged) == sum(len(s.shards) for s in m.splits.values()) > 3
-    assert max(staged) == 1  # the shard being uploaded, nothing else
+    assert max(staged) <= 2  # the shard closing and the one uploading, nothing else
     assert keys(url) == sorted([f.path for f in m.all_files()] + ["manifest.json"])
 
 
@@ -212,6 +215,44 @@ def test_a_shard_is_uploaded_from_disk_in_parts(bucket, fmnist, tmp_path, key_fi
     etag = fs.info(f"{url}/{shard.path}")["ETag"].strip('"')
     assert etag.endswith(f"-{-(-shard.bytes // (5 << 20))}")  # a multipart upload's ETag: the count of its parts
     assert ppencrypt("verify", url, "--key", key_file).exit_code == 0
+
+
+@pytest.mark.parametrize("resume", [False, True], ids=["plain", "resume"])
+def test_ctrl_c_with_an_upload_in_flight(bucket, fmnist, tmp_path, key_file, resume):
+    """Ctrl-C while shards go up in the background (formats/lane.py): the job ends promptly with
+    one line; without --resume the prefix is left empty (the upload under way finished before
+    its removal, so nothing turns up after it); with --resume every shard the journal lists is
+    at OUT whole, and --resume finishes to the bytes of an uninterrupted run."""
+    src = big_fmnist(tmp_path / "fm", fmnist, 12_000)
+    url = f"{bucket}/fm"
+    fs = fsspec.filesystem("s3", skip_instance_cache=True)
+
+    def journal():
+        try:
+            return fs.cat_file(f"{url}/{JOURNAL}")
+        except FileNotFoundError:
+            return None
+
+    args = ("--key", key_file, "--shard-size", SHARD, "--workers", 1)
+    p = ppencrypt_process("dataset", src, url, *args, "--quiet", *(["--resume"] if resume else []))
+    t = time.monotonic()
+    kill_after(p, journal, 3, signal.SIGINT)
+    assert time.monotonic() - t < 60
+    err = p.stderr.read()
+    assert p.returncode == 1 and "Traceback" not in err, err
+    time.sleep(1)  # an upload that outlived the job would show by now
+    if not resume:
+        assert keys(url) == []
+        return
+    listed = json.loads(journal())
+    for entry in listed["splits"]["train"]:
+        for f in entry["files"]:
+            assert fs.info(f"{url}/{f['path']}")["size"] == f["bytes"]
+    r = ppencrypt("dataset", src, url, *args, "--resume")
+    assert r.exit_code == 0, r.output
+    encrypt(src, tmp_path / "whole", key_file, "--reproduce", url, shard_size=SHARD)
+    assert ppencrypt("pull", url, tmp_path / "pulled", "--quiet").exit_code == 0
+    assert tree_bytes(tmp_path / "pulled") == tree_bytes(tmp_path / "whole")
 
 
 def test_a_killed_upload_resumes_in_s3(bucket, fmnist, tmp_path, key_file):

@@ -6,10 +6,18 @@
     learn each task's count (a few bytes)  <-
     cut the samples into shards [kS, (k+1)S)
     journal shard k's file names, then
-    submit write(shard k, its chunks)      ->  concatenate, hash the plain pixels, encrypt
-                                               under the sealed ring, write the shard, put it
-                                               at OUT; return its record and the plain hash
+    submit write(shard k, its chunks)      ->  PIECE images at a time: hash the plain pixels,
+                                               encrypt under the sealed ring, append to the
+                                               staged shard; then, off the worker's thread
+                                               (secede: the next shard encrypts meanwhile),
+                                               put it at OUT; return its record and the hash
     journal shard k (in order), sign the manifest at the end
+
+A worker's memory: the decoded chunks of the shards it writes (dask holds a task's inputs
+until it ends; the driver keeps WRITES shards in flight per thread of the cluster) and one
+piece encrypted — never a concatenated or encrypted copy of a whole shard (at the default
+256 MiB shards that pair of copies took a worker from about 600 MiB to 1 GiB,
+bench/scale_write.py, docs/benchmarks.md).
 
 The sample numbering is the local engine's (the driver's prefix sum over the counts, bad
 files dropped), and shard k is written by one task from nothing but its inputs, so a retried
@@ -66,7 +74,9 @@ from .sources import Chunk, run_task
 
 ENV = "DASK_SCHEDULER_ADDRESS"
 AHEAD = 4  # decode tasks in flight per worker thread
-WRITES = 2  # shard tasks in flight per worker thread
+WRITES = 2  # shard tasks in flight per worker thread: one uploading (seceded) while the next encrypts
+PIECE = 256  # images a shard task encrypts and writes at once: its memory beyond its inputs (38 MB at 224 px)
+PROGRESS = "ppencrypt-progress"  # the scheduler's event topic of encrypted pieces
 
 
 def _count(chunk: Chunk) -> tuple[int, list]:
@@ -91,19 +101,47 @@ class ShardTask:
     shard_size: int
     dest: object  # a local staging folder (str) or the RemoteDir of OUT
     draws: Draws | None = None  # --copies: each sample's shift and flip (augment.py), applied before encrypting
+    piece: int = PIECE  # images encrypted and written at once
+
+
+def spans(chunks: tuple[Chunk, ...], pieces, size: int):
+    """(chunk, a, b): the shard's rows, chunk by chunk, in runs of at most ``size``."""
+    for chunk, (a, b) in zip(chunks, pieces):
+        for at in range(a, b, size):
+            yield chunk, at, min(b, at + size)
+
+
+def report(spec: ShardTask, images: int, piece: int) -> None:
+    """Progress on the scheduler's event log (topic PROGRESS, ``client.get_events``): each piece
+    as it is encrypted and written: the shard, its images so far, this piece's."""
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except (ImportError, ValueError):  # not in a worker (the task run by hand)
+        return
+    worker.log_event(PROGRESS, {"split": spec.split, "shard": spec.k, "images": images, "piece": piece})
+
+
+def upload_aside() -> None:
+    """Leave the worker's thread to the next task (the next shard's encryption) while this one
+    uploads: at most WRITES shards per thread staged at once (the driver's window)."""
+    try:
+        from distributed import secede
+
+        secede()
+    except (ImportError, ValueError):  # not in a worker
+        pass
 
 
 def write_shard(spec: ShardTask, *chunks: Chunk) -> dict:
-    images = np.concatenate([c.images[a:b] for c, (a, b) in zip(chunks, spec.pieces)])
+    for c, (a, b) in zip(chunks, spec.pieces):
+        if b > a and c.images.shape[1:] != spec.shape:
+            raise SourceError(f"{spec.src}: an image of split {spec.split} decoded to {c.images.shape[1:]}, expected {spec.shape}")
     labels = np.concatenate([c.labels[a:b] for c, (a, b) in zip(chunks, spec.pieces)])
-    if images.shape[1:] != spec.shape:
-        raise SourceError(f"{spec.src}: an image of split {spec.split} decoded to {images.shape[1:]}, expected {spec.shape}")
     if labels.min() < 0 or labels.max() >= spec.labels:
         raise SourceError(f"{spec.src}: split {spec.split} has labels outside 0..{spec.labels - 1}")
-    if spec.draws is not None:  # a --copies copy: shifted and flipped before it is hashed and encrypted, as locally
-        images = client_augment.shift_flip(images, spec.draws)
-    plain = hashlib.sha256(np.ascontiguousarray(images)).digest()
-    encrypted = spec.cipher.encrypt(images, spec.ring, np.arange(spec.first, spec.first + len(labels), dtype=np.int64))
+    plain = hashlib.sha256()
     root = Path(tempfile.mkdtemp(prefix="ppencrypt-shard-"))
     try:
         writer = split_writer(spec.storage, root, spec.split, spec.shape, spec.shard_size)
@@ -111,8 +149,20 @@ def write_shard(spec: ShardTask, *chunks: Chunk) -> dict:
         writer.resume([ShardInfo("", "", 0, spec.shard_size, i * spec.shard_size) for i in range(spec.k)])
         finals: list[tuple[str, str | None]] = []
         writer.on_final = lambda rel, sha: finals.append((rel, sha))
-        writer.write(encrypted, labels)
+        at = spec.first
+        # a piece at a time: no copy of the shard's images is made whole, plain or encrypted
+        for chunk, a, b in spans(chunks, spec.pieces, spec.piece):
+            images = np.ascontiguousarray(chunk.images[a:b])
+            if spec.draws is not None:  # a --copies copy: shifted and flipped before it is hashed and encrypted, as locally
+                done = at - spec.first
+                images = client_augment.shift_flip(images, spec.draws[done : done + b - a])
+            plain.update(images)  # the same bytes, in the same order, as the shard's images hashed at once
+            writer.write(spec.cipher.encrypt(images, spec.ring, np.arange(at, at + b - a, dtype=np.int64)), chunk.labels[a:b])
+            at += b - a
+            report(spec, at - spec.first, b - a)
+            del images
         shard = writer.close()[-1]
+        upload_aside()
         files = []
         for rel, sha in finals:
             staged = root / rel  # hashed and uploaded from disk: the shard is not held again in memory
@@ -130,7 +180,7 @@ def write_shard(spec: ShardTask, *chunks: Chunk) -> dict:
             files.append(info)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    return {"shard": shard, "files": files, "per_class": np.bincount(labels, minlength=spec.classes).tolist(), "plain": plain}
+    return {"shard": shard, "files": files, "per_class": np.bincount(labels, minlength=spec.classes).tolist(), "plain": plain.digest()}
 
 
 @contextlib.contextmanager
@@ -307,14 +357,13 @@ class DaskEngine:
             k = (run.count - 1) // S
             names = writer_cls.shard_names(run.name, k)
             if isinstance(o, RemoteOutput):  # journaled before a worker uploads them
-                o.journal.written.extend(n for n in names if n not in o.journal.written)
-                o.save_journal()
+                o.name(names)
             first_sample = k * S
             draws = None if pieces[0][3] is None else Draws.joined([d for *_, d in pieces])
             spec = ShardTask(src=job.src, split=run.name, k=k, first=first_sample, pieces=tuple((a, b) for _, a, b, _ in pieces),
                              cipher=job.cipher, ring=ring, storage=job.storage, shape=job.source.shape,
                              classes=len(job.source.classes), labels=label_limit(job.source), shard_size=S, dest=dest,
-                             draws=draws)  # fmt: skip
+                             draws=draws, piece=PIECE)  # fmt: skip
             future = client.submit(write_shard, spec, *[f for f, *_ in pieces], key=f"shard-{run.name}-{k}-{tag}", pure=False)
             self.futures.add(future)
             writes.append((future, state))

@@ -278,8 +278,13 @@ def _encrypt(src, source: Source, o: Output, cipher, key, use: KeyUse, engine, o
         start = run.resume(kept.get(name, []))
 
         def journal(entry: ShardEntry, name=name, run=run) -> None:
-            o.journal.splits[name] = run.entries
-            o.save_journal()
+            done = list(run.entries)  # as they are now: the driver goes on to the next shard
+
+            def save() -> None:
+                o.journal.splits[name] = done
+                o.save_journal()
+
+            o.checkpoint(save)  # once the shard is at OUT (a URL's uploads overlap the next shard)
 
         if name in closed:
             run.bad_before, start = closed[name], None  # every shard of it was kept
@@ -288,6 +293,7 @@ def _encrypt(src, source: Source, o: Output, cipher, key, use: KeyUse, engine, o
                                           shard_size=shard_size, output=o, augment=augment, progress=progress,
                                           journal=journal if streams else None), start)  # fmt: skip
         shards = writer.close()
+        o.settle()  # the split's uploads done: the journal is the driver's again
         if streams and shards and (not run.entries or run.entries[-1].shard.path != shards[-1].path):
             run.shard_closed({**START, "bad": run.bad_before + len(run.bad)})  # the last, short shard: the split is closed with it
         skipped.extend(run.bad)

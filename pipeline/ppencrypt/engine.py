@@ -1,7 +1,8 @@
 """Where a split's images are decoded, encrypted and written: the engine seam.
 
     local   this machine's process pool (parallel.py): workers decode, the driver encrypts and
-            writes every shard in order (encrypt_split below). The default.
+            writes every shard in order (encrypt_split below), a chunk's piece at a time; a
+            URL's shard uploads while the next is encrypted (formats/lane.py). The default.
     dask    a Dask cluster (daskengine.py): one task per output shard encrypts and writes it
             to OUT on a worker; the driver only plans, journals and signs.
 

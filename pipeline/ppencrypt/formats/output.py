@@ -8,7 +8,10 @@ journal (journal.py) records what went, and manifest.json goes last, the commit 
 
 A local OUT is built in its hidden partial folder as before (atomic.py), which is the staging
 folder itself; a URL gets a marker, then the journal, then each file (its name journaled
-before its upload starts), then the manifest; the marker and journal are removed last.
+before its upload starts), then the manifest; the marker and journal are removed last. A
+URL's files upload on one background thread while the driver encrypts the next shard
+(lane.py): ``checkpoint`` journals a shard once its files are up, and waits for the shard
+before, so a shard uploading and the next being written are all that is staged.
 
 Replacing an earlier output at a URL deletes only what ppencrypt wrote there: the files the
 old manifest lists, or those the journal of an interrupted job names — never other objects
@@ -33,6 +36,7 @@ from ..errors import ManifestError, OutputError, PipelineError, ShardError
 from .checksum import sha256_file
 from .files import FileProblem, inside, read_regular
 from .journal import JOURNAL, MAX_BYTES, Journal
+from .lane import Lane
 from .location import Files, LocalDir, Location, tree_files
 from .manifest import MANIFEST, FileInfo, Manifest, is_dataset, names_a_dataset
 from .remote import MARKER, MARKER_TEXT, RemoteDir
@@ -67,6 +71,13 @@ class Output(ABC):
         info = self._publish(rel, path, sha256)
         self.published[rel] = info
         return info
+
+    def checkpoint(self, fn: Callable[[], None]) -> None:
+        """``fn`` (a journal save) once every file published before it is at OUT."""
+        fn()
+
+    def settle(self) -> None:
+        """Every file published so far is at OUT (a URL's uploads run in the background)."""
 
     def publish_rest(self) -> None:
         """Every file still only in staging (metadata written last, a storage without
@@ -164,6 +175,7 @@ class RemoteOutput(Output):
         super().__init__(loc.url)
         self.loc, self.staging = loc, staging
         self.old: set[str] = set()  # what an interrupted job wrote (its journal's names), still there
+        self.lane = Lane()  # uploads and journal saves, in order, while the driver encrypts on
 
     def _get(self, rel: str, cap: int) -> bytes:
         try:
@@ -211,11 +223,31 @@ class RemoteOutput(Output):
         self.loc._remove(sorted({JOURNAL} & keys))
 
     def _publish(self, rel, path, sha256):
-        self._name(rel)
         info = FileInfo(rel, sha256 or sha256_file(path), path.stat().st_size)
-        self.loc.put_file(rel, path)  # from disk, in parts: memory independent of the shard's size
-        path.unlink()
+
+        def upload() -> None:
+            self._name(rel)
+            self.loc.put_file(rel, path)  # from disk, in parts: memory independent of the shard's size
+            path.unlink()
+
+        self.lane.submit(upload)  # while the next shard is encrypted (lane.py)
         return info
+
+    def checkpoint(self, fn):
+        self.lane.checkpoint(fn)
+
+    def settle(self):
+        self.lane.settle()
+
+    def name(self, rels: list[str]) -> None:
+        """Journal ``rels`` before another machine uploads them (--engine dask)."""
+        def named() -> None:
+            new = [rel for rel in rels if rel not in self.journal.written]
+            if new:
+                self.journal.written.extend(new)
+                self.save_journal()
+
+        self.lane.wait(self.lane.submit(named))
 
     def _name(self, rel: str) -> None:
         if rel not in self.journal.written:  # named before the upload starts: a removal finds it
@@ -245,11 +277,13 @@ class RemoteOutput(Output):
         self.old = set()
 
     def commit(self, manifest):
+        self.lane.settle()
         self.loc._put(MANIFEST, manifest)  # the commit point
         self.loc._remove([JOURNAL, MARKER], quietly=True)
 
     def abandon(self) -> None:
         """After an error: what this job wrote, then the journal and marker."""
+        self.lane.stop()
         self.loc._remove(sorted(set(self.journal.written) - set(OURS)), quietly=True)
         self.loc._remove([JOURNAL, MARKER], quietly=True)
 
@@ -263,6 +297,7 @@ def _remote(loc: RemoteDir, overwrite: bool, check: Check | None) -> Iterator[Re
         try:
             yield o
         except (KeyboardInterrupt, SystemExit):
+            o.lane.stop()  # the upload under way ends before its file is removed, and before the journal is kept
             if check is None:
                 o.abandon()
             raise
@@ -270,6 +305,7 @@ def _remote(loc: RemoteDir, overwrite: bool, check: Check | None) -> Iterator[Re
             o.abandon()
             raise
         finally:
+            o.lane.stop()
             shutil.rmtree(staging, ignore_errors=True)
 
 

@@ -58,7 +58,8 @@ class ZarrSplitWriter(SplitWriter):
         )  # fmt: skip
         self.count = 0
         self.shards: list[ShardInfo] = []
-        self._pending: list[tuple[np.ndarray, np.ndarray]] = []
+        # the shard being filled, in place: one copy of it, not its pieces and then their concatenation
+        self._images = self._labels = None
         self._pending_n = 0
 
     @classmethod
@@ -78,22 +79,27 @@ class ZarrSplitWriter(SplitWriter):
         self.labels.resize((self.count,))
 
     def write(self, images: np.ndarray, labels: np.ndarray) -> None:
-        self._pending.append((images, labels))
-        self._pending_n += len(labels)
-        while self._pending_n >= self.shard_size:
-            self._flush(self.shard_size)
+        at = 0
+        while at < len(labels):
+            if self._images is None:  # pages are touched only as samples arrive: a short split costs its size
+                self._images = np.empty((self.shard_size, *self.shape), np.uint8)
+                self._labels = np.empty(self.shard_size, np.int64)
+            take = min(len(labels) - at, self.shard_size - self._pending_n)
+            self._images[self._pending_n : self._pending_n + take] = images[at : at + take]
+            self._labels[self._pending_n : self._pending_n + take] = labels[at : at + take]
+            self._pending_n += take
+            at += take
+            if self._pending_n == self.shard_size:
+                self._flush(self.shard_size)
 
     def _flush(self, n: int) -> None:
-        images = np.concatenate([p[0] for p in self._pending])
-        labels = np.concatenate([p[1] for p in self._pending])
         a, b = self.count, self.count + n
         self.images.resize((b, *self.shape))
         self.labels.resize((b,))
-        self.images[a:b] = images[:n]
-        self.labels[a:b] = labels[:n]
+        self.images[a:b] = self._images[:n]
+        self.labels[a:b] = self._labels[:n]
         self.count = b
-        self._pending = [(images[n:], labels[n:])] if len(labels) > n else []
-        self._pending_n = len(labels) - n
+        self._pending_n = 0
         # the shard and its label chunk are whole now and never rewritten: final
         k = a // self.shard_size
         rel = shard_path(self.split, k, 4)
