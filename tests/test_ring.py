@@ -82,3 +82,18 @@ def test_a_chunk_larger_than_a_slot_comes_back_pickled(folder):
     assert any(a.nbytes > SLOT_BYTES for a in got)
     for a, b in zip(one, got):
         np.testing.assert_array_equal(a, b)
+
+
+def _sliced(task):
+    chunk = run_task(task)  # stacked into the worker's slot
+    chunk.images, chunk.labels = chunk.images[1:], chunk.labels[1:]  # a view that starts one image in
+    return chunk
+
+
+def test_a_chunk_sliced_after_stacking_arrives_with_its_own_pixels(folder):
+    one = [c.images[1:].copy() for c, _ in chunks(folder, 1)]
+    with WorkerPool(2) as pool:
+        loader = open_source(str(folder), sized(48, DCT_LINEAR), pool).splits["train"]
+        got = [c.images.copy() for c in pool.map(_sliced, loader.tasks())]
+    for a, b in zip(one, got):
+        np.testing.assert_array_equal(a, b)

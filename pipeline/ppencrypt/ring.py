@@ -75,8 +75,9 @@ class Ring:
         view = self.array(slot, images.shape, images.dtype)
         if view is None:
             return result
-        if not np.shares_memory(view, images):  # fn did not stack() into the slot itself
-            view[...] = images
+        in_place = images.ctypes.data == view.ctypes.data and images.flags.c_contiguous  # fn stack()ed into the slot
+        if not in_place:  # a copy first when it is a shifted view of the slot (a stacked chunk sliced)
+            view[...] = images.copy() if np.shares_memory(view, images) else images
         result = copy.copy(result)
         result.images = InSlot(slot=slot, shape=images.shape, dtype=images.dtype.str)
         return result
