@@ -70,7 +70,7 @@ class Ring:
         finally:
             _worker_slot.current = None
         images = getattr(result, "images", None)
-        if slot is None or not isinstance(images, np.ndarray):
+        if slot is None or not isinstance(images, np.ndarray) or images.dtype.hasobject:
             return result
         view = self.array(slot, images.shape, images.dtype)
         if view is None:
