@@ -4,7 +4,8 @@ Results come back in submission order whatever the worker count, which is what m
 output byte-identical for any ``--workers``; the window bounds memory when the consumer is
 slower than the workers. The processes are forked on the first parallel ``map`` — never for
 jobs that have nothing to parallelise — and all at once, so that a library thread started
-later (zarr's I/O loop) is never copied half-way into a child.
+later (zarr's I/O loop) is never copied half-way into a child. A result's decoded images come
+back through shared memory mapped before that fork (ring.py), not pickled.
 """
 
 from __future__ import annotations
