@@ -123,6 +123,8 @@ def encrypt_split(
             first = start["task"] if resumed else 0
             at = start["at"] if resumed else 0  # the image's position in the split (after skipped files): its draw
             tasks = itertools.islice(loader.tasks(), first, None)
+            # chunk.images may lie in the pool's shared memory (ring.py), valid until the next chunk is
+            # asked for: it is only hashed and encrypted (into a new array) here, never kept
             for t, chunk in enumerate(pool.map(run_task, tasks, parallel=loader.parallel), first):
                 if copy == 0:
                     run.bad.extend(chunk.bad)

@@ -4,7 +4,8 @@ Results come back in submission order whatever the worker count, which is what m
 output byte-identical for any ``--workers``; the window bounds memory when the consumer is
 slower than the workers. The processes are forked on the first parallel ``map`` — never for
 jobs that have nothing to parallelise — and all at once, so that a library thread started
-later (zarr's I/O loop) is never copied half-way into a child.
+later (zarr's I/O loop) is never copied half-way into a child. A result's decoded images come
+back through shared memory mapped before that fork (ring.py), not pickled.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import sys
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from typing import Callable, Iterable, Iterator
+
+from .ring import Ring
 
 
 def default_workers() -> int:
@@ -35,7 +38,12 @@ def _noop() -> None:
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
-def _worker_start(parent: int) -> None:
+_ring: Ring | None = None  # in a worker: the pool's shared slots, inherited at the fork
+
+
+def _worker_start(parent: int, ring: Ring | None = None) -> None:
+    global _ring
+    _ring = ring
     # Ctrl-C reaches the whole process group; the parent handles it and ends the pool, so
     # workers stay quiet instead of each printing a traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -51,24 +59,32 @@ def _worker_start(parent: int) -> None:
         os._exit(1)
 
 
+def _in_slot(fn: Callable, item, slot: int | None):
+    return fn(item) if _ring is None else _ring.run(fn, item, slot)
+
+
 class WorkerPool:
     def __init__(self, workers: int = 1):
         self.workers = max(1, workers)
         self._pool: ProcessPoolExecutor | None = None
+        self._ring: Ring | None = None
 
     def __enter__(self) -> WorkerPool:
         return self
 
     def _start(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
-            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=_worker_start,
-                                             initargs=(os.getpid(),))  # fmt: skip
+            fork = "fork" in mp.get_all_start_methods()
+            # the ring exists before the fork, so every worker maps it (ring.py); one slot per
+            # task in flight (map's window) and one for the result being consumed
+            self._ring = Ring(2 * self.workers + 1) if fork else None
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=mp.get_context("fork") if fork else None,
+                                             initializer=_worker_start, initargs=(os.getpid(), self._ring))  # fmt: skip
             self._pool.submit(_noop).result()  # fork every process now
         return self._pool
 
     def __exit__(self, exc_type, *exc) -> None:
-        pool, self._pool = self._pool, None
+        pool, self._pool, self._ring = self._pool, None, None  # the ring is unmapped with its last view
         if pool is None:
             return
         if exc_type is None:
@@ -87,19 +103,44 @@ class WorkerPool:
 
     def map(self, fn: Callable, items: Iterable, parallel: bool = True) -> Iterator:
         """``map(fn, items)`` in order; in the worker processes when there are any and
-        ``parallel`` is true (``fn`` and the items must then pickle)."""
+        ``parallel`` is true (``fn`` and the items must then pickle). A result's ``images``
+        array may then be a view of shared memory (ring.py): valid until the next result is
+        asked for — copy what must outlive that."""
         if self.workers == 1 or not parallel:
             yield from map(fn, items)
             return
         pool = self._start()
-        pending: deque = deque()
+        ring = self._ring
+        pending: deque = deque()  # (future, slot)
+        held = None  # the slot of the result last yielded
         try:
             for item in items:
-                pending.append(pool.submit(fn, item))
+                slot = None if ring is None else ring.acquire()
+                pending.append((pool.submit(_in_slot, fn, item, slot), slot))
                 if len(pending) >= 2 * self.workers:
-                    yield pending.popleft().result()
+                    result, held = self._next(ring, pending, held)
+                    yield result
             while pending:
-                yield pending.popleft().result()
+                result, held = self._next(ring, pending, held)
+                yield result
         finally:
-            for f in pending:
-                f.cancel()
+            if ring is not None:
+                ring.release(held)
+            for f, slot in pending:
+                if ring is None or slot is None or f.cancel() or f.done():
+                    f.cancel()
+                    if ring is not None:
+                        ring.release(slot)
+                else:  # a worker may still write into it
+                    f.add_done_callback(lambda _, s=slot: ring.release(s))
+
+    @staticmethod
+    def _next(ring: Ring | None, pending: deque, held: int | None):
+        """The oldest result, its slot now held, and the slot held before released (the
+        consumer asked for this result, so it is done with the one before)."""
+        result = pending[0][0].result()
+        _, slot = pending.popleft()
+        if ring is None:
+            return result, None
+        ring.release(held)
+        return ring.take(result), slot

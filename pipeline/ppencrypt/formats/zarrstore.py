@@ -10,10 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import zarr
-from zarr.codecs import ZstdCodec
-from zarr.core.buffer.cpu import Buffer
-from zarr.storage import MemoryStore
 
 from ..errors import ShardError
 from .base import SplitReader, SplitWriter, Storage
@@ -46,6 +42,9 @@ class ZarrSplitWriter(SplitWriter):
 
     def __init__(self, root: Path, split: str, shape: tuple[int, int, int], shard_size: int):
         super().__init__(root, split, shape, shard_size)
+        import zarr  # here, not at the top: a wds job (and every other command) skips its 0.2-0.4 s import
+        from zarr.codecs import ZstdCodec
+
         group = zarr.open_group(store=str(root), mode="a")
         self.images = group.create_array(
             f"{split}/{IMAGES}", shape=(0, *shape), dtype="uint8", fill_value=0,
@@ -137,6 +136,11 @@ class ZarrSplitReader(SplitReader):
                 raise ShardError(f"{self.shown(sh)}: shard {k} of split {split} is not where or as large as zarr puts it")
         if len(self.info.shards) != -(-self.count // self.shard_size):
             raise ShardError(f"{self.loc.shown(split)}: the manifest lists {len(self.info.shards)} shards, zarr's layout has another number")
+        import zarr  # here, not at the top: see ZarrSplitWriter
+        from zarr.core.buffer.cpu import Buffer
+        from zarr.storage import MemoryStore
+
+        self._buffer = Buffer.from_bytes
         self.verified = {rel: Buffer.from_bytes(data) for rel, data in docs.items()}  # zarr's whole view of the store
         try:
             group = zarr.open_group(store=MemoryStore(self.verified, read_only=True), mode="r", zarr_format=3)
@@ -180,7 +184,7 @@ class ZarrSplitReader(SplitReader):
         return {f.path: self.loc.read(f.path, f.bytes, f.sha256) for f in (shard, label)}
 
     def decode(self, shard: ShardInfo, fetched: dict[str, bytes]) -> Batch:
-        self.verified.update((rel, Buffer.from_bytes(data)) for rel, data in fetched.items())
+        self.verified.update((rel, self._buffer(data)) for rel, data in fetched.items())
         try:
             return self._slice(shard.first, shard.first + shard.count)
         finally:

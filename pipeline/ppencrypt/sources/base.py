@@ -13,6 +13,7 @@ import numpy as np
 
 from ..errors import BadImageError
 from ..imageio import load_image, resize_array
+from ..ring import stack
 from .fingerprint import local_listing
 
 SPLIT_ORDER = ("train", "test", "val")
@@ -110,7 +111,7 @@ class FileTask:
                 bad.append((e.name, e.reason))
                 continue
             labels.append(label)
-        stacked = np.stack(images) if images else np.empty((0, 1, 1, self.channels), np.uint8)
+        stacked = stack(images, (0, 1, 1, self.channels))  # in a worker: into its shared-memory slot
         return Chunk(stacked, np.asarray(labels, dtype=np.int64), bad)
 
 

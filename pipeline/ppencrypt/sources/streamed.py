@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import BadImageError, SourceError
 from ..imageio import decode_image
+from ..ring import stack
 from .base import Chunk
 from .place import Place
 
@@ -119,7 +120,7 @@ def inputs_digest(names: list[str]) -> str:
 
 
 def chunk_of(images: list[np.ndarray], labels: list[int], bad: list[tuple[str, str]], channels: int) -> Chunk:
-    stacked = np.stack(images) if images else np.empty((0, 1, 1, channels), np.uint8)
+    stacked = stack(images, (0, 1, 1, channels))  # in a worker: into its shared-memory slot
     return Chunk(stacked, np.asarray(labels, dtype=np.int64), bad)
 
 
