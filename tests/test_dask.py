@@ -84,6 +84,20 @@ def address(client) -> str:
     return client.scheduler.address
 
 
+def wait_for_shards(out, p, shards: int, seconds: float) -> None:
+    """Until the running job ``p``'s local journal at ``out`` lists ``shards`` finished shards."""
+    deadline = time.monotonic() + seconds
+    while True:
+        data = local_journal(out, p.pid)()
+        try:
+            if data is not None and finished(data) >= shards:
+                return
+        except ValueError:  # the journal caught mid-write
+            pass
+        assert p.poll() is None and time.monotonic() < deadline, p.communicate() if p.poll() is not None else "slow"
+        time.sleep(0.01)
+
+
 @pytest.mark.parametrize("storage", ["wds", "zarr"])
 def test_dask_writes_the_local_engines_bytes(cluster, src, key_file, tmp_path, storage):
     encrypt(src, tmp_path / "local", key_file, "--format", storage, shard_size=SHARD)
@@ -160,17 +174,7 @@ def test_a_worker_killed_mid_job_changes_nothing(cluster, src, key_file, tmp_pat
     out = tmp_path / "dask"
     p = ppencrypt_process("dataset", src, out, "--key", key_file, "--shard-size", 100, "--engine", "dask",
                           "--scheduler", address(cluster), "--reproduce", tmp_path / "local", "--quiet")  # fmt: skip
-    kill_after_shards = 3
-    deadline = time.monotonic() + 120
-    while True:
-        data = local_journal(out, p.pid)()
-        try:
-            if data is not None and finished(data) >= kill_after_shards:
-                break
-        except ValueError:
-            pass
-        assert p.poll() is None and time.monotonic() < deadline, p.communicate() if p.poll() is not None else "slow"
-        time.sleep(0.01)
+    wait_for_shards(out, p, 3, 120)
     victim = next(iter(cluster.run(os.getpid).values()))  # one worker process, by its pid
     os.kill(victim, signal.SIGKILL)
     _, err = p.communicate(timeout=300)
@@ -397,16 +401,8 @@ def test_ctrl_c_on_an_external_cluster_cancels_the_jobs_tasks_and_resumes(cluste
     out = tmp_path / "out"
     more = ("--scheduler", address(cluster))
     p = photo_job(photos, out, key_file, *more)
-    kill_after_shards, deadline = 2, time.monotonic() + 180
-    while True:
-        data = local_journal(out, p.pid)()
-        try:
-            if data is not None and finished(data) >= kill_after_shards:
-                break
-        except ValueError:
-            pass
-        assert p.poll() is None and time.monotonic() < deadline, p.communicate() if p.poll() is not None else "slow"
-        time.sleep(0.01)
+    kill_after_shards = 2
+    wait_for_shards(out, p, kill_after_shards, 180)
     err = interrupt(p)
     assert p.returncode == 1 and err.strip() == "Aborted!", err
 

@@ -74,6 +74,17 @@ def start(photos: Path, out: Path, key_file: Path) -> subprocess.Popen:
                              "--quiet", start_new_session=True)  # fmt: skip
 
 
+def both_workers(p) -> set[int]:
+    """The pids of the running job ``p``'s two worker processes, once both have started."""
+    workers: set[int] = set()
+    deadline = time.monotonic() + 60
+    while len(workers) < 2 and time.monotonic() < deadline:
+        assert p.poll() is None, p.communicate()
+        workers |= children(p.pid)
+        time.sleep(0.005)
+    return workers
+
+
 @pytest.mark.parametrize("delay", [0.0, 0.02, 0.1, 0.3, 0.6, 1.0])
 def test_ctrl_c_exits_promptly_with_no_worker_left(tmp_path, photos, key_file, delay):
     out = tmp_path / "out"
@@ -101,12 +112,7 @@ def test_ctrl_c_exits_promptly_with_no_worker_left(tmp_path, photos, key_file, d
 
 def test_a_killed_driver_takes_its_workers_with_it(tmp_path, photos, key_file):
     p = start(photos, tmp_path / "out", key_file)
-    workers: set[int] = set()
-    deadline = time.monotonic() + 60
-    while len(workers) < 2 and time.monotonic() < deadline:
-        assert p.poll() is None, p.communicate()
-        workers |= children(p.pid)
-        time.sleep(0.005)
+    workers = both_workers(p)
     time.sleep(0.3)
     p.send_signal(signal.SIGKILL)
     p.wait(timeout=10)
@@ -135,12 +141,7 @@ def test_the_workers_share_memory_that_no_exit_can_leave_behind(tmp_path, photos
     from ppencrypt.ring import SLOT_BYTES
 
     p = start(photos, tmp_path / "out", key_file)
-    workers: set[int] = set()
-    deadline = time.monotonic() + 60
-    while len(workers) < 2 and time.monotonic() < deadline:
-        assert p.poll() is None, p.communicate()
-        workers |= children(p.pid)
-        time.sleep(0.005)
+    workers = both_workers(p)
     try:
         for pid in (p.pid, *workers):
             maps = shared_mappings(pid)

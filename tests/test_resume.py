@@ -81,6 +81,17 @@ def summary(r) -> tuple[int, int]:
     return int(kept), int(rest.split()[0])
 
 
+def s3_journal(fs, url):
+    """A function that reads the journal at ``url`` now (None before it exists)."""
+
+    def journal():
+        try:
+            return fs.cat_file(f"{url}/{JOURNAL}")
+        except FileNotFoundError:
+            return None
+
+    return journal
+
 def test_a_killed_job_resumes_to_the_bytes_of_an_uninterrupted_one(tmp_path, big_idx, key_file):
     out = tmp_path / "out"
     args = ("--key", key_file, "--shard-size", SHARD, "--workers", 2)
@@ -226,12 +237,7 @@ def test_ctrl_c_with_an_upload_in_flight(bucket, fmnist, tmp_path, key_file, res
     src = big_fmnist(tmp_path / "fm", fmnist, 12_000)
     url = f"{bucket}/fm"
     fs = fsspec.filesystem("s3", skip_instance_cache=True)
-
-    def journal():
-        try:
-            return fs.cat_file(f"{url}/{JOURNAL}")
-        except FileNotFoundError:
-            return None
+    journal = s3_journal(fs, url)
 
     args = ("--key", key_file, "--shard-size", SHARD, "--workers", 1)
     p = ppencrypt_process("dataset", src, url, *args, "--quiet", *(["--resume"] if resume else []))
@@ -259,12 +265,7 @@ def test_a_killed_upload_resumes_in_s3(bucket, fmnist, tmp_path, key_file):
     src = big_fmnist(tmp_path / "fm", fmnist, 12_000)
     url = f"{bucket}/fm"
     fs = fsspec.filesystem("s3", skip_instance_cache=True)
-
-    def journal():
-        try:
-            return fs.cat_file(f"{url}/{JOURNAL}")
-        except FileNotFoundError:
-            return None
+    journal = s3_journal(fs, url)
 
     args = ("--key", key_file, "--shard-size", SHARD, "--workers", 1)
     p = ppencrypt_process("dataset", src, url, *args, "--quiet")

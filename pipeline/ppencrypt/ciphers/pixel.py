@@ -53,7 +53,9 @@ class PixelKey:
         """Encryption (or, with ``inverse``, decryption) as one gather and one XOR: NP on the
         input, then the shuffle; decryption shuffles back with the inverse codes, then NP."""
         *lead, h, w, c = self.flips.shape
-        mask = np.multiply(self.flips.reshape(*lead, h * w * c), np.uint8(255), dtype=np.uint8)  # one pass: 0/1 -> 0/255
+        # one pass: 0/1 -> 0/255 (flips made by hand, e.g. an audit's candidates, may be wider than uint8)
+        flips = self.flips.reshape(*lead, h * w * c).astype(np.uint8, copy=False)
+        mask = np.multiply(flips, np.uint8(255), dtype=np.uint8)
         if self.codes is None:
             return GatherXor(None, mask)
         codes = self.codes.reshape(*lead, h * w)
