@@ -60,7 +60,7 @@ def main() -> None:
             best, rss = float("inf"), 0
             for r in range(args.repeat):
                 out = tmp / f"out-{len(results)}-{r}"
-                seconds, peak = run([*base[:5], str(out), *base[6:], *extra, "--reproduce", str(reference)])
+                seconds, peak, _ = run([*base[:5], str(out), *base[6:], *extra, "--reproduce", str(reference)])
                 assert same_tree(out, reference), f"{name}: not the local engine's bytes"
                 best, rss = min(best, seconds), max(rss, peak)
                 subprocess.run(["rm", "-rf", str(out)], check=True)

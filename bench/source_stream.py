@@ -108,7 +108,7 @@ def main() -> None:
             best, rss = float("inf"), 0
             for r in range(args.repeat if "x10" not in name else 1):
                 out = tmp / f"out-{len(results)}-{r}"
-                seconds, peak = run([sys.executable, "-m", "ppencrypt", "dataset", src, str(out), *common,
+                seconds, peak, _ = run([sys.executable, "-m", "ppencrypt", "dataset", src, str(out), *common,
                                      *(("--classes", str(tmp / "wds" / "classes.txt")) if src.startswith("s3://") else ())])  # fmt: skip
                 best, rss = min(best, seconds), max(rss, peak)
                 shutil.rmtree(out)
