@@ -135,6 +135,34 @@ def test_tar_bytes_equal_webdataset_tarwriter(tmp_path, wds):
     assert (wds / shard.path).read_bytes() == reference.read_bytes()
 
 
+@pytest.mark.parametrize("path", ["laid-out", "member-by-member"])
+def test_small_samples_laid_out_as_arrays_equal_webdataset_tarwriter(tmp_path, fmnist, monkeypatch, path):
+    """Samples under LAID_OUT_BELOW bytes are written as whole arrays (wds.laid_out), the rest
+    member by member: both give webdataset.TarWriter's bytes, with labels of 1 to 18 digits,
+    batches that cross shard ends and shards that start mid-batch."""
+    from ppencrypt.formats import wds as storage
+
+    if path == "member-by-member":
+        monkeypatch.setattr(storage, "LAID_OUT_BELOW", 0)
+    images = np.concatenate([fmnist[0]] * 4)[:37]  # real images, a few of them twice
+    labels = np.array([0, 9, 10, 99, 100, 12345, 10**17 - 1, 10**17, 7, 42] * 4, np.int64)[:37]
+    writer = storage.WdsSplitWriter(tmp_path / "out", "train", images.shape[1:], shard_size=16)
+    for a, b in [(0, 5), (5, 20), (20, 37)]:
+        writer.write(images[a:b], labels[a:b])
+    shards = writer.close()
+    assert [s.count for s in shards] == [16, 16, 5]
+    for shard in shards:
+        reference = tmp_path / f"reference-{shard.first}.tar"
+        with open(reference, "wb") as f:
+            tw = webdataset.TarWriter(f, encoder=False, mtime=0, user="ppencrypt", group="ppencrypt")
+            for i in range(shard.first, shard.first + shard.count):
+                tw.write({"__key__": f"{i:08d}", "cls": str(labels[i]).encode(), "npy": npy_bytes(images[i])})
+            tw.close()
+        written = (tmp_path / "out" / shard.path).read_bytes()
+        assert written == reference.read_bytes()
+        assert shard.bytes == len(written)
+
+
 # --- the manifest contract --------------------------------------------------------------------
 
 

@@ -99,9 +99,10 @@ def test_the_frontier_writes_the_numbers_and_the_readme_table(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text(f"# x\n\nbefore\n\n{fr.METHODS.begin}\nstale\n{fr.METHODS.end}\n\nafter\n", encoding="utf-8")
     b = fr.Budget(**shipped()["budget"])
-    (tmp_path / "w" / "src").mkdir(parents=True)  # the subset is made already: nothing to prepare
-    args = ["frontier", "--cells", ",".join(kept()), "--epochs", b.epochs, "--width", b.width, "--train-subset", b.train,
-            "--test-subset", b.test, "--audit-n", b.audit_n, "--public-n", b.public_n, "--train-steps", b.train_steps,
+    (tmp_path / "w" / "src").mkdir(parents=True)  # a subset (if the budget has one) is made already: nothing to prepare
+    subsets = [*(("--train-subset", b.train) if b.train else ()), *(("--test-subset", b.test) if b.test else ())]
+    args = ["frontier", "--cells", ",".join(kept()), "--epochs", b.epochs, "--width", b.width, *subsets,
+            "--audit-n", b.audit_n, "--public-n", b.public_n, "--train-steps", b.train_steps,
             "--work", tmp_path / "w", "--key", tmp_path / "k.key", "--store", store, "--numbers", tmp_path / "n.json", "--readme", readme]  # fmt: skip
     r = CliRunner().invoke(harness, [str(a) for a in args])
     assert r.exit_code == 0, (r.output, r.exception)

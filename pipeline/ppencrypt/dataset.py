@@ -42,7 +42,7 @@ from .engine import START, SplitJob, SplitRun, make_engine
 from .keys import KeyUse, MasterKey, SourceDigest, binding, load_key, open_keyed, sign
 from .parallel import WorkerPool, default_workers
 from .progress import ProgressFactory, no_progress
-from .resize import BICUBIC, DEFAULT, RULES, sized
+from .resize import BICUBIC, DEFAULT, RULES, preload, sized
 from .resume import journal_check, journal_signer, keep_finished
 from .sources import Source, StreamOptions, open_source
 from .sources.fingerprint import fingerprint
@@ -219,6 +219,7 @@ def encrypt_dataset(
             if given not in (None, "-") and not is_url(given) and not is_pattern(given):
                 _check_paths(Path(given), target.root)
     augment = opts.client_augment()
+    preload(sized(opts.size, rule))
     with WorkerPool(opts.workers) as pool, make_engine(opts.engine, pool, opts.scheduler) as engine:
         source = open_source(src, sized(opts.size, rule), pool, opts.skip_bad, progress, stream=opts.stream, splits=opts.split_sources)
         cipher.check(source.shape, use.scope)

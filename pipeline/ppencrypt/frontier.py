@@ -89,7 +89,7 @@ def intro(frontier: Frontier | None) -> str:
     if frontier is None:
         return f"Privacy and accuracy: {NOT_MEASURED} (this installation has no ppencrypt/frontier.json)."
     plain = f"; plain images are recognised {_pct(frontier.plain_recognition)}" if frontier.plain_recognition is not None else ""
-    return (f"Measured on {frontier.dataset} by the frontier (python -m experiments frontier, docs/privacy.md), at one small budget: "
+    return (f"Measured on {frontier.dataset} by the frontier (python -m experiments frontier, docs/privacy.md), at one budget: "
             f"{frontier.shown}. acc: final test accuracy; recognised: the share of the best attack's reconstructions "
             f"that a classifier trained on plain public images recognises{plain}.")  # fmt: skip
 

@@ -59,6 +59,17 @@ def sized(n: int | None, rule: str | None) -> Size | None:
     return None if n is None else Size(n, rule or BICUBIC)
 
 
+def preload(size: Size | None) -> None:
+    """Import what decoding under ``size``'s rule needs, in the process that forks the
+    decoding workers, before it forks them: each worker then starts with it loaded instead of
+    paying the import itself (OpenCV's is 0.17 s of CPU per process)."""
+    if size is not None and size.rule == DCT_LINEAR:
+        import cv2
+        import simplejpeg  # noqa: F401
+
+        cv2.setNumThreads(0)  # no pool of its own; the OpenBLAS it loads stops its threads at a fork (pthread_atfork)
+
+
 def rule_of(size: int | None) -> str:
     """A plain int is the rule of the datasets written before rules were named."""
     return getattr(size, "rule", BICUBIC)

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..keys.derive import KeyRing
 from ..keys.draws import Draw
+from . import planes
 from .base import PERMUTATIONS, ImageCipher, PixelGroup, register
 from .transform import GatherXor
 
@@ -104,8 +105,13 @@ class GatherXorCipher(ImageCipher):
         step = max(1, IMAGE_BATCH_BYTES // max(1, images[0].size if len(images) else 1))
         out = np.empty_like(images)
         for a in range(0, len(images), step):
-            out[a : a + step] = self._transform(ring, shape, indices[a : a + step], inverse).apply(images[a : a + step])
+            self.apply_image_keys(images[a : a + step], ring, shape, indices[a : a + step], inverse, out[a : a + step])
         return out
+
+    def apply_image_keys(self, images, ring, shape, indices, inverse: bool, out: np.ndarray) -> None:
+        """A batch under image-scope keys, one per index, into ``out``; a method with a faster
+        way than building the batch's transforms says so."""
+        out[...] = self._transform(ring, shape, indices, inverse).apply(images)
 
 
 class PixelCipher(GatherXorCipher):
@@ -146,6 +152,13 @@ class PixelCipher(GatherXorCipher):
         """The key of one image (or the shared key when ``index`` is None)."""
         keys = self.pixel_keys(ring, shape, None if index is None else [index])
         return PixelKey(keys.flips[0], None if keys.codes is None else keys.codes[0])
+
+    def apply_image_keys(self, images, ring, shape, indices, inverse, out):
+        """The same bytes as the batch's :class:`PixelKey` transforms, on colour planes
+        (planes.py): no per-component index is built."""
+        c = shape[2]
+        drawn = self._draws(self._bound(ring, shape), self.draws(shape), indices, reduce=False)
+        planes.apply(images, drawn[:c], drawn[c] if self._shuffles(c) else None, inverse, out)
 
     def build(self, ring, shape, indices):
         if indices is None:

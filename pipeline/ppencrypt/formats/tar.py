@@ -70,6 +70,10 @@ class TarStream:
         self.sha256.update(data)
         self.offset += len(data)
 
+    def write_members(self, data) -> None:
+        """Members already laid out as tar bytes in a uint8 array, whole blocks (wds.laid_out)."""
+        self._write(data.reshape(-1))
+
     def add(self, name: bytes, *parts: bytes) -> None:
         size = sum(len(p) for p in parts)
         self._write(header(name, size))

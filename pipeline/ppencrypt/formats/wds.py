@@ -75,14 +75,26 @@ class WdsSplitWriter(SplitWriter):
         self.index = shards[-1].first + shards[-1].count if shards else 0
 
     def write(self, images: np.ndarray, labels: np.ndarray) -> None:
+        if len(images) == 0:
+            return
         rows = np.ascontiguousarray(images).reshape(len(images), -1)
-        for row, label in zip(rows, labels.tolist()):
+        stride = sample_stride(len(self.header) + rows.shape[1])
+        at = 0
+        while at < len(rows):
             if self._tar is None:
                 self._start()
-            key = sample_key(self.index).encode()
-            self._tar.add(key + b".cls", b"%d" % label)
-            self._tar.add(key + b".npy", self.header, row.data)
-            self.index += 1
+            take = min(len(rows) - at, self.shard_size - (self.index - self._first))
+            if stride <= LAID_OUT_BELOW and self.index + take <= 10**KEY_DIGITS:
+                # small samples: laid out as whole arrays, a few MiB at a time (per-member Python would dominate)
+                take = min(take, max(1, LAID_OUT_BYTES // stride))
+                self._tar.write_members(laid_out(self.index, labels[at : at + take], rows[at : at + take], self.header))
+            else:
+                for i, (row, label) in enumerate(zip(rows[at : at + take], labels[at : at + take].tolist())):
+                    key = sample_key(self.index + i).encode()
+                    self._tar.add(key + b".cls", b"%d" % label)
+                    self._tar.add(key + b".npy", self.header, row.data)
+            self.index += take
+            at += take
             if self.index - self._first == self.shard_size:
                 self._finish()
 
@@ -170,6 +182,42 @@ def _headers(keys: np.ndarray, ext: bytes, sizes: np.ndarray) -> np.ndarray:
     return h
 
 
+LAID_OUT_BELOW = 1 << 16  # samples up to this many bytes are written by laid_out(); larger ones member by member
+LAID_OUT_BYTES = 4 << 20  # laid_out()'s array at most (one sample more when a sample is larger)
+
+
+def sample_stride(npy_size: int) -> int:
+    """The bytes of one sample as WdsSplitWriter lays it out: .cls header and data block, .npy
+    header, .npy data padded to whole blocks."""
+    return 3 * BLOCK + -(-npy_size // BLOCK) * BLOCK
+
+
+def _decimal(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ASCII decimal digits of non-negative ``values``, left-aligned in N x LABEL_DIGITS
+    (zeros after), and their lengths."""
+    lengths = 1 + sum((values >= 10**k).astype(np.int64) for k in range(1, LABEL_DIGITS))
+    place = lengths[:, None] - 1 - np.arange(LABEL_DIGITS)  # each digit's power of ten; < 0 past the end
+    digits = values[:, None] // 10 ** np.maximum(place, 0) % 10
+    return np.where(place >= 0, digits + ord("0"), 0).astype(np.uint8), lengths
+
+
+def laid_out(first: int, labels: np.ndarray, rows: np.ndarray, npy: bytes) -> np.ndarray:
+    """N x stride: the bytes TarStream writes for samples ``first``.. (``<key>.cls`` then
+    ``<key>.npy`` each), built as arrays — what :func:`_parse_canonical` reads back. Keys below
+    10^KEY_DIGITS, labels below 10^LABEL_DIGITS."""
+    n, nbytes = rows.shape
+    stride = sample_stride(len(npy) + nbytes)
+    out = np.zeros((n, stride), np.uint8)
+    keys = np.arange(first, first + n, dtype=np.int64)
+    text, lengths = _decimal(np.asarray(labels, np.int64))
+    out[:, :BLOCK] = _headers(keys, LABEL_EXT.encode(), lengths)
+    out[:, BLOCK : BLOCK + LABEL_DIGITS] = text
+    out[:, 2 * BLOCK : 3 * BLOCK] = _headers(keys, IMAGE_EXT.encode(), np.full(n, len(npy) + nbytes, np.int64))
+    out[:, 3 * BLOCK : 3 * BLOCK + len(npy)] = np.frombuffer(npy, np.uint8)
+    out[:, 3 * BLOCK + len(npy) : 3 * BLOCK + len(npy) + nbytes] = rows
+    return out
+
+
 def _parse_canonical(data: bytes, shard: ShardInfo, shape: tuple[int, int, int], npy: bytes) -> Batch | None:
     """The shard decoded as whole arrays, when its bytes are exactly what WdsSplitWriter
     writes: every sample at the same stride, every tar header byte for byte TarStream's for
@@ -181,7 +229,7 @@ def _parse_canonical(data: bytes, shard: ShardInfo, shape: tuple[int, int, int],
     n = shard.count
     nbytes = shape[0] * shape[1] * shape[2]
     npy_size = len(npy) + nbytes
-    stride = 3 * BLOCK + -(-npy_size // BLOCK) * BLOCK  # .cls header and data, .npy header, .npy data
+    stride = sample_stride(npy_size)
     end = n * stride
     if n == 0 or shard.first < 0 or shard.first + n > 10**KEY_DIGITS or end + BLOCK > len(data):
         return None

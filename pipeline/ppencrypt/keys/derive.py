@@ -183,10 +183,11 @@ class KeyRing:
         nonce = index if isinstance(index, bytes) else index_nonce(index)
         return Keystream(self.subkey(purpose), nonce)
 
-    def draws(self, schedule: tuple[Draw, ...], indices=None) -> list[np.ndarray]:
+    def draws(self, schedule: tuple[Draw, ...], indices=None, reduce: bool = True) -> list[np.ndarray]:
         """Every draw of ``schedule`` (a method's key for one image) for the images
         ``indices`` — positions in their split, or nonces from :meth:`content_nonce` for query
-        images; None for the one key of a dataset-scope ring — one row per image."""
+        images; None for the one key of a dataset-scope ring — one row per image.
+        ``reduce=False``: ``integers`` may come back as any value congruent mod k (draws.py)."""
         if self.kdf == KDF_V3:
             size = sum(d.record_bytes() for d in schedule)
             if indices is None:
@@ -195,7 +196,7 @@ class KeyRing:
                 rows = np.concatenate([record_at(self.subkey(), nonce, size) for nonce in indices])
             else:
                 rows = records(self.subkey(), indices, size)
-            return from_records(rows, schedule)
+            return from_records(rows, schedule, reduce)
         keys = [None] if indices is None else list(indices)
         return [np.stack([from_stream(self.stream(d.purpose, i), d) for i in keys]) for d in schedule]
 

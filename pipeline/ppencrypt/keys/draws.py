@@ -69,9 +69,11 @@ def from_stream(stream, d: Draw) -> np.ndarray:
     return stream.permutations(d.k, d.n)
 
 
-def from_records(records: np.ndarray, draws: tuple[Draw, ...]) -> list[np.ndarray]:
+def from_records(records: np.ndarray, draws: tuple[Draw, ...], reduce: bool = True) -> list[np.ndarray]:
     """Version 3: every draw of every image from its record (one row of ``records`` per image,
-    the draws' bytes back to back in schedule order)."""
+    the draws' bytes back to back in schedule order). ``reduce=False`` leaves ``integers`` as
+    the accepted bytes, each congruent mod k to its value, for a caller that looks them up in a
+    table anyway (ciphers/planes.py)."""
     out, at = [], 0
     for d in draws:
         size = d.record_bytes()
@@ -80,14 +82,14 @@ def from_records(records: np.ndarray, draws: tuple[Draw, ...]) -> list[np.ndarra
         if d.kind == "bits":
             out.append(np.unpackbits(part, axis=1, count=d.n, bitorder="little"))
         elif d.kind == "integers":
-            out.append(_integers(part, d.n, d.k))
+            out.append(_integers(part, d.n, d.k, reduce))
         else:
             words = np.ascontiguousarray(part).view("<u8").reshape(len(records), d.k, d.n)
             out.append(np.argsort(words, axis=2, kind="stable"))
     return out
 
 
-def _integers(part: np.ndarray, n: int, k: int) -> np.ndarray:
+def _integers(part: np.ndarray, n: int, k: int, reduce: bool = True) -> np.ndarray:
     """Rejection sampling at a fixed size. The first n bytes are the primary draws; a byte
     b < limit (the largest multiple of k not above 256) gives b mod k. The j-th rejected primary
     byte of an image is replaced by the j-th accepted byte of its spare bytes. Every value is
@@ -112,7 +114,7 @@ def _integers(part: np.ndarray, n: int, k: int) -> np.ndarray:
             np.cumsum(bad_per_row, out=bad_first[1:])
             rank = np.arange(bad_r.size) - bad_first[bad_r]  # j: the how-manieth rejection of its row
             values[bad_r, bad_c] = accepted[first[bad_r] + rank]
-    if k < 256:  # b mod k as b - (b // k)·k: numpy divides uint8 by a constant 20x faster than it takes a remainder
+    if reduce and k < 256:  # b mod k as b - (b // k)·k: numpy divides uint8 by a constant 20x faster than it takes a remainder
         quotient = values // np.uint8(k)
         quotient *= np.uint8(k)
         values -= quotient

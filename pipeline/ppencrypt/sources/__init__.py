@@ -100,7 +100,7 @@ def _holds_shards(root: Path, depth: int = 2) -> bool:
             entries = [e for e in it if not e.name.startswith(".")]
     except OSError:
         return False
-    if any(e.is_file() and os.path.splitext(e.name)[1].lower() in KINDS for e in entries):
+    if any(os.path.splitext(e.name)[1].lower() in KINDS and e.is_file() for e in entries):  # the name first: no stat
         return True
     return depth > 0 and any(e.is_dir(follow_symlinks=False) and _holds_shards(Path(e.path), depth - 1) for e in entries)
 

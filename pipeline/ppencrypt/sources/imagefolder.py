@@ -30,14 +30,34 @@ def _subdirs(path: Path) -> list[str]:
 
 
 def _files_under(class_dir: Path) -> list[str]:
-    """Relative paths of the visible files below ``class_dir``, sorted, walking subfolders."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(class_dir):
-        dirnames[:] = sorted(d for d in dirnames if _visible(d))
-        rel = os.path.relpath(dirpath, class_dir)
-        for f in sorted(filenames):
-            if _visible(f) and os.path.isfile(os.path.join(dirpath, f)):
-                found.append(f if rel == "." else os.path.join(rel, f))
+    """Relative paths of the visible files below ``class_dir``, sorted, walking subfolders
+    (a folder's files, then its subfolders', as ``os.walk`` lists them; symlinked folders are
+    not followed). Directory entries say what they are, so no file is stat'ed."""
+    found: list[str] = []
+
+    def walk(folder: str, prefix: str) -> None:
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError:  # as os.walk: an unreadable folder holds nothing
+            return
+        subdirs = []
+        for e in entries:
+            if not _visible(e.name):
+                continue
+            try:
+                is_dir = e.is_dir()
+            except OSError:
+                is_dir = False
+            if is_dir:
+                if not e.is_symlink():
+                    subdirs.append(e)
+            elif e.is_file():  # follows a symlink; a broken one is not a file
+                found.append(prefix + e.name)
+        for d in subdirs:
+            walk(d.path, f"{prefix}{d.name}/")
+
+    walk(str(class_dir), "")
     return found
 
 
@@ -83,10 +103,9 @@ def load_imagefolder(
     for split, folder in split_dirs.items():
         entries = []
         for c in _subdirs(folder):
+            base, shown = str(folder / c), os.path.join(display, os.path.relpath(folder / c, root))
             for rel in _files_under(folder / c):
-                path = folder / c / rel
-                name = os.path.join(display, os.path.relpath(path, root))
-                entries.append((str(path), name, index[c]))
+                entries.append((f"{base}/{rel}", f"{shown}/{rel}", index[c]))
         listing[split] = entries
 
     total = sum(len(v) for v in listing.values())
