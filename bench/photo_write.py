@@ -122,6 +122,7 @@ def main() -> None:
                 best, rss, least = results[name]
                 results[name] = (min(best, seconds), max(rss, peak), min(least, cpu))
                 subprocess.run(["rm", "-rf", str(out)], check=True)
+                os.sync()  # the job's writes flushed now, not while the next job runs: no job pays for the one before
         base, _, base_cpu = results["baseline: Pool + PIL + ShardWriter, plain"]
         image_keys, image_rss, image_cpu = results["ppencrypt dataset, image keys (default)"]
         dataset_key, dataset_rss, dataset_cpu = results["ppencrypt dataset, dataset key"]

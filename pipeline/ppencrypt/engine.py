@@ -116,8 +116,7 @@ def encrypt_split(
     shard = writer.shard_size
     limit = label_limit(source)
     passes = augment.copies if augment is not None and name == augment.split else None
-    # image keys are drawn ahead while the chunk before is hashed, written and encrypted (keys/ahead.py)
-    with progress(None if total(loader) is None else total(loader) * (passes or 1), f"encrypt {name}") as bar, cipher.looking_ahead():
+    with progress(None if total(loader) is None else total(loader) * (passes or 1), f"encrypt {name}") as bar:
         for copy in range(start["copy"], passes or 1):
             draws = client.draws(loader.count, augment.pad, augment.seed, copy) if passes else None
             resumed = copy == start["copy"]

@@ -18,7 +18,6 @@ Adding a method touches its own module and the registry line that imports it.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -27,7 +26,6 @@ from typing import ClassVar
 import numpy as np
 
 from ..errors import CipherError
-from ..keys.ahead import Ahead
 from ..keys.derive import SCOPES, KeyRing
 from ..keys.draws import Draw
 from ..registry import Registry
@@ -125,31 +123,10 @@ class ImageCipher(ABC):
 
     def __init__(self, **params):
         self._params = params
-        self._ahead: Ahead | None = None
 
     @property
     def params(self) -> dict:
         return dict(self._params)
-
-    @contextlib.contextmanager
-    def looking_ahead(self):
-        """While open, image-scope draws are made ahead in a background thread (keys/ahead.py):
-        for a job that encrypts consecutive images and has other work to overlap them with."""
-        if self._ahead is not None:  # already open (nested)
-            yield self
-            return
-        self._ahead = Ahead()
-        try:
-            yield self
-        finally:
-            ahead, self._ahead = self._ahead, None
-            ahead.close()
-
-    def _draws(self, ring: KeyRing, schedule: tuple[Draw, ...], indices, reduce: bool = True) -> list[np.ndarray]:
-        """``ring.draws``, through the look-ahead when one is open and the key is per image."""
-        if self._ahead is None or indices is None or ring.scope != "image" or ring.query:
-            return ring.draws(schedule, indices, reduce)
-        return self._ahead.draws(ring, schedule, indices, reduce)
 
     @property
     def block(self) -> int | None:

@@ -83,7 +83,7 @@ class BlockCipher(GatherXorCipher):
         if schedule is None:  # a method that reads its keystreams itself (image_transform)
             parts = [self.image_transform(ring, shape, i) for i in ([None] if indices is None else indices)]
         else:  # every image's key in one call (a version 3 ring: one ChaCha20 call)
-            drawn = self._draws(ring, schedule, indices)
+            drawn = ring.draws(schedule, indices)
             parts = [self.keyed_transform(shape, [d[i] for d in drawn]) for i in range(len(drawn[0]))]
         if indices is None:
             return parts[0]

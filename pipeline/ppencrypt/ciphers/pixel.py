@@ -157,7 +157,7 @@ class PixelCipher(GatherXorCipher):
         """The same bytes as the batch's :class:`PixelKey` transforms, on colour planes
         (planes.py): no per-component index is built."""
         c = shape[2]
-        drawn = self._draws(self._bound(ring, shape), self.draws(shape), indices, reduce=False)
+        drawn = self._bound(ring, shape).draws(self.draws(shape), indices, reduce=False)
         planes.apply(images, drawn[:c], drawn[c] if self._shuffles(c) else None, inverse, out)
 
     def build(self, ring, shape, indices):
