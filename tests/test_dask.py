@@ -11,6 +11,7 @@ import pickle
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -174,6 +175,7 @@ def test_a_worker_killed_mid_job_changes_nothing(cluster, src, key_file, tmp_pat
     out = tmp_path / "dask"
     p = ppencrypt_process("dataset", src, out, "--key", key_file, "--shard-size", 100, "--engine", "dask",
                           "--scheduler", address(cluster), "--reproduce", tmp_path / "local", "--quiet")  # fmt: skip
+    staged_before = set(Path(tempfile.gettempdir()).glob("ppencrypt-shard-*"))
     wait_for_shards(out, p, 3, 120)
     victim = next(iter(cluster.run(os.getpid).values()))  # one worker process, by its pid
     os.kill(victim, signal.SIGKILL)
@@ -181,6 +183,10 @@ def test_a_worker_killed_mid_job_changes_nothing(cluster, src, key_file, tmp_pat
     assert p.returncode == 0, err
     assert tree_bytes(out) == tree_bytes(tmp_path / "local")
     cluster.wait_for_workers(2, timeout=120)  # the nanny starts it again for the next test
+    # What the killed worker had staged lay in its own directory, which the new worker's start removed
+    scratch = {Path(d).parent for d in cluster.run(lambda dask_worker: dask_worker.local_directory).values()}
+    assert [f for d in scratch for f in d.glob("*/ppencrypt-shard-*")] == []
+    assert set(Path(tempfile.gettempdir()).glob("ppencrypt-shard-*")) == staged_before
 
 
 def test_dask_to_s3_is_the_local_engines_dataset(cluster, s3_server, src, key_file, tmp_path, monkeypatch):

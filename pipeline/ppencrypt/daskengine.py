@@ -134,6 +134,19 @@ def upload_aside() -> None:
         pass
 
 
+def staging_root() -> str | None:
+    """Where a task stages its shard: inside its worker's own directory, which Dask removes
+    when the worker closes — and, for a worker that was killed, when the next worker on that
+    machine starts (distributed's WorkSpace purges directories no live process holds); outside
+    a worker (a task run by hand) the system's temporary folder."""
+    try:
+        from distributed import get_worker
+
+        return get_worker().local_directory
+    except (ImportError, ValueError):
+        return None
+
+
 def write_shard(spec: ShardTask, *chunks: Chunk) -> dict:
     for c, (a, b) in zip(chunks, spec.pieces):
         if b > a and c.images.shape[1:] != spec.shape:
@@ -142,7 +155,7 @@ def write_shard(spec: ShardTask, *chunks: Chunk) -> dict:
     if labels.min() < 0 or labels.max() >= spec.labels:
         raise SourceError(f"{spec.src}: split {spec.split} has labels outside 0..{spec.labels - 1}")
     plain = hashlib.sha256()
-    root = Path(tempfile.mkdtemp(prefix="ppencrypt-shard-"))
+    root = Path(tempfile.mkdtemp(prefix="ppencrypt-shard-", dir=staging_root()))
     try:
         writer = split_writer(spec.storage, root, spec.split, spec.shape, spec.shard_size)
         # as if shards 0..k-1 were written before: this one gets shard k's name and keys
