@@ -147,6 +147,17 @@ def staging_root() -> str | None:
         return None
 
 
+def _make_folders_within(dest: Path, folder: Path) -> None:
+    """The folders from ``dest`` (exclusive) down to ``folder``, made one at a time: never
+    ``dest`` itself, so a job that ended and removed its partial folder meanwhile is not given
+    it back by a task still running (the task fails instead)."""
+    for part in reversed([folder, *folder.parents][: len(folder.relative_to(dest).parts)]):
+        try:
+            part.mkdir(exist_ok=True)
+        except FileNotFoundError:
+            raise EngineError(f"{dest}: gone; the job this shard was for has ended") from None
+
+
 def write_shard(spec: ShardTask, *chunks: Chunk) -> dict:
     for c, (a, b) in zip(chunks, spec.pieces):
         if b > a and c.images.shape[1:] != spec.shape:
@@ -184,7 +195,7 @@ def write_shard(spec: ShardTask, *chunks: Chunk) -> dict:
                 if not Path(spec.dest).is_dir():  # the job ended (an error, Ctrl-C) while this task ran: it is not wanted
                     raise EngineError(f"{spec.dest}: gone; the job this shard was for has ended")
                 target = Path(spec.dest) / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
+                _make_folders_within(Path(spec.dest), target.parent)
                 shutil.move(root / rel, target)
                 if sha256_file(target) != info.sha256:
                     raise EngineError(f"{target}: changed while it was moved")
@@ -312,6 +323,7 @@ class DaskEngine:
         # soon as the driver drops it): what an error or Ctrl-C cancels
         self.futures: weakref.WeakSet = weakref.WeakSet()
         self.hushed: dict = {}  # the loggers _hush changed, as they were
+        self._aborted = False
 
     def __enter__(self) -> DaskEngine:
         from distributed import Client, LocalCluster
@@ -340,19 +352,26 @@ class DaskEngine:
             raise
         return self
 
+    def abort(self) -> None:
+        """An error or Ctrl-C: nothing more is wanted. Dask's own shutdown waits for the
+        workers to finish their tasks (4 s, then kills them) and logs each step; so its logs
+        are hushed, this job's tasks cancelled on the scheduler (an external cluster's workers
+        drop them), and a LocalCluster's worker processes killed — called by the job before it
+        removes its partial output, so that no task of a LocalCluster writes there after."""
+        if self._aborted:
+            return
+        self._aborted = True
+        _hush("distributed", None, self.hushed)
+        if self.client is not None and self.futures:
+            with contextlib.suppress(Exception):
+                self.client.cancel(list(self.futures), force=True)
+        if self.cluster is not None:
+            _kill_workers(self.cluster)
+
     def __exit__(self, exc_type=None, *exc) -> None:
-        client, cluster, self.client, self.cluster = self.client, self.cluster, None, None
         if exc_type is not None:
-            # An error or Ctrl-C: nothing more is wanted. Dask's own shutdown waits for the
-            # workers to finish their tasks (4 s, then kills them) and logs each step; so its
-            # logs are hushed, this job's tasks cancelled on the scheduler (an external
-            # cluster's workers drop them), and a LocalCluster's worker processes killed.
-            _hush("distributed", None, self.hushed)
-            if client is not None and self.futures:
-                with contextlib.suppress(Exception):
-                    client.cancel(list(self.futures), force=True)
-            if cluster is not None:
-                _kill_workers(cluster)
+            self.abort()
+        client, cluster, self.client, self.cluster = self.client, self.cluster, None, None
         self.futures.clear()
         for part in (client, cluster):
             if part is not None:

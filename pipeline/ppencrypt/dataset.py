@@ -248,8 +248,12 @@ def encrypt_dataset(
                 o.signer = journal_signer(key)
                 o.journal.binding, o.journal.dataset_id, o.journal.salt = bound, dataset_id, use.salt_hex
             o.save_journal()
-            manifest, skipped = _encrypt(src, source, o, cipher, key, use, engine, opts, shard_size, augment, progress,
-                                         dataset_id, expected, kept, closed, rule)  # fmt: skip
+            try:
+                manifest, skipped = _encrypt(src, source, o, cipher, key, use, engine, opts, shard_size, augment, progress,
+                                             dataset_id, expected, kept, closed, rule)  # fmt: skip
+            except BaseException:
+                engine.abort()  # every task stopped before the partial output is removed (open_output's exit)
+                raise
             o.commit(manifest.to_json().encode("utf-8"))
     warnings = list(source.warnings)
     try:  # once the dataset is there: the id this client expects at OUT

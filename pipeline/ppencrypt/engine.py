@@ -185,6 +185,9 @@ class LocalEngine:
     def __exit__(self, *exc) -> None:
         return None
 
+    def abort(self) -> None:
+        """Nothing runs outside this process's pool, whose workers never write to OUT."""
+
     def encrypt_split(self, job: SplitJob, start: dict) -> None:
         encrypt_split(job.src, job.source, job.run, job.cipher, job.ring, self.pool, start, job.augment, job.progress, job.journal)
 
