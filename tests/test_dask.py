@@ -472,3 +472,30 @@ def test_a_killed_copies_job_resumes_mid_copy_on_dask(cluster, fmnist, key_file,
     assert listed <= kept < total == 3 * 20_000 // SHARD + 1
     encrypt(src, tmp_path / "whole", key_file, *args[2:], "--reproduce", out, shard_size=SHARD)
     assert tree_bytes(tmp_path / "whole") == tree_bytes(out)
+
+
+def test_a_ctrl_c_swallowed_by_a_finalizer_is_kept_for_the_driver():
+    """A Ctrl-C that lands in a Dask future's __del__ is ignored by Python (a traceback, and the
+    job went on to finish once in a fresh-clone run); while a job runs it is noted instead, with
+    nothing printed, and raised at the driver's next step; other unraisable errors pass on."""
+    from ppencrypt.daskengine import _KeptInterrupt
+
+    seen = []
+    previous, sys.unraisablehook = sys.unraisablehook, seen.append
+
+    class Finalized:
+        def __init__(self, error):
+            self.error = error
+
+        def __del__(self):
+            raise self.error
+
+    try:
+        with _KeptInterrupt() as kept:
+            Finalized(KeyboardInterrupt())  # collected at once: its __del__ raises
+            assert kept.interrupted and seen == []
+            Finalized(ValueError("other"))
+            assert [type(u.exc_value) for u in seen] == [ValueError]
+        assert sys.unraisablehook == seen.append
+    finally:
+        sys.unraisablehook = previous

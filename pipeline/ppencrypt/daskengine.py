@@ -259,6 +259,32 @@ def _hush(name: str, level: int | None = None, saved: dict | None = None) -> Non
                 logger.setLevel(max(level, logger.getEffectiveLevel()))
 
 
+class _KeptInterrupt:
+    """While a job runs: a Ctrl-C that lands inside a finalizer (a Dask future's ``__del__``
+    releasing its key) is "ignored" by Python — a traceback printed, and the job would go on
+    to finish. This unraisable-exception hook keeps it instead: noted, not printed, and raised
+    at the driver's next step (DaskEngine.check_interrupt). Any other unraisable exception is
+    passed to the hook there was before."""
+
+    def __init__(self):
+        self.interrupted = False
+        self._previous = None
+
+    def __enter__(self):
+        self._previous, sys.unraisablehook = sys.unraisablehook, self._hook
+        return self
+
+    def _hook(self, unraisable) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            self.interrupted = True
+        else:
+            self._previous(unraisable)
+
+    def __exit__(self, *exc) -> None:
+        if sys.unraisablehook == self._hook:
+            sys.unraisablehook = self._previous
+
+
 class _SyncCancelRace(logging.Filter):
     """Drops the one log record of a race in ``distributed.utils.sync``: a Ctrl-C that arrives
     before the loop thread has started the call schedules ``cancel``, which then reads the
@@ -324,11 +350,13 @@ class DaskEngine:
         self.futures: weakref.WeakSet = weakref.WeakSet()
         self.hushed: dict = {}  # the loggers _hush changed, as they were
         self._aborted = False
+        self._kept = _KeptInterrupt()
 
     def __enter__(self) -> DaskEngine:
         from distributed import Client, LocalCluster
 
         logging.getLogger("tornado.application").addFilter(_SYNC_CANCEL_RACE)  # once: a filter is added only if absent
+        self._kept.__enter__()
 
         try:
             if self.address is None:
@@ -368,7 +396,14 @@ class DaskEngine:
         if self.cluster is not None:
             _kill_workers(self.cluster)
 
+    def check_interrupt(self) -> None:
+        """Raise the Ctrl-C a finalizer swallowed (_KeptInterrupt), if one did."""
+        if self._kept.interrupted:
+            self._kept.interrupted = False
+            raise KeyboardInterrupt
+
     def __exit__(self, exc_type=None, *exc) -> None:
+        self._kept.__exit__()
         if exc_type is not None:
             self.abort()
         client, cluster, self.client, self.cluster = self.client, self.cluster, None, None
@@ -420,6 +455,7 @@ class DaskEngine:
 
         def finish(wait_for: int) -> None:
             while len(writes) > wait_for:
+                self.check_interrupt()
                 future, state = writes.popleft()
                 got = future.result()
                 for f in got["files"]:
@@ -465,4 +501,5 @@ class DaskEngine:
             if pieces:
                 submit({"copy": copy, "task": -1, "offset": 0, "at": at, "bad": run.bad_before + len(run.bad)})
             finish(0)
+            self.check_interrupt()  # one swallowed while the last shard was awaited: the job is not finished
         run.writer.resume([e.shard for e in run.entries])  # the driver's writer: the split's shards (zarr: its metadata)
