@@ -18,9 +18,9 @@ from conftest import leftovers, ppencrypt_process
 from PIL import Image
 
 DATA = Path(__file__).parent / "data" / "imagenet"
-# enough that the job is still running 1 s after its workers fork: 1,000 photos at 64 px took
-# 1.6 s in all on a quiet machine once chunks came back through shared memory, and a Ctrl-C in
-# the interpreter's last moments (its handlers already reset) ends it by the signal (-2)
+# enough that the job is still running 1 s after its workers fork: at 64 px, 2,400 photos ended
+# ~1 s after the fork on a quiet machine once image keys ran on colour planes (issue 21), and the
+# Ctrl-C then met the interpreter's last moments; at 224 px the job runs ~3-4x longer
 PHOTOS = 2400
 
 
@@ -70,7 +70,7 @@ def gone(pids: set[int], within: float) -> bool:
 
 def start(photos: Path, out: Path, key_file: Path) -> subprocess.Popen:
     # its own session, so that a signal to its group is what a terminal's Ctrl-C is
-    return ppencrypt_process("dataset", photos, out, "--key", key_file, "--size", 64, "--workers", 2, "--shard-size", 100,
+    return ppencrypt_process("dataset", photos, out, "--key", key_file, "--size", 224, "--workers", 2, "--shard-size", 100,
                              "--quiet", start_new_session=True)  # fmt: skip
 
 
@@ -152,3 +152,27 @@ def test_the_workers_share_memory_that_no_exit_can_leave_behind(tmp_path, photos
         p.send_signal(signal.SIGKILL)
         p.wait(timeout=10)
         assert gone(workers, 10), "workers orphaned under PID 1"
+
+
+ENDS_WITH_A_CTRL_C = """
+import atexit, os, signal, time
+import click
+from ppencrypt.entry import run_command
+
+@click.command()
+def job():
+    # a Ctrl-C that lands once the command is over, while the interpreter finalises
+    atexit.register(lambda: (os.kill(os.getpid(), signal.SIGINT), time.sleep(0.2)))
+    click.echo("done")
+
+run_command(job, [], "job")
+"""
+
+
+def test_a_ctrl_c_after_the_command_is_over_changes_nothing():
+    """Python reset its own SIGINT handler while finalising, so a Ctrl-C there killed the process
+    by the signal (-2) or printed a traceback from an atexit callback; the command had finished."""
+    import sys
+
+    p = subprocess.run([sys.executable, "-c", ENDS_WITH_A_CTRL_C], capture_output=True, text=True, timeout=60)
+    assert (p.returncode, p.stdout, p.stderr) == (0, "done\n", "")

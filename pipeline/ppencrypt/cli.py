@@ -18,6 +18,7 @@ from .ciphers import cipher_class, method_names
 from .decrypt import decrypt_dataset
 from .engine import ENGINES
 from .dataset import EncryptOptions, encrypt_dataset
+from .entry import run_command
 from .errors import KeyFileError, MissingKeyFileError, OptionError, PipelineError
 from .formats import STORAGES, is_url, open_dataset, shown_url, without_credentials
 from .inspect import summary
@@ -415,7 +416,7 @@ def audit(out, src, split, count, known, output, learned, public, public_count, 
 
 
 def main(argv: list[str] | None = None) -> None:
-    cli.main(args=argv, prog_name="ppencrypt")
+    run_command(cli, argv, "ppencrypt")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import sys
 import click
 from click.core import ParameterSource
 
+from ppencrypt.entry import run_command
 from ppencrypt.errors import PipelineError
 from ppencrypt.formats import shown_url, without_credentials
 
@@ -202,7 +203,7 @@ def archs():
 
 
 def main(argv: list[str] | None = None) -> None:
-    cli.main(args=argv, prog_name="pptrain")
+    run_command(cli, argv, "pptrain")
 
 
 if __name__ == "__main__":
