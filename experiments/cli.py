@@ -176,9 +176,11 @@ def record(cells, do_run, do_list, work, key, before, store, doc):
 @click.option("--readme", type=click.Path(dir_okay=False), help="Write the same numbers as the method table between this file's "
               "<!-- methods:begin/end --> markers (README.md).")
 @click.option("--smoke", "is_smoke", is_flag=True, help="A tiny budget that checks the harness, not the frontier.")
+@click.option("--audit-again", is_flag=True, help="Audit the selected cells already kept again, keeping their training (their runs must "
+              "be in --work): for an attack added to the audit. The cells not kept run as usual.")
 @click.option("--in-process", is_flag=True, help="Run ppencrypt and pptrain inside this process instead of as subprocesses.")
 def frontier(src, cells, do_list, epochs, width, batch_size, train_subset, test_subset, audit_n, public_n, train_steps, work, key, store,
-             doc, numbers, readme, is_smoke, in_process):  # fmt: skip
+             doc, numbers, readme, is_smoke, audit_again, in_process):  # fmt: skip
     """The privacy–accuracy frontier on dataset SRC [default: Fashion-MNIST]: every method x key
     scope trained at one budget and audited with every attack that applies (--learned); the
     table on stdout, WORK/frontier.md and WORK/frontier.png. Resumable: a cell kept in the
@@ -195,7 +197,8 @@ def frontier(src, cells, do_list, epochs, width, batch_size, train_subset, test_
         for c in chosen:
             click.echo(f"{'done' if c.id in kept else 'todo'}  {c.id}: {fr.training(c, lay).shown} && {fr.auditing(c, lay).shown}")
         return
-    failed = fr.run_cells(chosen, lay, Runner(in_process, log=lambda line: click.echo(line, err=True)))
+    runner = Runner(in_process, log=lambda line: click.echo(line, err=True))
+    failed = (fr.audit_again(chosen, lay, runner) if audit_again else []) + fr.run_cells(chosen, lay, runner)
     picture = lay.work / "frontier.png"
     plotted = fr.plot(lay, chosen, picture)
     text = fr.table(lay, chosen, "frontier.png" if plotted else None)

@@ -317,6 +317,27 @@ def run_cells(cells: list[Cell], lay: Layout, runner: Runner) -> list[str]:
     return failed
 
 
+def audit_again(cells: list[Cell], lay: Layout, runner: Runner) -> list[str]:
+    """Audit the kept ones among ``cells`` again and keep the new audit beside the kept training
+    (its run directory must still be in the work folder): for when the audit gains an attack,
+    so that no cell is trained twice for it; the ids of the cells whose audit failed."""
+    kept = load(lay)
+    again = [c for c in cells if c.id in kept]
+    for cell in again:  # all checked before any audit runs: a missing run is one line, not a lost hour
+        if not (lay.run(cell) / METRICS).is_file():
+            raise ExperimentError(f"{lay.run(cell)}: no trained run of kept cell {cell.id} to audit again (--audit-again reads it from --work)")
+    failed = []
+    for cell in again:
+        try:
+            audited = runner(auditing(cell, lay))
+        except CommandFailed as e:
+            runner.log(f"  failed: {e}")
+            failed.append(cell.id)
+            continue
+        save(outcome(cell, lay, kept[cell.id].train_seconds, audited.seconds), lay)
+    return failed
+
+
 # --- the page -------------------------------------------------------------------------------
 
 

@@ -1,4 +1,4 @@
-"""``learned-features``: the learned attacker on bsm's key-invariant block features
+"""``learned-features``: the learned attacker on the key-invariant block features of bsm and etc
 (audit/blockfeatures.py), on real Fashion-MNIST images with budgets of seconds."""
 
 import json
@@ -11,6 +11,7 @@ from ppencrypt.audit.attacker import attacker_encrypt
 from ppencrypt.audit.attacks import Target, attacks
 from ppencrypt.audit.metrics import Scores
 from ppencrypt.audit.public import Budget, Learner, PublicImages
+from ppencrypt.ciphers import cipher_class, method_names
 
 pytest.importorskip("torch")
 
@@ -24,12 +25,37 @@ def varied(images, labels, n):
     return tiled, tlabels
 
 
-def test_it_applies_where_the_server_trains_on_block_invariant_features():
+def test_it_applies_where_the_blocks_are_the_plain_blocks_up_to_what_it_ignores():
     shape = (28, 28, 1)
     assert ATTACK.not_applicable(Target("bsm", {"block_size": 4}, "image", shape)) is None
     assert ATTACK.not_applicable(Target("bsm", {"block_size": 7}, "dataset", shape)) is None
-    for method, scope in (("pe", "image"), ("etc", "image"), ("plain", None)):
-        assert "key-invariant block features" in ATTACK.not_applicable(Target(method, {}, scope, shape))
+    assert ATTACK.not_applicable(Target("etc", {"block_size": 4}, "image", shape)) is None  # trained with Tanaka's network
+    for method, scope in (("pe", "image"), ("le", "image"), ("ele", "image"), ("plain", None)):
+        assert "maps key-invariant block features ignore" in ATTACK.not_applicable(Target(method, {}, scope, shape))
+
+
+@pytest.mark.parametrize("method", [m for m in method_names() if cipher_class(m).needs_key])
+@pytest.mark.parametrize("data", ["fmnist", "cifar10"])
+def test_a_method_claims_a_bag_of_blocks_exactly_when_the_features_ignore_its_key(request, method, data):
+    """The claim that lets the attack run (ImageCipher.bag_of_blocks) checked against the
+    features themselves, for every registered method: the attacker's block features of real
+    images encrypted with a key per image are the plain images' exactly when the method claims
+    it (float summation order aside); a method that moves pixels inside a block, or negates
+    pixels one by one, changes them."""
+    import torch
+
+    from ppencrypt.audit.blockfeatures import build
+
+    images = request.getfixturevalue(data)[0][:8]
+    cls = cipher_class(method)
+    block = cls.defaults.get("block_size", 4)
+    net = build(images.shape[3], block, images.shape[1:], 0)
+    encrypted = attacker_encrypt(method, dict(cls.defaults), "image", images, seed=5, purpose="the target's key")
+    assert not np.array_equal(encrypted, images)
+    with torch.no_grad():
+        plain, cipher = (net.bag(torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255) for x in (images, encrypted))
+    same = torch.allclose(plain, cipher, atol=1e-4)
+    assert same == cls.bag_of_blocks, f"{method}: largest difference {(plain - cipher).abs().max():.2e}"
 
 
 @pytest.mark.parametrize("block", [4, 7])

@@ -73,7 +73,22 @@ def test_smoke_frontier_runs_keeps_and_resumes(tmp_path):
     assert written.index("## The privacy–accuracy frontier") < written.index("<!-- frontier:begin -->") < written.index("## Results")
     assert "![accuracy against" in written and (tmp_path / "frontier.png").exists()
 
+    # an attack added to the audit: the kept cell is audited again, not trained again
+    before = {k["cell"]: k for k in kept}
+    report = tmp_path / "w" / "audits" / "bsm-image.json"
+    report.unlink()
+    redone = invoke(*args[:2], "bsm-image", *args[3:], "--audit-again")
+    assert "ppencrypt audit" in redone.stderr and "pptrain" not in redone.stderr and report.is_file()
+    after = {k["cell"]: k for k in map(json.loads, store.read_text().splitlines())}
+    assert sorted(after) == sorted(before)
+    assert after["bsm-image"]["train_seconds"] == before["bsm-image"]["train_seconds"]
+    assert after["bsm-image"]["accuracy"] == before["bsm-image"]["accuracy"]
+    assert after["bsm-image"]["audit_seconds"] != before["bsm-image"]["audit_seconds"]
+    assert after["pe-image"] == before["pe-image"]
+
     shutil.rmtree(tmp_path / "w" / "runs")  # scratch lost: the store still holds every cell
+    lost = invoke(*args, "--audit-again", code=1)  # nothing to audit again: one line, nothing run
+    assert "no trained run of kept cell" in lost.output and "$ " not in lost.output
     again = invoke(*args)  # resumed: everything kept, nothing runs
     assert "$ " not in again.stderr and again.stdout == text
     listed = invoke(*args, "--list").stdout.splitlines()

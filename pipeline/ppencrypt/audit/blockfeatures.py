@@ -5,7 +5,10 @@ A method whose network needs no key (``bsm``: the cipher's ``adapt`` is ``blocks
 give that network features that every key leaves unchanged — per block, its content up to a
 rotation / flip, a sign per component and a colour order, and the bag of blocks without their
 positions. Whatever those features tell the server's classifier, they tell anyone who knows the
-method, since they are the same for the ciphertext and its plain image. The attacker takes
+method, since they are the same for the ciphertext and its plain image. They are the same for
+every method whose block maps lie among those (the cipher's ``bag_of_blocks``: ``bsm`` and
+``etc``, whose one NP bit per block is a sign per component, all equal), whichever network its
+server trains: the attack reads the data, not the server's model. The attacker takes
 them as the server does (the same construction: pptrain/blockset.py), encrypts its public
 images under fresh keys of its own (attacker.py), and trains a network from the bag of block
 features to the plain image; its reconstructions are scored like every other attack's — PSNR,
@@ -125,8 +128,8 @@ class LearnedFeatures(Attack):
     needs_learner = True
 
     def not_applicable(self, target: Target) -> str | None:
-        if target.scope is None or target.cipher.adapt != "blockset":
-            return "the server's network does not work on key-invariant block features (adapt blockset)"
+        if target.scope is None or not target.cipher.bag_of_blocks:
+            return "the method's blocks are not the plain blocks up to the maps key-invariant block features ignore"
         return None
 
     def run(self, ciphertexts, target, pairs=None, learner: Learner | None = None):

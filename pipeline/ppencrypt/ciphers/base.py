@@ -117,6 +117,11 @@ class ImageCipher(ABC):
     summary: ClassVar[str]
     family: ClassVar[str]  # 'pixel' | 'block' | 'none' (ppencrypt.formats.manifest.FAMILIES)
     adapt: ClassVar[str] = "pixel"  # the adaptation network that fits the ciphertext (pptrain --adapt)
+    # True where, under any key, the ciphertext is the plain image's blocks moved, each by a
+    # rotation / flip, a sign per component and a colour order: the maps that blockset's block
+    # features ignore, so they are the plain image's — for the server, and for the audit's
+    # learned-features attacker (tests/test_audit_features.py checks every registered method)
+    bag_of_blocks: ClassVar[bool] = False
     needs_key: ClassVar[bool] = True
     scopes: ClassVar[tuple[str, ...]] = SCOPES
     defaults: ClassVar[dict] = {}

@@ -181,6 +181,7 @@ class ELE(BlockCipher):
 class ETC(BlockCipher):
     name = "etc"
     summary = "EtC block scrambling: keyed block positions, rotation/flip, block NP and block colour shuffle"
+    bag_of_blocks = True  # one NP bit for a whole block is a sign per component, all equal
 
     def purposes(self, channels):
         return ("block-positions", "block-symmetries", "block-np-bits") + (("block-colour-codes",) if channels == 3 else ())

@@ -42,6 +42,7 @@ class BSM(BlockCipher):
     name = "bsm"
     summary = "block scramble-mix: per image, block positions shuffled, each block rotated/flipped, negated per component, colour-shuffled"
     adapt = "blockset"  # block features invariant to the block's maps, then a set model without positions
+    bag_of_blocks = True
 
     def purposes(self, channels):
         return ("block-positions", "block-symmetries", "block-np-bits") + (("block-colour-codes",) if channels == 3 else ())
