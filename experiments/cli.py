@@ -188,8 +188,8 @@ def frontier(src, cells, do_list, epochs, width, batch_size, train_subset, test_
     given = {k: v for k, v in dict(epochs=epochs, width=width, batch_size=batch_size, train=train_subset, test=test_subset,
                                    audit_n=audit_n, public_n=public_n, train_steps=train_steps).items() if v is not None}  # fmt: skip
     budget = fr.Budget(**{**(fr.asdict(fr.SMOKE) if is_smoke else fr.asdict(fr.FULL)), **given})
-    if budget.test is not None and budget.audit_n >= budget.test:
-        raise UsageError("--audit-n", f"--audit-n {budget.audit_n} leaves no known pair among {budget.test} test images")
+    if budget.test is not None and budget.audit_n + fr.DATASET_KNOWN > budget.test:
+        raise UsageError("--audit-n", f"--audit-n {budget.audit_n} leaves fewer than {fr.DATASET_KNOWN} known pairs among {budget.test} test images")
     lay = fr.Layout(src=src, work=Path(work), key=key, budget=budget, in_process=in_process, kept=Path(store) if store else None)
     chosen = fr.select(cells)
     if do_list:

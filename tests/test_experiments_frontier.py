@@ -48,6 +48,17 @@ def test_a_block_wise_cell_at_another_block_size(tmp_path):
             fr.select((bad,))
 
 
+def test_a_dataset_key_is_audited_with_the_pairs_an_attacker_may_hold(tmp_path):
+    """One key for every image: each image the attacker knows is a pair against all of them, so
+    a dataset-scope cell's known-plaintext attack gets 8 (one left ele looking private); under a
+    key per image another image's pair tells nothing, and the audit's default stays."""
+    lay = fr.Layout(work=tmp_path / "w", key=str(tmp_path / "k.key"), budget=fr.FULL)
+    for cell in fr.all_cells():
+        shown = fr.auditing(cell, lay).shown
+        assert (f" -k {fr.DATASET_KNOWN} " in shown) == (cell.scope == "dataset"), shown
+    assert fr.DATASET_KNOWN == 8
+
+
 @pytest.mark.skipif(not Path(FMNIST).exists(), reason="Fashion-MNIST is not installed")
 def test_smoke_frontier_runs_keeps_and_resumes(tmp_path):
     doc = tmp_path / "privacy.md"
