@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import os
 import pickle
+import signal
 import struct
 import sys
 from pathlib import Path
@@ -17,6 +18,13 @@ import numpy as np
 import pytest
 from hypothesis import settings
 from PIL import Image
+
+# The tests send SIGINT as a terminal's Ctrl-C does. A run started in the background by a
+# non-interactive shell (`bash .ci/run &`) begins with SIGINT ignored, and exec keeps an ignored
+# signal ignored, so every ppencrypt it started would shrug the Ctrl-C off (exit 0); a Python
+# handler is reset to the default at exec, which is what a child should start with.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # OpenMP threads spin-wait by default, which on a CPU shared with other jobs makes torch many
 # times slower (pipeline/ppencrypt/audit/extra.py); read when torch starts, so set before a test imports it.
